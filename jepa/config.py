@@ -1,0 +1,237 @@
+"""The base config every experiment starts from, arg-string parsing, and validation.
+
+Experiments (``experiments/NAME.py``) call :func:`base_config`, change what they need and return
+a locked ``ConfigDict``, so ``--config.KEY=VALUE`` overrides of unknown keys fail at the command
+line. :func:`validate` then checks the combinations a type check cannot see, before anything is
+traced or compiled, and names the offending key.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+from jepa import masking
+from jepa.models.vit import parse_variant
+
+ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
+DTYPES = ("float32", "bfloat16")
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis → mesh axes. Parameters: FSDP shards the ``embed`` side of every kernel, tensor
+# parallelism the ``mlp`` and ``heads`` sides. Activations: the batch is split over both data
+# axes; the feature axes of attention and MLP follow tensor parallelism.
+DEFAULT_RULES = (
+    ("act_batch", ("data", "fsdp")),
+    ("act_length", None),
+    ("act_embed", None),
+    ("act_mlp", "tensor"),
+    ("act_heads", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("patch", None),
+)
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """big_vision-style ``"variant=S/16,res=224,runlocal"`` → ConfigDict (bare words are True).
+
+    Values are converted to the type of the default given for that key.
+    """
+    out = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, eq, value = item.partition("=")
+        if key not in defaults:
+            raise ValueError(f"unknown config arg {key!r}; valid: {sorted(defaults)}")
+        if not eq:
+            out[key] = True
+            continue
+        kind = type(defaults[key])
+        if kind is bool:
+            out[key] = value.lower() in ("1", "true", "yes")
+        elif defaults[key] is None:
+            out[key] = value
+        else:
+            out[key] = kind(value)
+    return ml_collections.ConfigDict(out)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults: ViT-S/16 at 224 px with I-JEPA's multi-block masks and schedules."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.batch_size = 16  # global, across all hosts
+    c.total_steps = 0  # 0: derive from ``epochs`` and the dataset size
+    c.epochs = 0.0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.variant = "S/16"
+    c.model.image_size = 224
+    c.model.channels = 3
+    c.model.width = 384
+    c.model.depth = 12
+    c.model.num_heads = 6
+    c.model.mlp_ratio = 4.0
+    c.model.patch_size = 16
+    c.model.dtype = "float32"  # compute dtype; parameters and optimizer state stay float32
+    c.model.remat = "none"
+    c.model.attention_impl = ""  # "" = XLA; "cudnn" for fused attention on NVIDIA GPUs
+    c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
+
+    c.mask = ml_collections.ConfigDict()
+    c.mask.num_targets = 4
+    c.mask.target_scale = (0.15, 0.2)
+    c.mask.target_aspect = (0.75, 1.5)
+    c.mask.context_scale = (0.85, 1.0)
+    c.mask.context_aspect = (1.0, 1.0)
+    c.mask.context_tokens = masking.REFERENCE_CONTEXT_TOKENS
+    c.mask.target_tokens = masking.REFERENCE_TARGET_TOKENS
+    c.mask.min_keep = 10
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.energy = "smooth_l1"
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 1e-3
+    c.optim.start_lr = 2e-4
+    c.optim.final_lr = 1e-6
+    c.optim.warmup_steps = 0
+    c.optim.warmup_epochs = 0.0  # used when warmup_steps == 0 and the run is set in epochs
+    c.optim.weight_decay = 0.04
+    c.optim.final_weight_decay = 0.4
+    c.optim.ema_momentum = (0.996, 1.0)
+    c.optim.schedule_scale = 1.0
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
+    c.optim.grad_clip = 0.0  # 0 disables global-norm clipping
+
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.sharding_rules = DEFAULT_RULES
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "imagenet2012"
+    c.data.data_dir = ""
+    c.data.train_split = "train"
+    c.data.test_split = "validation"
+    c.data.crop_scale = (0.3, 1.0)
+    c.data.hflip = False
+    c.data.mean = ()  # () = ImageNet statistics for RGB, 0.5 for grayscale
+    c.data.std = ()
+    c.data.worker_count = 0
+    c.data.num_train_examples = 0  # 0 = read from the TFDS builder info
+
+    c.log_every = 50
+    c.health_every = 500
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+    return c
+
+
+def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Lock the config so that overrides of unknown keys fail with the key's name."""
+    config.lock()
+    return config
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str) -> None:
+    """Set width/depth/heads/mlp ratio/patch from a name like ``"H/14"``."""
+    config.model.variant = variant
+    for key, value in parse_variant(variant).items():
+        config.model[key] = value
+
+
+def grid_of(config) -> tuple[int, int]:
+    size = config.model.image_size
+    return size // config.model.patch_size, size // config.model.patch_size
+
+
+def mask_spec(config) -> masking.MultiBlockSpec:
+    m = config.mask
+    return masking.MultiBlockSpec(
+        grid=grid_of(config),
+        context_tokens=m.context_tokens,
+        target_tokens=m.target_tokens,
+        num_targets=m.num_targets,
+        target_scale=tuple(m.target_scale),
+        target_aspect=tuple(m.target_aspect),
+        context_scale=tuple(m.context_scale),
+        context_aspect=tuple(m.context_aspect),
+        min_keep=m.min_keep,
+    )
+
+
+def resolve_steps(config, num_train_examples: int) -> ml_collections.ConfigDict:
+    """Fill ``total_steps`` and ``optim.warmup_steps`` from epochs when they are given in epochs."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    steps_per_epoch = max(1, num_train_examples // config.batch_size)
+    if not config.total_steps:
+        if config.epochs <= 0:
+            raise ValueError("set either total_steps or epochs (both are 0)")
+        config.total_steps = int(math.ceil(config.epochs * steps_per_epoch))
+    if not config.optim.warmup_steps and config.optim.warmup_epochs:
+        config.optim.warmup_steps = int(round(config.optim.warmup_epochs * steps_per_epoch))
+    return config
+
+
+def mesh_shape(config, device_count: int) -> tuple[int, int, int]:
+    """``config.mesh`` with one -1 filled so the product is ``device_count``."""
+    sizes = [int(config.mesh[a]) for a in MESH_AXES]
+    if sizes.count(-1) > 1:
+        raise ValueError(f"config.mesh={dict(config.mesh)} has more than one -1")
+    known = math.prod(s for s in sizes if s != -1)
+    if any(s == 0 or s < -1 for s in sizes):
+        raise ValueError(f"config.mesh={dict(config.mesh)}: sizes must be positive or -1")
+    if -1 in sizes:
+        if device_count % known:
+            raise ValueError(
+                f"config.mesh={dict(config.mesh)} cannot fill {device_count} devices "
+                f"({device_count} is not divisible by {known})"
+            )
+        sizes[sizes.index(-1)] = device_count // known
+    if math.prod(sizes) != device_count:
+        raise ValueError(
+            f"config.mesh={dict(config.mesh)} needs {math.prod(sizes)} devices, "
+            f"{device_count} are available; use -1 on one axis to fill"
+        )
+    return tuple(sizes)
+
+
+def validate(config, device_count: int | None = None) -> None:
+    """Raise ``ValueError`` naming the key for any impossible setting (before compilation)."""
+    m = config.model
+    if m.image_size % m.patch_size:
+        raise ValueError(
+            f"model.image_size={m.image_size} is not divisible by model.patch_size={m.patch_size}"
+        )
+    if m.width % m.num_heads:
+        raise ValueError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
+    if m.width % 4:
+        raise ValueError(f"model.width={m.width} must be divisible by 4 (2D sin-cos embedding)")
+    p = m.predictor
+    if p.width % p.num_heads or p.width % 4:
+        raise ValueError(
+            f"model.predictor.width={p.width} must be divisible by 4 and by "
+            f"model.predictor.num_heads={p.num_heads}"
+        )
+    if m.dtype not in DTYPES:
+        raise ValueError(f"model.dtype={m.dtype!r}; valid: {DTYPES}")
+    if config.loss.energy not in ENERGIES:
+        raise ValueError(f"loss.energy={config.loss.energy!r}; valid: {ENERGIES}")
+    if config.batch_size <= 0:
+        raise ValueError(f"batch_size={config.batch_size} must be positive")
+    if config.total_steps < 0 or (not config.total_steps and config.epochs <= 0):
+        raise ValueError("set total_steps > 0 or epochs > 0")
+    if config.optim.schedule_scale < 1:
+        raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
+    mask_spec(config).validate()
+    if device_count is not None:
+        data, fsdp, _ = mesh_shape(config, device_count)
+        if config.batch_size % (data * fsdp):
+            raise ValueError(
+                f"batch_size={config.batch_size} is not divisible by the batch-parallel size "
+                f"mesh.data × mesh.fsdp = {data * fsdp}"
+            )

@@ -1,0 +1,247 @@
+"""Numpy image transforms: I-JEPA's random resized crop, flips, eval resize, normalization.
+
+Images are uint8 `[height, width, channels]` with 1 (grayscale) or 3 (RGB) channels until the
+last step, `normalize_images`, which turns them into float32. Randomness comes only from the
+`np.random.Generator` passed in; inside a grain pipeline that is grain's per-record generator,
+so every crop is a function of (pipeline seed, record position).
+
+The grain transforms at the bottom (`TrainPreprocess`, `EvalPreprocess`) map a TFDS record
+`{'image', 'label', ...}` to `{'image': float32 [size, size, C], 'label': int32 []}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import grain
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GRAYSCALE_MEAN = (0.5,)
+GRAYSCALE_STD = (0.5,)
+# The fraction of the resized image kept by the eval center crop (224 of 256 in ImageNet).
+EVAL_CROP_FRACTION = 0.875
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalization: shared by the input pipeline and by `jepa.load_encoder`, so both see the same
+# numbers for the same pixels.
+
+
+def resolve_mean_std(
+    mean: Sequence[float] | None, std: Sequence[float] | None, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std, with defaults by channel count where the config leaves them None.
+
+    Defaults: ImageNet statistics for 3 channels, (0.5,)/(0.5,) for 1 channel.
+
+    Raises:
+      ValueError: if no default exists for `channels` or a given tuple has the wrong length.
+    """
+    defaults = {1: (GRAYSCALE_MEAN, GRAYSCALE_STD), 3: (IMAGENET_MEAN, IMAGENET_STD)}
+    if (mean is None or std is None) and channels not in defaults:
+        raise ValueError(
+            f"no default mean/std for {channels}-channel images (defaults exist for 1 and 3); "
+            "set config.data.mean and config.data.std"
+        )
+    mean = tuple(float(m) for m in (defaults[channels][0] if mean is None else mean))
+    std = tuple(float(s) for s in (defaults[channels][1] if std is None else std))
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"mean {mean} and std {std} must have one value per channel ({channels} channels)"
+        )
+    return mean, std
+
+
+def normalize_images(images, mean: Sequence[float], std: Sequence[float]):
+    """Maps pixels to float32 `(x / 255 - mean) / std`, per channel.
+
+    Args:
+      images: `[..., height, width, channels]`; uint8 (or any integer type) in [0, 255], or
+        floating point already scaled to [0, 1]. numpy or jax arrays (also inside `jax.jit`).
+      mean, std: one value per channel.
+
+    Returns:
+      float32 array of the same shape and array type as `images`.
+    """
+    mean = np.asarray(mean, np.float32)
+    std = np.asarray(std, np.float32)
+    if images.shape[-1] != mean.shape[0]:
+        raise ValueError(
+            f"images have {images.shape[-1]} channels (shape {images.shape}) but mean/std "
+            f"have {mean.shape[0]}"
+        )
+    is_integer = np.issubdtype(np.dtype(images.dtype), np.integer)
+    x = images.astype(np.float32)
+    if is_integer:
+        x = x / np.float32(255.0)
+    return (x - mean) / std
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry.
+
+
+def sample_crop_box(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    scale: Sequence[float] = (0.3, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """Samples a crop box as `RandomResizedCrop` does (the I-JEPA training augmentation).
+
+    The area is uniform in `scale` times the image area and the aspect ratio (width / height)
+    log-uniform in `ratio`. After `attempts` misses (a box that does not fit), falls back to
+    the largest centered box with the aspect ratio clipped into `ratio`.
+
+    Returns:
+      `(top, left, crop_height, crop_width)` in pixels, inside the image.
+    """
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_ratio[0], log_ratio[1]))
+        crop_w = round(math.sqrt(target_area * aspect))
+        crop_h = round(math.sqrt(target_area / aspect))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            top = int(rng.integers(0, height - crop_h + 1))
+            left = int(rng.integers(0, width - crop_w + 1))
+            return top, left, crop_h, crop_w
+    image_ratio = width / height
+    if image_ratio < min(ratio):
+        crop_w, crop_h = width, round(width / min(ratio))
+    elif image_ratio > max(ratio):
+        crop_w, crop_h = round(height * max(ratio)), height
+    else:
+        crop_w, crop_h = width, height
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+def resize_box(image: np.ndarray, box: Sequence[float], size: tuple[int, int]) -> np.ndarray:
+    """Cuts `box` out of `image` and resizes it bilinearly (antialiased when shrinking).
+
+    Args:
+      image: uint8 `[height, width, channels]`, 1 or 3 channels.
+      box: `(top, left, box_height, box_width)` in pixels; may be fractional (sub-pixel).
+      size: `(out_height, out_width)`.
+
+    Returns:
+      uint8 `[out_height, out_width, channels]`.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"expected a uint8 [height, width, 1 or 3] image, got {image.dtype} {image.shape}"
+        )
+    top, left, box_h, box_w = box
+    if (top, left, box_h, box_w, *size) == (0, 0, *image.shape[:2], *image.shape[:2]):
+        return image  # nothing to cut or scale: keep the pixels bit-exact
+    # PIL's BILINEAR filter widens its support when shrinking, as torchvision's PIL path does.
+    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    pil = pil.resize(
+        (size[1], size[0]),
+        Image.Resampling.BILINEAR,
+        box=(left, top, left + box_w, top + box_h),
+    )
+    return np.asarray(pil, dtype=np.uint8).reshape(size[0], size[1], image.shape[-1])
+
+
+def random_resized_crop(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    size: int,
+    scale: Sequence[float] = (0.3, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+) -> np.ndarray:
+    """I-JEPA's crop: a random box (see `sample_crop_box`) resized to uint8 `[size, size, C]`."""
+    box = sample_crop_box(rng, image.shape[0], image.shape[1], scale, ratio)
+    return resize_box(image, box, (size, size))
+
+
+def random_horizontal_flip(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mirrors `[height, width, C]` left-right with probability 1/2."""
+    return image[:, ::-1] if rng.random() < 0.5 else image
+
+
+def eval_resize(
+    image: np.ndarray, size: int, crop_fraction: float = EVAL_CROP_FRACTION
+) -> np.ndarray:
+    """The deterministic eval view: uint8 `[height, width, C]` → `[size, size, C]`.
+
+    An image already `size`×`size` passes through untouched. A larger one has its shorter side
+    resized to `round(size / crop_fraction)` and is center-cropped (the standard 256 → 224
+    ImageNet protocol); a smaller one has its shorter side resized to `size` and is
+    center-cropped.
+    """
+    height, width = image.shape[:2]
+    if height == width == size:
+        return image
+    short = min(height, width)
+    target_short = round(size / crop_fraction) if short > size else size
+    # Cut the center square-ish region whose resize gives exactly `size`×`size`: the box is
+    # `size / target_short` of the shorter side, in source pixels.
+    box_side = short * size / target_short
+    box_h = min(height, box_side)
+    box_w = min(width, box_side)
+    top = (height - box_h) / 2
+    left = (width - box_w) / 2
+    return resize_box(image, (top, left, box_h, box_w), (size, size))
+
+
+def _as_hwc(image) -> np.ndarray:
+    """Decoders may drop the channel axis of grayscale images; put it back."""
+    image = np.asarray(image)
+    return image[..., None] if image.ndim == 2 else image
+
+
+# ---------------------------------------------------------------------------------------------
+# Grain transforms over TFDS records.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPreprocess(grain.transforms.RandomMap):
+    """Random resized crop, optional flip, normalization: record → training example.
+
+    Output: `{'image': float32 [image_size, image_size, C], 'label': int32 []}`.
+    """
+
+    image_size: int
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def random_map(self, element, rng: np.random.Generator):
+        image = _as_hwc(element["image"])
+        image = random_resized_crop(image, rng, self.image_size, self.crop_scale, self.crop_ratio)
+        if self.hflip:
+            image = random_horizontal_flip(image, rng)
+        mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
+        return {
+            "image": normalize_images(image, mean, std),
+            "label": np.int32(element["label"]),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalPreprocess(grain.transforms.Map):
+    """Eval resize/center crop and normalization: record → eval example (as `TrainPreprocess`)."""
+
+    image_size: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def map(self, element):
+        image = eval_resize(_as_hwc(element["image"]), self.image_size)
+        mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
+        return {
+            "image": normalize_images(image, mean, std),
+            "label": np.int32(element["label"]),
+        }

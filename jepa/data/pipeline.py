@@ -1,0 +1,277 @@
+"""Input pipeline: TFDS `data_source` (array_record) → grain → per-host numpy batches → jax.Arrays.
+
+No TensorFlow: TFDS only reads records at random (decoding images with Pillow) and grain does
+the shuffling, per-host sharding, augmentation and batching, all in numpy.
+
+Checkpointing the train iterator. `make_train_iterator` returns a `grain.DatasetIterator`;
+`it.get_state()` is a small JSON-serializable dict (the position in the shuffled, repeated
+stream) and `it.set_state(state)` on a fresh iterator built from the same config and seed
+resumes at exactly the next batch. With Orbax, save it as an item handled by grain's handler,
+which writes one JSON file per process (`process_{i}-of-{n}.json`):
+
+    import grain, orbax.checkpoint as ocp
+    manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(train_state),
+        data=grain.checkpoint.CheckpointSave(it)))
+    manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=grain.checkpoint.CheckpointRestore(it)))  # calls it.set_state(...) in place
+
+(`grain.checkpoint.CheckpointHandler` is the handler; the older names
+`grain.python.PyGrainCheckpointSave/Restore` are the same classes.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import flags
+
+from jepa.data import augment
+from jepa.data.builders import BUILDERS
+
+# Threads decoding and augmenting records in this process (Pillow releases the GIL); override
+# with `config.data.read_threads`.
+DEFAULT_READ_THREADS = 16
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources.
+
+
+def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    """Our builders are prepared on first use; any other dataset must already be prepared."""
+    if name in BUILDERS:
+        builder = BUILDERS[name](data_dir=data_dir, file_format="array_record")
+        # A no-op once prepared. No download happens: the data ships with installed packages;
+        # `try_download_gcs=False` keeps TFDS from looking for a copy on GCS.
+        builder.download_and_prepare(
+            file_format="array_record",
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+        )
+        return builder
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        raise ValueError(
+            f"unknown dataset {name!r}: neither one of jepa's builders {sorted(BUILDERS)} "
+            f"nor a TFDS dataset found in data_dir={data_dir!r}"
+        ) from e
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"dataset {name!r} is not prepared under data_dir={data_dir!r} (looked in "
+            f"{builder.data_dir}). Prepare it once, without TensorFlow, with "
+            f"`tfds.builder({name!r}, data_dir=...).download_and_prepare("
+            "file_format='array_record')` (imagenet2012 also needs its manual download)."
+        )
+    return builder
+
+
+def load_data_source(name: str, split: str, data_dir: str | None = None):
+    """A random-access source of TFDS records `{'image': uint8 [H, W, C], 'label': int, ...}`.
+
+    Args:
+      name: TFDS name (`mnist5k`, `cifar10`, `imagenet2012`, ...). jepa's own builders are
+        prepared into `data_dir` on first use; other datasets must already be prepared there
+        in array_record format.
+      split: TFDS split string, e.g. `train`, `test`, `train[:90%]`, `train[90%:]`.
+      data_dir: TFDS data directory; None means TFDS's default (`~/tensorflow_datasets`).
+
+    Returns:
+      A TFDS `ArrayRecordDataSource` (`len()`, `[index]`), ready for `grain.MapDataset.source`.
+    """
+    _prepared_builder(name, data_dir)
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+
+
+def dataset_info(
+    name: str, data_dir: str | None = None, split: str = "train"
+) -> tuple[int, tuple[int | None, ...], int]:
+    """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info.
+
+    Used to turn epochs into steps; preparing our own builders first if needed.
+    """
+    info = _prepared_builder(name, data_dir).info
+    return (
+        info.splits[split].num_examples,
+        tuple(info.features["image"].shape),
+        info.features["label"].num_classes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Training.
+
+
+def _host_seed(seed: int, process_index: int) -> int:
+    # Hosts read disjoint shards, but grain seeds per-record randomness by position; folding in
+    # the host keeps position i on two hosts from getting the same crop.
+    return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+
+
+def _read_options(cfg) -> grain.ReadOptions:
+    # The buffer counts single examples (batching comes after it), so a few per thread suffice;
+    # grain's default of 500 would hold ~300 MB of 224-pixel float32 images per host.
+    threads = cfg.get("read_threads", DEFAULT_READ_THREADS)
+    return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(2 * threads, 64))
+
+
+def make_train_iterator(
+    cfg,
+    global_batch_size: int,
+    seed: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.DatasetIterator:
+    """An endless, checkpointable iterator of augmented training batches for this host.
+
+    Each host reads its own contiguous, equally sized shard of the split (the few examples
+    beyond a multiple of `process_count` are dropped), reshuffled each epoch; batches run
+    across epoch boundaries.
+
+    Args:
+      cfg: `config.data`: `dataset`, `data_dir`, `train_split`, `image_size`, `crop_scale`,
+        `hflip`, `mean`, `std` (None → defaults by channel count, see
+        `augment.resolve_mean_std`), optional `worker_count` (0: threads in this process;
+        N: N worker processes) and `read_threads`.
+      global_batch_size: examples per step over all hosts; divisible by `process_count`.
+      seed: data seed: the order and the crops are a function of it alone.
+      process_index, process_count: this host and the number of hosts (default: JAX's).
+
+    Returns:
+      A `grain.DatasetIterator` of `{'image': float32 [local_batch, S, S, C],
+      'label': int32 [local_batch]}`, local_batch = global_batch_size / process_count, with
+      `get_state()` / `set_state()` (see the module docstring for saving it with Orbax).
+    """
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not divisible by "
+            f"process_count={process_count}"
+        )
+    local_batch = global_batch_size // process_count
+    source = load_data_source(cfg.dataset, cfg.train_split, cfg.data_dir)
+    shard_size = len(source) // process_count
+    if shard_size < local_batch:
+        raise ValueError(
+            f"{cfg.dataset}:{cfg.train_split} has {len(source)} examples, {shard_size} per host: "
+            f"fewer than one local batch of {local_batch}"
+        )
+    preprocess = augment.TrainPreprocess(
+        image_size=cfg.image_size,
+        crop_scale=tuple(cfg.crop_scale),
+        hflip=bool(cfg.hflip),
+        mean=None if cfg.mean is None else tuple(cfg.mean),
+        std=None if cfg.std is None else tuple(cfg.std),
+    )
+    start = process_index * shard_size
+    ds = (
+        grain.MapDataset.source(source)[start : start + shard_size]
+        .seed(_host_seed(seed, process_index))
+        .shuffle()  # before repeat: each epoch gets its own permutation of the whole shard
+        .repeat()
+        .random_map(preprocess)
+        .to_iter_dataset(_read_options(cfg))
+        .batch(local_batch, drop_remainder=True)
+    )
+    workers = cfg.get("worker_count", 0)
+    if workers:
+        # grain's worker processes read absl flags; outside `absl.app.run` (tests, notebooks)
+        # nobody parsed them, and reading their defaults is what we want there.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    return iter(ds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def _eval_index_map(n: int, global_batch: int, local_batch: int, process_index: int):
+    """Position j in this host's stream → (example index, is real) in the padded split.
+
+    Global batch k holds padded indices [k*B, (k+1)*B); host p owns the slice
+    [k*B + p*L, k*B + (p+1)*L) of it, so stacking the hosts' k-th batches restores order.
+    """
+
+    def index(j: int) -> tuple[int, bool]:
+        k, r = divmod(j, local_batch)
+        i = k * global_batch + process_index * local_batch + r
+        return min(i, n - 1), i < n
+
+    return index
+
+
+def make_eval_batches(
+    cfg,
+    split: str,
+    batch_size: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.IterDataset:
+    """One deterministic pass over `split`, eval view (no augmentation), padded to full batches.
+
+    Args:
+      cfg: `config.data` (`dataset`, `data_dir`, `image_size`, `mean`, `std`).
+      split: TFDS split string.
+      batch_size: global batch size; each host gets `batch_size / process_count` per batch.
+      process_index, process_count: this host and the number of hosts (default: JAX's).
+
+    Returns:
+      A re-iterable `grain.IterDataset` of `{'image': float32 [local_batch, S, S, C],
+      'label': int32 [local_batch], 'mask': bool [local_batch]}`; every example of the split
+      appears exactly once with mask True, padding (copies of the last example) has mask
+      False. All hosts yield the same number of batches.
+    """
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if batch_size % process_count:
+        raise ValueError(f"batch_size={batch_size} is not divisible by {process_count=}")
+    local_batch = batch_size // process_count
+    source = load_data_source(cfg.dataset, split, cfg.data_dir)
+    n = len(source)
+    num_batches = -(-n // batch_size)
+    index = _eval_index_map(n, batch_size, local_batch, process_index)
+    preprocess = augment.EvalPreprocess(
+        image_size=cfg.image_size,
+        mean=None if cfg.mean is None else tuple(cfg.mean),
+        std=None if cfg.std is None else tuple(cfg.std),
+    )
+
+    def read(j: int) -> dict[str, Any]:
+        i, real = index(j)
+        return {**preprocess.map(source[i]), "mask": np.bool_(real)}
+
+    return (
+        grain.MapDataset.range(num_batches * local_batch)
+        .map(read)
+        .to_iter_dataset(_read_options(cfg))
+        .batch(local_batch)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Device placement.
+
+
+def to_global_batch(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
+    """Assembles every host's numpy batch into global `jax.Array`s.
+
+    Args:
+      local_batch: pytree of `[local_batch, ...]` arrays, this host's rows of the global batch.
+      sharding: one `jax.sharding.Sharding` for every leaf (it splits the leading batch axis,
+        e.g. `NamedSharding(mesh, P(('data', 'fsdp')))`), or a pytree of them matching
+        `local_batch`.
+
+    Returns:
+      The same pytree of `[global_batch, ...]` `jax.Array`s.
+    """
+    if isinstance(sharding, jax.sharding.Sharding):
+        sharding = jax.tree.map(lambda _: sharding, local_batch)
+    return jax.tree.map(jax.make_array_from_process_local_data, sharding, local_batch)

@@ -1,0 +1,41 @@
+"""Model construction from a config: one place that turns ``config.model`` into modules."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jepa.models.predictor import Predictor
+from jepa.models.vit import VisionTransformer
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_encoder(config) -> VisionTransformer:
+    m = config.model
+    return VisionTransformer(
+        image_size=(m.image_size, m.image_size),
+        patch_size=m.patch_size,
+        width=m.width,
+        depth=m.depth,
+        num_heads=m.num_heads,
+        mlp_ratio=m.mlp_ratio,
+        dtype=DTYPES[m.dtype],
+        remat=m.remat,
+        attention_impl=m.attention_impl or None,
+    )
+
+
+def build_predictor(config) -> Predictor:
+    m = config.model
+    grid = m.image_size // m.patch_size
+    return Predictor(
+        grid=(grid, grid),
+        out_width=m.width,
+        width=m.predictor.width,
+        depth=m.predictor.depth,
+        num_heads=m.predictor.num_heads,
+        mlp_ratio=m.mlp_ratio,
+        dtype=DTYPES[m.dtype],
+        remat=m.remat,
+        attention_impl=m.attention_impl or None,
+    )

@@ -1,0 +1,238 @@
+"""Transformer building blocks shared by the encoder, the predictor and the sequence models.
+
+Every parameter carries logical axis names (``embed``, ``mlp``, ``heads``, ``kv``, ``patch``) and
+the main activations are constrained with ``act_*`` names; one rules table in the config maps both
+to the mesh axes ``('data', 'fsdp', 'tensor')`` (see ``jepa/sharding.py``). Activations use
+separate names from parameters because the same feature axis is sharded differently on the two
+(FSDP shards parameter ``embed`` axes, never activation ``embed`` axes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+
+INIT_STD = 0.02
+LAYER_NORM_EPS = 1e-6
+
+
+def trunc_normal_init(std: float = INIT_STD, bound: float = 2.0):
+    """PyTorch's ``trunc_normal_(std=std, a=-bound, b=bound)``: N(0, std²) cut at ±bound absolute.
+
+    With std 0.02 the ±2 bound is 100 standard deviations, so this is a plain normal in practice;
+    we keep the exact definition so initial statistics match the reference implementation.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        cut = bound / std
+        return (jax.random.truncated_normal(key, -cut, cut, shape, jnp.float32) * std).astype(dtype)
+
+    return init
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+    """Sharding constraint by logical names; a no-op outside a mesh or without rules."""
+    return nn.with_logical_constraint(x, names)
+
+
+def _param(init, names):
+    return nn.with_logical_partitioning(init, names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed sin-cos position embeddings (MAE / I-JEPA layout), computed in numpy as constants.
+# ---------------------------------------------------------------------------------------------
+
+
+def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
+    """[n] positions → [n, dim] embedding: first half sin, second half cos (MAE convention)."""
+    if dim % 2:
+        raise ValueError(f"sin-cos embedding width must be even, got {dim}")
+    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
+    angles = np.outer(positions.reshape(-1).astype(np.float64), omega)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_2d(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
+    """[grid_h * grid_w, dim] embedding in raster order; half the width encodes each axis.
+
+    Matches I-JEPA's ``get_2d_sincos_pos_embed``: the first half encodes the column (w) index,
+    the second half the row (h) index, so converted PyTorch checkpoints line up exactly.
+    """
+    if dim % 4:
+        raise ValueError(f"2D sin-cos embedding width must be divisible by 4, got {dim}")
+    rows, cols = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
+    emb_w = sincos_1d(dim // 2, cols)
+    emb_h = sincos_1d(dim // 2, rows)
+    return np.concatenate([emb_w, emb_h], axis=1).astype(np.float32)
+
+
+def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.ndarray:
+    """[t * h * w, dim] embedding in (t, h, w) raster order, V-JEPA's layout: half the width
+    encodes time, a quarter each the row and the column, concatenated as [time, row, column]."""
+    if dim % 8:
+        raise ValueError(f"3D sin-cos embedding width must be divisible by 8, got {dim}")
+    ts, rows, cols = np.meshgrid(
+        np.arange(grid_t), np.arange(grid_h), np.arange(grid_w), indexing="ij"
+    )
+    parts = [sincos_1d(dim // 2, ts), sincos_1d(dim // 4, rows), sincos_1d(dim // 4, cols)]
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------------
+
+
+def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.LayerNorm:
+    return nn.LayerNorm(
+        epsilon=LAYER_NORM_EPS,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        scale_init=_param(nn.initializers.ones, ("embed",)),
+        bias_init=_param(nn.initializers.zeros, ("embed",)),
+        name=name,
+    )
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a qkv bias; ``out_scale`` rescales the output init."""
+
+    num_heads: int
+    out_scale: float = 1.0
+    dtype: Dtype = jnp.float32
+    attention_impl: str | None = None  # None = XLA; "cudnn" on GPUs (jax.nn.dot_product_attention)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[batch, length, embed] → [batch, length, embed]."""
+        width = x.shape[-1]
+        if width % self.num_heads:
+            raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
+        head_dim = width // self.num_heads
+        # Explicit [embed, 3, heads, head_dim] kernels (rather than DenseGeneral) so that the
+        # heads axis can be sharded for tensor parallelism and initialized in its final shape.
+        qkv_kernel = self.param(
+            "qkv_kernel",
+            _param(trunc_normal_init(), ("embed", None, "heads", "kv")),
+            (width, 3, self.num_heads, head_dim),
+        )
+        qkv_bias = self.param(
+            "qkv_bias",
+            _param(nn.initializers.zeros, (None, "heads", "kv")),
+            (3, self.num_heads, head_dim),
+        )
+        x = x.astype(self.dtype)
+        qkv = jnp.einsum("bld,dthk->blthk", x, qkv_kernel.astype(self.dtype))
+        qkv = qkv + qkv_bias.astype(self.dtype)
+        qkv = constrain(qkv, ("act_batch", "act_length", None, "act_heads", None))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        out = jax.nn.dot_product_attention(q, k, v, implementation=self.attention_impl)
+        out = constrain(out, ("act_batch", "act_length", "act_heads", None))
+        proj_kernel = self.param(
+            "proj_kernel",
+            _param(trunc_normal_init(INIT_STD * self.out_scale), ("heads", "kv", "embed")),
+            (self.num_heads, head_dim, width),
+        )
+        proj_bias = self.param("proj_bias", _param(nn.initializers.zeros, ("embed",)), (width,))
+        out = jnp.einsum("blhk,hkd->bld", out, proj_kernel.astype(self.dtype))
+        out = out + proj_bias.astype(self.dtype)
+        return constrain(out, ("act_batch", "act_length", "act_embed"))
+
+
+class Mlp(nn.Module):
+    """Two dense layers with an exact (erf) GELU, as in the reference ViT."""
+
+    hidden: int
+    out_scale: float = 1.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        width = x.shape[-1]
+        h = nn.Dense(
+            self.hidden,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=_param(trunc_normal_init(), ("embed", "mlp")),
+            bias_init=_param(nn.initializers.zeros, ("mlp",)),
+            name="fc1",
+        )(x)
+        h = constrain(h, ("act_batch", "act_length", "act_mlp"))
+        h = nn.gelu(h, approximate=False)
+        out = nn.Dense(
+            width,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=_param(trunc_normal_init(INIT_STD * self.out_scale), ("mlp", "embed")),
+            bias_init=_param(nn.initializers.zeros, ("embed",)),
+            name="fc2",
+        )(h)
+        return constrain(out, ("act_batch", "act_length", "act_embed"))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block. ``layer_id`` (1-based) sets the 1/sqrt(2·layer_id) rescale
+    of both output projections, which I-JEPA applies after init to keep the residual stream's
+    variance from growing with depth."""
+
+    num_heads: int
+    mlp_ratio: float = 4.0
+    layer_id: int = 1
+    dtype: Dtype = jnp.float32
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        width = x.shape[-1]
+        scale = 1.0 / math.sqrt(2.0 * self.layer_id)
+        x = x + Attention(
+            self.num_heads, scale, self.dtype, self.attention_impl, name="attn"
+        )(layer_norm("norm1", self.dtype)(x))
+        x = x + Mlp(int(width * self.mlp_ratio), scale, self.dtype, name="mlp")(
+            layer_norm("norm2", self.dtype)(x)
+        )
+        return constrain(x, ("act_batch", "act_length", "act_embed"))
+
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def block_class(remat: str = "none"):
+    """The Block module, wrapped in ``nn.remat`` with a named policy when memory is short."""
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"model.remat={remat!r}; valid: {sorted(REMAT_POLICIES)}")
+    if remat == "none":
+        return Block
+    return nn.remat(Block, policy=REMAT_POLICIES[remat])
+
+
+def stack_blocks(
+    x: jax.Array,
+    depth: int,
+    num_heads: int,
+    mlp_ratio: float,
+    dtype: Dtype,
+    remat: str,
+    attention_impl: str | None,
+    collect: dict | None = None,
+) -> jax.Array:
+    """Apply ``depth`` blocks (names ``block_0`` …); optionally record every block's output."""
+    cls = block_class(remat)
+    for i in range(depth):
+        x = cls(num_heads, mlp_ratio, i + 1, dtype, attention_impl, name=f"block_{i}")(x)
+        if collect is not None:
+            collect[f"block_{i}"] = x
+    return x

@@ -1,0 +1,101 @@
+"""I-JEPA's narrow transformer predictor.
+
+Context tokens are projected to the predictor width and given their position embeddings; for
+each target block, one shared learned mask token plus the embedding of each target position is
+appended; after the blocks and a norm, the target slots are projected back to encoder width.
+Each target block is predicted in its own sequence (the context repeated per block), exactly as
+the reference does, so blocks cannot see each other's queries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jepa.models import layers
+
+
+class Predictor(nn.Module):
+    grid: tuple[int, ...]  # (h, w) for images; (t, h, w) for video
+    out_width: int  # encoder width
+    width: int = 384
+    depth: int = 6
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    dtype: Any = jnp.float32
+    remat: str = "none"
+    attention_impl: str | None = None
+
+    @nn.compact
+    def __call__(
+        self,
+        context: jax.Array,
+        context_indices: jax.Array,
+        target_indices: jax.Array,
+        z_embedding: jax.Array | None = None,
+    ) -> jax.Array:
+        """Predict target-token representations.
+
+        Args:
+          context: [batch, n_ctx, out_width] context-encoder output.
+          context_indices: [batch, n_ctx] grid positions of the context tokens.
+          target_indices: [batch, n_blocks, n_tgt] grid positions to predict, per target block.
+          z_embedding: optional [batch, n_blocks, width] latent conditioning added to every mask
+            token of a block (the latent variable z of an energy-based JEPA).
+        Returns:
+          [batch, n_blocks, n_tgt, out_width] predictions.
+        """
+        b, n_ctx, _ = context.shape
+        _, n_blocks, n_tgt = target_indices.shape
+        make_pos = layers.sincos_2d if len(self.grid) == 2 else layers.sincos_3d
+        pos = jnp.asarray(make_pos(self.width, *self.grid), self.dtype)  # [n_grid, width]
+
+        x = nn.Dense(
+            self.width,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=nn.with_logical_partitioning(layers.trunc_normal_init(), ("embed", "mlp")),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
+            name="embed",
+        )(context.astype(self.dtype))
+        x = x + pos[context_indices]
+        # One sequence per target block: [batch * n_blocks, n_ctx, width].
+        x = jnp.broadcast_to(x[:, None], (b, n_blocks, n_ctx, self.width))
+        x = x.reshape(b * n_blocks, n_ctx, self.width)
+
+        # [1, 1, width] like the reference, so it gets weight decay like the reference's 3-D token.
+        mask_token = self.param(
+            "mask_token",
+            nn.with_logical_partitioning(layers.trunc_normal_init(), (None, None, "embed")),
+            (1, 1, self.width),
+        )
+        queries = mask_token.astype(self.dtype) + pos[target_indices]  # [b, blocks, tgt, width]
+        if z_embedding is not None:
+            queries = queries + z_embedding[:, :, None, :].astype(self.dtype)
+        queries = queries.reshape(b * n_blocks, n_tgt, self.width)
+
+        x = jnp.concatenate([x, queries], axis=1)
+        x = layers.constrain(x, ("act_batch", "act_length", "act_embed"))
+        x = layers.stack_blocks(
+            x,
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio,
+            self.dtype,
+            self.remat,
+            self.attention_impl,
+        )
+        x = layers.layer_norm("norm", self.dtype)(x)[:, n_ctx:]
+        x = nn.Dense(
+            self.out_width,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=nn.with_logical_partitioning(layers.trunc_normal_init(), ("mlp", "embed")),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+            name="proj",
+        )(x)
+        return x.reshape(b, n_blocks, n_tgt, self.out_width)
+

@@ -1,0 +1,106 @@
+"""ViT encoder (I-JEPA's ``vision_transformer.py`` architecture, written as a pure Linen module).
+
+No class token, fixed 2D sin-cos position embeddings (constants, not parameters), pre-norm
+blocks with a qkv bias, exact GELU, LayerNorm eps 1e-6 and a final norm. The context encoder
+passes ``token_indices`` so that only the context patches enter the transformer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jepa.models import layers
+
+# width, depth, heads, mlp ratio — as in I-JEPA's vit_tiny … vit_giant.
+VARIANTS: dict[str, tuple[int, int, int, float]] = {
+    "Ti": (192, 12, 3, 4.0),
+    "S": (384, 12, 6, 4.0),
+    "B": (768, 12, 12, 4.0),
+    "L": (1024, 24, 16, 4.0),
+    "H": (1280, 32, 16, 4.0),
+    "g": (1408, 40, 16, 48 / 11),
+}
+
+
+def parse_variant(variant: str) -> dict[str, Any]:
+    """``"H/14"`` → ``{width: 1280, depth: 32, num_heads: 16, mlp_ratio: 4.0, patch_size: 14}``."""
+    name, _, patch = variant.partition("/")
+    if name not in VARIANTS or not patch.isdigit():
+        raise ValueError(
+            f"model variant {variant!r} is not NAME/PATCH with NAME in {sorted(VARIANTS)}"
+        )
+    width, depth, heads, ratio = VARIANTS[name]
+    return dict(width=width, depth=depth, num_heads=heads, mlp_ratio=ratio, patch_size=int(patch))
+
+
+def patchify(images: jax.Array, patch_size: int) -> jax.Array:
+    """[batch, H, W, C] → [batch, (H/p)·(W/p), p·p·C] in raster order of patches."""
+    b, h, w, c = images.shape
+    p = patch_size
+    x = images.reshape(b, h // p, p, w // p, p, c)
+    x = x.transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def gather_tokens(x: jax.Array, indices: jax.Array) -> jax.Array:
+    """x [batch, tokens, d], indices [batch, k] → [batch, k, d] (I-JEPA's ``apply_masks``)."""
+    return jnp.take_along_axis(x, indices[..., None], axis=1)
+
+
+class VisionTransformer(nn.Module):
+    """Images → patch tokens. Returns ``(tokens [batch, n, width], aux)``; ``aux`` holds every
+    block's output (``block_i``) so evaluators can pick intermediate layers by name."""
+
+    image_size: tuple[int, int]
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    dtype: Any = jnp.float32
+    remat: str = "none"
+    attention_impl: str | None = None
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @nn.compact
+    def __call__(self, images: jax.Array, token_indices: jax.Array | None = None):
+        """images [batch, H, W, C] normalized floats; token_indices [batch, k] or None (all)."""
+        if tuple(images.shape[1:3]) != tuple(self.image_size):
+            raise ValueError(
+                f"images have spatial shape {images.shape[1:3]}, model.image_size is "
+                f"{tuple(self.image_size)}"
+            )
+        x = patchify(images.astype(self.dtype), self.patch_size)
+        x = nn.Dense(
+            self.width,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=nn.with_logical_partitioning(layers.trunc_normal_init(), ("patch", "embed")),
+            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+            name="patch_embed",
+        )(x)
+        pos = jnp.asarray(layers.sincos_2d(self.width, *self.grid), self.dtype)
+        x = x + pos[None]
+        if token_indices is not None:
+            x = gather_tokens(x, token_indices)
+        x = layers.constrain(x, ("act_batch", "act_length", "act_embed"))
+        aux: dict[str, jax.Array] = {}
+        x = layers.stack_blocks(
+            x,
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio,
+            self.dtype,
+            self.remat,
+            self.attention_impl,
+            collect=aux,
+        )
+        x = layers.layer_norm("norm", self.dtype)(x)
+        return x, aux

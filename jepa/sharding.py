@@ -1,0 +1,132 @@
+"""One device mesh ``('data', 'fsdp', 'tensor')``, logical-axis rules, and the shardings of the
+train state and of the batches.
+
+Data parallelism is ``mesh = (N, 1, 1)``; FSDP shards every parameter's ``embed`` axis (and the
+optimizer state with it) over ``fsdp``; tensor parallelism shards ``mlp``/``heads`` over
+``tensor``. Batches are split over ``data × fsdp``. Everything is plain ``jax.jit`` with
+``NamedSharding``s; no pmap, no shard_map.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jepa import config as config_lib
+
+BATCH_AXES = ("data", "fsdp")
+
+
+def make_mesh(config, devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+    """The mesh described by ``config.mesh`` (one axis may be -1 to take the rest)."""
+    devices = list(devices if devices is not None else jax.devices())
+    shape = config_lib.mesh_shape(config, len(devices))
+    return jax.make_mesh(
+        shape,
+        config_lib.MESH_AXES,
+        axis_types=(jax.sharding.AxisType.Auto,) * len(shape),
+        devices=devices,
+    )
+
+
+def rules_of(config) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:
+    return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in
+                 config.sharding_rules)
+
+
+def _mesh_axes_for(logical: PartitionSpec, shape, mesh, rules) -> PartitionSpec:
+    """Map one logical spec to mesh axes; a dim the mesh axes do not divide stays replicated
+    (small models on big meshes: a 48-wide patch kernel is not worth padding)."""
+    table = dict(rules)
+    out = []
+    used: set[str] = set()
+    for name, dim in zip(tuple(logical) + (None,) * (len(shape) - len(logical)), shape):
+        axes = table.get(name) if name is not None else None
+        if axes is None:
+            out.append(None)
+            continue
+        axes = (axes,) if isinstance(axes, str) else tuple(axes)
+        axes = tuple(a for a in axes if a not in used and mesh.shape[a] > 1)
+        size = math.prod(mesh.shape[a] for a in axes)
+        if not axes or dim % size:
+            out.append(None)
+            continue
+        used.update(axes)
+        out.append(axes[0] if len(axes) == 1 else axes)
+    return PartitionSpec(*out)
+
+
+def param_shardings(boxed_params, mesh, rules):
+    """NamedShardings for (abstract) params that still carry flax's logical-partitioning boxes."""
+    logical = nn.get_partition_spec(boxed_params)
+    shapes = nn.unbox(boxed_params)
+    return jax.tree.map(
+        lambda spec, x: NamedSharding(mesh, _mesh_axes_for(spec, x.shape, mesh, rules)),
+        logical,
+        shapes,
+        is_leaf=lambda s: isinstance(s, PartitionSpec),
+    )
+
+
+def opt_state_shardings(tx: optax.GradientTransformation, abstract_opt_state, params_sharding,
+                        mesh):
+    """Optimizer moments follow their parameters' shardings; counters are replicated."""
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return optax.tree_map_params(
+        tx,
+        lambda _, sharding: sharding,
+        abstract_opt_state,
+        params_sharding,
+        transform_non_params=lambda _: replicated,
+        is_leaf=lambda x: isinstance(x, NamedSharding),
+    )
+
+
+def batch_sharding(mesh, ndim: int) -> NamedSharding:
+    """Leading (batch) axis over ``data × fsdp``, the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def replicated(mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def global_batch(local: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+    """Per-host numpy arrays → global ``jax.Array``s split over the batch axes of the mesh."""
+    return {
+        k: jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
+        for k, v in local.items()
+    }
+
+
+def maybe_initialize_distributed(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> bool:
+    """Start JAX's multi-host runtime when flags or the environment ask for it.
+
+    Explicit arguments win; otherwise ``JEPA_COORDINATOR`` / ``JEPA_NUM_PROCESSES`` /
+    ``JEPA_PROCESS_ID``; otherwise, under SLURM or on a Cloud TPU VM pod, JAX's auto-detection.
+    Returns True when the distributed runtime was started.
+    """
+    coordinator = coordinator or os.environ.get("JEPA_COORDINATOR")
+    if num_processes is None and os.environ.get("JEPA_NUM_PROCESSES"):
+        num_processes = int(os.environ["JEPA_NUM_PROCESSES"])
+    if process_id is None and os.environ.get("JEPA_PROCESS_ID"):
+        process_id = int(os.environ["JEPA_PROCESS_ID"])
+    if coordinator:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+        return True
+    if "SLURM_JOB_ID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        jax.distributed.initialize()
+        return True
+    if os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
+        jax.distributed.initialize()
+        return True
+    return False

@@ -1,0 +1,85 @@
+"""The train state: one pytree holding everything a step reads and writes.
+
+``params`` = {"encoder": context encoder, "predictor": predictor}; ``target_params`` is the EMA
+copy of the encoder (the target encoder, never touched by gradients); ``rng`` is raw key data
+(uint32) so it checkpoints like any other array.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jepa import sharding
+from jepa.models import build_encoder, build_predictor
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    target_params: Any
+    opt_state: Any
+    rng: jax.Array
+
+
+def init_boxed_params(config, rng: jax.Array) -> dict:
+    """Freshly initialized params, still wrapped in flax's logical-partitioning boxes."""
+    m = config.model
+    encoder, predictor = build_encoder(config), build_predictor(config)
+    k_enc, k_pred = jax.random.split(rng)
+    images = jnp.zeros((1, m.image_size, m.image_size, m.channels), jnp.float32)
+    ctx_idx = jnp.zeros((1, config.mask.context_tokens), jnp.int32)
+    tgt_idx = jnp.zeros((1, config.mask.num_targets, config.mask.target_tokens), jnp.int32)
+    context = jnp.zeros((1, config.mask.context_tokens, m.width), jnp.float32)
+    return {
+        "encoder": encoder.init(k_enc, images)["params"],
+        "predictor": predictor.init(k_pred, context, ctx_idx, tgt_idx)["params"],
+    }
+
+
+def init_train_state(config, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+    """Unsharded construction; run it under ``jax.jit(out_shardings=...)`` to place it."""
+    init_key, state_key = jax.random.split(rng)
+    params = nn.unbox(init_boxed_params(config, init_key))
+    # The target encoder starts as an exact copy of the context encoder (reference: deepcopy).
+    target = jax.tree.map(jnp.copy, params["encoder"])
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        target_params=target,
+        opt_state=tx.init(params),
+        rng=state_key,
+    )
+
+
+def state_shardings(config, tx, mesh, rng: jax.Array) -> tuple[TrainState, TrainState]:
+    """(abstract state, its NamedShardings), computed without allocating anything."""
+    rules = sharding.rules_of(config)
+    boxed = jax.eval_shape(functools.partial(init_boxed_params, config), rng)
+    p_shard = sharding.param_shardings(boxed, mesh, rules)
+    abstract = jax.eval_shape(functools.partial(init_train_state, config, tx), rng)
+    rep = sharding.replicated(mesh)
+    shardings = TrainState(
+        step=rep,
+        params=p_shard,
+        target_params=p_shard["encoder"],
+        opt_state=sharding.opt_state_shardings(tx, abstract.opt_state, p_shard, mesh),
+        rng=rep,
+    )
+    return abstract, shardings
+
+
+def create_train_state(config, tx, mesh, seed: int | None = None):
+    """Initialize the state directly into its shardings (no host-side full copy)."""
+    rng = jax.random.PRNGKey(config.seed if seed is None else seed)
+    _, shardings = state_shardings(config, tx, mesh, rng)
+    init = functools.partial(init_train_state, config, tx)
+    state = jax.jit(init, out_shardings=shardings)(rng)
+    return state, shardings

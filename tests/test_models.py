@@ -1,0 +1,130 @@
+"""Model shapes, parameter counts against the reference, and initialization statistics."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jepa.models import layers
+from jepa.models.predictor import Predictor
+from jepa.models.vit import VisionTransformer, parse_variant, patchify
+
+
+def count(tree):
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(tree)))
+
+
+def abstract_params(variant, res, pred_depth):
+    h = parse_variant(variant)
+    patch = h.pop("patch_size")
+    grid = res // patch
+    enc = VisionTransformer((res, res), patch, **h)
+    pred = Predictor((grid, grid), h["width"], 384, pred_depth, h["num_heads"])
+    key = jax.random.key(0)
+    e = jax.eval_shape(lambda: enc.init(key, jnp.zeros((1, res, res, 3)))["params"])
+    p = jax.eval_shape(
+        lambda: pred.init(
+            key,
+            jnp.zeros((1, 4, h["width"])),
+            jnp.zeros((1, 4), jnp.int32),
+            jnp.zeros((1, 2, 3), jnp.int32),
+        )["params"]
+    )
+    return e, p
+
+
+# Trainable parameter counts of facebookresearch/ijepa's models (fixed pos-embeddings excluded).
+@pytest.mark.parametrize(
+    "variant,res,pred_depth,encoder_count,predictor_count",
+    [
+        ("S/16", 224, 6, 21_589_632, 10_943_616),
+        ("B/16", 224, 6, 85_646_592, 11_238_912),
+        ("H/14", 224, 12, 630_434_560, 22_279_424),
+    ],
+)
+def test_parameter_counts_match_reference(
+    variant, res, pred_depth, encoder_count, predictor_count
+):
+    enc, pred = abstract_params(variant, res, pred_depth)
+    assert count(enc) == encoder_count
+    assert count(pred) == predictor_count
+
+
+def test_every_parameter_has_logical_axis_names():
+    enc, pred = abstract_params("Ti/16", 64, 1)
+    for tree in (enc, pred):
+        leaves = jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+        assert leaves and all(isinstance(x, nn.LogicallyPartitioned) for x in leaves)
+        assert all(len(x.names) == len(x.value.shape) for x in leaves)
+
+
+def test_initialization_matches_reference():
+    width, depth = 192, 4
+    enc = VisionTransformer((64, 64), 16, width, depth, 3)
+    params = nn.unbox(enc.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)))["params"])
+    for i in range(depth):
+        block = params[f"block_{i}"]
+        expected = 0.02 / math.sqrt(2 * (i + 1))  # per-layer rescale of output projections
+        for kernel in (block["attn"]["proj_kernel"], block["mlp"]["fc2"]["kernel"]):
+            assert np.std(kernel) == pytest.approx(expected, rel=0.05)
+        for kernel in (block["attn"]["qkv_kernel"], block["mlp"]["fc1"]["kernel"]):
+            assert np.std(kernel) == pytest.approx(0.02, rel=0.05)
+        for bias in (block["attn"]["qkv_bias"], block["mlp"]["fc1"]["bias"]):
+            assert not np.any(bias)
+        np.testing.assert_array_equal(block["norm1"]["scale"], 1.0)
+        np.testing.assert_array_equal(block["norm1"]["bias"], 0.0)
+    assert np.std(params["patch_embed"]["kernel"]) == pytest.approx(0.02, rel=0.05)
+
+
+def test_sincos_matches_hand_computed_values():
+    emb = layers.sincos_2d(8, 2, 3)  # 2 rows × 3 columns, width 8: [w-part(4), h-part(4)]
+    assert emb.shape == (6, 8)
+    # Patch at row 1, column 2 (raster index 5). 1-D part of width 4: omega = [1, 1/100].
+    omega = np.array([1.0, 0.01])
+    expect_w = np.concatenate([np.sin(2 * omega), np.cos(2 * omega)])
+    expect_h = np.concatenate([np.sin(1 * omega), np.cos(1 * omega)])
+    np.testing.assert_allclose(emb[5], np.concatenate([expect_w, expect_h]), rtol=1e-6)
+    assert layers.sincos_3d(16, 2, 2, 2).shape == (8, 16)
+
+
+def test_patchify_order_and_token_selection():
+    images = jnp.arange(2 * 4 * 4 * 1, dtype=jnp.float32).reshape(2, 4, 4, 1)
+    patches = patchify(images, 2)
+    assert patches.shape == (2, 4, 4)
+    np.testing.assert_array_equal(patches[0, 1], [2, 3, 6, 7])  # top-right patch
+
+    enc = VisionTransformer((16, 16), 4, 32, 1, 2)
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+    params = enc.init(jax.random.key(1), x)
+    full, aux = enc.apply(params, x)
+    assert full.shape == (2, 16, 32) and "block_0" in aux
+    idx = jnp.array([[0, 5, 7], [1, 2, 15]])
+    part, _ = enc.apply(params, x, idx)
+    assert part.shape == (2, 3, 32)
+
+
+def test_predictor_output_shape_and_block_independence():
+    pred = Predictor((4, 4), 32, 16, 1, 2)
+    ctx = jax.random.normal(jax.random.key(0), (2, 5, 32))
+    ctx_idx = jnp.tile(jnp.arange(5), (2, 1))
+    tgt = jnp.array([[[8, 9, 10], [12, 13, 14]]] * 2)
+    params = pred.init(jax.random.key(1), ctx, ctx_idx, tgt)
+    out = pred.apply(params, ctx, ctx_idx, tgt)
+    assert out.shape == (2, 2, 3, 32)
+    # Each block is predicted in its own sequence: changing block 1's positions leaves block 0.
+    tgt2 = tgt.at[:, 1].set(jnp.array([15, 11, 7]))
+    out2 = pred.apply(params, ctx, ctx_idx, tgt2)
+    np.testing.assert_allclose(out[:, 0], out2[:, 0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(out[:, 1], out2[:, 1])
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    enc = VisionTransformer((16, 16), 4, 32, 1, 2, dtype=jnp.bfloat16)
+    x = jnp.ones((1, 16, 16, 3))
+    params = enc.init(jax.random.key(0), x)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nn.unbox(params)))
+    out, _ = enc.apply(params, x)
+    assert out.dtype == jnp.bfloat16

@@ -124,11 +124,68 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.worker_count = 0
     c.data.num_train_examples = 0  # 0 = read from the TFDS builder info
 
+    c.eval = ml_collections.ConfigDict()
+    c.eval.weights = "target"  # target (EMA) or context encoder
+    c.eval.layers = "last"  # last | last4
+    c.eval.pooling = "avg"  # avg | flatten | none
+    c.eval.dataset = ""  # "" = the pretraining dataset
+    c.eval.train_split = ""  # "" = data.train_split
+    c.eval.test_split = ""  # "" = data.test_split
+    c.eval.batch_size = 256
+    c.eval.probe_epochs = 30
+    c.eval.probe_batch_size = 256
+    c.eval.lrs = (1e-3, 3e-3, 1e-2)
+    c.eval.wds = (0.0, 1e-4, 1e-3, 1e-2)
+    c.eval.val_fraction = 0.1
+
     c.log_every = 50
-    c.health_every = 500
+    c.health_every = 500  # steps between health readings (RankMe, feature std); 0 disables
+    c.health = ml_collections.ConfigDict(dict(min_std=1e-2, min_rank=2.0))  # collapse alarms
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     return c
+
+
+def apply_overrides(config, overrides: dict[str, str]) -> None:
+    """Apply ``{"eval.pooling": "flatten"}``-style string overrides, typed like the existing
+    value; an unknown key raises naming it."""
+    import ast
+
+    for dotted, raw in overrides.items():
+        node = config
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            if p not in node:
+                raise KeyError(f"unknown config key {dotted!r} (no {p!r})")
+            node = node[p]
+        if leaf not in node:
+            raise KeyError(f"unknown config key {dotted!r}; valid here: {sorted(node.keys())}")
+        old = node[leaf]
+        if isinstance(old, str):
+            value = raw
+        elif isinstance(old, bool):
+            value = raw.lower() in ("1", "true", "yes")
+        else:
+            value = ast.literal_eval(raw)
+            if isinstance(old, float) and isinstance(value, int):
+                value = float(value)
+        node[leaf] = value
+
+
+def from_stored(stored: dict) -> ml_collections.ConfigDict:
+    """A config saved with a checkpoint, on top of today's defaults (so keys added since the
+    checkpoint was written get their default values)."""
+    config = base_config()
+
+    def merge(node, values):
+        for key, value in values.items():
+            if isinstance(value, dict) and key in node and isinstance(node[key], ml_collections.ConfigDict):
+                merge(node[key], value)
+            else:
+                node[key] = tuple(value) if isinstance(value, list) else value
+
+    merge(config, stored)
+    return config
 
 
 def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -1,0 +1,63 @@
+"""PNG plots of a run: loss and health curves from ``metrics.jsonl``."""
+
+from __future__ import annotations
+
+import os
+
+from jepa.metrics import read_metrics
+
+
+def plot_training_curves(workdir: str, out_name: str = "loss.png") -> str | None:
+    """Loss (and, when logged, effective rank and feature std) against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(workdir)
+    loss = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    health = [(r["step"], r["rankme"], r["feature_std"]) for r in rows if "rankme" in r]
+    if not loss:
+        return None
+    panels = 3 if health else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
+    ax = axes[0][0]
+    ax.plot(*zip(*loss, strict=True))
+    ax.set(xlabel="step", ylabel="loss", title="JEPA energy (train)")
+    ax.grid(alpha=0.3)
+    if health:
+        steps, ranks, stds = zip(*health, strict=True)
+        axes[0][1].plot(steps, ranks, marker="o")
+        axes[0][1].set(xlabel="step", ylabel="RankMe", title="effective rank (target enc.)")
+        axes[0][2].plot(steps, stds, marker="o")
+        axes[0][2].set(xlabel="step", ylabel="std", title="per-dim std (target enc.)")
+        for a in axes[0][1:]:
+            a.grid(alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(workdir, out_name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_probe_vs_step(workdir: str, results: list[dict]) -> str | None:
+    """Probe top-1 against pretraining step → ``workdir/eval/probe_vs_step.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not results:
+        return None
+    steps = [r["step"] for r in results]
+    top1 = [r["top1"] for r in results]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(steps, top1, marker="o")
+    ax.set(xlabel="pretraining step", ylabel="top-1 (%)", title=f"{results[0]['protocol']} probe")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(workdir, "eval", "probe_vs_step.png")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

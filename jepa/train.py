@@ -1,0 +1,198 @@
+"""``train_and_evaluate(config, workdir)``: the generic pretraining loop, read top to bottom.
+
+Sections: config → mesh → input → state (fresh or restored) → jitted step → loop (progress bar,
+metrics, health, checkpoints, non-finite guard) → final checkpoint and plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from jepa import checkpointing, masking, optim, sharding
+from jepa import config as config_lib
+from jepa import state as state_lib
+from jepa import step as step_lib
+from jepa.data import pipeline
+from jepa.evaluate import health
+from jepa.metrics import MetricWriter
+from jepa.models import build_encoder
+from jepa.plots import plot_training_curves
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/inf; the last good checkpoint is left untouched."""
+
+
+def data_config(config) -> ml_collections.ConfigDict:
+    """``config.data`` plus what the input pipeline needs from ``config.model``."""
+    d = config.data
+    return ml_collections.ConfigDict(
+        dict(
+            dataset=d.dataset,
+            data_dir=d.data_dir or None,
+            train_split=d.train_split,
+            test_split=d.test_split,
+            image_size=config.model.image_size,
+            crop_scale=tuple(d.crop_scale),
+            hflip=d.hflip,
+            mean=tuple(d.mean) or None,
+            std=tuple(d.std) or None,
+            worker_count=d.worker_count,
+        )
+    )
+
+
+def prepare_config(config, num_train_examples: int | None = None):
+    """Resolve epochs → steps from the dataset size, then validate against the device count."""
+    config_lib.validate(config, jax.device_count())
+    if not config.total_steps or (config.optim.warmup_epochs and not config.optim.warmup_steps):
+        n = num_train_examples or config.data.num_train_examples
+        if not n:
+            n, _, _ = pipeline.dataset_info(config.data.dataset, config.data.data_dir or None)
+        config = config_lib.resolve_steps(config, n)
+    return config
+
+
+@dataclasses.dataclass
+class Batches:
+    """Per-step global batches: images from the data iterator, masks from (seed, step)."""
+
+    iterator: object
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+
+    def __post_init__(self):
+        self.spec = config_lib.mask_spec(self.config)
+        self.local = self.config.batch_size // jax.process_count()
+
+    def get(self, step: int) -> dict:
+        record = next(self.iterator)
+        # Every host draws the *global* batch's masks and keeps its slice, so the masks do not
+        # depend on the number of hosts (multi-host == single-host, bit for bit).
+        masks = masking.masks_for_step(self.config.seed, step, self.config.batch_size, self.spec)
+        lo = jax.process_index() * self.local
+        local = {
+            "image": np.asarray(record["image"], np.float32),
+            "context": masks.context[lo : lo + self.local],
+            "targets": masks.targets[lo : lo + self.local],
+        }
+        return sharding.global_batch(local, self.mesh)
+
+
+def make_health_fn(config, mesh):
+    """Jitted: (target params, images) → health metrics of average-pooled target features."""
+    encoder = build_encoder(config)
+    rules = sharding.rules_of(config)
+
+    @functools.partial(jax.jit, out_shardings=sharding.replicated(mesh))
+    def fn(target_params, images):
+        import flax.linen as nn
+
+        with nn.logical_axis_rules(rules):
+            tokens, _ = encoder.apply({"params": target_params}, images)
+        return health.health_metrics(tokens.astype(jnp.float32).mean(axis=1))
+
+    return fn
+
+
+def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
+    """Pretrain (or resume) in ``workdir``. ``max_steps`` stops early (tests, preemption drills)
+    without changing the schedules. Returns the final train state."""
+    # ------------------------------------------------------------------------------- config
+    config = prepare_config(config)
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+
+    # --------------------------------------------------------------------------------- mesh
+    mesh = sharding.make_mesh(config)
+
+    # -------------------------------------------------------------------------------- input
+    train_iter = pipeline.make_train_iterator(
+        data_config(config), config.batch_size, seed=config.seed
+    )
+    batches = Batches(train_iter, config, mesh)
+
+    # -------------------------------------------------------------------------------- state
+    tx = optim.make_optimizer(config)
+    rng = jax.random.PRNGKey(config.seed)
+    abstract, shardings = state_lib.state_shardings(config, tx, mesh, rng)
+    ckpt = checkpointing.Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
+    state, start = ckpt.restore_latest_good(
+        checkpointing.with_shardings(abstract, shardings), train_iter
+    )
+    if state is None:
+        state, _ = state_lib.create_train_state(config, tx, mesh)
+        start = 0
+    else:
+        logging.info("resumed from step %d in %s", start, workdir)
+
+    # ---------------------------------------------------------------------- update function
+    train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
+    health_fn = make_health_fn(config, mesh)
+    writer = MetricWriter(workdir)
+    health_images = None
+
+    # --------------------------------------------------------------------------------- loop
+    end = config.total_steps if max_steps is None else min(config.total_steps, max_steps)
+    bar = tqdm(
+        total=config.total_steps, initial=start, disable=not is_main, dynamic_ncols=True,
+        desc="pretrain", unit="step",
+    )
+    t_last, n_last = time.perf_counter(), start
+    for step in range(start, end):
+        batch = batches.get(step)
+        if health_images is None:
+            health_images = batch["image"]  # a fixed batch for comparable health readings
+        with jax.set_mesh(mesh):
+            state, metrics = train_step(state, batch)
+        done = step + 1
+        last_step = done == end
+        should_log = done % config.log_every == 0 or last_step
+        should_save = done % config.checkpoint_every == 0 or last_step
+        if should_log or should_save:
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                ckpt.wait()
+                bar.close()
+                raise NonFiniteLossError(
+                    f"loss is {loss} at step {done}; stopping. The last good checkpoint "
+                    f"(step {ckpt.latest_step()}) in {workdir} is intact."
+                )
+        if should_log:
+            now = time.perf_counter()
+            rate = (done - n_last) * config.batch_size / max(now - t_last, 1e-9)
+            t_last, n_last = now, done
+            values = {k: float(v) for k, v in metrics.items()}
+            values["images_per_s"] = rate
+            if config.health_every and (done % config.health_every == 0 or last_step):
+                with jax.set_mesh(mesh):
+                    h = jax.device_get(health_fn(state.target_params, health_images))
+                values.update({k: float(v) for k, v in h.items()})
+                alarms = health.collapse_alarms(h, config.health.min_std, config.health.min_rank)
+                if alarms and is_main:
+                    bar.write(f"[step {done}] COLLAPSE ALARM: " + "; ".join(alarms))
+                    logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))
+            writer.write(done, values)
+            bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}", refresh=False)
+        bar.update(1)
+        if should_save:
+            ckpt.save(done, state, train_iter, config, force=last_step)
+
+    # -------------------------------------------------------------------------------- final
+    bar.close()
+    ckpt.close()
+    writer.close()
+    if is_main:
+        plot_training_curves(workdir)
+    return state

@@ -1,0 +1,153 @@
+"""Measure the train step: time, throughput, FLOPs and utilization. Prints one final JSON line.
+
+  python scripts/benchmark.py --config experiments/ijepa_in1k.py:variant=S/16,res=224 \
+      --batch 16 --steps 5 [--config.model.dtype=float32] [--memory]
+
+Images are synthetic, so data loading is excluded; masks are sampled on the host each step as
+in training, and their cost is reported separately (``mask_s_median``). FLOPs come from XLA's
+cost analysis of the compiled step; the peak is a dense matmul of the same dtype measured in
+this process on the same devices, so ``utilization`` is relative to what this machine can do.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from jepa import config as config_lib
+from jepa import masking, optim, sharding
+from jepa import state as state_lib
+from jepa import step as step_lib
+
+config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
+flags.DEFINE_integer("steps", 10, "timed steps (after one compile step and one warm-up step)")
+flags.DEFINE_integer("batch", 0, "global batch size (0: the config's)")
+flags.DEFINE_bool("memory", False, "report per-device bytes from the compiled step's analysis")
+FLAGS = flags.FLAGS
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def peak_matmul_flops(dtype, mesh) -> float:
+    """Dense matmul FLOP/s per process, on all devices, in the step's compute dtype."""
+    n = 2048 if jax.default_backend() == "cpu" else 8192
+    rows = n * mesh.size
+    spec = sharding.batch_sharding(mesh, 2)
+    a = jax.device_put(jnp.ones((rows, n), dtype), spec)
+    b = jax.device_put(jnp.ones((n, n), dtype), sharding.replicated(mesh))
+    matmul = jax.jit(lambda x, y: x @ y, out_shardings=spec)
+    matmul(a, b).block_until_ready()
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2.0 * rows * n * n / min(times)
+
+
+def cost_flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else {}
+    return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
+def memory_report(compiled) -> dict:
+    m = compiled.memory_analysis()
+    if m is None:
+        return {}
+    keys = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "alias_size_in_bytes", "generated_code_size_in_bytes")
+    return {k: int(getattr(m, k, 0)) for k in keys}
+
+
+def main(_):
+    config = FLAGS.config
+    if FLAGS.batch:
+        config.unlock()
+        config.batch_size = FLAGS.batch
+        config.lock()
+    if not config.total_steps:
+        config.unlock()
+        config.total_steps = 100_000
+        config.lock()
+    config_lib.validate(config, jax.device_count())
+    mesh = sharding.make_mesh(config)
+    tx = optim.make_optimizer(config)
+    state, shardings = state_lib.create_train_state(config, tx, mesh)
+    train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
+    spec = config_lib.mask_spec(config)
+    m = config.model
+    b = config.batch_size
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((b, m.image_size, m.image_size, m.channels), np.float32)
+
+    def make_batch(step):
+        t = time.perf_counter()
+        masks = masking.masks_for_step(config.seed, step, b, spec)
+        mask_s = time.perf_counter() - t
+        local = {"image": images, "context": masks.context, "targets": masks.targets}
+        return sharding.global_batch(local, mesh), mask_s
+
+    batch, _ = make_batch(0)
+    t = time.perf_counter()
+    with jax.set_mesh(mesh):
+        compiled = train_step.lower(state, batch).compile()
+    compile_s = time.perf_counter() - t
+    flops = cost_flops(compiled)
+    log(f"compiled in {compile_s:.1f}s; {flops / 1e9:.2f} GFLOP per step")
+
+    step_times, mask_times = [], []
+    with jax.set_mesh(mesh):
+        for i in range(FLAGS.steps + 1):  # the first call after compile is a warm-up
+            batch, mask_s = make_batch(i + 1)
+            t = time.perf_counter()
+            state, metrics = train_step(state, batch)
+            jax.block_until_ready(metrics["loss"])
+            if i:
+                step_times.append(time.perf_counter() - t)
+                mask_times.append(mask_s)
+                log(f"step {i}: {step_times[-1]:.3f}s loss {float(metrics['loss']):.4f}")
+
+    dtype = jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32
+    peak = peak_matmul_flops(dtype, mesh)
+    median = statistics.median(step_times)
+    result = {
+        "config": m.variant,
+        "image_size": m.image_size,
+        "batch": b,
+        "dtype": m.dtype,
+        "steps": len(step_times),
+        "step_s_median": median,
+        "step_s_min": min(step_times),
+        "images_per_s": b / median,
+        "mask_s_median": statistics.median(mask_times),
+        "compile_s": compile_s,
+        "flops_per_step": flops,
+        "achieved_flops_per_s": flops / median,
+        "peak_matmul_flops_per_s": peak,
+        "utilization": flops / median / peak,
+        "compiles": train_step._cache_size(),
+        "devices": jax.device_count(),
+        "platform": jax.default_backend(),
+        "mesh": dict(zip(mesh.axis_names, mesh.devices.shape, strict=True)),
+        "context_tokens": config.mask.context_tokens,
+        "target_tokens": config.mask.target_tokens,
+    }
+    if FLAGS.memory:
+        result["memory"] = memory_report(compiled)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

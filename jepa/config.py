@@ -78,6 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.patch_size = 16
     c.model.dtype = "float32"  # compute dtype; parameters and optimizer state stay float32
     c.model.remat = "none"
+    c.model.patch_embed_init = "reference"  # or "fan_in" for small patches (see models/vit.py)
     c.model.attention_impl = ""  # "" = XLA; "cudnn" for fused attention on NVIDIA GPUs
     c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
 
@@ -179,7 +180,11 @@ def from_stored(stored: dict) -> ml_collections.ConfigDict:
 
     def merge(node, values):
         for key, value in values.items():
-            if isinstance(value, dict) and key in node and isinstance(node[key], ml_collections.ConfigDict):
+            if (
+                isinstance(value, dict)
+                and key in node
+                and isinstance(node[key], ml_collections.ConfigDict)
+            ):
                 merge(node[key], value)
             else:
                 node[key] = tuple(value) if isinstance(value, list) else value

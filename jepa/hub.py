@@ -34,9 +34,7 @@ def _nest(keys, value):
 def abstract_encoder_params(config):
     import flax.linen as nn
 
-    boxed = jax.eval_shape(
-        functools.partial(init_boxed_params, config), jax.random.PRNGKey(0)
-    )
+    boxed = jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.PRNGKey(0))
     return nn.unbox(boxed["encoder"])
 
 
@@ -51,8 +49,9 @@ def restore_encoder_params(ckpt: checkpointing.Checkpointer, config, step: int, 
         saved = saved[k]
     checkpointing.check_tree_matches(saved, expected, f"checkpoint step {step} ({weights})")
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                          expected)
+    target = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected
+    )
     # A partial read of the 'state' item: only this encoder's arrays leave the disk.
     item = _nest(keys, target)
     with ocp.PyTreeCheckpointer() as reader:

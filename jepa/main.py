@@ -12,9 +12,7 @@ import logging
 from absl import app, flags
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file(
-    "config", None, "experiments/NAME.py[:ARGS]", lock_config=True
-)
+config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
 flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go (local or gs://)")
 flags.DEFINE_string("coordinator", None, "multi-host: coordinator address host:port")
 flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")

@@ -142,7 +142,9 @@ def _closest(score: np.ndarray, k: int) -> np.ndarray:
     return np.sort(idx, axis=-1).astype(np.int32)
 
 
-def sample_multiblock_masks(rng: np.random.Generator, batch_size: int, spec: MultiBlockSpec) -> Masks:
+def sample_multiblock_masks(
+    rng: np.random.Generator, batch_size: int, spec: MultiBlockSpec
+) -> Masks:
     """Draw one batch of multi-block masks (vectorized over the batch)."""
     grid, n = spec.grid, spec.num_patches
     th, tw = block_size(rng.random(), grid, spec.target_scale, spec.target_aspect)
@@ -158,7 +160,9 @@ def sample_multiblock_masks(rng: np.random.Generator, batch_size: int, spec: Mul
         t_left = rng.integers(0, grid[1] - tw + 1, size=(m, spec.num_targets))
         # Distance 0 inside the block; the uniform jitter picks a random subset when trimming
         # and breaks ties between equally near cells when padding.
-        t_score = _distance_to_blocks(grid, t_top, t_left, th, tw) + rng.random((m, spec.num_targets, n))
+        t_score = _distance_to_blocks(grid, t_top, t_left, th, tw) + rng.random(
+            (m, spec.num_targets, n)
+        )
         t_idx = _closest(t_score, spec.target_tokens)
         is_target = np.zeros((m, n), bool)
         np.put_along_axis(is_target, t_idx.reshape(m, -1), True, axis=1)

@@ -37,8 +37,10 @@ def make_mesh(config, devices: Sequence[jax.Device] | None = None) -> jax.shardi
 
 
 def rules_of(config) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:
-    return tuple((name, tuple(axes) if isinstance(axes, list) else axes) for name, axes in
-                 config.sharding_rules)
+    return tuple(
+        (name, tuple(axes) if isinstance(axes, list) else axes)
+        for name, axes in config.sharding_rules
+    )
 
 
 def _mesh_axes_for(logical: PartitionSpec, shape, mesh, rules) -> PartitionSpec:
@@ -47,7 +49,8 @@ def _mesh_axes_for(logical: PartitionSpec, shape, mesh, rules) -> PartitionSpec:
     table = dict(rules)
     out = []
     used: set[str] = set()
-    for name, dim in zip(tuple(logical) + (None,) * (len(shape) - len(logical)), shape):
+    names = tuple(logical) + (None,) * (len(shape) - len(logical))
+    for name, dim in zip(names, shape, strict=True):
         axes = table.get(name) if name is not None else None
         if axes is None:
             out.append(None)
@@ -75,8 +78,9 @@ def param_shardings(boxed_params, mesh, rules):
     )
 
 
-def opt_state_shardings(tx: optax.GradientTransformation, abstract_opt_state, params_sharding,
-                        mesh):
+def opt_state_shardings(
+    tx: optax.GradientTransformation, abstract_opt_state, params_sharding, mesh
+):
     """Optimizer moments follow their parameters' shardings; counters are replicated."""
     replicated = NamedSharding(mesh, PartitionSpec())
     return optax.tree_map_params(

@@ -76,7 +76,8 @@ class Batches:
         self.spec = config_lib.mask_spec(self.config)
         self.local = self.config.batch_size // jax.process_count()
 
-    def get(self, step: int) -> dict:
+    def get(self, step: int) -> tuple[dict, float]:
+        """(global batch, checksum of this host's images — logged to prove exact resumes)."""
         record = next(self.iterator)
         # Every host draws the *global* batch's masks and keeps its slice, so the masks do not
         # depend on the number of hosts (multi-host == single-host, bit for bit).
@@ -87,7 +88,7 @@ class Batches:
             "context": masks.context[lo : lo + self.local],
             "targets": masks.targets[lo : lo + self.local],
         }
-        return sharding.global_batch(local, self.mesh)
+        return sharding.global_batch(local, self.mesh), float(local["image"].sum(dtype=np.float64))
 
 
 def make_health_fn(config, mesh):
@@ -146,12 +147,16 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     # --------------------------------------------------------------------------------- loop
     end = config.total_steps if max_steps is None else min(config.total_steps, max_steps)
     bar = tqdm(
-        total=config.total_steps, initial=start, disable=not is_main, dynamic_ncols=True,
-        desc="pretrain", unit="step",
+        total=config.total_steps,
+        initial=start,
+        disable=not is_main,
+        dynamic_ncols=True,
+        desc="pretrain",
+        unit="step",
     )
     t_last, n_last = time.perf_counter(), start
     for step in range(start, end):
-        batch = batches.get(step)
+        batch, checksum = batches.get(step)
         if health_images is None:
             health_images = batch["image"]  # a fixed batch for comparable health readings
         with jax.set_mesh(mesh):
@@ -175,6 +180,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
             t_last, n_last = now, done
             values = {k: float(v) for k, v in metrics.items()}
             values["images_per_s"] = rate
+            values["data_checksum"] = checksum
             if config.health_every and (done % config.health_every == 0 or last_step):
                 with jax.set_mesh(mesh):
                     h = jax.device_get(health_fn(state.target_params, health_images))

@@ -66,8 +66,13 @@ def memory_report(compiled) -> dict:
     m = compiled.memory_analysis()
     if m is None:
         return {}
-    keys = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
-            "alias_size_in_bytes", "generated_code_size_in_bytes")
+    keys = (
+        "argument_size_in_bytes",
+        "output_size_in_bytes",
+        "temp_size_in_bytes",
+        "alias_size_in_bytes",
+        "generated_code_size_in_bytes",
+    )
     return {k: int(getattr(m, k, 0)) for k in keys}
 
 

@@ -6,3 +6,15 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir(tmp_path_factory) -> str:
+    """mnist5k prepared once per test session (about 2 s), through the normal TFDS path."""
+    from jepa.data import pipeline
+
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    pipeline.load_data_source("mnist5k", "test", data_dir)
+    return data_dir

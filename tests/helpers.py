@@ -39,3 +39,40 @@ def synthetic_batch(config, step: int, seed: int = 0) -> dict:
     images = rng.standard_normal((config.batch_size, m.image_size, m.image_size, m.channels))
     masks = masking.masks_for_step(seed, step, config.batch_size, config_lib.mask_spec(config))
     return {"image": images.astype(np.float32), "context": masks.context, "targets": masks.targets}
+
+
+def tiny_mnist_config(data_dir: str, **overrides):
+    """mnist5k at 28 px with 7-px patches (4×4 grid) and a one-block ViT: seconds per step."""
+    c = config_lib.base_config()
+    c.model.image_size = 28
+    c.model.channels = 1
+    c.model.patch_size = 7
+    c.model.width = 32
+    c.model.depth = 1
+    c.model.num_heads = 2
+    c.model.predictor.width = 16
+    c.model.predictor.depth = 1
+    c.model.predictor.num_heads = 2
+    c.mask.num_targets = 2
+    c.mask.context_tokens = 6
+    c.mask.target_tokens = 3
+    c.mask.min_keep = 2
+    c.batch_size = 16
+    c.total_steps = 4
+    c.optim.warmup_steps = 1
+    c.data.dataset = "mnist5k"
+    c.data.data_dir = data_dir
+    c.data.test_split = "test"
+    c.log_every = 1
+    c.health_every = 2
+    c.checkpoint_every = 2
+    c.eval.probe_epochs = 3
+    c.eval.lrs = (1e-2,)
+    c.eval.wds = (0.0, 1e-3)
+    for key, value in overrides.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c

@@ -45,9 +45,7 @@ def abstract_params(variant, res, pred_depth):
         ("H/14", 224, 12, 630_434_560, 22_279_424),
     ],
 )
-def test_parameter_counts_match_reference(
-    variant, res, pred_depth, encoder_count, predictor_count
-):
+def test_parameter_counts_match_reference(variant, res, pred_depth, encoder_count, predictor_count):
     enc, pred = abstract_params(variant, res, pred_depth)
     assert count(enc) == encoder_count
     assert count(pred) == predictor_count

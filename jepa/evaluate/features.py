@@ -52,17 +52,33 @@ def make_feature_fn(module, depth: int, layers: str, pooling: str):
     return fn
 
 
-def extract_features(module, params, data_cfg, split: str, *, depth: int, layers: str = "last",
-                     pooling: str = "avg", batch_size: int = 256, cache_dir: str | None = None,
-                     cache_key: dict | None = None):
+def extract_features(
+    module,
+    params,
+    data_cfg,
+    split: str,
+    *,
+    depth: int,
+    layers: str = "last",
+    pooling: str = "avg",
+    batch_size: int = 256,
+    cache_dir: str | None = None,
+    cache_key: dict | None = None,
+):
     """(features [n, ...] float32, labels [n] int32) over a whole split, in order.
 
     With ``cache_dir`` and ``cache_key`` (e.g. checkpoint step and weights), results are stored
     as ``.npz`` and re-read, so a grid of probes extracts each split once."""
     path = None
     if cache_dir and cache_key is not None:
-        key = dict(cache_key, dataset=data_cfg.dataset, split=split, layers=layers,
-                   pooling=pooling, image_size=data_cfg.image_size)
+        key = dict(
+            cache_key,
+            dataset=data_cfg.dataset,
+            split=split,
+            layers=layers,
+            pooling=pooling,
+            image_size=data_cfg.image_size,
+        )
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         path = os.path.join(cache_dir, f"{data_cfg.dataset}_{split}_{digest}.npz".replace("/", "_"))
         if os.path.exists(path):

@@ -30,9 +30,9 @@ def _train_grid(x, y, lrs, wds, num_classes, epochs, batch_size, seed):
     batch_size = min(batch_size, n)
     steps_per_epoch = max(1, n // batch_size)
     total = epochs * steps_per_epoch
-    perms = np.stack(
-        [np.random.default_rng([seed, e]).permutation(n) for e in range(epochs)]
-    )[:, : steps_per_epoch * batch_size].reshape(total, batch_size)
+    perms = np.stack([np.random.default_rng([seed, e]).permutation(n) for e in range(epochs)])[
+        :, : steps_per_epoch * batch_size
+    ].reshape(total, batch_size)
     x, y, perms = jnp.asarray(x), jnp.asarray(y), jnp.asarray(perms)
 
     def train_one(lr, wd):
@@ -95,8 +95,16 @@ def linear_probe(
     best = int(np.argmax(val_acc))
 
     all_x, te_x = standardize(train_x, test_x)
-    w, b = _train_grid(all_x, train_y, g_lr[best : best + 1], g_wd[best : best + 1], num_classes,
-                       epochs, batch_size, seed)
+    w, b = _train_grid(
+        all_x,
+        train_y,
+        g_lr[best : best + 1],
+        g_wd[best : best + 1],
+        num_classes,
+        epochs,
+        batch_size,
+        seed,
+    )
     top1 = float(_accuracy(w, b, te_x, test_y)[0])
     return {
         "top1": top1,

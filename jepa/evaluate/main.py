@@ -19,8 +19,13 @@ PROTOCOLS = ("linear",)
 
 
 def parse_args(argv: list[str]) -> tuple[dict, dict]:
-    flags = {"workdir": None, "step": None, "protocol": "linear", "all_steps": False,
-             "baselines": False}
+    flags = {
+        "workdir": None,
+        "step": None,
+        "protocol": "linear",
+        "all_steps": False,
+        "baselines": False,
+    }
     overrides = {}
     joined, i = [], 0
     while i < len(argv):  # accept "--workdir DIR" as well as "--workdir=DIR"
@@ -37,14 +42,16 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
         if key.startswith("config."):
             if not eq:
                 raise SystemExit(f"{arg}: config overrides need --config.KEY=VALUE")
-            overrides[key[len("config."):]] = value
+            overrides[key[len("config.") :]] = value
         elif key in ("all_steps", "baselines"):
             flags[key] = value.lower() not in ("0", "false", "no") if eq else True
         elif key in ("workdir", "step", "protocol"):
             flags[key] = value
         else:
-            raise SystemExit(f"unknown flag --{key}; valid: --workdir --step --protocol "
-                             "--all-steps --baselines --config.KEY=VALUE")
+            raise SystemExit(
+                f"unknown flag --{key}; valid: --workdir --step --protocol "
+                "--all-steps --baselines --config.KEY=VALUE"
+            )
     if not flags["workdir"]:
         raise SystemExit("--workdir is required")
     if flags["protocol"] not in PROTOCOLS:
@@ -79,20 +86,36 @@ def run_linear(workdir: str, step: int | None, overrides: dict, baselines: bool)
     train_split = e.train_split or config.data.train_split
     test_split = e.test_split or config.data.test_split
     cache = os.path.join(workdir, "eval", "features")
-    probe_kw = dict(lrs=tuple(e.lrs), wds=tuple(e.wds), epochs=e.probe_epochs,
-                    batch_size=e.probe_batch_size, val_fraction=e.val_fraction, seed=config.seed)
+    probe_kw = dict(
+        lrs=tuple(e.lrs),
+        wds=tuple(e.wds),
+        epochs=e.probe_epochs,
+        batch_size=e.probe_batch_size,
+        val_fraction=e.val_fraction,
+        seed=config.seed,
+    )
 
     def probe(params, key, label):
         t = time.perf_counter()
-        kw = dict(depth=config.model.depth, layers=e.layers, pooling=e.pooling,
-                  batch_size=e.batch_size, cache_dir=cache if key else None, cache_key=key)
+        kw = dict(
+            depth=config.model.depth,
+            layers=e.layers,
+            pooling=e.pooling,
+            batch_size=e.batch_size,
+            cache_dir=cache if key else None,
+            cache_key=key,
+        )
         tr = features.extract_features(enc.module, params, data_cfg, train_split, **kw)
         te = features.extract_features(enc.module, params, data_cfg, test_split, **kw)
-        log(f"[{label}] features {tr[0].shape} train, {te[0].shape} test "
-            f"({time.perf_counter() - t:.1f}s); training the probe grid…")
+        log(
+            f"[{label}] features {tr[0].shape} train, {te[0].shape} test "
+            f"({time.perf_counter() - t:.1f}s); training the probe grid…"
+        )
         out = linear_probe.linear_probe(tr[0], tr[1], te[0], te[1], **probe_kw)
-        log(f"[{label}] top-1 {100 * out['top1']:.2f}% (val {100 * out['val_top1']:.2f}%, "
-            f"lr {out['lr']:g}, wd {out['wd']:g})")
+        log(
+            f"[{label}] top-1 {100 * out['top1']:.2f}% (val {100 * out['val_top1']:.2f}%, "
+            f"lr {out['lr']:g}, wd {out['wd']:g})"
+        )
         return out
 
     t0 = time.perf_counter()
@@ -110,8 +133,9 @@ def run_linear(workdir: str, step: int | None, overrides: dict, baselines: bool)
         "wd": out["wd"],
     }
     if baselines:
-        from jepa.state import init_boxed_params
         import flax.linen as nn
+
+        from jepa.state import init_boxed_params
 
         px_tr = features.pixel_features(data_cfg, train_split, e.batch_size)
         px_te = features.pixel_features(data_cfg, test_split, e.batch_size)
@@ -142,7 +166,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         result = run_linear(workdir, step, overrides, flags["baselines"])
         out_dir = os.path.join(workdir, "eval")
         os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, f"{flags['protocol']}_step{result['step']}.json"), "w") as f:
+        with open(
+            os.path.join(out_dir, f"{flags['protocol']}_step{result['step']}.json"), "w"
+        ) as f:
             json.dump(result, f, indent=1)
         results.append(result)
         if flags["all_steps"]:

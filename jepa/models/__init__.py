@@ -22,6 +22,7 @@ def build_encoder(config) -> VisionTransformer:
         dtype=DTYPES[m.dtype],
         remat=m.remat,
         attention_impl=m.attention_impl or None,
+        patch_embed_init=m.patch_embed_init,
     )
 
 

@@ -193,9 +193,9 @@ class Block(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
         scale = 1.0 / math.sqrt(2.0 * self.layer_id)
-        x = x + Attention(
-            self.num_heads, scale, self.dtype, self.attention_impl, name="attn"
-        )(layer_norm("norm1", self.dtype)(x))
+        x = x + Attention(self.num_heads, scale, self.dtype, self.attention_impl, name="attn")(
+            layer_norm("norm1", self.dtype)(x)
+        )
         x = x + Mlp(int(width * self.mlp_ratio), scale, self.dtype, name="mlp")(
             layer_norm("norm2", self.dtype)(x)
         )

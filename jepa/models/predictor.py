@@ -98,4 +98,3 @@ class Predictor(nn.Module):
             name="proj",
         )(x)
         return x.reshape(b, n_blocks, n_tgt, self.out_width)
-

@@ -64,6 +64,11 @@ class VisionTransformer(nn.Module):
     dtype: Any = jnp.float32
     remat: str = "none"
     attention_impl: str | None = None
+    # "reference": truncated normal std 0.02 as in I-JEPA. "fan_in": std 1/sqrt(p·p·C), which
+    # keeps patch content on the scale of the sin-cos position embedding when patches are small
+    # (a 4×4 grayscale patch has 16 inputs: at std 0.02 the tokens are ~95% position, and the
+    # targets can be predicted from position alone — the collapse seen on MNIST).
+    patch_embed_init: str = "reference"
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -78,11 +83,21 @@ class VisionTransformer(nn.Module):
                 f"{tuple(self.image_size)}"
             )
         x = patchify(images.astype(self.dtype), self.patch_size)
+        if self.patch_embed_init == "reference":
+            std = layers.INIT_STD
+        elif self.patch_embed_init == "fan_in":
+            std = 1.0 / float(x.shape[-1]) ** 0.5
+        else:
+            raise ValueError(
+                f"model.patch_embed_init={self.patch_embed_init!r}; valid: reference, fan_in"
+            )
         x = nn.Dense(
             self.width,
             dtype=self.dtype,
             param_dtype=jnp.float32,
-            kernel_init=nn.with_logical_partitioning(layers.trunc_normal_init(), ("patch", "embed")),
+            kernel_init=nn.with_logical_partitioning(
+                layers.trunc_normal_init(std, bound=2 * max(std, 1.0)), ("patch", "embed")
+            ),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
             name="patch_embed",
         )(x)

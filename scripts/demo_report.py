@@ -1,0 +1,36 @@
+"""Summarize the demo: probe.json (contract format) and a table of the three numbers."""
+
+import argparse
+import json
+import os
+import time
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--start", type=float, required=True, help="unix time the demo began")
+    args = parser.parse_args()
+    with open(os.path.join(args.workdir, "eval_linear.json")) as f:
+        result = json.load(f)
+    probe = {
+        "top1": result["top1"],
+        "baselines": result["baselines"],
+        "wall_s": round(time.time() - args.start, 1),
+        "workdir": os.path.abspath(args.workdir),
+        "pooling": result["pooling"],
+        "step": result["step"],
+    }
+    with open(os.path.join(args.workdir, "probe.json"), "w") as f:
+        json.dump(probe, f, indent=1)
+    print()
+    print(f"linear probe on mnist5k test (1,000 digits), top-1 %  [features: {result['pooling']}]")
+    print(f"  I-JEPA pretrained encoder   {probe['top1']:6.2f}")
+    print(f"  randomly initialized encoder{probe['baselines']['random_encoder']:7.2f}")
+    print(f"  logistic regression, pixels {probe['baselines']['pixels_logreg']:6.2f}")
+    print(f"wall time {probe['wall_s']:.0f} s; plots and probe.json in {probe['workdir']}")
+    print(json.dumps(probe))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Configs: experiments load, and bad settings fail before compilation naming the key."""
+
+import importlib.util
+import os
+
+import pytest
+from helpers import tiny_config
+
+from jepa import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_experiment(name, arg=None):
+    path = os.path.join(ROOT, "experiments", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def test_paper_recipe_h14():
+    c = load_experiment("ijepa_in1k", "variant=H/14")
+    assert (c.model.width, c.model.depth, c.model.num_heads, c.model.patch_size) == (
+        1280,
+        32,
+        16,
+        14,
+    )
+    assert c.batch_size == 2048 and c.epochs == 300
+    assert (c.model.predictor.depth, c.model.predictor.width) == (12, 384)
+    assert (c.optim.start_lr, c.optim.lr, c.optim.final_lr) == (2e-4, 1e-3, 1e-6)
+    assert (c.optim.weight_decay, c.optim.final_weight_decay) == (0.04, 0.4)
+    assert tuple(c.optim.ema_momentum) == (0.996, 1.0) and c.optim.schedule_scale == 1.25
+    assert (c.mask.context_tokens, c.mask.target_tokens) == (78, 43)  # 16×16 grid, scaled
+    config_lib.validate(c, device_count=256)
+    resolved = config_lib.resolve_steps(c, 1_281_167)
+    assert resolved.total_steps == 300 * (1_281_167 // 2048)
+    assert resolved.optim.warmup_steps == 40 * (1_281_167 // 2048)
+
+
+def test_variants_and_resolution_args():
+    c = load_experiment("ijepa_in1k", "variant=S/16,res=448")
+    assert c.model.image_size == 448 and c.model.width == 384
+    assert (c.mask.context_tokens, c.mask.target_tokens) == (240, 132)  # 28×28 grid
+    config_lib.validate(c, 8)
+    with pytest.raises(ValueError, match="unknown config arg 'size'"):
+        load_experiment("ijepa_in1k", "size=3")
+    with pytest.raises(ValueError, match="model variant"):
+        load_experiment("ijepa_in1k", "variant=X/16")
+
+
+def test_mnist_experiment_is_valid():
+    c = load_experiment("mnist_ijepa")
+    config_lib.validate(c, 1)
+
+
+def test_locked_configs_reject_unknown_keys():
+    c = load_experiment("mnist_ijepa")
+    with pytest.raises(AttributeError):
+        c.model.widht = 3
+    with pytest.raises(KeyError, match="model.widht"):
+        config_lib.apply_overrides(c, {"model.widht": "3"})
+
+
+@pytest.mark.parametrize(
+    "overrides,devices,key",
+    [
+        ({"model.image_size": 30}, 1, "model.image_size=30 is not divisible by model.patch_size"),
+        ({"model.num_heads": 5}, 1, "model.num_heads"),
+        ({"mask.context_tokens": 40}, 1, "mask.context_tokens"),
+        ({"mask.target_tokens": 17}, 1, "mask.target_tokens"),
+        ({"batch_size": 12}, 8, "batch_size=12 is not divisible"),
+        ({"model.dtype": "float16"}, 1, "model.dtype"),
+        ({"loss.energy": "hinge"}, 1, "loss.energy"),
+        ({"total_steps": 0, "epochs": 0.0}, 1, "total_steps"),
+        ({"mesh.fsdp": 16}, 8, "config.mesh"),
+        ({"mesh.data": 3}, 8, "config.mesh"),
+        ({"optim.schedule_scale": 0.5}, 1, "optim.schedule_scale"),
+        ({"model.predictor.num_heads": 5}, 1, "model.predictor.width"),
+    ],
+)
+def test_bad_configs_name_the_key(overrides, devices, key):
+    c = tiny_config(**overrides)
+    with pytest.raises(ValueError, match=key.replace("(", r"\(").replace(".", r"\.")):
+        config_lib.validate(c, devices)
+
+
+def test_arg_parsing():
+    args = config_lib.parse_arg(
+        "variant=B/16,res=256,runlocal", variant="H/14", res=224, runlocal=False
+    )
+    assert (args.variant, args.res, args.runlocal) == ("B/16", 256, True)

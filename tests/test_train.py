@@ -1,0 +1,172 @@
+"""End-to-end pretraining: generic TFDS path, exact resume across a process restart,
+non-finite loss guard, checkpoints restored on other meshes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from helpers import tiny_config, tiny_mnist_config
+
+from jepa import checkpointing, optim, sharding, train
+from jepa import state as state_lib
+from jepa.metrics import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def restore_final(workdir, config):
+    config = train.prepare_config(config)
+    mesh = sharding.make_mesh(config, jax.devices()[:1])
+    tx = optim.make_optimizer(config)
+    abstract, shardings = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))
+    ckpt = checkpointing.Checkpointer(workdir, async_save=False)
+    step = ckpt.latest_step()
+    state = ckpt.restore_state(step, checkpointing.with_shardings(abstract, shardings))
+    return step, jax.device_get(state)
+
+
+def test_trains_from_any_tfds_dataset_by_name(tmp_path):
+    from test_data import TinyRgb
+
+    data_dir = str(tmp_path / "tfds")
+    TinyRgb(data_dir=data_dir).download_and_prepare(file_format="array_record")
+    config = tiny_config(total_steps=2)
+    config.model.image_size = 16
+    config.model.patch_size = 4
+    config.data.dataset = "tiny_rgb"
+    config.data.data_dir = data_dir
+    config.log_every = 1
+    state = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert int(state.step) == 2
+    rows = read_metrics(str(tmp_path / "run"))
+    assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_resume_after_restart_is_exact(tmp_path, mnist_data_dir):
+    """2k steps straight == k steps, a new process, k more steps on the same workdir."""
+    k = 2
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    train.train_and_evaluate(tiny_mnist_config(mnist_data_dir, total_steps=2 * k), straight)
+    train.train_and_evaluate(
+        tiny_mnist_config(mnist_data_dir, total_steps=2 * k), split, max_steps=k
+    )
+    assert checkpointing.Checkpointer(split, async_save=False).latest_step() == k
+    script = (
+        "import sys; sys.path.insert(0, 'tests'); from helpers import tiny_mnist_config; "
+        f"from jepa import train; train.train_and_evaluate(tiny_mnist_config({mnist_data_dir!r}, "
+        f"total_steps={2 * k}), {split!r})"
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+
+    step_a, a = restore_final(straight, tiny_mnist_config(mnist_data_dir, total_steps=2 * k))
+    step_b, b = restore_final(split, tiny_mnist_config(mnist_data_dir, total_steps=2 * k))
+    assert step_a == step_b == 2 * k
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    jax.tree.map(np.testing.assert_array_equal, a.target_params, b.target_params)
+    jax.tree.map(np.testing.assert_array_equal, a.opt_state, b.opt_state)
+    seen_a = [r["data_checksum"] for r in read_metrics(straight)]
+    seen_b = [r["data_checksum"] for r in read_metrics(split)]
+    assert len(seen_a) == 2 * k and seen_a == seen_b  # the very same batches, in order
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, mnist_data_dir, monkeypatch):
+    real = train.step_lib.jit_train_step
+
+    def poisoned(config, tx, mesh, shardings):
+        fn = real(config, tx, mesh, shardings)
+
+        def step(state, batch):
+            new, metrics = fn(state, batch)
+            if int(new.step) >= 3:  # the third update diverges
+                metrics = dict(metrics, loss=metrics["loss"] * np.nan)
+            return new, metrics
+
+        return step
+
+    monkeypatch.setattr(train.step_lib, "jit_train_step", poisoned)
+    workdir = str(tmp_path / "run")
+    with pytest.raises(train.NonFiniteLossError, match="step 3"):
+        train.train_and_evaluate(tiny_mnist_config(mnist_data_dir, total_steps=6), workdir)
+    ckpt = checkpointing.Checkpointer(workdir, async_save=False)
+    assert ckpt.all_steps() == [2]
+    step, state = restore_final(workdir, tiny_mnist_config(mnist_data_dir, total_steps=6))
+    assert step == 2 and all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize("target_mesh", [(1, 1, 1), (2, 4, 1)])
+def test_checkpoint_from_8_devices_restores_on_other_meshes(tmp_path, target_mesh):
+    config = tiny_config()
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 8, 1, 1
+    mesh8 = sharding.make_mesh(config)
+    tx = optim.make_optimizer(config)
+    state, _ = state_lib.create_train_state(config, tx, mesh8)
+    ckpt = checkpointing.Checkpointer(str(tmp_path), async_save=True)
+    ckpt.save(1, state, None, config, force=True)
+    ckpt.wait()
+
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = target_mesh
+    n = int(np.prod(target_mesh))
+    mesh = sharding.make_mesh(config, jax.devices()[:n])
+    abstract, shardings = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))
+    restored = ckpt.restore_state(1, checkpointing.with_shardings(abstract, shardings))
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state), jax.device_get(restored))
+    kernel = restored.params["encoder"]["block_0"]["mlp"]["fc1"]["kernel"]
+    assert kernel.sharding == shardings.params["encoder"]["block_0"]["mlp"]["fc1"]["kernel"]
+    assert len(kernel.sharding.device_set) == n
+
+
+def test_restore_into_another_model_lists_the_differing_paths(tmp_path):
+    config = tiny_config()
+    mesh = sharding.make_mesh(config, jax.devices()[:1])
+    tx = optim.make_optimizer(config)
+    state, _ = state_lib.create_train_state(config, tx, mesh)
+    ckpt = checkpointing.Checkpointer(str(tmp_path), async_save=False)
+    ckpt.save(1, state, None, config, force=True)
+    other = tiny_config()
+    other.model.width = 32
+    other.model.depth = 3
+    abstract, shardings = state_lib.state_shardings(
+        other, optim.make_optimizer(other), mesh, jax.random.PRNGKey(0)
+    )
+    with pytest.raises(checkpointing.CheckpointMismatchError) as err:
+        ckpt.restore_state(1, checkpointing.with_shardings(abstract, shardings))
+    message = str(err.value)
+    assert "block_2" in message and "missing in checkpoint" in message
+    assert "shape (64,) in checkpoint" in message or "(64," in message
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
+    config = tiny_config()
+    mesh = sharding.make_mesh(config, jax.devices()[:1])
+    tx = optim.make_optimizer(config)
+    state, shardings = state_lib.create_train_state(config, tx, mesh)
+    ckpt = checkpointing.Checkpointer(str(tmp_path), every=1, keep=3, async_save=False)
+    ckpt.save(1, state, None, config, force=True)
+    ckpt.save(2, state.replace(step=state.step + 5), None, config, force=True)
+    # Truncate every array file of step 2.
+    for root, _, files in os.walk(tmp_path / "checkpoints" / "2" / "state"):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "r+b") as f:
+                f.truncate(max(0, os.path.getsize(path) // 3))
+    abstract, _ = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))
+    restored, step = ckpt.restore_latest_good(checkpointing.with_shardings(abstract, shardings))
+    assert step == 1 and int(restored.step) == 0
+    assert 2 in ckpt.all_steps()  # nothing was deleted
+
+
+def test_config_is_saved_as_json(tmp_path, mnist_data_dir):
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(tiny_mnist_config(mnist_data_dir, total_steps=2), workdir)
+    stored = checkpointing.Checkpointer(workdir, async_save=False).read_config()
+    assert stored["model"]["width"] == 32 and stored["data"]["dataset"] == "mnist5k"
+    assert os.path.exists(os.path.join(workdir, "loss.png"))
+    json.dumps(stored)

@@ -136,12 +136,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.probe_epochs = 30
     c.eval.probe_batch_size = 256
     c.eval.lrs = (1e-3, 3e-3, 1e-2)
-    c.eval.wds = (0.0, 1e-4, 1e-3, 1e-2)
+    c.eval.wds = (0.0, 1e-3, 1e-2, 1e-1)
     c.eval.val_fraction = 0.1
 
     c.log_every = 50
     c.health_every = 500  # steps between health readings (RankMe, feature std); 0 disables
-    c.health = ml_collections.ConfigDict(dict(min_std=1e-2, min_rank=2.0))  # collapse alarms
+    c.health = ml_collections.ConfigDict(dict(min_std=1e-2, min_rank=1.5))  # collapse alarms
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     return c

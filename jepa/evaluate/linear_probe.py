@@ -70,7 +70,7 @@ def linear_probe(
     test_y: np.ndarray,
     *,
     lrs=(1e-3, 3e-3, 1e-2),
-    wds=(0.0, 1e-4, 1e-3, 1e-2),
+    wds=(0.0, 1e-3, 1e-2, 1e-1),
     epochs: int = 30,
     batch_size: int = 256,
     val_fraction: float = 0.1,

@@ -1,0 +1,91 @@
+"""The command-line contract, run as a user would: jepa-train, then jepa-eval's JSON line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+    "--config.total_steps=3",
+    "--config.model.width=32",
+    "--config.model.depth=1",
+    "--config.model.num_heads=2",
+    "--config.model.predictor.width=16",
+    "--config.model.predictor.depth=1",
+    "--config.model.predictor.num_heads=2",
+    "--config.batch_size=32",
+    "--config.log_every=1",
+    "--config.eval.probe_epochs=2",
+]
+
+
+def run(args, **kw):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, **kw
+    )
+
+
+@pytest.mark.slow
+def test_train_then_eval_from_the_command_line(tmp_path, mnist_data_dir):
+    workdir = str(tmp_path / "run")
+    common = [
+        "--config",
+        "experiments/mnist_ijepa.py",
+        "--workdir",
+        workdir,
+        f"--config.data.data_dir={mnist_data_dir}",
+        *TINY,
+    ]
+    out = run(["-m", "jepa.main", *common])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "pretrain" in out.stderr  # the progress bar
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert os.path.exists(os.path.join(workdir, "loss.png"))
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+    # Same command again: resumes at step 3 and has nothing left to do.
+    again = run(["-m", "jepa.main", *common])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(open(os.path.join(workdir, "metrics.jsonl")).readlines()) == 3
+
+    ev = run(["-m", "jepa.evaluate.main", "--workdir", workdir, "--protocol", "linear"])
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    result = json.loads(ev.stdout.strip().splitlines()[-1])
+    assert {"protocol", "step", "dataset", "top1"} <= set(result) and result["step"] == 3
+    assert os.path.exists(os.path.join(workdir, "eval", "linear_step3.json"))
+
+
+def test_unknown_override_fails_naming_the_key(tmp_path):
+    out = run(
+        [
+            "-m",
+            "jepa.main",
+            "--config",
+            "experiments/mnist_ijepa.py",
+            "--workdir",
+            str(tmp_path),
+            "--config.model.widht=3",
+        ]
+    )
+    assert out.returncode != 0 and "widht" in out.stderr
+
+
+def test_invalid_combination_fails_before_compilation(tmp_path):
+    out = run(
+        [
+            "-m",
+            "jepa.main",
+            "--config",
+            "experiments/mnist_ijepa.py",
+            "--workdir",
+            str(tmp_path),
+            "--config.model.patch_size=5",
+        ]
+    )
+    assert out.returncode != 0
+    assert "model.image_size=28 is not divisible by model.patch_size=5" in out.stderr

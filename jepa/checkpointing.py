@@ -86,6 +86,8 @@ class Checkpointer:
     """Save/restore of (train state, data iterator, config, metadata) under ``workdir``."""
 
     def __init__(self, workdir: str, every: int = 1000, keep: int = 3, async_save: bool = True):
+        if "://" not in str(workdir):  # Orbax wants absolute local paths (gs://… is absolute)
+            workdir = os.path.abspath(workdir)
         self.directory = epath.Path(workdir) / "checkpoints"
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=every,

@@ -155,12 +155,18 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
         unit="step",
     )
     t_last, n_last = time.perf_counter(), start
+    previous = None
     for step in range(start, end):
         batch, checksum = batches.get(step)
         if health_images is None:
             health_images = batch["image"]  # a fixed batch for comparable health readings
         with jax.set_mesh(mesh):
             state, metrics = train_step(state, batch)
+        # Wait for the *previous* step only: the device stays one step ahead of the host, and
+        # the progress bar's rate and ETA reflect real compute instead of dispatch speed.
+        if previous is not None:
+            jax.block_until_ready(previous["loss"])
+        previous = metrics
         done = step + 1
         last_step = done == end
         should_log = done % config.log_every == 0 or last_step

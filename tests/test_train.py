@@ -170,3 +170,15 @@ def test_config_is_saved_as_json(tmp_path, mnist_data_dir):
     assert stored["model"]["width"] == 32 and stored["data"]["dataset"] == "mnist5k"
     assert os.path.exists(os.path.join(workdir, "loss.png"))
     json.dumps(stored)
+
+
+def test_relative_workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config()
+    mesh = sharding.make_mesh(config, jax.devices()[:1])
+    tx = optim.make_optimizer(config)
+    state, shardings = state_lib.create_train_state(config, tx, mesh)
+    ckpt = checkpointing.Checkpointer("runs/relative", async_save=True)
+    ckpt.save(1, state, None, config, force=True)
+    ckpt.close()
+    assert (tmp_path / "runs" / "relative" / "checkpoints" / "1").is_dir()

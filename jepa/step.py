@@ -73,7 +73,7 @@ def make_train_step(config, tx: optax.GradientTransformation):
             "lr": schedules["lr"](state.step),
             "wd": schedules["wd"](state.step),
             "momentum": momentum,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             **aux,
         }
         new_state = state.replace(

@@ -191,5 +191,5 @@ def sample_multiblock_masks(
 
 def masks_for_step(seed: int, step: int, batch_size: int, spec: MultiBlockSpec) -> Masks:
     """Deterministic per (seed, step), so a resumed run draws the same masks as an uninterrupted
-    one; per-host sampling in multi-host runs folds in the process index via ``seed``."""
+    one. Multi-host runs draw the global batch's masks on every host and keep their slice."""
     return sample_multiblock_masks(np.random.default_rng([seed, step]), batch_size, spec)

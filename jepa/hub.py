@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
@@ -32,8 +33,6 @@ def _nest(keys, value):
 
 
 def abstract_encoder_params(config):
-    import flax.linen as nn
-
     boxed = jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.PRNGKey(0))
     return nn.unbox(boxed["encoder"])
 

@@ -13,6 +13,7 @@ import math
 import os
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -98,8 +99,6 @@ def make_health_fn(config, mesh):
 
     @functools.partial(jax.jit, out_shardings=sharding.replicated(mesh))
     def fn(target_params, images):
-        import flax.linen as nn
-
         with nn.logical_axis_rules(rules):
             tokens, _ = encoder.apply({"params": target_params}, images)
         return health.health_metrics(tokens.astype(jnp.float32).mean(axis=1))

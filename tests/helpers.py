@@ -6,6 +6,17 @@ from jepa import config as config_lib
 from jepa import masking
 
 
+def with_overrides(c, overrides: dict):
+    """Set dotted keys (``"model.width"``) to already-typed values; returns ``c``."""
+    for key, value in overrides.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
 def tiny_config(**overrides):
     """A 32×32 RGB ViT (8×8 patches, 4×4 grid) small enough to compile in seconds."""
     c = config_lib.base_config()
@@ -23,13 +34,7 @@ def tiny_config(**overrides):
     c.batch_size = 8
     c.total_steps = 10
     c.optim.warmup_steps = 2
-    for key, value in overrides.items():
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
+    return with_overrides(c, overrides)
 
 
 def synthetic_batch(config, step: int, seed: int = 0) -> dict:
@@ -69,10 +74,4 @@ def tiny_mnist_config(data_dir: str, **overrides):
     c.eval.probe_epochs = 3
     c.eval.lrs = (1e-2,)
     c.eval.wds = (0.0, 1e-3)
-    for key, value in overrides.items():
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return c
+    return with_overrides(c, overrides)

@@ -29,6 +29,21 @@ def run(args, **kw):
     )
 
 
+def train_cli(workdir, *overrides):
+    """``jepa-train`` on the MNIST experiment with extra ``--config.*`` overrides."""
+    return run(
+        [
+            "-m",
+            "jepa.main",
+            "--config",
+            "experiments/mnist_ijepa.py",
+            "--workdir",
+            str(workdir),
+            *overrides,
+        ]
+    )
+
+
 @pytest.mark.slow
 def test_train_then_eval_from_the_command_line(tmp_path, mnist_data_dir):
     workdir = str(tmp_path / "run")
@@ -61,31 +76,11 @@ def test_train_then_eval_from_the_command_line(tmp_path, mnist_data_dir):
 
 
 def test_unknown_override_fails_naming_the_key(tmp_path):
-    out = run(
-        [
-            "-m",
-            "jepa.main",
-            "--config",
-            "experiments/mnist_ijepa.py",
-            "--workdir",
-            str(tmp_path),
-            "--config.model.widht=3",
-        ]
-    )
+    out = train_cli(tmp_path, "--config.model.widht=3")
     assert out.returncode != 0 and "widht" in out.stderr
 
 
 def test_invalid_combination_fails_before_compilation(tmp_path):
-    out = run(
-        [
-            "-m",
-            "jepa.main",
-            "--config",
-            "experiments/mnist_ijepa.py",
-            "--workdir",
-            str(tmp_path),
-            "--config.model.patch_size=5",
-        ]
-    )
+    out = train_cli(tmp_path, "--config.model.patch_size=5")
     assert out.returncode != 0
     assert "model.image_size=28 is not divisible by model.patch_size=5" in out.stderr

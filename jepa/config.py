@@ -17,6 +17,7 @@ from jepa.models.vit import parse_variant
 
 ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
 DTYPES = ("float32", "bfloat16")
+REGULARIZE_ON = ("pooled", "tokens")
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis → mesh axes. Parameters: FSDP shards the ``embed`` side of every kernel, tensor
@@ -79,7 +80,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"  # compute dtype; parameters and optimizer state stay float32
     c.model.remat = "none"
     c.model.patch_embed_init = "reference"  # or "fan_in" for small patches (see models/vit.py)
-    c.model.attention_impl = ""  # "" = XLA; "cudnn" for fused attention on NVIDIA GPUs
+    c.model.attention_impl = ""  # "": einsum attention; "xla" or "cudnn" (fused, NVIDIA GPUs)
+    # through jax.nn.dot_product_attention
     c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
 
     c.mask = ml_collections.ConfigDict()
@@ -94,6 +96,17 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     c.loss.energy = "smooth_l1"
+    # Information regularizers on the context embeddings s_x (0 disables a term). ``regularize``
+    # picks the samples: "pooled" (one mean embedding per image) or "tokens" (every token).
+    c.loss.regularize = "pooled"
+    c.loss.vicreg_var = 0.0  # VICReg variance hinge weight
+    c.loss.vicreg_gamma = 1.0  # its target std
+    c.loss.vicreg_cov = 0.0  # VICReg covariance weight
+    c.loss.sigreg = 0.0  # SIGReg (LeJEPA) weight
+    c.loss.sigreg_slices = 256
+    # Weight of an image-level term: the pooled context embedding predicts the pooled
+    # (normalized) target embedding of the whole image. 0 = the plain per-token I-JEPA loss.
+    c.loss.global_weight = 0.0
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
@@ -120,6 +133,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.test_split = "validation"
     c.data.crop_scale = (0.3, 1.0)
     c.data.hflip = False
+    # Augmented views per image. 2: the global term (loss.global_weight) compares the masked
+    # context of view 1 with the whole of view 2, adding augmentation invariance to masking.
+    c.data.num_views = 1
     c.data.mean = ()  # () = ImageNet statistics for RGB, 0.5 for grayscale
     c.data.std = ()
     c.data.worker_count = 0
@@ -283,6 +299,14 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"model.dtype={m.dtype!r}; valid: {DTYPES}")
     if config.loss.energy not in ENERGIES:
         raise ValueError(f"loss.energy={config.loss.energy!r}; valid: {ENERGIES}")
+    if config.loss.regularize not in REGULARIZE_ON:
+        raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
+    if config.data.num_views not in (1, 2):
+        raise ValueError(f"data.num_views={config.data.num_views}; valid: 1 or 2")
+    if config.data.num_views == 2 and not config.loss.global_weight:
+        raise ValueError(
+            "data.num_views=2 is only used by the global term; set loss.global_weight > 0"
+        )
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")
     if config.total_steps < 0 or (not config.total_steps and config.epochs <= 0):

@@ -47,6 +47,7 @@ def data_config(config) -> ml_collections.ConfigDict:
             image_size=config.model.image_size,
             crop_scale=tuple(d.crop_scale),
             hflip=d.hflip,
+            num_views=d.num_views,
             mean=tuple(d.mean) or None,
             std=tuple(d.std) or None,
             worker_count=d.worker_count,
@@ -158,7 +159,8 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     for step in range(start, end):
         batch, checksum = batches.get(step)
         if health_images is None:
-            health_images = batch["image"]  # a fixed batch for comparable health readings
+            # A fixed batch for comparable health readings (the first view when there are two).
+            health_images = batch["image"] if batch["image"].ndim == 4 else batch["image"][:, 0]
         with jax.set_mesh(mesh):
             state, metrics = train_step(state, batch)
         # Wait for the *previous* step only: the device stays one step ahead of the host, and

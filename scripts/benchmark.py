@@ -1,12 +1,14 @@
 """Measure the train step: time, throughput, FLOPs and utilization. Prints one final JSON line.
 
   python scripts/benchmark.py --config experiments/ijepa_in1k.py:variant=S/16,res=224 \
-      --batch 16 --steps 5 [--config.model.dtype=float32] [--memory]
+      --batch 16 --steps 5 [--config.model.dtype=float32] [--memory] [--profile_dir DIR]
 
 Images are synthetic, so data loading is excluded; masks are sampled on the host each step as
 in training, and their cost is reported separately (``mask_s_median``). FLOPs come from XLA's
 cost analysis of the compiled step; the peak is a dense matmul of the same dtype measured in
 this process on the same devices, so ``utilization`` is relative to what this machine can do.
+With ``--profile_dir`` one more step is traced with ``jax.profiler`` (open it in Perfetto or
+TensorBoard) and the ops with the most self time are printed, named by their JAX source.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lo
 flags.DEFINE_integer("steps", 10, "timed steps (after one compile step and one warm-up step)")
 flags.DEFINE_integer("batch", 0, "global batch size (0: the config's)")
 flags.DEFINE_bool("memory", False, "report per-device bytes from the compiled step's analysis")
+flags.DEFINE_string("profile_dir", "", "also trace one step with jax.profiler into this folder")
 FLAGS = flags.FLAGS
 
 
@@ -74,6 +77,30 @@ def memory_report(compiled) -> dict:
         "generated_code_size_in_bytes",
     )
     return {k: int(getattr(m, k, 0)) for k in keys}
+
+
+def top_ops(trace_dir: str, compiled_text: str, limit: int = 15) -> list[dict]:
+    """Self time per HLO op of the traced step, grouped by the op's source (JAX op_name)."""
+    import collections
+    import glob
+    import gzip
+    import re
+
+    path = glob.glob(f"{trace_dir}/**/*.trace.json.gz", recursive=True)[0]
+    with gzip.open(path) as f:
+        events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    source = dict(re.findall(r"%?([\w.\-]+) = [^\n]*?op_name=\"([^\"]*)\"", compiled_text))
+    total: collections.Counter = collections.Counter()
+    for e in events:
+        name = e["name"]
+        if name.startswith(("Thunk", "$", "Slinky", "end:", "Pjit", "Common")):
+            continue
+        op = re.sub(r"block_\d+", "block_N", source.get(name, name))
+        total[(re.sub(r"\.\d+$", "", name), op)] += e["dur"]
+    return [
+        {"ms": round(us / 1e3, 1), "kind": kind, "op": op}
+        for (kind, op), us in total.most_common(limit)
+    ]
 
 
 def main(_):
@@ -124,6 +151,18 @@ def main(_):
                 mask_times.append(mask_s)
                 log(f"step {i}: {step_times[-1]:.3f}s loss {float(metrics['loss']):.4f}")
 
+    profile = None
+    if FLAGS.profile_dir:
+        with jax.set_mesh(mesh):
+            batch, _ = make_batch(FLAGS.steps + 2)
+            jax.profiler.start_trace(FLAGS.profile_dir, create_perfetto_trace=True)
+            state, metrics = train_step(state, batch)
+            jax.block_until_ready(metrics["loss"])
+            jax.profiler.stop_trace()
+        profile = top_ops(FLAGS.profile_dir, compiled.as_text())
+        for row in profile:
+            log(f"{row['ms']:9.1f} ms  {row['kind']:28s} {row['op'][-100:]}")
+
     dtype = jnp.bfloat16 if m.dtype == "bfloat16" else jnp.float32
     peak = peak_matmul_flops(dtype, mesh)
     median = statistics.median(step_times)
@@ -151,6 +190,8 @@ def main(_):
     }
     if FLAGS.memory:
         result["memory"] = memory_report(compiled)
+    if profile is not None:
+        result["top_ops"] = profile
     print(json.dumps(result), flush=True)
 
 

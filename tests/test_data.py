@@ -281,6 +281,18 @@ def test_train_batches_shapes_and_normalization(mnist_dir):
     assert abs(batch["image"].mean()) < 0.05 and abs(batch["image"].std() - 1.0) < 0.05
 
 
+def test_two_views_are_independent_crops_of_one_image(mnist_dir):
+    cfg = data_config(data_dir=mnist_dir, image_size=20, num_views=2)
+    batch = next(pipeline.make_train_iterator(cfg, 8, seed=0, process_index=0, process_count=1))
+    assert batch["image"].shape == (8, 2, 20, 20, 1)
+    views = batch["image"]
+    assert all(not np.array_equal(views[i, 0], views[i, 1]) for i in range(8))
+    # with full-image crops both views are the same image
+    cfg = data_config(data_dir=mnist_dir, crop_scale=(1.0, 1.0), num_views=2)
+    same = next(pipeline.make_train_iterator(cfg, 8, seed=0, process_index=0, process_count=1))
+    np.testing.assert_array_equal(same["image"][:, 0], same["image"][:, 1])
+
+
 def test_train_iterator_is_deterministic_per_seed(mnist_dir):
     cfg = data_config(data_dir=mnist_dir)
     make = lambda seed: pipeline.make_train_iterator(cfg, 16, seed, 0, 1)

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from helpers import synthetic_batch, tiny_config
 
-from jepa import optim, sharding
+from jepa import objectives, optim, sharding
 from jepa import state as state_lib
 from jepa import step as step_lib
+from jepa.models import build_encoder
 
 
 def run_steps(config, mesh_shape, n_steps=3):
@@ -109,3 +110,66 @@ def test_target_encoder_gets_no_gradient():
         state.target_params
     )
     assert all(float(abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+
+
+def test_information_regularizers_add_to_the_energy_with_their_weights():
+    """loss = energy + 0.3·global + 0.5·vicreg_var + 0.02·vicreg_cov + 0.1·sigreg, the
+    regularizers computed on the per-image mean of the context encoder's tokens, the global
+    energy between that mean and the target encoder's mean over the whole image (both
+    normalized); weights of 0 leave the plain I-JEPA loss."""
+    config = tiny_config(
+        **{
+            "loss.vicreg_var": 0.5,
+            "loss.vicreg_cov": 0.02,
+            "loss.sigreg": 0.1,
+            "loss.global_weight": 0.3,
+        }
+    )
+    config.loss.sigreg_slices = 16
+    tx = optim.make_optimizer(config)
+    state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
+    batch = synthetic_batch(config, 0)
+    loss, aux = jax.jit(step_lib.make_loss_fn(config))(state.params, state.target_params, batch, 3)
+    context, _ = build_encoder(config).apply(
+        {"params": state.params["encoder"]}, batch["image"], batch["context"]
+    )
+    z = context.mean(axis=1)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+    expected = {
+        "vicreg_var": objectives.vicreg_variance(z),
+        "vicreg_cov": objectives.vicreg_covariance(z),
+        "sigreg": objectives.sigreg(z, key, 16),
+    }
+    full, _ = build_encoder(config).apply({"params": state.target_params}, batch["image"])
+    expected["global_energy"] = objectives.smooth_l1_energy(
+        objectives.normalize_targets(z), objectives.normalize_targets(full.mean(axis=1))
+    ).mean()
+    for name, value in expected.items():
+        np.testing.assert_allclose(aux[name], value, rtol=1e-4, err_msg=name)
+    total = aux["energy"] + 0.3 * aux["global_energy"]
+    total += 0.5 * aux["vicreg_var"] + 0.02 * aux["vicreg_cov"] + 0.1 * aux["sigreg"]
+    np.testing.assert_allclose(loss, total, rtol=1e-6)
+    assert float(aux["vicreg_var"]) > 0  # fresh-init pooled embeddings have std < 1
+
+    # Two views: the global target is the second view's pooled embedding; a second view equal
+    # to the first gives the single-view value.
+    two_views = tiny_config(**{"loss.global_weight": 0.3, "data.num_views": 2})
+    two_loss = jax.jit(step_lib.make_loss_fn(two_views))
+    same = dict(batch, image=np.stack([batch["image"]] * 2, axis=1))
+    _, same_aux = two_loss(state.params, state.target_params, same, 3)
+    np.testing.assert_allclose(same_aux["global_energy"], aux["global_energy"], rtol=1e-5)
+    flipped = dict(batch, image=np.stack([batch["image"], batch["image"][:, ::-1]], axis=1))
+    _, flipped_aux = two_loss(state.params, state.target_params, flipped, 3)
+    other, _ = build_encoder(config).apply({"params": state.target_params}, batch["image"][:, ::-1])
+    np.testing.assert_allclose(
+        flipped_aux["global_energy"],
+        objectives.smooth_l1_energy(
+            objectives.normalize_targets(z), objectives.normalize_targets(other.mean(axis=1))
+        ).mean(),
+        rtol=1e-4,
+    )
+
+    plain = tiny_config()
+    plain_loss, plain_aux = step_lib.make_loss_fn(plain)(state.params, state.target_params, batch)
+    assert set(plain_aux) == {"energy", "target_std"}
+    np.testing.assert_allclose(plain_loss, aux["energy"], rtol=1e-5)

@@ -208,7 +208,9 @@ def _as_hwc(image) -> np.ndarray:
 class TrainPreprocess(grain.transforms.RandomMap):
     """Random resized crop, optional flip, normalization: record → training example.
 
-    Output: `{'image': float32 [image_size, image_size, C], 'label': int32 []}`.
+    Output: `{'image': float32 [image_size, image_size, C], 'label': int32 []}`; with
+    `num_views > 1`, `image` is `[num_views, image_size, image_size, C]`: independent crops
+    (and flips) of the same record, for objectives that compare views of one image.
     """
 
     image_size: int
@@ -217,17 +219,22 @@ class TrainPreprocess(grain.transforms.RandomMap):
     hflip: bool = False
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    num_views: int = 1
 
-    def random_map(self, element, rng: np.random.Generator):
-        image = _as_hwc(element["image"])
+    def _view(self, image, rng: np.random.Generator):
         image = random_resized_crop(image, rng, self.image_size, self.crop_scale, self.crop_ratio)
         if self.hflip:
             image = random_horizontal_flip(image, rng)
         mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
-        return {
-            "image": normalize_images(image, mean, std),
-            "label": np.int32(element["label"]),
-        }
+        return normalize_images(image, mean, std)
+
+    def random_map(self, element, rng: np.random.Generator):
+        image = _as_hwc(element["image"])
+        if self.num_views == 1:
+            out = self._view(image, rng)
+        else:
+            out = np.stack([self._view(image, rng) for _ in range(self.num_views)])
+        return {"image": out, "label": np.int32(element["label"])}
 
 
 @dataclasses.dataclass(frozen=True)

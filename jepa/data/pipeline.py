@@ -179,6 +179,7 @@ def make_train_iterator(
         image_size=cfg.image_size,
         crop_scale=tuple(cfg.get("crop_scale", (0.3, 1.0))),
         hflip=bool(cfg.get("hflip", False)),
+        num_views=int(cfg.get("num_views", 1)),
         **_mean_std(cfg),
     )
     start = process_index * shard_size

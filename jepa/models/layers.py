@@ -108,7 +108,7 @@ class Attention(nn.Module):
     num_heads: int
     out_scale: float = 1.0
     dtype: Dtype = jnp.float32
-    attention_impl: str | None = None  # None = XLA; "cudnn" on GPUs (jax.nn.dot_product_attention)
+    attention_impl: str | None = None  # None: einsums; "xla"/"cudnn": jax.nn.dot_product_attention
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -130,19 +130,34 @@ class Attention(nn.Module):
             (3, self.num_heads, head_dim),
         )
         x = x.astype(self.dtype)
-        qkv = jnp.einsum("bld,dthk->blthk", x, qkv_kernel.astype(self.dtype))
-        qkv = qkv + qkv_bias.astype(self.dtype)
-        qkv = constrain(qkv, ("act_batch", "act_length", None, "act_heads", None))
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        out = jax.nn.dot_product_attention(q, k, v, implementation=self.attention_impl)
-        out = constrain(out, ("act_batch", "act_length", "act_heads", None))
         proj_kernel = self.param(
             "proj_kernel",
             _param(trunc_normal_init(INIT_STD * self.out_scale), ("heads", "kv", "embed")),
             (self.num_heads, head_dim, width),
         )
         proj_bias = self.param("proj_bias", _param(nn.initializers.zeros, ("embed",)), (width,))
-        out = jnp.einsum("blhk,hkd->bld", out, proj_kernel.astype(self.dtype))
+        if self.attention_impl:  # a fused kernel (cuDNN) through jax.nn.dot_product_attention
+            qkv = jnp.einsum("bld,dthk->blthk", x, qkv_kernel.astype(self.dtype))
+            qkv = qkv + qkv_bias.astype(self.dtype)
+            qkv = constrain(qkv, ("act_batch", "act_length", None, "act_heads", None))
+            q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+            out = jax.nn.dot_product_attention(q, k, v, implementation=self.attention_impl)
+            out = constrain(out, ("act_batch", "act_length", "act_heads", None))
+            out = jnp.einsum("blhk,hkd->bld", out, proj_kernel.astype(self.dtype))
+        else:
+            # Heads-major [3, batch, heads, length, head_dim] straight out of the projection:
+            # the two attention matmuls are then plain batched matmuls with no transposes
+            # between them. On XLA:CPU this is 2.6× faster than the [b, l, h, k] layout of
+            # jax.nn.dot_product_attention (README, performance notes).
+            qkv = jnp.einsum("bld,dthk->tbhlk", x, qkv_kernel.astype(self.dtype))
+            qkv = qkv + qkv_bias.astype(self.dtype)[:, None, :, None, :]
+            qkv = constrain(qkv, (None, "act_batch", "act_heads", "act_length", None))
+            q, k, v = qkv[0] * head_dim**-0.5, qkv[1], qkv[2]
+            logits = jnp.einsum("bhqk,bhsk->bhqs", q, k)
+            weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
+            out = jnp.einsum("bhqs,bhsk->bhqk", weights, v)
+            out = constrain(out, ("act_batch", "act_heads", "act_length", None))
+            out = jnp.einsum("bhlk,hkd->bld", out, proj_kernel.astype(self.dtype))
         out = out + proj_bias.astype(self.dtype)
         return constrain(out, ("act_batch", "act_length", "act_embed"))
 
@@ -166,7 +181,10 @@ class Mlp(nn.Module):
             name="fc1",
         )(x)
         h = constrain(h, ("act_batch", "act_length", "act_mlp"))
-        h = nn.gelu(h, approximate=False)
+        # Exact GELU, x·Φ(x), written with erf: jax.nn.gelu(approximate=False) goes through
+        # erfc, whose float32 XLA expansion (exp + selects) is ~1.4× slower on CPU; the two
+        # agree to 1e-6.
+        h = 0.5 * h * (1.0 + jax.lax.erf(h * (2.0**-0.5)))
         out = nn.Dense(
             width,
             dtype=self.dtype,

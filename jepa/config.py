@@ -107,6 +107,7 @@ def base_config() -> ml_collections.ConfigDict:
     # Weight of an image-level term: the pooled context embedding predicts the pooled
     # (normalized) target embedding of the whole image. 0 = the plain per-token I-JEPA loss.
     c.loss.global_weight = 0.0
+    c.loss.token_weight = 1.0  # weight of the per-token (I-JEPA) energy
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
@@ -301,6 +302,8 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"loss.energy={config.loss.energy!r}; valid: {ENERGIES}")
     if config.loss.regularize not in REGULARIZE_ON:
         raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
+    if not config.loss.token_weight and not config.loss.global_weight:
+        raise ValueError("loss.token_weight and loss.global_weight are both 0: nothing to predict")
     if config.data.num_views not in (1, 2):
         raise ValueError(f"data.num_views={config.data.num_views}; valid: 1 or 2")
     if config.data.num_views == 2 and not config.loss.global_weight:

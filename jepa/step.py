@@ -76,13 +76,13 @@ def make_loss_fn(config):
             context, _ = encoder.apply({"params": params["encoder"]}, images, ctx_idx)
             preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
             pred_energy = energy(preds.astype(jnp.float32), targets).mean()
-            loss = pred_energy
+            loss = lc.token_weight * pred_energy
             aux = {"energy": pred_energy, "target_std": feature_std(full.mean(axis=1))}
             if lc.global_weight:
                 # The image-level JEPA pair: x = the context, y = the whole image (or a second
-                # augmented view of it). Its pooled target is only predictable from what the
-                # digit/object *is*, which the per-token targets of a small grid do not force
-                # (README, demo results).
+                # augmented view of it), meant to force image-level content into s_x that the
+                # per-token targets of a small grid may not (on mnist5k it did not lift the
+                # probe: README, demo results).
                 whole = full
                 if other_view is not None:
                     whole, _ = encoder.apply({"params": target_params}, other_view)

@@ -53,6 +53,10 @@ def test_variants_and_resolution_args():
 def test_mnist_experiment_is_valid():
     c = load_experiment("mnist_ijepa")
     config_lib.validate(c, 1)
+    v = load_experiment("mnist_vicreg_jepa", "steps=300")
+    config_lib.validate(v, 1)
+    assert (v.loss.vicreg_var, v.loss.vicreg_cov, v.total_steps) == (1.0, 0.04, 300)
+    assert v.model.to_dict() == c.model.to_dict()
 
 
 def test_locked_configs_reject_unknown_keys():
@@ -78,6 +82,10 @@ def test_locked_configs_reject_unknown_keys():
         ({"mesh.data": 3}, 8, "config.mesh"),
         ({"optim.schedule_scale": 0.5}, 1, "optim.schedule_scale"),
         ({"model.predictor.num_heads": 5}, 1, "model.predictor.width"),
+        ({"loss.regularize": "image"}, 1, "loss.regularize"),
+        ({"data.num_views": 3}, 1, "data.num_views"),
+        ({"data.num_views": 2}, 1, "loss.global_weight"),
+        ({"loss.token_weight": 0.0}, 1, "loss.token_weight and loss.global_weight"),
     ],
 )
 def test_bad_configs_name_the_key(overrides, devices, key):

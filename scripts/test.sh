@@ -10,4 +10,4 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/ruff check jepa tests experiments scripts
 .venv/bin/ruff format --check jepa tests experiments scripts
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q --durations=15 "$@"

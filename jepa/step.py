@@ -39,7 +39,8 @@ def regularizer_samples(context: jax.Array, mode: str) -> jax.Array:
 
 
 def information_terms(z: jax.Array, loss_config, key: jax.Array) -> dict:
-    """The enabled anti-collapse terms on embeddings ``z`` [samples, dim], unweighted."""
+    """The enabled anti-collapse terms on embeddings ``z`` [samples, dim], unweighted, keyed by
+    the name of their weight in ``config.loss``."""
     terms = {}
     if loss_config.vicreg_var:
         terms["vicreg_var"] = objectives.vicreg_variance(z, loss_config.vicreg_gamma)
@@ -56,7 +57,6 @@ def make_loss_fn(config):
     energy = objectives.energy_fn(config.loss.energy)
     rules = sharding.rules_of(config)
     lc = config.loss
-    weights = {"vicreg_var": lc.vicreg_var, "vicreg_cov": lc.vicreg_cov, "sigreg": lc.sigreg}
     base_key = jax.random.PRNGKey(config.seed)
 
     def loss_fn(params, target_params, batch, step=0):
@@ -76,6 +76,7 @@ def make_loss_fn(config):
             context, _ = encoder.apply({"params": params["encoder"]}, images, ctx_idx)
             preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
             pred_energy = energy(preds.astype(jnp.float32), targets).mean()
+            context = context.astype(jnp.float32)
             loss = lc.token_weight * pred_energy
             aux = {"energy": pred_energy, "target_std": feature_std(full.mean(axis=1))}
             if lc.global_weight:
@@ -88,17 +89,16 @@ def make_loss_fn(config):
                     whole, _ = encoder.apply({"params": target_params}, other_view)
                     whole = jax.lax.stop_gradient(whole.astype(jnp.float32))
                 aux["global_energy"] = energy(
-                    objectives.normalize_targets(context.astype(jnp.float32).mean(axis=1)),
+                    objectives.normalize_targets(context.mean(axis=1)),
                     objectives.normalize_targets(whole.mean(axis=1)),
                 ).mean()
                 loss = loss + lc.global_weight * aux["global_energy"]
         # SIGReg directions: re-drawn every step, the same on every device (one key per step).
         terms = information_terms(
-            regularizer_samples(context.astype(jnp.float32), lc.regularize),
-            lc,
-            jax.random.fold_in(base_key, step),
+            regularizer_samples(context, lc.regularize), lc, jax.random.fold_in(base_key, step)
         )
-        loss = loss + sum(weights[k] * v for k, v in terms.items())
+        # Each term is named after its weight's key in config.loss.
+        loss = loss + sum(lc[name] * value for name, value in terms.items())
         return loss, {**aux, **terms}
 
     return loss_fn

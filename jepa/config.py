@@ -18,6 +18,7 @@ from jepa.models.vit import parse_variant
 ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
 DTYPES = ("float32", "bfloat16")
 REGULARIZE_ON = ("pooled", "tokens")
+OBJECTIVES = ("masked", "multiview")
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis → mesh axes. Parameters: FSDP shards the ``embed`` side of every kernel, tensor
@@ -65,6 +66,11 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.batch_size = 16  # global, across all hosts
+    # "masked": I-JEPA — masked context tokens predict the EMA target encoder's tokens at the
+    # target blocks. "multiview": LeJEPA-style — the pooled, projected embedding of every view
+    # of an image predicts the mean embedding of its global views; the information
+    # regularizers (SIGReg, VICReg) on the projections prevent collapse; no EMA in the loss.
+    c.objective = "masked"
     c.total_steps = 0  # 0: derive from ``epochs`` and the dataset size
     c.epochs = 0.0
 
@@ -83,6 +89,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.attention_impl = ""  # "": einsum attention; "xla" or "cudnn" (fused, NVIDIA GPUs)
     # through jax.nn.dot_product_attention
     c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
+    # objective="multiview": MLP from the pooled encoder output to the space where views are
+    # compared and regularized (LayerNorm + GELU hidden layers).
+    c.model.projector = ml_collections.ConfigDict(dict(hidden=512, depth=2, out=64))
 
     c.mask = ml_collections.ConfigDict()
     c.mask.num_targets = 4
@@ -108,6 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
     # (normalized) target embedding of the whole image. 0 = the plain per-token I-JEPA loss.
     c.loss.global_weight = 0.0
     c.loss.token_weight = 1.0  # weight of the per-token (I-JEPA) energy
+    c.loss.view_weight = 1.0  # objective="multiview": weight of the view-prediction energy
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
@@ -136,7 +146,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.hflip = False
     # Augmented views per image. 2: the global term (loss.global_weight) compares the masked
     # context of view 1 with the whole of view 2, adding augmentation invariance to masking.
+    # objective="multiview": the number of global views (crops at model.image_size).
     c.data.num_views = 1
+    # objective="multiview": small crops (DINO/LeJEPA multi-crop) at local_size pixels; they
+    # see a part of the digit and must predict the embedding of the whole.
+    c.data.local_views = 0
+    c.data.local_size = 0
+    c.data.local_crop_scale = (0.05, 0.3)
     c.data.mean = ()  # () = ImageNet statistics for RGB, 0.5 for grayscale
     c.data.std = ()
     c.data.worker_count = 0
@@ -279,6 +295,27 @@ def mesh_shape(config, device_count: int) -> tuple[int, int, int]:
     return tuple(sizes)
 
 
+def _validate_multiview(config) -> None:
+    d, m = config.data, config.model
+    if d.num_views < 1 or d.local_views < 0 or d.num_views + d.local_views < 2:
+        raise ValueError(
+            f"data.num_views={d.num_views}, data.local_views={d.local_views}: the multiview "
+            "objective needs at least one global view and two views in all"
+        )
+    if d.local_views and (d.local_size <= 0 or d.local_size % m.patch_size):
+        raise ValueError(
+            f"data.local_size={d.local_size} must be a positive multiple of "
+            f"model.patch_size={m.patch_size}"
+        )
+    if not config.loss.view_weight:
+        raise ValueError('loss.view_weight=0 with objective="multiview": nothing to predict')
+    if config.loss.global_weight:
+        raise ValueError('loss.global_weight belongs to objective="masked"')
+    p = m.projector
+    if p.hidden <= 0 or p.out <= 0 or p.depth < 0:
+        raise ValueError(f"model.projector={dict(p)}: sizes must be positive")
+
+
 def validate(config, device_count: int | None = None) -> None:
     """Raise ``ValueError`` naming the key for any impossible setting (before compilation)."""
     m = config.model
@@ -302,21 +339,32 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"loss.energy={config.loss.energy!r}; valid: {ENERGIES}")
     if config.loss.regularize not in REGULARIZE_ON:
         raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
-    if not config.loss.token_weight and not config.loss.global_weight:
-        raise ValueError("loss.token_weight and loss.global_weight are both 0: nothing to predict")
-    if config.data.num_views not in (1, 2):
-        raise ValueError(f"data.num_views={config.data.num_views}; valid: 1 or 2")
-    if config.data.num_views == 2 and not config.loss.global_weight:
-        raise ValueError(
-            "data.num_views=2 is only used by the global term; set loss.global_weight > 0"
-        )
+    if config.objective not in OBJECTIVES:
+        raise ValueError(f"objective={config.objective!r}; valid: {OBJECTIVES}")
+    d = config.data
+    if config.objective == "multiview":
+        _validate_multiview(config)
+    else:
+        if not config.loss.token_weight and not config.loss.global_weight:
+            raise ValueError(
+                "loss.token_weight and loss.global_weight are both 0: nothing to predict"
+            )
+        if d.num_views not in (1, 2):
+            raise ValueError(f"data.num_views={d.num_views}; valid: 1 or 2")
+        if d.num_views == 2 and not config.loss.global_weight:
+            raise ValueError(
+                "data.num_views=2 is only used by the global term; set loss.global_weight > 0"
+            )
+        if d.local_views:
+            raise ValueError('data.local_views > 0 needs objective="multiview"')
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")
     if config.total_steps < 0 or (not config.total_steps and config.epochs <= 0):
         raise ValueError("set total_steps > 0 or epochs > 0")
     if config.optim.schedule_scale < 1:
         raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
-    mask_spec(config).validate()
+    if config.objective == "masked":
+        mask_spec(config).validate()
     if device_count is not None:
         data, fsdp, _ = mesh_shape(config, device_count)
         if config.batch_size % (data * fsdp):

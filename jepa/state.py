@@ -1,8 +1,10 @@
 """The train state: one pytree holding everything a step reads and writes.
 
-``params`` = {"encoder": context encoder, "predictor": predictor}; ``target_params`` is the EMA
-copy of the encoder (the target encoder, never touched by gradients); ``rng`` is raw key data
-(uint32) so it checkpoints like any other array.
+``params`` = {"encoder": context encoder, "predictor": predictor} for the masked objective,
+{"encoder", "projector"} for the multiview one; ``target_params`` is the EMA copy of the encoder
+(the target encoder, never touched by gradients; the multiview loss does not read it, it is
+kept as a weight average); ``rng`` is raw key data (uint32) so it checkpoints like any other
+array.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from jepa import sharding
-from jepa.models import build_encoder, build_predictor
+from jepa.models import build_encoder, build_predictor, build_projector
 
 
 @flax.struct.dataclass
@@ -35,6 +37,12 @@ def init_boxed_params(config, rng: jax.Array) -> dict:
     encoder, predictor = build_encoder(config), build_predictor(config)
     k_enc, k_pred = jax.random.split(rng)
     images = jnp.zeros((1, m.image_size, m.image_size, m.channels), jnp.float32)
+    if config.objective == "multiview":
+        pooled = jnp.zeros((1, m.width), jnp.float32)
+        return {
+            "encoder": encoder.init(k_enc, images)["params"],
+            "projector": build_projector(config).init(k_pred, pooled)["params"],
+        }
     ctx_idx = jnp.zeros((1, config.mask.context_tokens), jnp.int32)
     tgt_idx = jnp.zeros((1, config.mask.num_targets, config.mask.target_tokens), jnp.int32)
     context = jnp.zeros((1, config.mask.context_tokens, m.width), jnp.float32)

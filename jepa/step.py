@@ -1,4 +1,4 @@
-"""The I-JEPA objective and the jitted, sharded train step.
+"""The objectives (I-JEPA's masked prediction; the multiview one) and the jitted train step.
 
 One step, as in ``src/train.py`` of facebookresearch/ijepa:
   1. targets: the EMA target encoder on the full image, LayerNorm (no affine) per token,
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from jepa import objectives, optim, sharding
-from jepa.models import build_encoder, build_predictor
+from jepa.models import build_encoder, build_predictor, build_projector
 from jepa.models.vit import gather_tokens
 from jepa.state import TrainState
 
@@ -53,6 +53,54 @@ def information_terms(z: jax.Array, loss_config, key: jax.Array) -> dict:
 
 def make_loss_fn(config):
     """loss_fn(params, target_params, batch, step) → (loss, aux); pure, for grad and tests."""
+    if config.objective == "multiview":
+        return make_multiview_loss_fn(config)
+    return make_masked_loss_fn(config)
+
+
+def make_multiview_loss_fn(config):
+    """The multiview (LeJEPA-style) loss. Every view v of an image, global or local, gives
+    s_v = Proj(mean of Enc(view) tokens); each predicts the mean of the global views' s (no
+    stop-gradient, no EMA: LeJEPA's choice), and the information terms (SIGReg, VICReg) on
+    each view's batch of s keep the embedding spread out, so that agreeing is not trivial."""
+    encoder, projector = build_encoder(config), build_projector(config)
+    energy = objectives.energy_fn(config.loss.energy)
+    rules = sharding.rules_of(config)
+    lc = config.loss
+    base_key = jax.random.PRNGKey(config.seed)
+
+    def embed(params, views):
+        """[batch, n_views, h, w, c] → [n_views, batch, out]: batch-major reshapes, so the
+        batch axis keeps its sharding."""
+        b, v = views.shape[:2]
+        tokens, _ = encoder.apply(
+            {"params": params["encoder"]}, views.reshape(b * v, *views.shape[2:])
+        )
+        z = projector.apply({"params": params["projector"]}, tokens.astype(jnp.float32).mean(1))
+        return jnp.swapaxes(z.astype(jnp.float32).reshape(b, v, -1), 0, 1)
+
+    def loss_fn(params, target_params, batch, step=0):
+        del target_params  # the multiview loss has no target encoder
+        global_views = batch["image"]
+        if global_views.ndim == 4:
+            global_views = global_views[:, None]
+        with nn.logical_axis_rules(rules):
+            z = embed(params, global_views)
+            if "local" in batch:
+                z = jnp.concatenate([z, embed(params, batch["local"])])
+        center = z[: global_views.shape[1]].mean(0)
+        view_energy = energy(z, center[None]).mean()
+        key = jax.random.fold_in(base_key, step)
+        per_view = [information_terms(z[v], lc, jax.random.fold_in(key, v)) for v in range(len(z))]
+        terms = {name: jnp.mean(jnp.stack([t[name] for t in per_view])) for name in per_view[0]}
+        loss = lc.view_weight * view_energy + sum(lc[name] * value for name, value in terms.items())
+        return loss, {"energy": view_energy, "embedding_std": feature_std(center), **terms}
+
+    return loss_fn
+
+
+def make_masked_loss_fn(config):
+    """The I-JEPA loss (module docstring) with the optional global and information terms."""
     encoder, predictor = build_encoder(config), build_predictor(config)
     energy = objectives.energy_fn(config.loss.energy)
     rules = sharding.rules_of(config)
@@ -134,12 +182,16 @@ def make_train_step(config, tx: optax.GradientTransformation):
     return train_step
 
 
-def batch_shardings(mesh, image_rank: int = 4) -> dict:
-    return {
-        "image": sharding.batch_sharding(mesh, image_rank),
-        "context": sharding.batch_sharding(mesh, 2),
-        "targets": sharding.batch_sharding(mesh, 3),
-    }
+def batch_shardings(mesh, config) -> dict:
+    """One batch-axis sharding per key of the batch that ``config`` makes."""
+    d = config.data
+    out = {"image": sharding.batch_sharding(mesh, 4 + (d.num_views > 1))}
+    if d.local_views:
+        out["local"] = sharding.batch_sharding(mesh, 5)
+    if config.objective == "masked":
+        out["context"] = sharding.batch_sharding(mesh, 2)
+        out["targets"] = sharding.batch_sharding(mesh, 3)
+    return out
 
 
 def jit_train_step(config, tx, mesh, state_shardings: TrainState):
@@ -147,7 +199,7 @@ def jit_train_step(config, tx, mesh, state_shardings: TrainState):
     so the step compiles exactly once per run."""
     return jax.jit(
         make_train_step(config, tx),
-        in_shardings=(state_shardings, batch_shardings(mesh, 4 + (config.data.num_views > 1))),
+        in_shardings=(state_shardings, batch_shardings(mesh, config)),
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=(0,),
     )

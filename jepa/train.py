@@ -48,6 +48,9 @@ def data_config(config) -> ml_collections.ConfigDict:
             crop_scale=tuple(d.crop_scale),
             hflip=d.hflip,
             num_views=d.num_views,
+            local_views=d.local_views,
+            local_size=d.local_size,
+            local_crop_scale=tuple(d.local_crop_scale),
             mean=tuple(d.mean) or None,
             std=tuple(d.std) or None,
             worker_count=d.worker_count,
@@ -83,18 +86,25 @@ class Batches:
         record = next(self.iterator)
         # Every host draws the *global* batch's masks and keeps its slice, so the masks do not
         # depend on the number of hosts (multi-host == single-host, bit for bit).
-        masks = masking.masks_for_step(self.config.seed, step, self.config.batch_size, self.spec)
-        lo = jax.process_index() * self.local
-        local = {
-            "image": np.asarray(record["image"], np.float32),
-            "context": masks.context[lo : lo + self.local],
-            "targets": masks.targets[lo : lo + self.local],
-        }
+        local = {"image": np.asarray(record["image"], np.float32)}
+        if "local" in record:
+            local["local"] = np.asarray(record["local"], np.float32)
+        if self.config.objective == "masked":
+            seed, batch = self.config.seed, self.config.batch_size
+            masks = masking.masks_for_step(seed, step, batch, self.spec)
+            lo = jax.process_index() * self.local
+            local["context"] = masks.context[lo : lo + self.local]
+            local["targets"] = masks.targets[lo : lo + self.local]
         return sharding.global_batch(local, self.mesh), float(local["image"].sum(dtype=np.float64))
 
 
+def monitored_params(config, state):
+    """The encoder the health monitor watches: the one the probes read (``eval.weights``)."""
+    return state.target_params if config.eval.weights == "target" else state.params["encoder"]
+
+
 def make_health_fn(config, mesh):
-    """Jitted: (target params, images) → health metrics of average-pooled target features."""
+    """Jitted: (encoder params, images) → health metrics of average-pooled features."""
     encoder = build_encoder(config)
     rules = sharding.rules_of(config)
 
@@ -190,7 +200,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
             values["data_checksum"] = checksum
             if config.health_every and (done % config.health_every == 0 or last_step):
                 with jax.set_mesh(mesh):
-                    h = jax.device_get(health_fn(state.target_params, health_images))
+                    h = jax.device_get(health_fn(monitored_params(config, state), health_images))
                 values.update({k: float(v) for k, v in h.items()})
                 alarms = health.collapse_alarms(h, config.health.min_std, config.health.min_rank)
                 if alarms and is_main:

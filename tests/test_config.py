@@ -59,6 +59,17 @@ def test_mnist_experiment_is_valid():
     assert v.model.to_dict() == c.model.to_dict()
 
 
+def test_multiview_experiment_is_valid():
+    c = load_experiment("mnist_sigreg_jepa", "steps=50")
+    config_lib.validate(c, 1)
+    assert (c.objective, c.total_steps, c.loss.sigreg, c.eval.weights) == (
+        "multiview",
+        50,
+        0.05,
+        "context",
+    )
+
+
 def test_locked_configs_reject_unknown_keys():
     c = load_experiment("mnist_ijepa")
     with pytest.raises(AttributeError):
@@ -86,6 +97,19 @@ def test_locked_configs_reject_unknown_keys():
         ({"data.num_views": 3}, 1, "data.num_views"),
         ({"data.num_views": 2}, 1, "loss.global_weight"),
         ({"loss.token_weight": 0.0}, 1, "loss.token_weight and loss.global_weight"),
+        ({"objective": "contrastive"}, 1, "objective"),
+        ({"data.local_views": 2, "data.local_size": 16}, 1, "data.local_views"),
+        ({"objective": "multiview"}, 1, "data.num_views=1, data.local_views=0"),
+        (
+            {"objective": "multiview", "data.local_views": 2, "data.local_size": 12},
+            1,
+            "data.local_size=12",
+        ),
+        (
+            {"objective": "multiview", "data.num_views": 2, "loss.view_weight": 0.0},
+            1,
+            "view_weight",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(overrides, devices, key):

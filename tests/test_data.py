@@ -293,6 +293,17 @@ def test_two_views_are_independent_crops_of_one_image(mnist_dir):
     np.testing.assert_array_equal(same["image"][:, 0], same["image"][:, 1])
 
 
+def test_local_views_are_small_crops(mnist_dir):
+    cfg = data_config(
+        data_dir=mnist_dir, num_views=2, local_views=3, local_size=12, local_crop_scale=(0.1, 0.3)
+    )
+    batch = next(pipeline.make_train_iterator(cfg, 8, seed=0, process_index=0, process_count=1))
+    assert batch["image"].shape == (8, 2, 28, 28, 1)
+    assert batch["local"].shape == (8, 3, 12, 12, 1)
+    local = batch["local"]  # independent crops of one digit
+    assert all(not np.array_equal(local[i, 0], local[i, 1]) for i in range(8))
+
+
 def test_train_iterator_is_deterministic_per_seed(mnist_dir):
     cfg = data_config(data_dir=mnist_dir)
     make = lambda seed: pipeline.make_train_iterator(cfg, 16, seed, 0, 1)

@@ -182,3 +182,33 @@ def test_relative_workdir(tmp_path, monkeypatch):
     ckpt.save(1, state, None, config, force=True)
     ckpt.close()
     assert (tmp_path / "runs" / "relative" / "checkpoints" / "1").is_dir()
+
+
+def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_dir):
+    """mnist5k through the grain path with 2 global and 2 local views, 2 steps, then the
+    probe reads the online encoder (``eval.weights="context"``) from the checkpoint."""
+    from jepa.evaluate import main as eval_main
+
+    config = tiny_mnist_config(
+        mnist_data_dir,
+        total_steps=2,
+        objective="multiview",
+        **{
+            "data.num_views": 2,
+            "data.local_views": 2,
+            "data.local_size": 14,
+            "loss.energy": "l2",
+            "loss.sigreg": 0.05,
+            "loss.sigreg_slices": 16,
+            "model.projector.hidden": 16,
+            "model.projector.out": 8,
+            "eval.weights": "context",
+        },
+    )
+    workdir = str(tmp_path / "mv")
+    state = train.train_and_evaluate(config, workdir)
+    assert set(state.params) == {"encoder", "projector"}
+    rows = read_metrics(workdir)
+    assert len(rows) == 2 and all(np.isfinite(r["loss"]) and r["sigreg"] > 0 for r in rows)
+    result = eval_main.run_linear(workdir, None, {}, baselines=False)
+    assert result["weights"] == "context" and 0.0 <= result["top1"] <= 100.0

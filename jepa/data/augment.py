@@ -210,7 +210,9 @@ class TrainPreprocess(grain.transforms.RandomMap):
 
     Output: `{'image': float32 [image_size, image_size, C], 'label': int32 []}`; with
     `num_views > 1`, `image` is `[num_views, image_size, image_size, C]`: independent crops
-    (and flips) of the same record, for objectives that compare views of one image.
+    (and flips) of the same record, for objectives that compare views of one image. With
+    `local_views > 0`, also `'local': float32 [local_views, local_size, local_size, C]`: small
+    crops (`local_crop_scale` of the area) at a lower resolution, DINO's multi-crop.
     """
 
     image_size: int
@@ -220,9 +222,13 @@ class TrainPreprocess(grain.transforms.RandomMap):
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     num_views: int = 1
+    local_views: int = 0
+    local_size: int = 0
+    local_crop_scale: tuple[float, float] = (0.05, 0.3)
 
-    def _view(self, image, rng: np.random.Generator):
-        image = random_resized_crop(image, rng, self.image_size, self.crop_scale, self.crop_ratio)
+    def _view(self, image, rng: np.random.Generator, size=None, scale=None):
+        size, scale = size or self.image_size, scale or self.crop_scale
+        image = random_resized_crop(image, rng, size, scale, self.crop_ratio)
         if self.hflip:
             image = random_horizontal_flip(image, rng)
         mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
@@ -234,7 +240,14 @@ class TrainPreprocess(grain.transforms.RandomMap):
             out = self._view(image, rng)
         else:
             out = np.stack([self._view(image, rng) for _ in range(self.num_views)])
-        return {"image": out, "label": np.int32(element["label"])}
+        example = {"image": out, "label": np.int32(element["label"])}
+        if self.local_views:
+            local = [
+                self._view(image, rng, self.local_size, self.local_crop_scale)
+                for _ in range(self.local_views)
+            ]
+            example["local"] = np.stack(local)
+        return example
 
 
 @dataclasses.dataclass(frozen=True)

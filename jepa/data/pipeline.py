@@ -180,6 +180,9 @@ def make_train_iterator(
         crop_scale=tuple(cfg.get("crop_scale", (0.3, 1.0))),
         hflip=bool(cfg.get("hflip", False)),
         num_views=int(cfg.get("num_views", 1)),
+        local_views=int(cfg.get("local_views", 0)),
+        local_size=int(cfg.get("local_size", 0)),
+        local_crop_scale=tuple(cfg.get("local_crop_scale", (0.05, 0.3))),
         **_mean_std(cfg),
     )
     start = process_index * shard_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jepa.models.predictor import Predictor
+from jepa.models.projector import Projector
 from jepa.models.vit import VisionTransformer
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -40,3 +41,8 @@ def build_predictor(config) -> Predictor:
         remat=m.remat,
         attention_impl=m.attention_impl or None,
     )
+
+
+def build_projector(config) -> Projector:
+    p = config.model.projector
+    return Projector(hidden=p.hidden, depth=p.depth, out=p.out, dtype=DTYPES[config.model.dtype])

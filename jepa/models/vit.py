@@ -76,11 +76,15 @@ class VisionTransformer(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array, token_indices: jax.Array | None = None):
-        """images [batch, H, W, C] normalized floats; token_indices [batch, k] or None (all)."""
-        if tuple(images.shape[1:3]) != tuple(self.image_size):
+        """images [batch, H, W, C] normalized floats; token_indices [batch, k] or None (all).
+
+        H and W may differ from ``image_size`` (multi-crop's small local views): the sin-cos
+        position embedding is then that of the images' own patch grid."""
+        h, w = images.shape[1:3]
+        if h % self.patch_size or w % self.patch_size:
             raise ValueError(
-                f"images have spatial shape {images.shape[1:3]}, model.image_size is "
-                f"{tuple(self.image_size)}"
+                f"images have spatial shape {(h, w)}, not divisible by model.patch_size="
+                f"{self.patch_size}"
             )
         x = patchify(images.astype(self.dtype), self.patch_size)
         if self.patch_embed_init == "reference":
@@ -101,7 +105,8 @@ class VisionTransformer(nn.Module):
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
             name="patch_embed",
         )(x)
-        pos = jnp.asarray(layers.sincos_2d(self.width, *self.grid), self.dtype)
+        grid = (h // self.patch_size, w // self.patch_size)
+        pos = jnp.asarray(layers.sincos_2d(self.width, *grid), self.dtype)
         x = x + pos[None]
         if token_indices is not None:
             x = gather_tokens(x, token_indices)

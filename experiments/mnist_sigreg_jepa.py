@@ -1,7 +1,7 @@
 """Multiview JEPA with SIGReg (LeJEPA, Balestriero & LeCun 2025) on the bundled mnist5k.
 
 No EMA and no stop-gradient: every view of a digit — 2 global crops at 28 px and 6 local crops
-at 16 px (a tenth to 0.4 of the digit) — is encoded, average-pooled and projected; each view's
+at 14 px (a tenth to 0.4 of the digit) — is encoded, average-pooled and projected; each view's
 projection predicts the mean of the global views' (squared-L2 energy), and SIGReg pushes each
 view's batch of projections towards an isotropic Gaussian so that agreeing cannot be done by
 collapsing. LeJEPA's single trade-off λ = 0.05 between the two terms.
@@ -15,13 +15,16 @@ from jepa import config as config_lib
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, steps=600, data_dir="")
+    args = config_lib.parse_arg(arg, steps=1400, data_dir="")
     c = config_lib.base_config()
     c.objective = "multiview"
     c.model.variant = "mnist"
     c.model.image_size = 28
     c.model.channels = 1
-    c.model.patch_size = 4  # 7 × 7 grid; local views: 4 × 4
+    # 7-px patches: a 4 × 4 grid (local views 2 × 2). Against 4-px patches (7 × 7) a step is
+    # ~3× cheaper, so the same minutes give ~3× the epochs: 93.0% vs 92.9% flattened and 77% vs
+    # 56% average-pooled in 7 minutes (README, demo results).
+    c.model.patch_size = 7
     c.model.width = 96
     c.model.depth = 4
     c.model.num_heads = 3
@@ -37,7 +40,7 @@ def get_config(arg=None):
     c.data.num_views = 2
     c.data.crop_scale = (0.4, 1.0)
     c.data.local_views = 6
-    c.data.local_size = 16
+    c.data.local_size = 14
     c.data.local_crop_scale = (0.1, 0.4)
 
     lam = 0.05
@@ -59,7 +62,7 @@ def get_config(arg=None):
     c.eval.pooling = "flatten"  # as for mnist_ijepa: the stroke layout is the digit
     c.eval.probe_epochs = 30
 
-    c.log_every = 25
-    c.health_every = 100
-    c.checkpoint_every = 200
+    c.log_every = 50
+    c.health_every = 200
+    c.checkpoint_every = 500
     return config_lib.finalize(c)

@@ -39,7 +39,9 @@ def model_signature(config) -> dict:
         "depth": m.depth,
         "num_heads": m.num_heads,
         "mlp_ratio": m.mlp_ratio,
+        "objective": config.objective,
         "predictor": dict(m.predictor),
+        "projector": dict(m.projector),
     }
 
 
@@ -82,12 +84,17 @@ def with_shardings(abstract, shardings):
     )
 
 
+_whole_array_handler_registered = False
+
+
 def _save_replicated_arrays_whole_on_cpu() -> None:
     """Orbax's replica-parallel save slices every replicated array into one piece per replica,
     each slice a separately compiled ``jit(slice)``: on accelerators that spreads device→host
     copies over devices, on CPU it only costs compiles (144 of them, ~10 s, for the first save
     of a tiny model on 8 simulated devices). On CPU, replica 0 writes each array whole."""
-    if jax.default_backend() == "cpu":
+    global _whole_array_handler_registered
+    if jax.default_backend() == "cpu" and not _whole_array_handler_registered:
+        _whole_array_handler_registered = True  # once: Orbax logs a warning per registration
         ocp.type_handlers.register_type_handler(
             jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
         )

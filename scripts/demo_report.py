@@ -10,6 +10,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--start", type=float, required=True, help="unix time the demo began")
+    parser.add_argument("--config", default="", help="the pretraining config, for the record")
     args = parser.parse_args()
     with open(os.path.join(args.workdir, "eval_linear.json")) as f:
         result = json.load(f)
@@ -20,12 +21,13 @@ def main():
         "workdir": os.path.abspath(args.workdir),
         "pooling": result["pooling"],
         "step": result["step"],
+        "config": args.config,
     }
     with open(os.path.join(args.workdir, "probe.json"), "w") as f:
         json.dump(probe, f, indent=1)
     print()
     print(f"linear probe on mnist5k test (1,000 digits), top-1 %  [features: {result['pooling']}]")
-    print(f"  I-JEPA pretrained encoder   {probe['top1']:6.2f}")
+    print(f"  pretrained encoder          {probe['top1']:6.2f}   ({args.config})")
     print(f"  randomly initialized encoder{probe['baselines']['random_encoder']:7.2f}")
     print(f"  logistic regression, pixels {probe['baselines']['pixels_logreg']:6.2f}")
     print(f"wall time {probe['wall_s']:.0f} s; plots and probe.json in {probe['workdir']}")

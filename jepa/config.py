@@ -171,6 +171,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.lrs = (1e-3, 3e-3, 1e-2)
     c.eval.wds = (0.0, 1e-3, 1e-2, 1e-1)
     c.eval.val_fraction = 0.1
+    c.eval.knn_k = 20  # --protocol knn: neighbours and vote temperature (DINO's values)
+    c.eval.knn_temperature = 0.07
 
     c.log_every = 50
     c.health_every = 500  # steps between health readings (RankMe, feature std); 0 disables

@@ -120,3 +120,35 @@ def test_random_params_differ(trained_workdir):
     enc = jepa.load_encoder(trained_workdir)
     leaves = jax.tree.leaves(enc.params)
     assert all(np.isfinite(np.asarray(x)).all() for x in leaves)
+
+
+def test_knn_votes_are_weighted_by_temperature():
+    """Hand-computed: the query's cosine similarities are 0.96 (class 1), 0.936 and 0.8 (class
+    0). At T = 0.07 the nearest neighbour's weight e^(0.96/0.07) = 9.1e5 beats class 0's
+    e^(0.936/0.07) + e^(0.8/0.07) = 7.3e5; at T = 1 the two class-0 votes (2.55 + 2.23) beat
+    2.61."""
+    from jepa.evaluate import knn
+
+    train = np.array([[0.0, 1.0], [0.6, 0.8], [0.8, 0.6]]) * 3.0  # scale is normalized away
+    labels = np.array([1, 0, 0])
+    query = np.array([[0.28, 0.96]])
+    assert knn.knn_predict(train, labels, query, k=3, temperature=0.07).tolist() == [1]
+    assert knn.knn_predict(train, labels, query, k=3, temperature=1.0).tolist() == [0]
+    assert knn.knn_predict(train, labels, query, k=1, temperature=1.0).tolist() == [1]
+
+
+def test_knn_sharded_over_8_devices_equals_one_device():
+    """101 bank rows over 8 devices (padded to 104, padding never wins) == one device."""
+    from jepa.evaluate import knn
+
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((4, 16))
+    train_y, test_y = rng.integers(0, 4, 101), rng.integers(0, 4, 40)
+    train_x = centers[train_y] + 0.8 * rng.standard_normal((101, 16))
+    test_x = centers[test_y] + 0.8 * rng.standard_normal((40, 16))
+    one = knn.knn_predict(train_x, train_y, test_x, k=20, devices=jax.devices()[:1])
+    eight = knn.knn_predict(train_x, train_y, test_x, k=20, devices=jax.devices()[:8])
+    np.testing.assert_array_equal(one, eight)
+    assert (one == test_y).mean() > 0.8  # the clusters are separable
+    with pytest.raises(ValueError, match="k=200"):
+        knn.knn_predict(train_x, train_y, test_x, k=200)

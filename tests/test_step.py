@@ -187,6 +187,7 @@ def multiview_config(**overrides):
         "loss.sigreg_slices": 16,
         "model.projector.hidden": 32,
         "model.projector.out": 8,
+        "model.depth": 1,  # compile time: the objective, not the depth, is under test
     }
     return tiny_config(**{**base, **overrides})
 
@@ -217,6 +218,7 @@ def test_multiview_loss_matches_its_definition():
 
     encoder, projector = build_encoder(config), build_projector(config)
 
+    @jax.jit
     def embed(view):
         tokens, _ = encoder.apply({"params": state.params["encoder"]}, view)
         return projector.apply({"params": state.params["projector"]}, tokens.mean(axis=1))

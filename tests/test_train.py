@@ -210,5 +210,7 @@ def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_d
     assert set(state.params) == {"encoder", "projector"}
     rows = read_metrics(workdir)
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) and r["sigreg"] > 0 for r in rows)
-    result = eval_main.run_linear(workdir, None, {}, baselines=False)
+    result = eval_main.run_probe(workdir, None, {}, baselines=False)
     assert result["weights"] == "context" and 0.0 <= result["top1"] <= 100.0
+    knn = eval_main.run_probe(workdir, None, {"eval.knn_k": "5"}, False, protocol="knn")
+    assert (knn["protocol"], knn["k"]) == ("knn", 5) and 0.0 <= knn["top1"] <= 100.0

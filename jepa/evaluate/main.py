@@ -1,6 +1,6 @@
 """``jepa-eval``: probe a pretrained checkpoint; prints progress, then one final JSON line.
 
-  jepa-eval --workdir DIR [--step N | --all-steps] --protocol linear \
+  jepa-eval --workdir DIR [--step N | --all-steps] --protocol {linear,knn} \
       [--baselines] [--config.eval.pooling=flatten ...]
 
 Results are also written to ``DIR/eval/<protocol>_step<N>.json``. ``--config.KEY=VALUE``
@@ -10,12 +10,13 @@ dataset, layers, pooling and grid).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import time
 
-PROTOCOLS = ("linear",)
+PROTOCOLS = ("linear", "knn")
 
 
 def parse_args(argv: list[str]) -> tuple[dict, dict]:
@@ -65,13 +66,18 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_linear(workdir: str, step: int | None, overrides: dict, baselines: bool) -> dict:
+def run_probe(
+    workdir: str, step: int | None, overrides: dict, baselines: bool, protocol: str = "linear"
+) -> dict:
+    """Features of the frozen encoder (and of the baselines), then the ``protocol``'s
+    classifier: ``linear`` (LR × WD grid, selection on a held-out part of train) or ``knn``
+    (cosine, ``eval.knn_k`` neighbours, votes weighted by exp(sim / ``eval.knn_temperature``))."""
     import jax
     import ml_collections
 
     from jepa import config as config_lib
     from jepa import hub
-    from jepa.evaluate import features, linear_probe
+    from jepa.evaluate import features, knn, linear_probe
     from jepa.train import data_config
 
     enc = hub.load_encoder(workdir, step)
@@ -86,14 +92,18 @@ def run_linear(workdir: str, step: int | None, overrides: dict, baselines: bool)
     train_split = e.train_split or config.data.train_split
     test_split = e.test_split or config.data.test_split
     cache = os.path.join(workdir, "eval", "features")
-    probe_kw = dict(
-        lrs=tuple(e.lrs),
-        wds=tuple(e.wds),
-        epochs=e.probe_epochs,
-        batch_size=e.probe_batch_size,
-        val_fraction=e.val_fraction,
-        seed=config.seed,
-    )
+    if protocol == "knn":
+        classify = functools.partial(knn.knn_probe, k=e.knn_k, temperature=e.knn_temperature)
+    else:
+        classify = functools.partial(
+            linear_probe.linear_probe,
+            lrs=tuple(e.lrs),
+            wds=tuple(e.wds),
+            epochs=e.probe_epochs,
+            batch_size=e.probe_batch_size,
+            val_fraction=e.val_fraction,
+            seed=config.seed,
+        )
 
     def probe(params, key, label):
         t = time.perf_counter()
@@ -109,29 +119,28 @@ def run_linear(workdir: str, step: int | None, overrides: dict, baselines: bool)
         te = features.extract_features(enc.module, params, data_cfg, test_split, **kw)
         log(
             f"[{label}] features {tr[0].shape} train, {te[0].shape} test "
-            f"({time.perf_counter() - t:.1f}s); training the probe grid…"
+            f"({time.perf_counter() - t:.1f}s); running the {protocol} probe…"
         )
-        out = linear_probe.linear_probe(tr[0], tr[1], te[0], te[1], **probe_kw)
-        log(
-            f"[{label}] top-1 {100 * out['top1']:.2f}% (val {100 * out['val_top1']:.2f}%, "
-            f"lr {out['lr']:g}, wd {out['wd']:g})"
-        )
+        out = classify(tr[0], tr[1], te[0], te[1])
+        extra = {k: v for k, v in out.items() if k not in ("top1", "grid")}
+        log(f"[{label}] top-1 {100 * out['top1']:.2f}% {extra}")
         return out
 
     t0 = time.perf_counter()
     out = probe(enc.params, {"step": enc.step, "weights": e.weights}, f"step {enc.step}")
     result = {
-        "protocol": "linear",
+        "protocol": protocol,
         "step": enc.step,
         "dataset": data_cfg.dataset,
         "top1": round(100 * out["top1"], 2),
-        "val_top1": round(100 * out["val_top1"], 2),
         "layers": e.layers,
         "pooling": e.pooling,
         "weights": e.weights,
-        "lr": out["lr"],
-        "wd": out["wd"],
     }
+    if protocol == "linear":
+        result.update(val_top1=round(100 * out["val_top1"], 2), lr=out["lr"], wd=out["wd"])
+    else:
+        result.update(k=out["k"], temperature=out["temperature"])
     if baselines:
         import flax.linen as nn
 
@@ -139,14 +148,14 @@ def run_linear(workdir: str, step: int | None, overrides: dict, baselines: bool)
 
         px_tr = features.pixel_features(data_cfg, train_split, e.batch_size)
         px_te = features.pixel_features(data_cfg, test_split, e.batch_size)
-        px = linear_probe.linear_probe(px_tr[0], px_tr[1], px_te[0], px_te[1], **probe_kw)
+        px = classify(px_tr[0], px_tr[1], px_te[0], px_te[1])
         log(f"[pixels] top-1 {100 * px['top1']:.2f}%")
         random_params = nn.unbox(
             init_boxed_params(config, jax.random.PRNGKey(config.seed + 1))["encoder"]
         )
         rnd = probe(random_params, None, "random encoder")
         result["baselines"] = {
-            "pixels_logreg": round(100 * px["top1"], 2),
+            ("pixels_logreg" if protocol == "linear" else "pixels_knn"): round(100 * px["top1"], 2),
             "random_encoder": round(100 * rnd["top1"], 2),
         }
     result["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -163,7 +172,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         steps = checkpointing.Checkpointer(workdir, async_save=False).all_steps()
     results = []
     for step in steps:
-        result = run_linear(workdir, step, overrides, flags["baselines"])
+        result = run_probe(workdir, step, overrides, flags["baselines"], flags["protocol"])
         out_dir = os.path.join(workdir, "eval")
         os.makedirs(out_dir, exist_ok=True)
         with open(

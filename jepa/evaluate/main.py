@@ -122,8 +122,8 @@ def run_probe(
             f"({time.perf_counter() - t:.1f}s); running the {protocol} probe…"
         )
         out = classify(tr[0], tr[1], te[0], te[1])
-        extra = {k: v for k, v in out.items() if k not in ("top1", "grid")}
-        log(f"[{label}] top-1 {100 * out['top1']:.2f}% {extra}")
+        extra = ", ".join(f"{k} {v:.4g}" for k, v in out.items() if k not in ("top1", "grid"))
+        log(f"[{label}] top-1 {100 * out['top1']:.2f}% ({extra})")
         return out
 
     t0 = time.perf_counter()

@@ -8,3 +8,10 @@ def load_encoder(path_or_workdir, step=None, weights="target"):
     from jepa import hub
 
     return hub.load_encoder(path_or_workdir, step=step, weights=weights)
+
+
+def from_ijepa_torch(path_or_state_dict, variant="H/14", res=224, weights="target", **kwargs):
+    """Official I-JEPA PyTorch weights as a pretrained encoder; see :mod:`jepa.ijepa_import`."""
+    from jepa import hub
+
+    return hub.from_ijepa_torch(path_or_state_dict, variant, res, weights, **kwargs)

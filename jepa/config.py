@@ -17,6 +17,7 @@ from jepa.models.vit import parse_variant
 
 ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
 DTYPES = ("float32", "bfloat16")
+TARGET_ENCODERS = ("ema", "online")
 REGULARIZE_ON = ("pooled", "tokens")
 OBJECTIVES = ("masked", "multiview")
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -105,6 +106,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     c.loss.energy = "smooth_l1"
+    # Where the targets s_y come from: "ema" = the EMA target encoder under stop-gradient
+    # (I-JEPA); "online" = the online encoder itself, gradients through both sides (no EMA:
+    # collapse must then be prevented by the information terms below).
+    c.loss.target_encoder = "ema"
     # Information regularizers on the context embeddings s_x (0 disables a term). ``regularize``
     # picks the samples: "pooled" (one mean embedding per image) or "tokens" (every token).
     c.loss.regularize = "pooled"
@@ -173,6 +178,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.val_fraction = 0.1
     c.eval.knn_k = 20  # --protocol knn: neighbours and vote temperature (DINO's values)
     c.eval.knn_temperature = 0.07
+    c.eval.dtype = ""  # feature compute dtype; "" = model.dtype (bfloat16 halves eval time on TPU)
+    c.eval.batchnorm = True  # BatchNorm without affine on features (linear, few-shot probes)
+    # --protocol attentive (V-JEPA): its own AdamW grid; heads 0 = model.num_heads.
+    c.eval.attentive_lrs = (1e-3, 3e-3, 1e-2)
+    c.eval.attentive_wds = (0.01, 0.1)
+    c.eval.attentive_epochs = 20
+    c.eval.attentive_batch_size = 64  # small batches, as V-JEPA's probe (16 per GPU)
+    c.eval.attentive_heads = 0
+    # --protocol fewshot: closed-form ridge on N labels per class ("N-shot") or P % of train
+    # ("P%"), each drawn fewshot_seeds times; the first entry is the reported top-1.
+    c.eval.fewshot = ("10-shot", "1%", "10%")
+    c.eval.fewshot_seeds = 3
 
     c.log_every = 50
     c.health_every = 500  # steps between health readings (RankMe, feature std); 0 disables
@@ -318,6 +335,46 @@ def _validate_multiview(config) -> None:
         raise ValueError(f"model.projector={dict(p)}: sizes must be positive")
 
 
+EVAL_CHOICES = {
+    "weights": ("target", "context"),
+    "layers": ("last", "last4"),
+    "pooling": ("avg", "flatten", "none"),
+    "dtype": ("", *DTYPES),
+}
+
+
+def validate_eval(config) -> None:
+    """The ``eval.*`` keys, checked before any feature is extracted."""
+    e = config.eval
+    for key, valid in EVAL_CHOICES.items():
+        if e[key] not in valid:
+            raise ValueError(f"eval.{key}={e[key]!r}; valid: {valid}")
+    for key in ("lrs", "wds", "attentive_lrs", "attentive_wds", "fewshot"):
+        if not len(e[key]):
+            raise ValueError(f"eval.{key} is empty")
+    for key in (
+        "knn_k",
+        "probe_epochs",
+        "attentive_epochs",
+        "attentive_batch_size",
+        "fewshot_seeds",
+        "batch_size",
+    ):
+        if e[key] <= 0:
+            raise ValueError(f"eval.{key}={e[key]} must be positive")
+    if not 0 < e.val_fraction < 1:
+        raise ValueError(f"eval.val_fraction={e.val_fraction} must be in (0, 1)")
+    heads = e.attentive_heads or config.model.num_heads
+    width = config.model.width * (4 if e.layers == "last4" else 1)
+    if width % heads:
+        raise ValueError(f"eval.attentive_heads={heads} does not divide the feature width {width}")
+    # Local import: the config module stays free of the evaluation stack until it is needed.
+    from jepa.evaluate.fewshot import parse_subset
+
+    for spec in e.fewshot:
+        parse_subset(spec)
+
+
 def validate(config, device_count: int | None = None) -> None:
     """Raise ``ValueError`` naming the key for any impossible setting (before compilation)."""
     m = config.model
@@ -339,6 +396,10 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"model.dtype={m.dtype!r}; valid: {DTYPES}")
     if config.loss.energy not in ENERGIES:
         raise ValueError(f"loss.energy={config.loss.energy!r}; valid: {ENERGIES}")
+    if config.loss.target_encoder not in TARGET_ENCODERS:
+        raise ValueError(
+            f"loss.target_encoder={config.loss.target_encoder!r}; valid: {TARGET_ENCODERS}"
+        )
     if config.loss.regularize not in REGULARIZE_ON:
         raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
     if config.objective not in OBJECTIVES:
@@ -359,6 +420,7 @@ def validate(config, device_count: int | None = None) -> None:
             )
         if d.local_views:
             raise ValueError('data.local_views > 0 needs objective="multiview"')
+    validate_eval(config)
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")
     if config.total_steps < 0 or (not config.total_steps and config.epochs <= 0):

@@ -3,6 +3,10 @@
   enc = jepa.load_encoder("/path/to/workdir")           # latest step, EMA target weights
   tokens, pooled = enc(images_uint8_nhwc)                 # [b, patches, width], [b, width]
 
+  export_encoder(workdir, "/path/to/export")            # params-only copy (scripts/export.py)
+  enc = jepa.load_encoder("/path/to/export")             # the same encoder, from the export
+  enc = from_ijepa_torch("IN1K-vit.h.14-300e.pth.tar")   # official I-JEPA weights
+
 Only the encoder's parameters are read (no optimizer state), onto whatever devices this process
 has. Loading is strict: a checkpoint whose parameters differ from the config's model raises
 with the differing paths and shapes, never a silent partial load.
@@ -11,6 +15,8 @@ with the differing paths and shapes, never a silent partial load.
 from __future__ import annotations
 
 import functools
+import json
+import os
 
 import flax.linen as nn
 import jax
@@ -74,10 +80,13 @@ class PretrainedEncoder:
     in training. tokens: [batch, patches, width] (final-norm output); pooled: [batch, width].
     """
 
-    def __init__(self, config, params, step: int | None = None):
+    def __init__(self, config, params, step: int | None = None, pos_embed=None):
         self.config = config
         self.params = params
         self.step = step
+        # A [patches, width] position table replacing the sin-cos one (imported checkpoints
+        # evaluated at another resolution carry their own, resampled).
+        self.pos_embed = None if pos_embed is None else jnp.asarray(pos_embed, jnp.float32)
         self.module = build_encoder(config)
         mean, std = augment.resolve_mean_std(
             tuple(config.data.mean) or None, tuple(config.data.std) or None, config.model.channels
@@ -87,7 +96,7 @@ class PretrainedEncoder:
 
     def _forward(self, params, images):
         x = augment.normalize_images(images, self._mean, self._std)
-        tokens, aux = self.module.apply({"params": params}, x)
+        tokens, aux = self.module.apply({"params": params}, x, pos_embed=self.pos_embed)
         return tokens, tokens.mean(axis=1), aux
 
     def __call__(self, images):
@@ -99,9 +108,67 @@ class PretrainedEncoder:
         return self._apply(self.params, jnp.asarray(images))
 
 
+EXPORT_CONFIG, EXPORT_PARAMS, EXPORT_INFO = "config.json", "params", "export.json"
+
+
+def _is_export(path: str) -> bool:
+    return os.path.exists(os.path.join(path, EXPORT_CONFIG)) and os.path.isdir(
+        os.path.join(path, EXPORT_PARAMS)
+    )
+
+
+def export_encoder(
+    workdir: str, out_dir: str, step: int | None = None, weights: str = "target"
+) -> dict:
+    """Write one encoder's parameters (no optimizer state, no predictor) and its config to
+    ``out_dir``: ``config.json``, ``params/`` (an Orbax PyTree checkpoint) and ``export.json``
+    (source, step, weights). ``load_encoder(out_dir)`` reads it back."""
+    enc = load_encoder(workdir, step, weights)
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose a new directory")
+    os.makedirs(out_dir, exist_ok=True)
+    with ocp.PyTreeCheckpointer() as writer:
+        writer.save(os.path.join(out_dir, EXPORT_PARAMS), enc.params)
+    with open(os.path.join(out_dir, EXPORT_CONFIG), "w") as f:
+        f.write(enc.config.to_json(indent=1))
+    info = {"source": os.path.abspath(workdir), "step": enc.step, "weights": weights}
+    with open(os.path.join(out_dir, EXPORT_INFO), "w") as f:
+        json.dump(info, f, indent=1)
+    return info
+
+
+def _load_export(path: str) -> PretrainedEncoder:
+    with open(os.path.join(path, EXPORT_CONFIG)) as f:
+        config = config_lib.from_stored(json.load(f))
+    with open(os.path.join(path, EXPORT_INFO)) as f:
+        info = json.load(f)
+    expected = abstract_encoder_params(config)
+    params_dir = os.path.join(path, EXPORT_PARAMS)
+    with ocp.PyTreeCheckpointer() as reader:
+        saved = reader.metadata(params_dir)
+        saved = getattr(saved, "item_metadata", saved)
+        checkpointing.check_tree_matches(saved.tree, expected, f"export {path}")
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected
+        )
+        params = reader.restore(
+            params_dir,
+            args=ocp.args.PyTreeRestore(
+                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)
+            ),
+        )
+    return PretrainedEncoder(config, params, info.get("step"))
+
+
 def load_encoder(path_or_workdir: str, step: int | None = None, weights: str = "target"):
-    """Load the encoder of a run directory (or its ``checkpoints/`` folder) at ``step``."""
+    """Load the encoder of a run directory (or its ``checkpoints/`` folder) at ``step``, or of
+    a params-only export (``export_encoder``; ``step`` and ``weights`` were fixed when it was
+    written)."""
     workdir = str(path_or_workdir).rstrip("/")
+    if _is_export(workdir):
+        return _load_export(workdir)
     if workdir.endswith("/checkpoints"):
         workdir = workdir[: -len("/checkpoints")]
     ckpt = checkpointing.Checkpointer(workdir, async_save=False)
@@ -114,3 +181,10 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str = "
     config = config_lib.from_stored(ckpt.read_config(step))
     params = restore_encoder_params(ckpt, config, step, weights)
     return PretrainedEncoder(config, params, step)
+
+
+def from_ijepa_torch(path_or_state_dict, variant="H/14", res=224, weights="target", **kwargs):
+    """Official I-JEPA PyTorch weights as a ``PretrainedEncoder`` (``jepa/ijepa_import.py``)."""
+    from jepa.ijepa_import import from_ijepa_torch as convert
+
+    return convert(path_or_state_dict, variant=variant, res=res, weights=weights, **kwargs)

@@ -107,6 +107,15 @@ def make_masked_loss_fn(config):
     lc = config.loss
     base_key = jax.random.PRNGKey(config.seed)
 
+    def target_embeddings(params, target_params, images):
+        """s_y: the EMA target encoder under stop-gradient (I-JEPA), or with
+        ``loss.target_encoder="online"`` the online encoder itself, gradients on both sides (no
+        EMA: the information terms must then prevent collapse)."""
+        if lc.target_encoder == "online":
+            return encoder.apply({"params": params["encoder"]}, images)[0].astype(jnp.float32)
+        full, _ = encoder.apply({"params": target_params}, images)
+        return jax.lax.stop_gradient(full.astype(jnp.float32))
+
     def loss_fn(params, target_params, batch, step=0):
         images, ctx_idx, tgt_idx = batch["image"], batch["context"], batch["targets"]
         other_view = None
@@ -115,8 +124,7 @@ def make_masked_loss_fn(config):
         b, n_blocks, n_tgt = tgt_idx.shape
         # Logical-axis rules are read while tracing; entering them here keeps the function pure.
         with nn.logical_axis_rules(rules):
-            full, _ = encoder.apply({"params": target_params}, images)
-            full = jax.lax.stop_gradient(full.astype(jnp.float32))
+            full = target_embeddings(params, target_params, images)
             h = objectives.normalize_targets(full)
             targets = gather_tokens(h, tgt_idx.reshape(b, n_blocks * n_tgt))
             targets = targets.reshape(b, n_blocks, n_tgt, -1)
@@ -134,8 +142,7 @@ def make_masked_loss_fn(config):
                 # probe: README, demo results).
                 whole = full
                 if other_view is not None:
-                    whole, _ = encoder.apply({"params": target_params}, other_view)
-                    whole = jax.lax.stop_gradient(whole.astype(jnp.float32))
+                    whole = target_embeddings(params, target_params, other_view)
                 aux["global_energy"] = energy(
                     objectives.normalize_targets(context.mean(axis=1)),
                     objectives.normalize_targets(whole.mean(axis=1)),

@@ -203,6 +203,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                     h = jax.device_get(health_fn(monitored_params(config, state), health_images))
                 values.update({k: float(v) for k, v in h.items()})
                 alarms = health.collapse_alarms(h, config.health.min_std, config.health.min_rank)
+                values["collapse_alarms"] = len(alarms)
                 if alarms and is_main:
                     bar.write(f"[step {done}] COLLAPSE ALARM: " + "; ".join(alarms))
                     logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))

@@ -16,7 +16,11 @@ def main():
         result = json.load(f)
     probe = {
         "top1": result["top1"],
-        "baselines": result["baselines"],
+        # DESIGN.md's probe.json contract names the linear probe on pixels "pixels_logreg".
+        "baselines": {
+            "pixels_logreg": result["baselines"]["pixels"],
+            "random_encoder": result["baselines"]["random_encoder"],
+        },
         "wall_s": round(time.time() - args.start, 1),
         "workdir": os.path.abspath(args.workdir),
         "pooling": result["pooling"],

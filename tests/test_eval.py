@@ -1,6 +1,7 @@
 """Probes, health metrics and checkpoint reuse."""
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -152,3 +153,210 @@ def test_knn_sharded_over_8_devices_equals_one_device():
     assert (one == test_y).mean() > 0.8  # the clusters are separable
     with pytest.raises(ValueError, match="k=200"):
         knn.knn_predict(train_x, train_y, test_x, k=200)
+
+
+def test_ridge_matches_normal_equations_and_brute_force_leave_one_out():
+    """The SVD path equals (XcᵀXc + λI)⁻¹XcᵀYc with an unpenalized intercept, and its
+    leave-one-out predictions equal refitting without each sample."""
+    from jepa.evaluate import fewshot
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
+    y1 = np.eye(3)[y]
+    alphas = np.array([1e-2, 1.0])
+    w, b, loo = fewshot._ridge_path(jnp.asarray(x), jnp.asarray(y1), jnp.asarray(alphas))
+    xc = x - x.mean(0)
+    lam = alphas * np.mean(np.linalg.svd(xc, compute_uv=False) ** 2)
+
+    def fit(xs, ys, lam_):
+        mx, my = xs.mean(0), ys.mean(0)
+        wv = np.linalg.solve((xs - mx).T @ (xs - mx) + lam_ * np.eye(5), (xs - mx).T @ (ys - my))
+        return wv, my - mx @ wv
+
+    for a in range(2):
+        wv, bv = fit(x, y1, lam[a])
+        np.testing.assert_allclose(w[a], wv, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(b[a], bv, rtol=1e-4, atol=1e-5)
+        for i in range(12):
+            keep = np.arange(12) != i
+            # λ stays the full-data value: leave-one-out of *this* fit
+            wi, bi = fit(x[keep], y1[keep], lam[a])
+            np.testing.assert_allclose(loo[a, i], x[i] @ wi + bi, rtol=1e-3, atol=1e-4)
+
+
+def test_fewshot_subsets_are_stratified_and_deterministic():
+    from jepa.evaluate import fewshot
+
+    labels = np.repeat(np.arange(4), [50, 100, 200, 30])
+    idx = fewshot.subset_indices(labels, "5-shot", seed=1)
+    assert np.bincount(labels[idx]).tolist() == [5, 5, 5, 5]
+    np.testing.assert_array_equal(idx, fewshot.subset_indices(labels, "5-shot", seed=1))
+    assert not np.array_equal(idx, fewshot.subset_indices(labels, "5-shot", seed=2))
+    pct = fewshot.subset_indices(labels, "10%", seed=0)
+    assert np.bincount(labels[pct]).tolist() == [5, 10, 20, 3]
+    assert np.bincount(labels[fewshot.subset_indices(labels, "1%", 0)]).tolist() == [1, 1, 2, 1]
+    with pytest.raises(ValueError, match="N-shot"):
+        fewshot.parse_subset("ten")
+    with pytest.raises(ValueError, match="class 3 has only 30"):
+        fewshot.subset_indices(labels, "40-shot", seed=0)
+
+
+def test_fewshot_probe_learns_from_ten_labels_per_class():
+    from jepa.evaluate import fewshot
+
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((5, 40)) * 2
+    y = rng.integers(0, 5, 1500)
+    x = centers[y] + rng.standard_normal((1500, 40))
+    out = fewshot.fewshot_probe(
+        x[:1000], y[:1000], x[1000:], y[1000:], subsets=("10-shot", "1-shot")
+    )
+    assert out["subsets"]["10-shot"]["labels"] == 50 and out["subsets"]["1-shot"]["labels"] == 5
+    assert out["top1"] == out["subsets"]["10-shot"]["top1"] > 0.9
+    noise = rng.standard_normal((1500, 40))
+    chance = fewshot.fewshot_probe(noise[:1000], y[:1000], noise[1000:], y[1000:])
+    assert chance["top1"] < 0.35
+
+
+def test_attentive_probe_finds_the_informative_token():
+    """The class lives in one token at a random position among 8 noisy ones: the average over
+    tokens dilutes it 8× under noise, a learned query can attend to it (its marker dimension)."""
+    from jepa.evaluate import attentive_probe
+
+    rng = np.random.default_rng(0)
+    n, t, d = 1200, 8, 16
+    y = rng.integers(0, 4, n)
+    x = rng.standard_normal((n, t, d)).astype(np.float32)
+    pos = rng.integers(0, t, n)
+    x[np.arange(n), pos, :4] += 3.0 * np.eye(4)[y]
+    x[np.arange(n), pos, 4] += 6.0  # the marker the query can key on
+    out = attentive_probe.attentive_probe(
+        x[:1000],
+        y[:1000],
+        x[1000:],
+        y[1000:],
+        num_heads=2,
+        lrs=(3e-3, 1e-2),
+        wds=(0.01,),
+        epochs=15,
+        batch_size=100,
+    )
+    assert out["compiles"] == 1 and len(out["grid"]) == 2
+    assert out["top1"] > 0.9
+    with pytest.raises(ValueError, match="eval.pooling=none"):
+        attentive_probe.attentive_probe(x[:10, 0], y[:10], x[:10, 0], y[:10], num_heads=2)
+
+
+def test_linear_grid_of_4_by_3_is_one_compiled_program():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((300, 8)), rng.integers(0, 3, 300)
+    out = linear_probe.linear_probe(
+        x[:200],
+        y[:200],
+        x[200:],
+        y[200:],
+        lrs=(1e-3, 3e-3, 1e-2, 3e-2),
+        wds=(0.0, 1e-3, 1e-2),
+        epochs=2,
+    )
+    assert out["compiles"] == 1 and len(out["grid"]) == 12
+    assert (out["lr"], out["wd"]) in {(g["lr"], g["wd"]) for g in out["grid"]}
+
+
+def test_features_sharded_over_8_devices_equal_one_device():
+    import flax.linen as nn
+    from jax.sharding import Mesh
+
+    from jepa.models import build_encoder
+    from jepa.state import init_boxed_params
+
+    config = tiny_mnist_config("", **{"model.depth": 2})
+    module = build_encoder(config)
+    params = nn.unbox(init_boxed_params(config, jax.random.PRNGKey(0))["encoder"])
+    images = jnp.asarray(np.random.default_rng(0).standard_normal((16, 28, 28, 1)), jnp.float32)
+    outs = []
+    for n in (1, 8):
+        mesh = Mesh(np.array(jax.devices()[:n]), ("data",))
+        fn = features.make_feature_fn(module, 2, "last4", "avg", mesh)
+        out = fn(
+            jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())),
+            images,
+        )
+        assert len(out.sharding.device_set) == n
+        outs.append(np.asarray(out))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    assert features.feature_mesh(12).devices.size == 6  # the most devices dividing the batch
+
+
+def test_load_encoder_on_one_device_from_a_run_trained_on_8(trained_workdir):
+    """The fixture trained on 8 devices; a 1-device process loads the same encoder."""
+    import subprocess
+    import sys
+
+    assert jax.device_count() == 8
+    images = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
+    expected = np.asarray(jepa.load_encoder(trained_workdir)(images)[1])
+    code = (
+        "import jax, jepa, numpy as np; assert jax.device_count() == 1; "
+        "x = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8); "
+        f"print(np.asarray(jepa.load_encoder({trained_workdir!r})(x)[1]).tolist())"
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(out.stdout.splitlines()[-1]), expected, rtol=1e-5)
+
+
+def test_export_is_params_only_and_loads_strictly(trained_workdir, tmp_path):
+    from jepa import hub
+
+    out = str(tmp_path / "export")
+    info = hub.export_encoder(trained_workdir, out, weights="context")
+    assert info["step"] == 2 and info["weights"] == "context"
+    enc, ref = jepa.load_encoder(out), jepa.load_encoder(trained_workdir, weights="context")
+    jax.tree.map(np.testing.assert_array_equal, enc.params, ref.params)
+    assert enc.step == 2 and enc.config.model.width == ref.config.model.width
+    # Only the encoder: no optimizer state, no predictor, no target copy on disk.
+    size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs)
+    n_params = sum(x.size for x in jax.tree.leaves(enc.params))
+    assert size < 4 * n_params * 1.5 + 20_000
+    with pytest.raises(FileExistsError, match="not empty"):
+        hub.export_encoder(trained_workdir, out)
+
+    # A config that no longer describes the saved arrays is refused, naming path and shapes.
+    cfg_path = os.path.join(out, hub.EXPORT_CONFIG)
+    cfg = json.load(open(cfg_path))
+    cfg["model"]["width"] = 48
+    json.dump(cfg, open(cfg_path, "w"))
+    with pytest.raises(
+        ValueError, match=r"shape \(49, 32\) in export .*, \(49, 48\) in the model: patch"
+    ):
+        jepa.load_encoder(out)
+
+
+@pytest.mark.parametrize("protocol", ["knn", "fewshot", "attentive"])
+def test_jepa_eval_protocols_print_their_results(trained_workdir, protocol, capsys):
+    results = eval_main.main(
+        [
+            "--workdir",
+            trained_workdir,
+            "--protocol",
+            protocol,
+            "--config.eval.attentive_epochs=2",
+            "--config.eval.attentive_lrs=(1e-3, 3e-3)",
+            "--config.eval.fewshot=('5-shot', '1%')",
+            "--config.eval.fewshot_seeds=2",
+            *(["--all-steps"] if protocol == "knn" else []),
+        ]
+    )
+    parsed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert parsed == results[-1] and parsed["protocol"] == protocol and parsed["step"] == 2
+    assert 10.0 < parsed["top1"] <= 100.0
+    if protocol == "knn":  # every saved step, and the plot of top-1 against step
+        assert [r["step"] for r in results] == [2]
+        assert os.path.exists(os.path.join(trained_workdir, "eval", "probe_vs_step.png"))
+    if protocol == "attentive":
+        assert parsed["pooling"] == "none" and parsed["compiles"] == 1
+    if protocol == "fewshot":
+        assert parsed["subsets"]["5-shot"]["labels"] == 50
+        assert parsed["top1"] == parsed["subsets"]["5-shot"]["top1"]

@@ -214,3 +214,50 @@ def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_d
     assert result["weights"] == "context" and 0.0 <= result["top1"] <= 100.0
     knn = eval_main.run_probe(workdir, None, {"eval.knn_k": "5"}, False, protocol="knn")
     assert (knn["protocol"], knn["k"]) == ("knn", 5) and 0.0 <= knn["top1"] <= 100.0
+
+
+def _health_rows(workdir):
+    return [r for r in read_metrics(workdir) if "rankme" in r]
+
+
+def test_collapse_alarm_fires_when_the_encoder_collapses(tmp_path, mnist_data_dir, caplog):
+    """No EMA (targets from the online encoder, gradients on both sides) and a trivial
+    predictor (depth 0: position only) let the encoder map every image to the same tokens. The
+    alarm must fire at the first health reading below a floor and never before; the same run
+    with the EMA target and a real predictor stays healthy and silent."""
+    import logging
+
+    common = {
+        "total_steps": 40,
+        "optim.lr": 3e-3,
+        "optim.start_lr": 3e-3,
+        "optim.final_lr": 3e-3,
+        "optim.warmup_steps": 0,
+        "eval.weights": "context",  # watch the encoder being trained
+        "health_every": 2,
+        "log_every": 2,
+        "checkpoint_every": 1000,
+        "health.min_std": 0.02,
+        "health.min_rank": 1.05,
+    }
+    collapsing = tiny_mnist_config(
+        mnist_data_dir, **common, **{"loss.target_encoder": "online", "model.predictor.depth": 0}
+    )
+    with caplog.at_level(logging.WARNING):
+        train.train_and_evaluate(collapsing, str(tmp_path / "collapse"))
+    rows = _health_rows(str(tmp_path / "collapse"))
+    assert rows[-1]["feature_std"] < 0.2 * rows[0]["feature_std"]  # it did collapse
+    below = [r["feature_std"] < 0.02 or r["rankme"] < 1.05 for r in rows]
+    assert any(below)
+    assert [r["collapse_alarms"] > 0 for r in rows] == below
+    first = rows[below.index(True)]["step"]
+    assert f"step {first}: collapse alarm" in caplog.text
+
+    healthy = tiny_mnist_config(mnist_data_dir, **common)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        train.train_and_evaluate(healthy, str(tmp_path / "healthy"))
+    rows = _health_rows(str(tmp_path / "healthy"))
+    assert len(rows) == 20 and all(r["collapse_alarms"] == 0 for r in rows)
+    assert "collapse alarm" not in caplog.text
+    assert min(r["feature_std"] for r in rows) > 0.02

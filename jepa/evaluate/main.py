@@ -1,6 +1,6 @@
 """``jepa-eval``: probe a pretrained checkpoint; prints progress, then one final JSON line.
 
-  jepa-eval --workdir DIR [--step N | --all-steps] --protocol {linear,knn} \
+  jepa-eval --workdir DIR [--step N | --all-steps] --protocol {linear,knn,attentive,fewshot} \
       [--baselines] [--config.eval.pooling=flatten ...]
 
 Results are also written to ``DIR/eval/<protocol>_step<N>.json``. ``--config.KEY=VALUE``
@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-PROTOCOLS = ("linear", "knn")
+PROTOCOLS = ("linear", "knn", "attentive", "fewshot")
 
 
 def parse_args(argv: list[str]) -> tuple[dict, dict]:
@@ -66,44 +66,96 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def make_classifier(protocol: str, config):
+    """(train_x, train_y, test_x, test_y) → result dict (``top1`` in [0, 1]) for ``protocol``."""
+    from jepa.evaluate import attentive_probe, fewshot, knn, linear_probe
+
+    e = config.eval
+    if protocol == "knn":
+        return functools.partial(knn.knn_probe, k=e.knn_k, temperature=e.knn_temperature)
+    if protocol == "fewshot":
+        return functools.partial(
+            fewshot.fewshot_probe,
+            subsets=tuple(e.fewshot),
+            seeds=e.fewshot_seeds,
+            batchnorm=e.batchnorm,
+            seed=config.seed,
+        )
+    grid = dict(val_fraction=e.val_fraction, seed=config.seed)
+    if protocol == "attentive":
+        return functools.partial(
+            attentive_probe.attentive_probe,
+            num_heads=e.attentive_heads or config.model.num_heads,
+            lrs=tuple(e.attentive_lrs),
+            wds=tuple(e.attentive_wds),
+            epochs=e.attentive_epochs,
+            batch_size=e.attentive_batch_size,
+            **grid,
+        )
+    return functools.partial(
+        linear_probe.linear_probe,
+        lrs=tuple(e.lrs),
+        wds=tuple(e.wds),
+        epochs=e.probe_epochs,
+        batch_size=e.probe_batch_size,
+        batchnorm=e.batchnorm,
+        **grid,
+    )
+
+
+def summarize(protocol: str, out: dict) -> dict:
+    """The JSON-worthy part of a classifier's result, accuracies in percent."""
+    pct = lambda v: round(100 * v, 2)  # noqa: E731
+    if protocol in ("linear", "attentive"):
+        return dict(
+            val_top1=pct(out["val_top1"]), lr=out["lr"], wd=out["wd"], compiles=out["compiles"]
+        )
+    if protocol == "knn":
+        return dict(k=out["k"], temperature=out["temperature"])
+    return {
+        "subsets": {
+            spec: dict(top1=pct(r["top1"]), top1_std=pct(r["top1_std"]), labels=r["labels"])
+            for spec, r in out["subsets"].items()
+        }
+    }
+
+
 def run_probe(
     workdir: str, step: int | None, overrides: dict, baselines: bool, protocol: str = "linear"
 ) -> dict:
     """Features of the frozen encoder (and of the baselines), then the ``protocol``'s
-    classifier: ``linear`` (LR × WD grid, selection on a held-out part of train) or ``knn``
-    (cosine, ``eval.knn_k`` neighbours, votes weighted by exp(sim / ``eval.knn_temperature``))."""
+    classifier: ``linear`` (LR × WD grid, selection on a held-out part of train), ``knn``
+    (cosine, ``eval.knn_k`` neighbours, votes weighted by exp(sim / ``eval.knn_temperature``)),
+    ``attentive`` (V-JEPA's cross-attention probe on the tokens, its own grid) or ``fewshot``
+    (closed-form ridge on ``eval.fewshot`` subsets of the labels)."""
     import jax
     import ml_collections
 
     from jepa import config as config_lib
     from jepa import hub
-    from jepa.evaluate import features, knn, linear_probe
+    from jepa.evaluate import features
+    from jepa.models import build_encoder
     from jepa.train import data_config
 
     enc = hub.load_encoder(workdir, step)
     config = ml_collections.ConfigDict(enc.config.to_dict())
     config_lib.apply_overrides(config, overrides)
+    if protocol == "attentive":
+        config.eval.pooling = "none"  # the probe attends over tokens
+    config_lib.validate_eval(config)
     e = config.eval
     if e.weights != "target":
         enc = hub.load_encoder(workdir, enc.step, weights=e.weights)
+    if e.dtype:
+        config.model.dtype = e.dtype
+    module = build_encoder(config)
     data_cfg = data_config(config)
     if e.dataset:
         data_cfg.dataset = e.dataset
     train_split = e.train_split or config.data.train_split
     test_split = e.test_split or config.data.test_split
     cache = os.path.join(workdir, "eval", "features")
-    if protocol == "knn":
-        classify = functools.partial(knn.knn_probe, k=e.knn_k, temperature=e.knn_temperature)
-    else:
-        classify = functools.partial(
-            linear_probe.linear_probe,
-            lrs=tuple(e.lrs),
-            wds=tuple(e.wds),
-            epochs=e.probe_epochs,
-            batch_size=e.probe_batch_size,
-            val_fraction=e.val_fraction,
-            seed=config.seed,
-        )
+    classify = make_classifier(protocol, config)
 
     def probe(params, key, label):
         t = time.perf_counter()
@@ -115,19 +167,19 @@ def run_probe(
             cache_dir=cache if key else None,
             cache_key=key,
         )
-        tr = features.extract_features(enc.module, params, data_cfg, train_split, **kw)
-        te = features.extract_features(enc.module, params, data_cfg, test_split, **kw)
+        tr = features.extract_features(module, params, data_cfg, train_split, **kw)
+        te = features.extract_features(module, params, data_cfg, test_split, **kw)
         log(
             f"[{label}] features {tr[0].shape} train, {te[0].shape} test "
             f"({time.perf_counter() - t:.1f}s); running the {protocol} probe…"
         )
         out = classify(tr[0], tr[1], te[0], te[1])
-        extra = ", ".join(f"{k} {v:.4g}" for k, v in out.items() if k not in ("top1", "grid"))
-        log(f"[{label}] top-1 {100 * out['top1']:.2f}% ({extra})")
+        log(f"[{label}] top-1 {100 * out['top1']:.2f}% {json.dumps(summarize(protocol, out))}")
         return out
 
     t0 = time.perf_counter()
-    out = probe(enc.params, {"step": enc.step, "weights": e.weights}, f"step {enc.step}")
+    key = {"step": enc.step, "weights": e.weights, "dtype": config.model.dtype}
+    out = probe(enc.params, key, f"step {enc.step}")
     result = {
         "protocol": protocol,
         "step": enc.step,
@@ -136,28 +188,31 @@ def run_probe(
         "layers": e.layers,
         "pooling": e.pooling,
         "weights": e.weights,
+        **summarize(protocol, out),
     }
-    if protocol == "linear":
-        result.update(val_top1=round(100 * out["val_top1"], 2), lr=out["lr"], wd=out["wd"])
-    else:
-        result.update(k=out["k"], temperature=out["temperature"])
     if baselines:
         import flax.linen as nn
 
         from jepa.state import init_boxed_params
 
-        px_tr = features.pixel_features(data_cfg, train_split, e.batch_size)
-        px_te = features.pixel_features(data_cfg, test_split, e.batch_size)
+        patch = config.model.patch_size if e.pooling == "none" else None
+        px_tr = features.pixel_features(data_cfg, train_split, e.batch_size, patch)
+        px_te = features.pixel_features(data_cfg, test_split, e.batch_size, patch)
         px = classify(px_tr[0], px_tr[1], px_te[0], px_te[1])
-        log(f"[pixels] top-1 {100 * px['top1']:.2f}%")
+        log(f"[pixels] top-1 {100 * px['top1']:.2f}% {json.dumps(summarize(protocol, px))}")
         random_params = nn.unbox(
             init_boxed_params(config, jax.random.PRNGKey(config.seed + 1))["encoder"]
         )
         rnd = probe(random_params, None, "random encoder")
         result["baselines"] = {
-            ("pixels_logreg" if protocol == "linear" else "pixels_knn"): round(100 * px["top1"], 2),
+            "pixels": round(100 * px["top1"], 2),
             "random_encoder": round(100 * rnd["top1"], 2),
         }
+        if protocol == "fewshot":
+            result["baselines"]["subsets"] = {
+                "pixels": summarize(protocol, px)["subsets"],
+                "random_encoder": summarize(protocol, rnd)["subsets"],
+            }
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     return result
 

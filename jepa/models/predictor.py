@@ -91,6 +91,10 @@ class Predictor(nn.Module):
             # queries and MLP (5% of an S/16 step's FLOPs; identical predictions).
             last_block_outputs=n_tgt,
         )
+        # depth 0 is the trivial predictor: the mask tokens never see the context, so a
+        # prediction can only depend on position (and z) — the ablation that lets an encoder
+        # without an EMA target collapse (tests/test_train.py).
+        x = x[:, -n_tgt:]
         x = layers.layer_norm("norm", self.dtype)(x)
         x = nn.Dense(
             self.out_width,

@@ -75,11 +75,18 @@ class VisionTransformer(nn.Module):
         return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
 
     @nn.compact
-    def __call__(self, images: jax.Array, token_indices: jax.Array | None = None):
+    def __call__(
+        self,
+        images: jax.Array,
+        token_indices: jax.Array | None = None,
+        pos_embed: jax.Array | None = None,
+    ):
         """images [batch, H, W, C] normalized floats; token_indices [batch, k] or None (all).
 
         H and W may differ from ``image_size`` (multi-crop's small local views): the sin-cos
-        position embedding is then that of the images' own patch grid."""
+        position embedding is then that of the images' own patch grid. ``pos_embed`` [patches,
+        width] (raster order) replaces the sin-cos table, e.g. a converted checkpoint's table
+        resampled to a new resolution (``jepa.ijepa_import``)."""
         h, w = images.shape[1:3]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(
@@ -106,7 +113,15 @@ class VisionTransformer(nn.Module):
             name="patch_embed",
         )(x)
         grid = (h // self.patch_size, w // self.patch_size)
-        pos = jnp.asarray(layers.sincos_2d(self.width, *grid), self.dtype)
+        if pos_embed is None:
+            pos = jnp.asarray(layers.sincos_2d(self.width, *grid), self.dtype)
+        elif pos_embed.shape != (grid[0] * grid[1], self.width):
+            raise ValueError(
+                f"pos_embed has shape {pos_embed.shape}; images of spatial shape {(h, w)} need "
+                f"{(grid[0] * grid[1], self.width)}"
+            )
+        else:
+            pos = jnp.asarray(pos_embed, self.dtype)
         x = x + pos[None]
         if token_indices is not None:
             x = gather_tokens(x, token_indices)

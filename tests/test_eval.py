@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny_mnist_config
+from helpers import tiny_mnist_config, with_overrides
 
 import jepa
 from jepa import train
@@ -285,6 +285,16 @@ def test_features_sharded_over_8_devices_equal_one_device():
         assert len(out.sharding.device_set) == n
         outs.append(np.asarray(out))
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    # eval.dtype=bfloat16: the same features to bf16 precision, returned as float32.
+    bf16 = build_encoder(with_overrides(config, {"model.dtype": "bfloat16"}))
+    fn = features.make_feature_fn(bf16, 2, "last4", "avg", mesh)
+    out = fn(
+        jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())),
+        images,
+    )
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, outs[0], atol=0.1)
+    assert not np.array_equal(np.asarray(out), outs[0])
     assert features.feature_mesh(12).devices.size == 6  # the most devices dividing the batch
 
 

@@ -34,6 +34,15 @@ def main():
     print(f"  pretrained encoder          {probe['top1']:6.2f}   ({args.config})")
     print(f"  randomly initialized encoder{probe['baselines']['random_encoder']:7.2f}")
     print(f"  logistic regression, pixels {probe['baselines']['pixels_logreg']:6.2f}")
+    with open(os.path.join(args.workdir, "metrics.jsonl")) as f:
+        health = [r for r in map(json.loads, f) if "rankme" in r]
+    if health:
+        alarms = sum(r.get("collapse_alarms", 0) for r in health)
+        print(
+            f"health: {len(health)} readings, {alarms} collapse alarms (RankMe "
+            f"{min(r['rankme'] for r in health):.1f}–{max(r['rankme'] for r in health):.1f}, "
+            f"feature std ≥ {min(r['feature_std'] for r in health):.2f})"
+        )
     print(f"wall time {probe['wall_s']:.0f} s; plots and probe.json in {probe['workdir']}")
     print(json.dumps(probe))
 

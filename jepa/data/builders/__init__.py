@@ -5,7 +5,8 @@ builder module is imported here and added to it.
 """
 
 from jepa.data.builders.mnist5k import Mnist5k
+from jepa.data.builders.stochastic_moving_mnist import StochasticMovingMnist
 
-BUILDERS = {Mnist5k.name: Mnist5k}
+BUILDERS = {Mnist5k.name: Mnist5k, StochasticMovingMnist.name: StochasticMovingMnist}
 
-__all__ = ["BUILDERS", "Mnist5k"]
+__all__ = ["BUILDERS", "Mnist5k", "StochasticMovingMnist"]

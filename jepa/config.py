@@ -19,7 +19,7 @@ ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
 DTYPES = ("float32", "bfloat16")
 TARGET_ENCODERS = ("ema", "online")
 REGULARIZE_ON = ("pooled", "tokens")
-OBJECTIVES = ("masked", "multiview")
+OBJECTIVES = ("masked", "multiview", "future")
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis → mesh axes. Parameters: FSDP shards the ``embed`` side of every kernel, tensor
@@ -71,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
     # target blocks. "multiview": LeJEPA-style — the pooled, projected embedding of every view
     # of an image predicts the mean embedding of its global views; the information
     # regularizers (SIGReg, VICReg) on the projections prevent collapse; no EMA in the loss.
+    # "future": video — the frame-wise encoder's tokens of ``data.clip.context_frames`` frames
+    # predict the target encoder's tokens of the frame ``data.clip.horizon`` steps after the
+    # last of them, optionally through a latent variable z (``latent``).
     c.objective = "masked"
     c.total_steps = 0  # 0: derive from ``epochs`` and the dataset size
     c.epochs = 0.0
@@ -124,6 +127,28 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.token_weight = 1.0  # weight of the per-token (I-JEPA) energy
     c.loss.view_weight = 1.0  # objective="multiview": weight of the view-prediction energy
 
+    # The latent variable z of the predictor (jepa/latent.py), objective="future": "none",
+    # "discrete" (K codes, winner-take-all + code usage) or "continuous" (amortized q(z|s_x,s_y)
+    # with an information penalty; gradient descent on E at inference). ``reference``: also
+    # train a z-free predictor on the stop-gradient embeddings of the same run, the baseline
+    # the free energy is compared with (evaluate/energy.py).
+    c.latent = ml_collections.ConfigDict(
+        dict(
+            kind="none",
+            num_codes=4,
+            usage_weight=1.0,
+            usage_temperature=0.1,
+            dim=8,
+            hidden=128,
+            penalty="kl",
+            penalty_weight=1e-2,
+            noise_std=0.1,
+            inference_steps=50,
+            inference_lr=0.1,
+            reference=False,
+        )
+    )
+
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
     c.optim.start_lr = 2e-4
@@ -161,6 +186,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.mean = ()  # () = ImageNet statistics for RGB, 0.5 for grayscale
     c.data.std = ()
     c.data.worker_count = 0
+    # objective="future": clips of a video dataset whose records hold ``frames`` [T, H, W, C]
+    # (e.g. stochastic_moving_mnist): context frames t0 … t0+C−1, target frame t0+C−1+horizon.
+    c.data.clip = ml_collections.ConfigDict(dict(context_frames=2, horizon=3))
     c.data.num_train_examples = 0  # 0 = read from the TFDS builder info
 
     c.eval = ml_collections.ConfigDict()
@@ -375,6 +403,35 @@ def validate_eval(config) -> None:
         parse_subset(spec)
 
 
+def latent_spec(config):
+    from jepa import latent  # local: jepa.latent imports jax/flax
+
+    fields = {k: v for k, v in config.latent.items() if k != "reference"}
+    return latent.LatentSpec(**fields)
+
+
+def clip_grid(config) -> tuple[int, int, int]:
+    """objective="future": the predictor's (time, h, w) grid, time spanning context → target."""
+    c = config.data.clip
+    g = config.model.image_size // config.model.patch_size
+    return c.context_frames + c.horizon, g, g
+
+
+def _validate_future(config) -> None:
+    c = config.data.clip
+    if c.context_frames < 1:
+        raise ValueError(f"data.clip.context_frames={c.context_frames} must be >= 1")
+    if c.horizon < 1:
+        raise ValueError(f"data.clip.horizon={c.horizon} must be >= 1")
+    if config.model.predictor.width % 8:
+        raise ValueError(
+            f"model.predictor.width={config.model.predictor.width} must be divisible by 8 "
+            "(3D sin-cos embedding of the (time, h, w) grid)"
+        )
+    if config.data.num_views != 1 or config.data.local_views:
+        raise ValueError('objective="future" reads clips: data.num_views=1, data.local_views=0')
+
+
 def validate(config, device_count: int | None = None) -> None:
     """Raise ``ValueError`` naming the key for any impossible setting (before compilation)."""
     m = config.model
@@ -405,8 +462,11 @@ def validate(config, device_count: int | None = None) -> None:
     if config.objective not in OBJECTIVES:
         raise ValueError(f"objective={config.objective!r}; valid: {OBJECTIVES}")
     d = config.data
+    latent_spec(config).validate()
     if config.objective == "multiview":
         _validate_multiview(config)
+    elif config.objective == "future":
+        _validate_future(config)
     else:
         if not config.loss.token_weight and not config.loss.global_weight:
             raise ValueError(
@@ -429,6 +489,8 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
     if config.objective == "masked":
         mask_spec(config).validate()
+    if config.objective != "future" and (config.latent.kind != "none" or config.latent.reference):
+        raise ValueError('latent.kind / latent.reference are implemented for objective="future"')
     if device_count is not None:
         data, fsdp, _ = mesh_shape(config, device_count)
         if config.batch_size % (data * fsdp):

@@ -43,21 +43,18 @@ def abstract_encoder_params(config):
     return nn.unbox(boxed["encoder"])
 
 
-def restore_encoder_params(ckpt: checkpointing.Checkpointer, config, step: int, weights: str):
-    """Read one encoder's params from a train-state checkpoint, replicated on local devices."""
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}; valid: {sorted(WEIGHTS)}")
-    keys = WEIGHTS[weights]
-    expected = abstract_encoder_params(config)
+def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected, what: str):
+    """Read the part of a train-state checkpoint at ``keys`` (e.g. ``("params", "encoder")``)
+    into the structure ``expected`` (ShapeDtypeStructs), on this process's first device; only
+    those arrays leave the disk. Strict: a structure or shape mismatch raises naming paths."""
     saved = ckpt.manager.item_metadata(step)["state"]
     for k in keys:
         saved = saved[k]
-    checkpointing.check_tree_matches(saved, expected, f"checkpoint step {step} ({weights})")
+    checkpointing.check_tree_matches(saved, expected, what)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected
     )
-    # A partial read of the 'state' item: only this encoder's arrays leave the disk.
     item = _nest(keys, target)
     with ocp.PyTreeCheckpointer() as reader:
         restored = reader.restore(
@@ -71,6 +68,36 @@ def restore_encoder_params(ckpt: checkpointing.Checkpointer, config, step: int, 
     for k in keys:
         restored = restored[k]
     return restored
+
+
+def restore_encoder_params(ckpt: checkpointing.Checkpointer, config, step: int, weights: str):
+    """Read one encoder's params from a train-state checkpoint."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights={weights!r}; valid: {sorted(WEIGHTS)}")
+    return restore_subtree(
+        ckpt,
+        step,
+        WEIGHTS[weights],
+        abstract_encoder_params(config),
+        f"checkpoint step {step} ({weights})",
+    )
+
+
+def load_model_params(workdir: str, step: int | None = None):
+    """(config, step, params, target_params) of a run: every trained module (encoder,
+    predictor, latent, …) without the optimizer state, for evaluators that need more than the
+    encoder."""
+    ckpt = checkpointing.Checkpointer(str(workdir), async_save=False)
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
+    config = config_lib.from_stored(ckpt.read_config(step))
+    boxed = jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.PRNGKey(0))
+    expected = nn.unbox(boxed)
+    what = f"checkpoint step {step}"
+    params = restore_subtree(ckpt, step, ("params",), expected, what)
+    target = restore_subtree(ckpt, step, ("target_params",), expected["encoder"], what)
+    return config, step, params, target
 
 
 class PretrainedEncoder:

@@ -267,36 +267,37 @@ class LatentJEPA:
 
     # -- training -----------------------------------------------------------------------------
     def loss(self, params, x, y, key) -> tuple[jax.Array, dict]:
-        """The training objective and its parts: ``none``: mean E; ``discrete``: mean min_k E
-        (winner-take-all) + usage_weight · KL(usage || uniform); ``continuous``: mean E at
-        z ~ q(z | s_x, s_y) + penalty_weight · information cost."""
+        """The training objective on raw (x, y); see ``loss_from_embeddings``."""
         sx, sy = self.encode_x(params["model"], x), self.encode_y(params["model"], y)
+        return self.loss_from_embeddings(params, sx, sy, key)
+
+    def loss_from_embeddings(self, params, sx, sy, key) -> tuple[jax.Array, dict]:
+        """The objective and its parts given s_x, s_y: ``none``: mean E; ``discrete``: mean
+        min_k E (winner-take-all) + usage_weight · KL(usage || uniform); ``continuous``: mean E
+        at z ~ q(z | s_x, s_y) + penalty_weight · information cost."""
         s = self.spec
         if s.kind == "discrete":
             energies = self.all_code_energies(params, sx, sy)
             wta = energies.min(-1).mean()
             usage = code_usage_penalty(energies, s.usage_temperature)
-            loss = wta + s.usage_weight * usage
-            return loss, {
-                "energy": wta,
-                "code_usage_kl": usage,
-                "perplexity": code_perplexity(energies),
-            }
+            aux = {"energy": wta, "code_usage_kl": usage, "perplexity": code_perplexity(energies)}
+            return wta + s.usage_weight * usage, aux
         if s.kind == "continuous":
             net = self._inference_net()
+            # q sees s_y but must not shape it: the target gets no gradient through z.
             mu, logvar = net.apply(
                 {"params": params["latent"]}, self.pool(sx), self.pool(jax.lax.stop_gradient(sy))
             )
             eps = jax.random.normal(key, mu.shape)
-            if s.penalty == "kl":
-                z = mu + jnp.exp(0.5 * logvar) * eps
-            else:
-                z = mu + s.noise_std * eps
+            noise = jnp.exp(0.5 * logvar) if s.penalty == "kl" else s.noise_std
+            z = mu + noise * eps
             energy = self.energy_fn(
                 self.predict_fn(params["model"], sx, self._embed(params, z)), sy
             )
             info = information_penalty(s.penalty, mu, logvar).mean()
-            loss = energy.mean() + s.penalty_weight * info
-            return loss, {"energy": energy.mean(), "z_information": info}
+            return energy.mean() + s.penalty_weight * info, {
+                "energy": energy.mean(),
+                "z_information": info,
+            }
         energy = self.energy_fn(self.predict_fn(params["model"], sx, None), sy).mean()
         return energy, {"energy": energy}

@@ -43,6 +43,8 @@ def init_boxed_params(config, rng: jax.Array) -> dict:
             "encoder": encoder.init(k_enc, images)["params"],
             "projector": build_projector(config).init(k_pred, pooled)["params"],
         }
+    if config.objective == "future":
+        return _init_future(config, encoder, predictor, images, k_enc, k_pred)
     ctx_idx = jnp.zeros((1, config.mask.context_tokens), jnp.int32)
     tgt_idx = jnp.zeros((1, config.mask.num_targets, config.mask.target_tokens), jnp.int32)
     context = jnp.zeros((1, config.mask.context_tokens, m.width), jnp.float32)
@@ -50,6 +52,32 @@ def init_boxed_params(config, rng: jax.Array) -> dict:
         "encoder": encoder.init(k_enc, images)["params"],
         "predictor": predictor.init(k_pred, context, ctx_idx, tgt_idx)["params"],
     }
+
+
+def _init_future(config, encoder, predictor, images, k_enc, k_pred) -> dict:
+    """Encoder, predictor over the clip's (time, h, w) grid, the latent's parameters (codes or
+    the inference network) and, with ``latent.reference``, a z-free reference predictor."""
+    from jepa import config as config_lib
+    from jepa import latent
+
+    m = config.model
+    _, g, _ = config_lib.clip_grid(config)
+    n_ctx = config.data.clip.context_frames * g * g
+    context = jnp.zeros((1, n_ctx, m.width), jnp.float32)
+    ctx_idx = jnp.zeros((1, n_ctx), jnp.int32)
+    tgt_idx = jnp.zeros((1, 1, g * g), jnp.int32)
+    k_pred, k_lat, k_ref = jax.random.split(k_pred, 3)
+    params = {
+        "encoder": encoder.init(k_enc, images)["params"],
+        "predictor": predictor.init(k_pred, context, ctx_idx, tgt_idx)["params"],
+    }
+    spec = config_lib.latent_spec(config)
+    if spec.kind != "none":
+        model = latent.LatentJEPA(spec, None, None, None, None, None, m.predictor.width)
+        params["latent"] = model.init_latent(k_lat, m.width)
+    if config.latent.reference:
+        params["reference"] = predictor.init(k_ref, context, ctx_idx, tgt_idx)["params"]
+    return params
 
 
 def init_train_state(config, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jepa import config as config_lib
 from jepa import objectives, optim, sharding
 from jepa.models import build_encoder, build_predictor, build_projector
 from jepa.models.vit import gather_tokens
@@ -55,7 +56,93 @@ def make_loss_fn(config):
     """loss_fn(params, target_params, batch, step) → (loss, aux); pure, for grad and tests."""
     if config.objective == "multiview":
         return make_multiview_loss_fn(config)
+    if config.objective == "future":
+        return make_future_loss_fn(config)[0]
     return make_masked_loss_fn(config)
+
+
+def make_future_loss_fn(config):
+    """The video objective: tokens of the context frames (frame-wise encoder) predict the target
+    encoder's LayerNorm'd tokens of a future frame, through a latent z when ``latent.kind`` is
+    set (``jepa/latent.py``: winner-take-all codes or an amortized, information-limited z).
+    Returns (loss_fn, latent_model_for(target_params)) — the second builds the ``LatentJEPA``
+    whose energy / free_energy / predict / sample_predictions evaluators call, with params
+    ``{"model": params, "latent": params.get("latent", {})}``."""
+    from jepa import latent
+
+    encoder, predictor = build_encoder(config), build_predictor(config)
+    energy = objectives.energy_fn(config.loss.energy)
+    rules = sharding.rules_of(config)
+    lc = config.loss
+    base_key = jax.random.PRNGKey(config.seed)
+    context_frames = config.data.clip.context_frames
+    steps_ahead, g, _ = config_lib.clip_grid(config)
+    n = g * g
+    # Time-major raster indices into the predictor's (time, h, w) grid: the context frames are
+    # times 0 … C−1, the target is time C−1+horizon (the grid's last).
+    ctx_idx = jnp.arange(context_frames * n, dtype=jnp.int32)[None]
+    tgt_idx = ((steps_ahead - 1) * n + jnp.arange(n, dtype=jnp.int32))[None, None]
+    spec = config_lib.latent_spec(config)
+
+    def encode_frames(enc_params, frames):
+        """[b, f, H, W, ch] → [b, f·n, width], each frame encoded on its own."""
+        b, f = frames.shape[:2]
+        tokens, _ = encoder.apply({"params": enc_params}, frames.reshape(b * f, *frames.shape[2:]))
+        return tokens.astype(jnp.float32).reshape(b, f * n, -1)
+
+    def predict(pred_params, sx, z_embedding):
+        b = sx.shape[0]
+        out = predictor.apply(
+            {"params": pred_params},
+            sx,
+            jnp.broadcast_to(ctx_idx, (b, ctx_idx.shape[1])),
+            jnp.broadcast_to(tgt_idx, (b, 1, n)),
+            None if z_embedding is None else z_embedding[:, None],
+        )
+        return out[:, 0].astype(jnp.float32)  # [b, n, width]
+
+    def latent_model_for(target_params):
+        def encode_y(params, frame):
+            if lc.target_encoder == "online":
+                return objectives.normalize_targets(
+                    encode_frames(params["encoder"], frame[:, None])
+                )
+            full = encode_frames(target_params, frame[:, None])
+            return jax.lax.stop_gradient(objectives.normalize_targets(full))
+
+        return latent.LatentJEPA(
+            spec=spec,
+            encode_x=lambda params, x: encode_frames(params["encoder"], x),
+            encode_y=encode_y,
+            predict_fn=lambda params, sx, ze: predict(params["predictor"], sx, ze),
+            energy_fn=lambda pred, sy: energy(pred, sy).mean(-1),  # per sample
+            pool=lambda s: s.mean(1),
+            width=config.model.predictor.width,
+        )
+
+    def loss_fn(params, target_params, batch, step=0):
+        frames = batch["image"]  # [b, C + 1, H, W, ch]: context frames, then the target frame
+        key = jax.random.fold_in(base_key, step)
+        with nn.logical_axis_rules(rules):
+            model = latent_model_for(target_params)
+            sx = model.encode_x(params, frames[:, :context_frames])
+            sy = model.encode_y(params, frames[:, context_frames])
+            full = {"model": params, "latent": params.get("latent", {})}
+            loss, aux = model.loss_from_embeddings(full, sx, sy, key)
+            if "reference" in params:
+                # A z-free predictor on the same, frozen embeddings: the baseline min_z E is
+                # compared with (its gradients reach only its own parameters).
+                ref = predict(params["reference"], jax.lax.stop_gradient(sx), None)
+                aux["reference_energy"] = energy(ref, jax.lax.stop_gradient(sy)).mean()
+                loss = loss + aux["reference_energy"]
+        aux["target_std"] = feature_std(sy.mean(1))
+        terms = information_terms(
+            regularizer_samples(sx, lc.regularize), lc, jax.random.fold_in(key, 1)
+        )
+        loss = loss + sum(lc[name] * value for name, value in terms.items())
+        return loss, {**aux, **terms}
+
+    return loss_fn, latent_model_for
 
 
 def make_multiview_loss_fn(config):
@@ -192,7 +279,8 @@ def make_train_step(config, tx: optax.GradientTransformation):
 def batch_shardings(mesh, config) -> dict:
     """One batch-axis sharding per key of the batch that ``config`` makes."""
     d = config.data
-    out = {"image": sharding.batch_sharding(mesh, 4 + (d.num_views > 1))}
+    video = config.objective == "future"  # [batch, frames, h, w, c]
+    out = {"image": sharding.batch_sharding(mesh, 4 + (d.num_views > 1 or video))}
     if d.local_views:
         out["local"] = sharding.batch_sharding(mesh, 5)
     if config.objective == "masked":

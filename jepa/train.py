@@ -54,6 +54,8 @@ def data_config(config) -> ml_collections.ConfigDict:
             mean=tuple(d.mean) or None,
             std=tuple(d.std) or None,
             worker_count=d.worker_count,
+            clip_context_frames=d.clip.context_frames if config.objective == "future" else 0,
+            clip_horizon=d.clip.horizon,
         )
     )
 

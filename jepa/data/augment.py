@@ -265,3 +265,56 @@ class EvalPreprocess(grain.transforms.Map):
             "image": normalize_images(image, mean, std),
             "label": np.int32(element["label"]),
         }
+
+
+# ---------------------------------------------------------------------------------------------
+# Video clips (objective="future").
+
+
+def clip_window(t0: int, context_frames: int, horizon: int) -> tuple[np.ndarray, int]:
+    """Frame indices of a clip starting at t0: (context frames, target frame)."""
+    context = np.arange(t0, t0 + context_frames)
+    return context, t0 + context_frames - 1 + horizon
+
+
+def clip_is_uncertain(bounce: np.ndarray, t0: int, context_frames: int, horizon: int) -> bool:
+    """Whether any digit takes a new, random direction between the last context frame and the
+    target: ``bounce[t]`` marks that the move t → t+1 was re-drawn, so the moves that matter
+    are those of frames last … target−1."""
+    context, target = clip_window(t0, context_frames, horizon)
+    return bool(np.asarray(bounce)[context[-1] : target].any())
+
+
+def make_clip(frames, t0: int, context_frames: int, horizon: int, mean, std) -> np.ndarray:
+    """[C + 1, H, W, ch] normalized float32: the context frames, then the target frame."""
+    context, target = clip_window(t0, context_frames, horizon)
+    frames = np.asarray(frames)
+    clip = np.concatenate([frames[context], frames[target][None]]).astype(np.float32) / 255.0
+    mean, std = resolve_mean_std(mean, std, clip.shape[-1])
+    return normalize_images(clip, mean, std)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipPreprocess(grain.transforms.RandomMap):
+    """A random clip of a video record (``frames`` [T, H, W, C] uint8): ``{'image': [C + 1, H,
+    W, C] float32, 'label': int32 — 1 when the target is uncertain (a bounce in between)}``."""
+
+    context_frames: int
+    horizon: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def random_map(self, element, rng: np.random.Generator):
+        frames = element["frames"]
+        last_start = len(frames) - self.context_frames - self.horizon
+        if last_start < 0:
+            raise ValueError(
+                f"clips of {self.context_frames} + {self.horizon} frames do not fit in "
+                f"{len(frames)}-frame videos (data.clip)"
+            )
+        t0 = int(rng.integers(0, last_start + 1))
+        clip = make_clip(frames, t0, self.context_frames, self.horizon, self.mean, self.std)
+        uncertain = "bounce" in element and clip_is_uncertain(
+            element["bounce"], t0, self.context_frames, self.horizon
+        )
+        return {"image": clip, "label": np.int32(uncertain)}

@@ -45,8 +45,10 @@ DEFAULT_READ_THREADS = 16
 
 def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
     """Our builders are prepared on first use; any other dataset must already be prepared."""
-    if name in BUILDERS:
-        builder = BUILDERS[name](data_dir=data_dir, file_format="array_record")
+    base, _, builder_config = name.partition("/")  # "stochastic_moving_mnist/tiny"
+    if base in BUILDERS:
+        kwargs = {"config": builder_config} if builder_config else {}
+        builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kwargs)
         # A no-op once prepared. No download happens: the data ships with installed packages;
         # `try_download_gcs=False` keeps TFDS from looking for a copy on GCS.
         builder.download_and_prepare(
@@ -130,6 +132,25 @@ def _read_options(cfg) -> grain.ReadOptions:
     return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(2 * threads, 64))
 
 
+def _train_preprocess(cfg):
+    if cfg.get("clip_context_frames"):  # objective="future": clips of a video dataset
+        return augment.ClipPreprocess(
+            context_frames=int(cfg.clip_context_frames),
+            horizon=int(cfg.clip_horizon),
+            **_mean_std(cfg),
+        )
+    return augment.TrainPreprocess(
+        image_size=cfg.image_size,
+        crop_scale=tuple(cfg.get("crop_scale", (0.3, 1.0))),
+        hflip=bool(cfg.get("hflip", False)),
+        num_views=int(cfg.get("num_views", 1)),
+        local_views=int(cfg.get("local_views", 0)),
+        local_size=int(cfg.get("local_size", 0)),
+        local_crop_scale=tuple(cfg.get("local_crop_scale", (0.05, 0.3))),
+        **_mean_std(cfg),
+    )
+
+
 def make_train_iterator(
     cfg,
     global_batch_size: int,
@@ -146,7 +167,9 @@ def make_train_iterator(
     Args:
       cfg: `config.data`: `dataset`, `data_dir`, `train_split`, `image_size`, `crop_scale`,
         `hflip`, `mean`, `std` (None → defaults by channel count, see
-        `augment.resolve_mean_std`), optional `worker_count` and `read_threads`.
+        `augment.resolve_mean_std`), optional `worker_count` and `read_threads`; with
+        `clip_context_frames` and `clip_horizon`, random clips of a video dataset instead
+        (`augment.ClipPreprocess`, images `[local_batch, C + 1, S, S, ch]`).
         `worker_count=0` decodes and augments in threads of this process; N > 0 adds N worker
         processes, each assembling whole batches from every N-th example, so the batches are
         deterministic for a given N but differ between values of N: resume with the same N.
@@ -175,16 +198,7 @@ def make_train_iterator(
             f"{source} has {len(source)} examples, {shard_size} per host: "
             f"fewer than one local batch of {local_batch}"
         )
-    preprocess = augment.TrainPreprocess(
-        image_size=cfg.image_size,
-        crop_scale=tuple(cfg.get("crop_scale", (0.3, 1.0))),
-        hflip=bool(cfg.get("hflip", False)),
-        num_views=int(cfg.get("num_views", 1)),
-        local_views=int(cfg.get("local_views", 0)),
-        local_size=int(cfg.get("local_size", 0)),
-        local_crop_scale=tuple(cfg.get("local_crop_scale", (0.05, 0.3))),
-        **_mean_std(cfg),
-    )
+    preprocess = _train_preprocess(cfg)
     start = process_index * shard_size
     ds = (
         grain.MapDataset.source(source)[start : start + shard_size]

@@ -29,9 +29,14 @@ def build_encoder(config) -> VisionTransformer:
 
 def build_predictor(config) -> Predictor:
     m = config.model
-    grid = m.image_size // m.patch_size
+    if config.objective == "future":  # (time, h, w): context frames through the target frame
+        from jepa.config import clip_grid
+
+        grid = clip_grid(config)
+    else:
+        grid = (m.image_size // m.patch_size,) * 2
     return Predictor(
-        grid=(grid, grid),
+        grid=grid,
         out_width=m.width,
         width=m.predictor.width,
         depth=m.predictor.depth,

@@ -1,0 +1,196 @@
+"""Energies of true futures on held-out clips: does the latent variable z model uncertainty?
+
+  python -m jepa.evaluate.energy --workdir DIR [--step N] [--split test]
+
+For every clip of the test videos (every start t0), with the run's own target embedding s_y of
+the true future frame:
+  - F(x, y) = min_z E(x, y, z) of the run's predictor (``latent.kind``: exact min over the K
+    codes, or gradient descent on z; for ``none`` simply E);
+  - E_ref(x, y): the z-free reference predictor trained on the same, stop-gradient embeddings
+    in the same run (``latent.reference``), so the two live in one representation space;
+split by whether a digit bounces (takes a random new direction) between the last context frame
+and the target. Reported: mean F, mean E_ref and their ratio per split, the perplexity of the
+argmin code (discrete z), and ``DIR/eval/latent_modes.png``: for a few clips with a bounce, the
+context, the true future, and the test frame whose embedding is nearest to the prediction made
+with each code (or each prior sample of z) — the modes, where a person can see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def test_clips(config, split: str, max_sequences: int | None = None):
+    """(clips [n, C + 1, H, W, ch] normalized, uncertain [n] bool, (sequence, t0) [n, 2]) for
+    every start of every sequence of ``split``."""
+    from jepa.data import augment, pipeline
+
+    d, c = config.data, config.data.clip
+    source = pipeline.load_data_source(d.dataset, split, d.data_dir or None)
+    mean, std = tuple(d.mean) or None, tuple(d.std) or None
+    clips, flags, where = [], [], []
+    for i in range(len(source) if max_sequences is None else min(max_sequences, len(source))):
+        record = source[i]
+        frames = np.asarray(record["frames"])
+        for t0 in range(len(frames) - c.context_frames - c.horizon + 1):
+            clips.append(augment.make_clip(frames, t0, c.context_frames, c.horizon, mean, std))
+            flags.append(
+                augment.clip_is_uncertain(record["bounce"], t0, c.context_frames, c.horizon)
+            )
+            where.append((i, t0))
+    return np.stack(clips), np.array(flags), np.array(where)
+
+
+def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: int = 256):
+    """Per clip: free energy F, the reference energy E_ref (NaN without a reference predictor),
+    and the minimizing code (−1 unless z is discrete)."""
+    from jepa import step as step_lib
+
+    _, model_for = step_lib.make_future_loss_fn(config)
+    model = model_for(target_params)
+    full = {"model": params, "latent": params.get("latent", {})}
+    context_frames = config.data.clip.context_frames
+
+    @jax.jit
+    def batch_energies(clip):
+        x, y = clip[:, :context_frames], clip[:, context_frames]
+        free, z = model.free_energy(full, x, y)
+        code = z if config.latent.kind == "discrete" else jnp.full(free.shape, -1)
+        if "reference" in params:
+            sx, sy = model.encode_x(params, x), model.encode_y(params, y)
+            ref = model.energy_fn(
+                model.predict_fn({"predictor": params["reference"]}, sx, None), sy
+            )
+        else:
+            ref = jnp.full(free.shape, jnp.nan)
+        return free, ref, code
+
+    out = [
+        batch_energies(jnp.asarray(clips[i : i + batch_size]))
+        for i in range(0, len(clips), batch_size)
+    ]
+    return tuple(np.concatenate([np.asarray(o[k]) for o in out]) for k in range(3))
+
+
+def summarize(free, ref, uncertain, codes, num_codes: int) -> dict:
+    def split(mask):
+        f, r = float(free[mask].mean()), float(ref[mask].mean())
+        return {"clips": int(mask.sum()), "free_energy": f, "reference_energy": r, "ratio": f / r}
+
+    out = {"bounce": split(uncertain), "no_bounce": split(~uncertain)}
+    if (codes >= 0).all():
+        freq = np.bincount(codes, minlength=num_codes) / len(codes)
+        nz = freq[freq > 0]
+        out["code_frequencies"] = [round(float(f), 4) for f in freq]
+        out["perplexity"] = float(np.exp(-(nz * np.log(nz)).sum()))
+    return out
+
+
+def plot_modes(config, params, target_params, clips, uncertain, path: str, num_clips: int = 4):
+    """Context | true future | nearest test frame to each z's prediction (and to the
+    reference's) for ``num_clips`` clips with a bounce."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jepa import step as step_lib
+
+    _, model_for = step_lib.make_future_loss_fn(config)
+    model = model_for(target_params)
+    full = {"model": params, "latent": params.get("latent", {})}
+    c = config.data.clip.context_frames
+    # The bank: every clip's true future frame and its target embedding (flattened tokens).
+    embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
+    bank = np.concatenate(
+        [np.asarray(embed(jnp.asarray(clips[i : i + 256, c]))) for i in range(0, len(clips), 256)]
+    )
+    picks = np.flatnonzero(uncertain)[:: max(1, uncertain.sum() // num_clips)][:num_clips]
+    x = jnp.asarray(clips[picks, :c])
+    spec = config.latent
+    if spec.kind == "discrete":
+        zs = jnp.broadcast_to(jnp.arange(spec.num_codes)[:, None], (spec.num_codes, len(picks)))
+        preds = jax.vmap(lambda z: model.predict(full, x, z))(zs)
+        labels = [f"code {k}" for k in range(spec.num_codes)]
+    elif spec.kind == "continuous":
+        preds = model.sample_predictions(full, x, jax.random.PRNGKey(0), 4)
+        labels = [f"z ~ prior #{k}" for k in range(4)]
+    else:
+        preds = model.predict(full, x)[None]
+        labels = ["prediction"]
+    if "reference" in params:
+        sx = model.encode_x(params, x)
+        ref = model.predict_fn({"predictor": params["reference"]}, sx, None)
+        preds = jnp.concatenate([preds, ref[None]])
+        labels.append("no z (reference)")
+    flat = np.asarray(preds).reshape(len(preds), len(picks), -1)
+    # squared distances [preds, clips, bank] without materializing the differences
+    dist = (flat**2).sum(-1)[..., None] - 2 * flat @ bank.T + (bank**2).sum(-1)
+    nearest = dist.argmin(-1)
+    cols = c + 1 + len(labels)
+    fig, axes = plt.subplots(
+        len(picks), cols, figsize=(1.6 * cols, 1.7 * len(picks)), squeeze=False
+    )
+    for row, clip_i in enumerate(picks):
+        panels = [(clips[clip_i, t], f"context t{t}") for t in range(c)]
+        panels.append((clips[clip_i, c], "true future"))
+        panels += [(clips[nearest[k, row], c], labels[k]) for k in range(len(labels))]
+        for col, (img, title) in enumerate(panels):
+            ax = axes[row][col]
+            ax.imshow(img[..., 0], cmap="gray")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize=7)
+    fig.suptitle("nearest test frames to the predictions, clips with a bounce", fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def evaluate(
+    workdir: str,
+    step: int | None = None,
+    split: str | None = None,
+    max_sequences: int | None = None,
+) -> dict:
+    from jepa import hub
+
+    config, step, params, target = hub.load_model_params(workdir, step)
+    if config.objective != "future":
+        raise ValueError(f"{workdir} was trained with objective={config.objective!r}, not 'future'")
+    clips, uncertain, _ = test_clips(config, split or config.data.test_split, max_sequences)
+    free, ref, codes = clip_energies(config, params, target, clips)
+    result = {"step": step, "latent": config.latent.kind, "dataset": config.data.dataset}
+    result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes))
+    result["png"] = plot_modes(
+        config, params, target, clips, uncertain, os.path.join(workdir, "eval", "latent_modes.png")
+    )
+    with open(os.path.join(workdir, "eval", f"energy_step{step}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--step", type=int, default=None)
+    parser.add_argument("--split", default=None, help="default: the config's test split")
+    parser.add_argument("--max-sequences", type=int, default=None)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    result = evaluate(args.workdir, args.step, args.split, args.max_sequences)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

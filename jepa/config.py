@@ -121,6 +121,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.vicreg_cov = 0.0  # VICReg covariance weight
     c.loss.sigreg = 0.0  # SIGReg (LeJEPA) weight
     c.loss.sigreg_slices = 256
+    # Also apply the terms to the target embeddings s_y (summed with s_x's, as VICReg does for
+    # its two branches); needs loss.target_encoder="online", the only case where s_y learns.
+    c.loss.regularize_targets = False
     # Weight of an image-level term: the pooled context embedding predicts the pooled
     # (normalized) target embedding of the whole image. 0 = the plain per-token I-JEPA loss.
     c.loss.global_weight = 0.0
@@ -456,6 +459,11 @@ def validate(config, device_count: int | None = None) -> None:
     if config.loss.target_encoder not in TARGET_ENCODERS:
         raise ValueError(
             f"loss.target_encoder={config.loss.target_encoder!r}; valid: {TARGET_ENCODERS}"
+        )
+    if config.loss.regularize_targets and config.loss.target_encoder != "online":
+        raise ValueError(
+            "loss.regularize_targets=True needs loss.target_encoder='online': the EMA target "
+            "gets no gradient, so a term on s_y would change nothing"
         )
     if config.loss.regularize not in REGULARIZE_ON:
         raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")

@@ -236,11 +236,18 @@ def make_masked_loss_fn(config):
                 ).mean()
                 loss = loss + lc.global_weight * aux["global_energy"]
         # SIGReg directions: re-drawn every step, the same on every device (one key per step).
-        terms = information_terms(
-            regularizer_samples(context, lc.regularize), lc, jax.random.fold_in(base_key, step)
-        )
+        key = jax.random.fold_in(base_key, step)
+        terms = information_terms(regularizer_samples(context, lc.regularize), lc, key)
         # Each term is named after its weight's key in config.loss.
         loss = loss + sum(lc[name] * value for name, value in terms.items())
+        if lc.regularize_targets:
+            # s_y too, as VICReg regularizes both branches (summed); only meaningful when the
+            # targets carry gradients (loss.target_encoder="online", checked by the config).
+            on_targets = information_terms(
+                regularizer_samples(full, lc.regularize), lc, jax.random.fold_in(key, 1)
+            )
+            loss = loss + sum(lc[name] * value for name, value in on_targets.items())
+            terms.update({f"{name}_targets": value for name, value in on_targets.items()})
         return loss, {**aux, **terms}
 
     return loss_fn

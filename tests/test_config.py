@@ -53,10 +53,17 @@ def test_variants_and_resolution_args():
 def test_mnist_experiment_is_valid():
     c = load_experiment("mnist_ijepa")
     config_lib.validate(c, 1)
+    # The VICReg variant is the demo's multiview run with SIGReg swapped for VICReg, no EMA.
     v = load_experiment("mnist_vicreg_jepa", "steps=300")
+    s = load_experiment("mnist_sigreg_jepa", "steps=300")
     config_lib.validate(v, 1)
-    assert (v.loss.vicreg_var, v.loss.vicreg_cov, v.total_steps) == (1.0, 0.04, 300)
-    assert v.model.to_dict() == c.model.to_dict()
+    assert (v.loss.vicreg_var, v.loss.vicreg_cov, v.loss.sigreg, v.total_steps) == (
+        1.0,
+        0.04,
+        0.0,
+        300,
+    )
+    assert v.model.to_dict() == s.model.to_dict() and v.objective == "multiview"
 
 
 def test_multiview_experiment_is_valid():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from helpers import synthetic_batch, tiny_config
 
+from jepa import config as config_lib
 from jepa import objectives, optim, sharding
 from jepa import state as state_lib
 from jepa import step as step_lib
@@ -109,6 +110,33 @@ def test_target_encoder_gets_no_gradient():
     batch = synthetic_batch(config, 0)
     grads = jax.jit(jax.grad(lambda t: loss_fn(state.params, t, batch)[0]))(state.target_params)
     assert all(float(abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+
+
+def test_regularizing_online_targets_adds_the_terms_of_s_y():
+    """No EMA (targets from the online encoder): with loss.regularize_targets the VICReg terms
+    of the pooled s_y (the online encoder on the whole image) are added with the same weights,
+    and the target encoder now receives gradients."""
+    base = {"loss.target_encoder": "online", "loss.vicreg_var": 0.5, "loss.vicreg_cov": 0.02}
+    config = tiny_config(**base, **{"loss.regularize_targets": True})
+    tx = optim.make_optimizer(config)
+    state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
+    batch = synthetic_batch(config, 0)
+    loss_fn = step_lib.make_loss_fn(config)
+    loss, aux = jax.jit(loss_fn)(state.params, state.target_params, batch, 3)
+    plain, plain_aux = jax.jit(step_lib.make_loss_fn(tiny_config(**base)))(
+        state.params, state.target_params, batch, 3
+    )
+    full, _ = build_encoder(config).apply({"params": state.params["encoder"]}, batch["image"])
+    sy = full.mean(axis=1)
+    np.testing.assert_allclose(aux["vicreg_var_targets"], objectives.vicreg_variance(sy), rtol=1e-4)
+    np.testing.assert_allclose(
+        aux["vicreg_cov_targets"], objectives.vicreg_covariance(sy), rtol=1e-4
+    )
+    extra = 0.5 * aux["vicreg_var_targets"] + 0.02 * aux["vicreg_cov_targets"]
+    np.testing.assert_allclose(loss, plain + extra, rtol=1e-5)
+    np.testing.assert_allclose(aux["energy"], plain_aux["energy"], rtol=1e-6)
+    with pytest.raises(ValueError, match="loss.regularize_targets"):
+        config_lib.validate(tiny_config(**{"loss.regularize_targets": True}))
 
 
 def test_information_regularizers_add_to_the_energy_with_their_weights():

@@ -185,14 +185,16 @@ class LatentJEPA:
     def _inference_net(self) -> InferenceNet:
         return InferenceNet(self.spec.dim, self.spec.hidden, self.width)
 
-    def init_latent(self, key, pooled_dim: int) -> dict:
-        """The latent's own parameters (empty for ``none``)."""
+    def init_latent(self, key, pooled_x_dim: int, pooled_y_dim: int | None = None) -> dict:
+        """The latent's own parameters (empty for ``none``); the dims are those of
+        ``pool(s_x)`` and ``pool(s_y)``, the inference network's inputs."""
         if self.spec.kind == "discrete":
             return DiscreteCodes(self.spec.num_codes, self.width).init(key)["params"]
         if self.spec.kind == "continuous":
-            dummy = jnp.zeros((1, pooled_dim))
+            sx = jnp.zeros((1, pooled_x_dim))
+            sy = jnp.zeros((1, pooled_y_dim or pooled_x_dim))
             net = self._inference_net()
-            return net.init(key, dummy, dummy, method=InferenceNet.initialize)["params"]
+            return net.init(key, sx, sy, method=InferenceNet.initialize)["params"]
         return {}
 
     def _embed(self, params, z):

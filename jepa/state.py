@@ -74,7 +74,8 @@ def _init_future(config, encoder, predictor, images, k_enc, k_pred) -> dict:
     spec = config_lib.latent_spec(config)
     if spec.kind != "none":
         model = latent.LatentJEPA(spec, None, None, None, None, None, m.predictor.width)
-        params["latent"] = model.init_latent(k_lat, m.width)
+        # the inference network reads the flattened tokens of s_x and s_y (jepa/step.py)
+        params["latent"] = model.init_latent(k_lat, n_ctx * m.width, g * g * m.width)
     if config.latent.reference:
         params["reference"] = predictor.init(k_ref, context, ctx_idx, tgt_idx)["params"]
     return params

@@ -116,7 +116,9 @@ def make_future_loss_fn(config):
             encode_y=encode_y,
             predict_fn=lambda params, sx, ze: predict(params["predictor"], sx, ze),
             energy_fn=lambda pred, sy: energy(pred, sy).mean(-1),  # per sample
-            pool=lambda s: s.mean(1),
+            # q(z | s_x, s_y) sees every token: where a digit went is in *which* tokens
+            # changed, which a mean over tokens would blur.
+            pool=lambda s: s.reshape(s.shape[0], -1),
             width=config.model.predictor.width,
         )
 

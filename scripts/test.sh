@@ -10,4 +10,6 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/ruff check jepa tests experiments scripts
 .venv/bin/ruff format --check jepa tests experiments scripts
-.venv/bin/python -m pytest -q --durations=15 "$@"
+# Two workers: most of the suite's time is XLA compiling tiny programs on one core each, so two
+# processes on a 2-core machine cut the wall time by ~30% (600 s → 431 s measured).
+.venv/bin/python -m pytest -q -n "${JEPA_TEST_WORKERS:-2}" --durations=15 "$@"

@@ -37,7 +37,7 @@ def main():
     with open(os.path.join(args.workdir, "metrics.jsonl")) as f:
         health = [r for r in map(json.loads, f) if "rankme" in r]
     if health:
-        alarms = sum(r.get("collapse_alarms", 0) for r in health)
+        alarms = int(sum(r.get("collapse_alarms", 0) for r in health))
         print(
             f"health: {len(health)} readings, {alarms} collapse alarms (RankMe "
             f"{min(r['rankme'] for r in health):.1f}–{max(r['rankme'] for r in health):.1f}, "

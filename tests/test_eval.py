@@ -40,11 +40,16 @@ def test_mean_cosine_and_std_against_hand_values():
     assert len(alarms) == 2
 
 
+def gaussian_clusters(seed: int, n: int, classes: int, dim: int, spread: float):
+    """n samples around ``classes`` random centers (std ``spread``), unit noise: (x, y)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, dim)) * spread
+    y = rng.integers(0, classes, n)
+    return centers[y] + rng.standard_normal((n, dim)), y
+
+
 def test_linear_probe_separates_separable_classes():
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((4, 16)) * 3
-    y = rng.integers(0, 4, 600)
-    x = centers[y] + rng.standard_normal((600, 16))
+    x, y = gaussian_clusters(0, 600, classes=4, dim=16, spread=3)
     out = linear_probe.linear_probe(
         x[:500], y[:500], x[500:], y[500:], epochs=20, lrs=(1e-2, 1e-1), wds=(0.0, 1e-3)
     )
@@ -204,10 +209,8 @@ def test_fewshot_subsets_are_stratified_and_deterministic():
 def test_fewshot_probe_learns_from_ten_labels_per_class():
     from jepa.evaluate import fewshot
 
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((5, 40)) * 2
-    y = rng.integers(0, 5, 1500)
-    x = centers[y] + rng.standard_normal((1500, 40))
+    x, y = gaussian_clusters(0, 1500, classes=5, dim=40, spread=2)
+    rng = np.random.default_rng(1)
     out = fewshot.fewshot_probe(
         x[:1000], y[:1000], x[1000:], y[1000:], subsets=("10-shot", "1-shot")
     )

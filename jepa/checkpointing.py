@@ -4,18 +4,27 @@ Items: ``state`` (the whole TrainState), ``data`` (the grain iterator's position
 reads exactly the batches it would have read), ``config`` (JSON) and ``metadata`` (jepa version,
 model signature). Saving is asynchronous; restoring takes abstract arrays that carry the
 *current* mesh's shardings, so a checkpoint written on one topology loads on another. Restores
-are strict: a differing tree or shape is an error listing the paths. A step that fails to read
-(truncated file, missing item) is reported and the next older step is tried.
+are strict: a differing tree or shape is an error listing the paths.
+
+Faults: a step that fails to read (truncated file, missing item) is reported and the next older
+step is tried; once one restores, the unreadable newer steps are moved aside to
+``checkpoints/corrupt/STEP`` (never deleted), so the resumed run can save those step numbers
+again and Orbax's ``max_to_keep`` counts only readable steps. A save interrupted by ``kill -9``
+is left in ``STEP.orbax-checkpoint-tmp``, which Orbax never lists as a step and replaces when it
+saves that step again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import re
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -24,8 +33,20 @@ import jepa
 ITEMS = ("state", "data", "config", "metadata")
 
 
+# Fields added to TrainState after checkpoints were first written, with the value a checkpoint
+# that predates them restores as (so such a run still resumes).
+ADDED_STATE_FIELDS = {"nonfinite_skipped": 0}
+CORRUPT_DIR = "corrupt"
+# Orbax's name for a step directory still being written (or left behind by a killed save).
+_PARTIAL_STEP = re.compile(r"^(\d+)\.orbax-checkpoint-tmp")
+
+
 class CheckpointMismatchError(ValueError):
     """The checkpoint's tree does not match the model being restored into."""
+
+
+class CheckpointCorruptError(RuntimeError):
+    """There are checkpoints, and none of them can be read."""
 
 
 def model_signature(config) -> dict:
@@ -164,31 +185,113 @@ class Checkpointer:
         saved_tree = self.manager.item_metadata(step)["state"]
         if saved_tree is None:
             raise FileNotFoundError(f"checkpoint step {step} has no readable 'state' item")
-        check_tree_matches(saved_tree, abstract_state, f"checkpoint step {step}")
-        args = {"state": ocp.args.StandardRestore(abstract_state)}
+        absent = [
+            k for k in ADDED_STATE_FIELDS if hasattr(abstract_state, k) and k not in saved_tree
+        ]
+        target = abstract_state
+        if absent:  # an older checkpoint: restore the fields it has, as a dict
+            target = {
+                f.name: getattr(abstract_state, f.name)
+                for f in dataclasses.fields(abstract_state)
+                if f.name not in absent
+            }
+        check_tree_matches(saved_tree, target, f"checkpoint step {step}")
+        args = {"state": ocp.args.StandardRestore(target)}
         if data_iterator is not None:
             args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-        restored = self.manager.restore(step, args=ocp.args.Composite(**args))
-        return restored["state"]
+        restored = self.manager.restore(step, args=ocp.args.Composite(**args))["state"]
+        if absent:
+            filled = {
+                k: _full_like(getattr(abstract_state, k), ADDED_STATE_FIELDS[k]) for k in absent
+            }
+            restored = abstract_state.replace(**restored, **filled)
+        return restored
 
     def restore_latest_good(self, abstract_state, data_iterator=None):
-        """(state, step) from the newest step that restores; (None, None) when there is none.
+        """(state, step) from the newest step that restores; (None, None) when there are no
+        checkpoints.
 
-        A mismatched model is not "corrupt": it is raised at once rather than skipped."""
+        Each unreadable step is logged with its reason; once an older one restores, those newer
+        steps are moved to ``checkpoints/corrupt/`` (see the module docstring). When none
+        restores, ``CheckpointCorruptError`` lists them all and nothing is moved: starting
+        afresh over them would be wrong, and a failure common to every step (memory, a
+        changed data pipeline) is no evidence of corruption. A mismatched model is not
+        "corrupt" either: it is raised at once."""
+        for step, name in self.partial_steps():
+            logging.warning(
+                "checkpoint step %d in %s was never completed (%s, a save that was interrupted); "
+                "ignored: it is replaced if that step is saved again",
+                step,
+                self.directory,
+                name,
+            )
+        failed = []
         for step in reversed(self.all_steps()):
             try:
-                return self.restore_state(step, abstract_state, data_iterator), step
+                state = self.restore_state(step, abstract_state, data_iterator)
             except CheckpointMismatchError:
                 raise
             except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 logging.warning(
-                    "checkpoint step %d in %s is unreadable (%s: %s); trying the previous one",
+                    "checkpoint step %d in %s is unreadable (%s); trying the previous one",
                     step,
                     self.directory,
-                    type(e).__name__,
-                    str(e).splitlines()[0] if str(e) else "",
+                    reason,
                 )
+                failed.append((step, reason))
+                continue
+            for bad, reason in failed:
+                self.quarantine(bad, reason)
+            return state, step
+        if failed:
+            listing = "\n".join(f"  step {s}: {r}" for s, r in failed)
+            raise CheckpointCorruptError(
+                f"no checkpoint in {self.directory} can be restored (nothing was moved or "
+                f"deleted):\n{listing}\nFix or move the step directories aside to start over."
+            )
         return None, None
+
+    def partial_steps(self) -> list[tuple[int, str]]:
+        """(step, directory name) of the step directories Orbax has not finalized."""
+        if not self.directory.exists():
+            return []
+        matches = ((_PARTIAL_STEP.match(p.name), p.name) for p in self.directory.iterdir())
+        return sorted((int(m.group(1)), name) for m, name in matches if m)
+
+    def quarantine(self, step: int, reason: str) -> str:
+        """Move step ``step`` to ``checkpoints/corrupt/STEP`` (``STEP.1``, … if taken); returns
+        the new path. Process 0 moves, every process then sees the step gone."""
+        corrupt = self.directory / CORRUPT_DIR
+        dest = corrupt / str(step)
+        n = 0
+        while dest.exists():
+            n += 1
+            dest = corrupt / f"{step}.{n}"
+        if jax.process_index() == 0:
+            corrupt.mkdir(parents=True, exist_ok=True)
+            (self.directory / str(step)).rename(dest)
+        if jax.process_count() > 1:
+            ocp.multihost.sync_global_processes(f"jepa_quarantine_{step}")
+        self.manager.reload()  # forget the step: it can be saved again, and is not kept/counted
+        logging.warning(
+            "checkpoint step %d moved to %s (unreadable: %s); resuming from an older step",
+            step,
+            dest,
+            reason,
+        )
+        return str(dest)
+
+    # ----------------------------------------------------------------------------- preemption
+    def reached_preemption(self, step: int) -> bool:
+        """True at the step all hosts agreed to save at after one of them was told it will be
+        preempted (JAX's preemption service, multi-host runs; always False in one process)."""
+        return self.manager.reached_preemption(step)
+
+
+def _full_like(abstract, value):
+    """An array shaped, typed and placed like ``abstract`` (a ShapeDtypeStruct with sharding)."""
+    return jax.device_put(np.full(abstract.shape, value, abstract.dtype), abstract.sharding)
 
 
 def has_checkpoints(workdir: str) -> bool:

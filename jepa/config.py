@@ -13,13 +13,14 @@ import math
 import ml_collections
 
 from jepa import masking
-from jepa.models.vit import parse_variant
+from jepa.models.layers import REMAT_POLICIES
+from jepa.models.vit import VIDEO_MODES, parse_variant
 
 ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
 DTYPES = ("float32", "bfloat16")
 TARGET_ENCODERS = ("ema", "online")
 REGULARIZE_ON = ("pooled", "tokens")
-OBJECTIVES = ("masked", "multiview", "future")
+OBJECTIVES = ("masked", "multiview", "future", "hierarchy")
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis → mesh axes. Parameters: FSDP shards the ``embed`` side of every kernel, tensor
@@ -88,11 +89,22 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.mlp_ratio = 4.0
     c.model.patch_size = 16
     c.model.dtype = "float32"  # compute dtype; parameters and optimizer state stay float32
+    # Rematerialization of every transformer block (encoder and predictor): "none", "full"
+    # (keep only block inputs, recompute the rest in the backward pass), "dots" (keep matmul
+    # outputs), "dots_no_batch" (keep only matmuls without batch dims, i.e. none of the
+    # activations): jepa/models/layers.py REMAT_POLICIES. Less memory, more FLOPs.
     c.model.remat = "none"
     c.model.patch_embed_init = "reference"  # or "fan_in" for small patches (see models/vit.py)
     c.model.attention_impl = ""  # "": einsum attention; "xla" or "cudnn" (fused, NVIDIA GPUs)
     # through jax.nn.dot_product_attention
     c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
+    # Video (clips [batch, T, H, W, C]; jepa/models/vit.py). num_frames: frames per clip, 0 for
+    # an image model. video_mode "tubelet" (V-JEPA): 3D patches of tubelet_size frames × p × p,
+    # one transformer over the (num_frames / tubelet_size, h, w) grid; "framewise": the image
+    # ViT on every frame (one set of weights, frames never attend to each other).
+    c.model.num_frames = 0
+    c.model.tubelet_size = 2
+    c.model.video_mode = "tubelet"
     # objective="multiview": MLP from the pooled encoder output to the space where views are
     # compared and regularized (LayerNorm + GELU hidden layers).
     c.model.projector = ml_collections.ConfigDict(dict(hidden=512, depth=2, out=64))
@@ -106,6 +118,28 @@ def base_config() -> ml_collections.ConfigDict:
     c.mask.context_tokens = masking.REFERENCE_CONTEXT_TOKENS
     c.mask.target_tokens = masking.REFERENCE_TARGET_TOKENS
     c.mask.min_keep = 10
+    # "multiblock": I-JEPA's 2D masks (the keys above). "tube": V-JEPA's 3D multi-block masks on
+    # the tubelet grid (model.num_frames > 0, video_mode "tubelet"), one (context, target) pair
+    # per generator (masking.sample_tube_masks). Every ``mask.tube`` key holds one entry per
+    # generator; the defaults are V-JEPA's 8 short-range blocks at 15% of the frame and 2
+    # long-range ones at 70%, all spanning the clip. Token counts 0 = the reference's expected
+    # per-step counts on the grid (masking.default_tube_token_counts).
+    c.mask.kind = "multiblock"
+    gens = masking.VJEPA_GENERATORS
+    c.mask.tube = ml_collections.ConfigDict(
+        {
+            key: tuple(getattr(g, key) for g in gens)
+            for key in (
+                "num_blocks",
+                "spatial_scale",
+                "temporal_scale",
+                "aspect",
+                "max_temporal_keep",
+                "context_tokens",
+                "target_tokens",
+            )
+        }
+    )
 
     c.loss = ml_collections.ConfigDict()
     c.loss.energy = "smooth_l1"
@@ -166,6 +200,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.999
     c.optim.eps = 1e-8
     c.optim.grad_clip = 0.0  # 0 disables global-norm clipping
+    # Split each step's batch into this many micro-batches, run one after another inside the
+    # step (gradients summed in float32, then averaged): activation memory follows the
+    # micro-batch, at the cost of one float32 gradient-sized running sum (a gain where
+    # activations outweigh the parameters: ViT-L/16, batch 64, bf16, k=4: 6.6 → 3.3 GiB of
+    # temporaries on an H200); the update is the one-big-batch update. Exactly so for
+    # per-sample losses (I-JEPA's energy); a batch statistic (loss.vicreg_var / vicreg_cov /
+    # sigreg, the discrete latent's code usage, the target_std metric) is computed per
+    # micro-batch and averaged, so it sees batch_size / grad_accum_steps samples (validate()
+    # warns).
+    c.optim.grad_accum_steps = 1
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sharding_rules = DEFAULT_RULES
@@ -189,10 +233,34 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.mean = ()  # () = ImageNet statistics for RGB, 0.5 for grayscale
     c.data.std = ()
     c.data.worker_count = 0
+    # Corrupt training records (an image that does not decode or has the wrong shape) one host
+    # may skip, each logged with its index, before the run stops; 0 = stop at the first.
+    c.data.max_bad_records = 100
     # objective="future": clips of a video dataset whose records hold ``frames`` [T, H, W, C]
     # (e.g. stochastic_moving_mnist): context frames t0 … t0+C−1, target frame t0+C−1+horizon.
     c.data.clip = ml_collections.ConfigDict(dict(context_frames=2, horizon=3))
     c.data.num_train_examples = 0  # 0 = read from the TFDS builder info
+    # objective="hierarchy": windows of ``frames`` consecutive frames of a video dataset.
+    c.data.sequence = ml_collections.ConfigDict(dict(frames=20))
+
+    # objective="hierarchy" (jepa/hierarchy.py): level 1 is the frame-wise ViT (config.model)
+    # with its predictor (config.model.predictor, latent z from config.latent) predicting the
+    # frame ``level1.horizon`` after ``level1.context_frames`` frames; each entry of ``levels``
+    # adds a level on top (keys: hierarchy.UpperLevel's fields). Modes: joint | greedy |
+    # alternating (module docstring).
+    c.hierarchy = ml_collections.ConfigDict(
+        dict(
+            mode="joint",
+            joint_weight=0.1,
+            frozen_levels=0,
+            init_from="",
+            alternate_every=100,
+            # windows: (context, target) windows per sequence and step, drawn at random
+            # (0 = every window; fewer cut the predictor's cost)
+            level1=dict(context_frames=2, horizon=1, weight=1.0, windows=0),
+            levels=(),
+        )
+    )
 
     c.eval = ml_collections.ConfigDict()
     c.eval.weights = "target"  # target (EMA) or context encoder
@@ -227,6 +295,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.health = ml_collections.ConfigDict(dict(min_std=1e-2, min_rank=1.5))  # collapse alarms
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
+    # A step whose loss or gradient is NaN/inf: False = stop with an error naming the step (the
+    # last good checkpoint is kept); True = leave params, optimizer and target encoder as they
+    # were, count it (metric ``nonfinite_skipped``) and go on.
+    c.skip_nonfinite = False
     return c
 
 
@@ -326,21 +398,29 @@ def mesh_shape(config, device_count: int) -> tuple[int, int, int]:
     """``config.mesh`` with one -1 filled so the product is ``device_count``."""
     sizes = [int(config.mesh[a]) for a in MESH_AXES]
     if sizes.count(-1) > 1:
-        raise ValueError(f"config.mesh={dict(config.mesh)} has more than one -1")
+        raise ValueError(
+            f"config.mesh={dict(config.mesh)} has more than one -1; valid: at most one axis of "
+            f"mesh.{{{','.join(MESH_AXES)}}} is -1 (filled to use every device)"
+        )
     known = math.prod(s for s in sizes if s != -1)
     if any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"config.mesh={dict(config.mesh)}: sizes must be positive or -1")
+        raise ValueError(
+            f"config.mesh={dict(config.mesh)}: valid sizes of mesh.{{{','.join(MESH_AXES)}}} "
+            "are positive integers or -1"
+        )
     if -1 in sizes:
         if device_count % known:
             raise ValueError(
                 f"config.mesh={dict(config.mesh)} cannot fill {device_count} devices "
-                f"({device_count} is not divisible by {known})"
+                f"({device_count} is not divisible by {known}); valid: axis sizes whose "
+                f"product divides {device_count}"
             )
         sizes[sizes.index(-1)] = device_count // known
     if math.prod(sizes) != device_count:
         raise ValueError(
             f"config.mesh={dict(config.mesh)} needs {math.prod(sizes)} devices, "
-            f"{device_count} are available; use -1 on one axis to fill"
+            f"{device_count} are available; valid: sizes whose product is {device_count}, or "
+            "-1 on one axis to fill"
         )
     return tuple(sizes)
 
@@ -358,7 +438,9 @@ def _validate_multiview(config) -> None:
             f"model.patch_size={m.patch_size}"
         )
     if not config.loss.view_weight:
-        raise ValueError('loss.view_weight=0 with objective="multiview": nothing to predict')
+        raise ValueError(
+            'loss.view_weight=0 with objective="multiview": nothing to predict; valid: > 0'
+        )
     if config.loss.global_weight:
         raise ValueError('loss.global_weight belongs to objective="masked"')
     p = m.projector
@@ -413,6 +495,78 @@ def latent_spec(config):
     return latent.LatentSpec(**fields)
 
 
+MASK_KINDS = ("multiblock", "tube")
+TUBE_PAIR_KEYS = ("spatial_scale", "temporal_scale", "aspect")
+
+
+def video_grid(config) -> tuple[int, int, int]:
+    """The encoder's (time, h, w) token grid for clips of ``model.num_frames`` frames."""
+    m = config.model
+    steps = m.num_frames // m.tubelet_size if m.video_mode == "tubelet" else m.num_frames
+    g = m.image_size // m.patch_size
+    return steps, g, g
+
+
+def tube_spec(config) -> masking.TubeSpec:
+    """``config.mask.tube`` as a validated ``TubeSpec`` on the tubelet grid, counts left at 0
+    filled with their defaults."""
+    t = config.mask.tube
+    n = len(t.num_blocks)
+    for key in t.keys():
+        if len(t[key]) != n:
+            raise ValueError(
+                f"mask.tube.{key} has {len(t[key])} entries and mask.tube.num_blocks {n}; "
+                "valid: one entry per generator in every mask.tube key"
+            )
+    for key in TUBE_PAIR_KEYS:
+        for i, pair in enumerate(t[key]):
+            if len(pair) != 2:
+                raise ValueError(f"mask.tube.{key}[{i}]={pair!r}; valid: a pair (low, high)")
+    gens = tuple(
+        masking.TubeGenerator(
+            num_blocks=t.num_blocks[i],
+            spatial_scale=tuple(t.spatial_scale[i]),
+            temporal_scale=tuple(t.temporal_scale[i]),
+            aspect=tuple(t.aspect[i]),
+            max_temporal_keep=t.max_temporal_keep[i],
+            context_tokens=t.context_tokens[i],
+            target_tokens=t.target_tokens[i],
+        )
+        for i in range(n)
+    )
+    spec = masking.TubeSpec(video_grid(config), gens)
+    spec.validate(counts=False)  # the defaults need sane scales
+    spec = spec.with_default_counts()
+    spec.validate()
+    return spec
+
+
+def _validate_video(config) -> None:
+    m = config.model
+    if m.video_mode not in VIDEO_MODES:
+        raise ValueError(f"model.video_mode={m.video_mode!r}; valid: {VIDEO_MODES}")
+    if m.num_frames < 0 or m.tubelet_size < 1:
+        raise ValueError(
+            f"model.num_frames={m.num_frames}, model.tubelet_size={m.tubelet_size}; valid: "
+            "num_frames >= 0 (0: images), tubelet_size >= 1"
+        )
+    if m.num_frames and m.video_mode == "tubelet" and m.num_frames % m.tubelet_size:
+        raise ValueError(
+            f"model.num_frames={m.num_frames} is not divisible by model.tubelet_size="
+            f"{m.tubelet_size}"
+        )
+    kind = config.mask.kind
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask.kind={kind!r}; valid: {MASK_KINDS}")
+    if kind == "tube":
+        if not m.num_frames or m.video_mode != "tubelet":
+            raise ValueError(
+                f'mask.kind="tube" masks the tubelet grid; model.num_frames={m.num_frames}, '
+                f'model.video_mode={m.video_mode!r}: valid: num_frames > 0, video_mode="tubelet"'
+            )
+        tube_spec(config)
+
+
 def clip_grid(config) -> tuple[int, int, int]:
     """objective="future": the predictor's (time, h, w) grid, time spanning context → target."""
     c = config.data.clip
@@ -435,12 +589,132 @@ def _validate_future(config) -> None:
         raise ValueError('objective="future" reads clips: data.num_views=1, data.local_views=0')
 
 
+def batch_statistic_terms(config) -> list[str]:
+    """The enabled loss terms that are statistics over the batch (not means of per-sample
+    values), named by their config key: gradient accumulation computes them per micro-batch."""
+    lc = config.loss
+    keys = [f"loss.{k}" for k in ("vicreg_var", "vicreg_cov", "sigreg") if lc[k]]
+    if config.latent.kind == "discrete" and config.latent.usage_weight:
+        keys.append("latent.usage_weight")
+    return keys
+
+
+def _validate_accumulation(config) -> None:
+    import warnings
+
+    steps = config.optim.grad_accum_steps
+    if steps < 1 or config.batch_size % steps:
+        raise ValueError(
+            f"optim.grad_accum_steps={steps}; valid: an integer >= 1 that divides "
+            f"batch_size={config.batch_size}"
+        )
+    terms = batch_statistic_terms(config)
+    if steps > 1 and terms:
+        warnings.warn(
+            f"optim.grad_accum_steps={steps} with batch statistics {terms}: each is computed "
+            f"on a micro-batch of {config.batch_size // steps} samples and averaged, not on the "
+            f"batch of {config.batch_size}",
+            stacklevel=3,
+        )
+
+
+# (low, high) pairs: a single number from the command line (``--config.mask.target_scale=0.2``)
+# arrives as a 1-tuple.
+PAIR_KEYS = (
+    "mask.target_scale",
+    "mask.target_aspect",
+    "mask.context_scale",
+    "mask.context_aspect",
+    "data.crop_scale",
+    "data.local_crop_scale",
+    "optim.ema_momentum",
+)
+# String keys with a fixed set of values that validate() does not check elsewhere (the models
+# would only fail when traced).
+CHOICES = {
+    "model.patch_embed_init": ("reference", "fan_in"),
+    "model.attention_impl": ("", "xla", "cudnn"),
+}
+
+
+def _expected_type(default) -> tuple[type, ...] | None:
+    """The types a value may have where ``base_config`` has ``default`` (None: anything)."""
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, int):
+        return (int,)
+    if isinstance(default, float):
+        return (int, float)
+    if isinstance(default, str):
+        return (str,)
+    if isinstance(default, (tuple, list)):
+        return (tuple, list)
+    return None
+
+
+def _check_node(node, defaults, prefix: str) -> None:
+    import difflib
+
+    for key in node.keys():
+        path = prefix + key
+        if key not in defaults:
+            valid = sorted(defaults.keys())
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {prefix}{close[0]}? " if close else ""
+            where = f"under {prefix[:-1]}" if prefix else "at the top level"
+            raise ValueError(f"unknown config key {path}; {hint}valid keys {where}: {valid}")
+        value, default = node[key], defaults[key]
+        if isinstance(default, ml_collections.ConfigDict):
+            if not isinstance(value, (ml_collections.ConfigDict, dict)):
+                raise ValueError(
+                    f"{path}={value!r} is a {type(value).__name__}; valid: a group of keys "
+                    f"{sorted(default.keys())}"
+                )
+            _check_node(ml_collections.ConfigDict(value), default, path + ".")
+            continue
+        kinds = _expected_type(default)
+        ok = kinds is None or (
+            isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        )
+        if not ok:
+            raise ValueError(
+                f"{path}={value!r} is a {type(value).__name__}; valid: "
+                f"{' or '.join(k.__name__ for k in kinds)} (like the default {default!r})"
+            )
+
+
+def check_keys_and_types(config) -> None:
+    """Every key is one of ``base_config``'s, with a value of its type; pairs have two numbers
+    and keys with a fixed set of values have one of them. Catches what the locked config cannot:
+    keys misspelled before an experiment locks it, and values set to None or to a dict of
+    strings."""
+    _check_node(config, base_config(), "")
+    for path in PAIR_KEYS:
+        *parents, leaf = path.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        value = node[leaf]
+        if len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
+            raise ValueError(f"{path}={tuple(value)!r}; valid: a pair of numbers (low, high)")
+    from jepa import latent  # local: jepa.latent imports jax/flax
+
+    # latent.penalty before LatentSpec.validate(), which tries it on JAX arrays.
+    choices = {**CHOICES, "latent.kind": latent.KINDS, "latent.penalty": latent.PENALTIES}
+    for path, valid in choices.items():
+        group, leaf = path.split(".")
+        if config[group][leaf] not in valid:
+            raise ValueError(f"{path}={config[group][leaf]!r}; valid: {valid}")
+
+
 def validate(config, device_count: int | None = None) -> None:
     """Raise ``ValueError`` naming the key for any impossible setting (before compilation)."""
+    check_keys_and_types(config)
     m = config.model
     if m.image_size % m.patch_size:
         raise ValueError(
             f"model.image_size={m.image_size} is not divisible by model.patch_size={m.patch_size}"
+            f"; valid: a patch size that divides {m.image_size}"
         )
     if m.width % m.num_heads:
         raise ValueError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
@@ -454,6 +728,8 @@ def validate(config, device_count: int | None = None) -> None:
         )
     if m.dtype not in DTYPES:
         raise ValueError(f"model.dtype={m.dtype!r}; valid: {DTYPES}")
+    if m.remat not in REMAT_POLICIES:
+        raise ValueError(f"model.remat={m.remat!r}; valid: {tuple(REMAT_POLICIES)}")
     if config.loss.energy not in ENERGIES:
         raise ValueError(f"loss.energy={config.loss.energy!r}; valid: {ENERGIES}")
     if config.loss.target_encoder not in TARGET_ENCODERS:
@@ -475,10 +751,15 @@ def validate(config, device_count: int | None = None) -> None:
         _validate_multiview(config)
     elif config.objective == "future":
         _validate_future(config)
+    elif config.objective == "hierarchy":
+        from jepa import hierarchy
+
+        hierarchy.validate(config)
     else:
         if not config.loss.token_weight and not config.loss.global_weight:
             raise ValueError(
-                "loss.token_weight and loss.global_weight are both 0: nothing to predict"
+                "loss.token_weight and loss.global_weight are both 0: nothing to predict; "
+                "valid: one of them > 0"
             )
         if d.num_views not in (1, 2):
             raise ValueError(f"data.num_views={d.num_views}; valid: 1 or 2")
@@ -492,17 +773,31 @@ def validate(config, device_count: int | None = None) -> None:
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")
     if config.total_steps < 0 or (not config.total_steps and config.epochs <= 0):
-        raise ValueError("set total_steps > 0 or epochs > 0")
+        raise ValueError(
+            f"total_steps={config.total_steps}, epochs={config.epochs}: valid: total_steps > 0, "
+            "or total_steps=0 and epochs > 0 (steps derived from the dataset size)"
+        )
     if config.optim.schedule_scale < 1:
         raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
-    if config.objective == "masked":
+    _validate_video(config)
+    if config.objective == "masked" and config.mask.kind == "multiblock":
         mask_spec(config).validate()
-    if config.objective != "future" and (config.latent.kind != "none" or config.latent.reference):
-        raise ValueError('latent.kind / latent.reference are implemented for objective="future"')
+    if config.objective not in ("future", "hierarchy") and config.latent.kind != "none":
+        raise ValueError('latent.kind is implemented for objective="future" and "hierarchy"')
+    if config.objective != "future" and config.latent.reference:
+        raise ValueError('latent.reference is implemented for objective="future"')
+    _validate_accumulation(config)
     if device_count is not None:
         data, fsdp, _ = mesh_shape(config, device_count)
         if config.batch_size % (data * fsdp):
             raise ValueError(
                 f"batch_size={config.batch_size} is not divisible by the batch-parallel size "
-                f"mesh.data × mesh.fsdp = {data * fsdp}"
+                f"mesh.data × mesh.fsdp = {data * fsdp}; valid: a multiple of {data * fsdp}"
+            )
+        per_shard = config.batch_size // (data * fsdp)
+        if per_shard % config.optim.grad_accum_steps:
+            raise ValueError(
+                f"optim.grad_accum_steps={config.optim.grad_accum_steps} does not divide the "
+                f"per-device batch batch_size / (mesh.data × mesh.fsdp) = {per_shard} (every "
+                f"micro-batch is split over the same devices); valid: a divisor of {per_shard}"
             )

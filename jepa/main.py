@@ -2,7 +2,9 @@
 
   jepa-train --config experiments/mnist_ijepa.py --workdir /tmp/run [--config.total_steps=100]
 
-Rerunning with the same ``--workdir`` resumes from its latest good checkpoint.
+Rerunning with the same ``--workdir`` resumes from its latest good checkpoint. Exit status: 0 when
+training finished or was stopped by SIGTERM/SIGINT (a checkpoint was saved at the step reached;
+rerun to continue), 1 on an error, e.g. a non-finite loss (the message names the step).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
@@ -17,6 +20,14 @@ flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go (l
 flags.DEFINE_string("coordinator", None, "multi-host: coordinator address host:port")
 flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
 flags.DEFINE_integer("process_id", None, "multi-host: this process's id")
+flags.DEFINE_enum(
+    "distributed",
+    None,
+    ["auto", "on", "off"],
+    "multi-host: auto (default, or $JEPA_DISTRIBUTED) starts JAX's distributed runtime under a "
+    "SLURM step of several tasks or on a TPU pod listing its workers; on: always, values "
+    "auto-detected by JAX (TPU VM pods); off: never. --coordinator etc. override.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -25,14 +36,28 @@ def main(argv):
     del argv
     from jepa import sharding
 
-    sharding.maybe_initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+    sharding.maybe_initialize_distributed(
+        FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed
+    )
     import jax
 
     if jax.process_index() != 0:
+        # Process 0 alone reports progress (metrics, plots and the progress bar are its too);
+        # the others still report warnings and errors.
         logging.getLogger().setLevel(logging.WARNING)
-    from jepa import train
+        absl_logging.set_verbosity(absl_logging.WARNING)
+    from jepa import checkpointing, train
+    from jepa.data import records
 
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except (
+        train.NonFiniteLossError,
+        checkpointing.CheckpointCorruptError,
+        records.TooManyBadRecordsError,
+    ) as e:
+        # Faults the message explains fully: exit 1 with it, without a traceback.
+        raise SystemExit(f"jepa-train: {type(e).__name__}: {e}") from None
 
 
 def run():

@@ -31,6 +31,7 @@ mean before trimming is about 82). Other grids scale both with the number of pat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -193,3 +194,311 @@ def masks_for_step(seed: int, step: int, batch_size: int, spec: MultiBlockSpec) 
     """Deterministic per (seed, step), so a resumed run draws the same masks as an uninterrupted
     one. Multi-host runs draw the global batch's masks on every host and keep their slice."""
     return sample_multiblock_masks(np.random.default_rng([seed, step]), batch_size, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# V-JEPA's 3D multi-block ("tube") masks for clips
+# ---------------------------------------------------------------------------------------------
+#
+# V-JEPA (``src/masks/multiblock3d.py`` in facebookresearch/jepa) runs several mask generators
+# per batch; each gives its own (context, target) pair and the encoder and predictor run once
+# per pair. A generator draws one block size (t, h, w) per batch — three independent uniform
+# draws: the time extent, the spatial area and the aspect ratio — then, per sample,
+# ``num_blocks`` positions; the target is the union of the blocks, the context its complement.
+# Its pretraining configs use two generators on 16 frames at 224 px (an 8×14×14 tubelet grid):
+# 8 "short-range" blocks of 15% of the frame and 2 "long-range" blocks of 70%, both spanning
+# every frame (temporal scale 1) with aspect ratios in [0.75, 1.5].
+#
+# What we keep: the block-size formula (with V-JEPA's clip of a side to the full grid, not
+# ``grid - 1`` as in I-JEPA), sizes per batch and positions per sample over every valid offset,
+# the union/complement construction and ``max_temporal_keep`` (frames past that fraction are
+# predicted, never seen).
+#
+# What we change, and why: the static shapes, as for the 2D sampler. The reference trims every
+# sample to the batch minimum *in raster order*, which drops the last frames' tokens first;
+# we return exactly ``target_tokens`` and ``context_tokens`` per generator:
+#   * target: a uniformly random subset of the union when it is larger; when smaller, the union
+#     plus its nearest patches (3D Chebyshev distance, random ties), as the 2D sampler pads;
+#   * context: a uniformly random subset of the complement minus any padding; a sample whose
+#     complement cannot supply ``context_tokens`` has its positions redrawn (the reference
+#     redraws only empty contexts).
+# The trimmed union patches are neither context nor target, as in the reference.
+#
+# Default counts (``default_tube_token_counts``) are the reference's expected per-step counts on
+# the grid: the mean over batches of the batch-minimum union and complement at V-JEPA's
+# per-GPU batch of 24. On the 8×14×14 grid (1568 tokens): short-range 745 targets / 364 context
+# tokens (mean union 983 = 62.7%, ``expected_tube_sizes``), long-range 1100 / 98 (mean union
+# 1279 = 81.6%). With these counts 2.6% (short) and 5.4% (long) of the samples are redrawn for
+# too small a complement, which lowers the mean union by ~1%.
+
+REFERENCE_TUBE_BATCH = 24  # V-JEPA's per-GPU batch (vitl16.yaml / vith16.yaml)
+
+
+@dataclasses.dataclass(frozen=True)
+class TubeGenerator:
+    """One entry of V-JEPA's ``cfgs_mask`` plus the static token counts of its pair."""
+
+    num_blocks: int
+    spatial_scale: tuple[float, float]
+    temporal_scale: tuple[float, float] = (1.0, 1.0)
+    aspect: tuple[float, float] = (0.75, 1.5)
+    # Frames past this fraction of the clip are always targets (V-JEPA's max_temporal_keep).
+    max_temporal_keep: float = 1.0
+    context_tokens: int = 0  # 0 only before ``with_default_counts``
+    target_tokens: int = 0
+
+
+# V-JEPA's short-range and long-range generators (configs/pretrain/vit{l,h}16.yaml).
+VJEPA_GENERATORS = (
+    TubeGenerator(num_blocks=8, spatial_scale=(0.15, 0.15)),
+    TubeGenerator(num_blocks=2, spatial_scale=(0.7, 0.7)),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TubeSpec:
+    """A (time, h, w) token grid and the generators that mask it (``config.mask.tube``)."""
+
+    grid: tuple[int, int, int]
+    generators: tuple[TubeGenerator, ...] = VJEPA_GENERATORS
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid[0] * self.grid[1] * self.grid[2]
+
+    def with_default_counts(self) -> TubeSpec:
+        """Fill every count left at 0 with ``default_tube_token_counts``."""
+        gens = []
+        for g in self.generators:
+            if not (g.context_tokens and g.target_tokens):
+                shape = dataclasses.replace(g, context_tokens=0, target_tokens=0)  # cache key
+                ctx, tgt = default_tube_token_counts(self.grid, shape)
+                g = dataclasses.replace(
+                    g, context_tokens=g.context_tokens or ctx, target_tokens=g.target_tokens or tgt
+                )
+            gens.append(g)
+        return dataclasses.replace(self, generators=tuple(gens))
+
+    def validate(self, counts: bool = True) -> None:
+        """Raise ``ValueError`` naming the ``mask.tube.*`` key (and generator) at fault;
+        ``counts=False`` checks everything but the token counts (before they are derived)."""
+        n = self.num_tokens
+        if min(self.grid) < 1:
+            raise ValueError(f"tube mask grid {self.grid} is empty (model.num_frames, image size)")
+        if not self.generators:
+            raise ValueError("mask.tube.num_blocks is empty; valid: one entry per generator")
+        for i, g in enumerate(self.generators):
+            key = f"mask.tube.{{}}[{i}]"
+            if g.num_blocks < 1:
+                raise ValueError(f"{key.format('num_blocks')}={g.num_blocks} must be >= 1")
+            for name in ("spatial_scale", "temporal_scale", "aspect"):
+                lo, hi = getattr(g, name)
+                if not 0 < lo <= hi or (name != "aspect" and hi > 1):
+                    valid = "0 < low <= high" + ("" if name == "aspect" else " <= 1")
+                    raise ValueError(f"{key.format(name)}={(lo, hi)}; valid: {valid}")
+            if not 0 < g.max_temporal_keep <= 1:
+                raise ValueError(
+                    f"{key.format('max_temporal_keep')}={g.max_temporal_keep}; valid: (0, 1]"
+                )
+            if not counts:
+                continue
+            if not 0 < g.target_tokens < n or not 0 < g.context_tokens < n:
+                raise ValueError(
+                    f"{key.format('target_tokens')}={g.target_tokens}, "
+                    f"{key.format('context_tokens')}={g.context_tokens}: each must be in "
+                    f"[1, {n - 1}] on the {'x'.join(map(str, self.grid))} grid"
+                )
+            if g.context_tokens + g.target_tokens > n:
+                raise ValueError(
+                    f"{key.format('context_tokens')} + {key.format('target_tokens')} = "
+                    f"{g.context_tokens + g.target_tokens} exceed the grid's {n} tokens"
+                )
+
+
+@dataclasses.dataclass(frozen=True)
+class TubeMasks:
+    """One generator's pair, indices into the (t, h, w) raster-ordered grid, rows ascending.
+
+    context: [batch, context_tokens] int32; targets: [batch, 1, target_tokens] int32 — the
+    union of the blocks is predicted as one sequence (V-JEPA), so this is the 2D ``Masks``
+    layout with one target block and the same predictor call works on it.
+    """
+
+    context: np.ndarray
+    targets: np.ndarray
+    # Diagnostics: the batch's block size (t, h, w), and per sample the union's size before
+    # trimming/padding to ``target_tokens``.
+    block: tuple[int, int, int] = (0, 0, 0)
+    union_size: np.ndarray | None = None
+
+
+def _block_sides(ut, us, ua, grid, gen: TubeGenerator):
+    """V-JEPA's ``_sample_block_size`` on arrays of uniform draws (time, area, aspect)."""
+    frames, height, width = grid
+    (t0, t1), (s0, s1), (a0, a1) = gen.temporal_scale, gen.spatial_scale, gen.aspect
+    t = np.maximum(1, np.floor(frames * (t0 + ut * (t1 - t0))))
+    area = np.floor(height * width * (s0 + us * (s1 - s0)))
+    ratio = a0 + ua * (a1 - a0)
+    # np.round rounds halves to even, as Python's round() in the reference.
+    h = np.clip(np.round(np.sqrt(area * ratio)), 1, height)
+    w = np.clip(np.round(np.sqrt(area / ratio)), 1, width)
+    return t.astype(int), h.astype(int), w.astype(int)
+
+
+def tube_block_size(
+    u: tuple[float, float, float], grid: tuple[int, int, int], gen: TubeGenerator
+) -> tuple[int, int, int]:
+    """V-JEPA's ``_sample_block_size`` for uniform draws u = (time, area, aspect) in [0, 1):
+    t = max(1, ⌊T·scale_t⌋), area = ⌊H·W·scale_s⌋, h = round(√(area·ratio)),
+    w = round(√(area/ratio)). Sides are clipped to the grid and (unlike the reference, whose
+    blocks can be empty on tiny grids) to at least 1."""
+    t, h, w = _block_sides(*(np.float64(x) for x in u), grid, gen)
+    return int(t), int(h), int(w)
+
+
+def _kept_frames(grid, gen: TubeGenerator) -> int:
+    """Frames the context may come from (V-JEPA's ``max_context_duration``)."""
+    return max(1, int(grid[0] * gen.max_temporal_keep))
+
+
+def _tube_distance(rng, m: int, grid, gen: TubeGenerator, size) -> np.ndarray:
+    """Place ``num_blocks`` blocks of ``size`` per sample; [m, t·h·w] Chebyshev distance of each
+    token to the nearest block (0 inside: the union), frames past ``max_temporal_keep`` at 0."""
+    dists = []
+    for axis, (n, side) in enumerate(zip(grid, size, strict=True)):
+        start = rng.integers(0, n - side + 1, size=(m, gen.num_blocks, 1))
+        pos = np.arange(n)
+        d = np.maximum(np.maximum(start - pos, pos - (start + side - 1)), 0)  # [m, blocks, n]
+        d = d.astype(np.int16)  # distances are < grid sides; the 5-D max below is the cost
+        shape = [m, gen.num_blocks, 1, 1, 1]
+        shape[2 + axis] = n
+        dists.append(d.reshape(shape))
+    dist = np.maximum(np.maximum(dists[0], dists[1]), dists[2]).min(axis=1)  # [m, t, h, w]
+    dist[:, _kept_frames(grid, gen) :] = 0
+    return dist.reshape(m, -1)
+
+
+def _sample_generator(rng, batch_size: int, grid, gen: TubeGenerator) -> TubeMasks:
+    n = grid[0] * grid[1] * grid[2]
+    size = tube_block_size(tuple(rng.random(3)), grid, gen)
+    context = np.zeros((batch_size, gen.context_tokens), np.int32)
+    targets = np.zeros((batch_size, 1, gen.target_tokens), np.int32)
+    union_size = np.zeros(batch_size, np.int32)
+    todo = np.arange(batch_size)
+    for _ in range(1000):
+        m = len(todo)
+        dist = _tube_distance(rng, m, grid, gen, size)
+        union = dist == 0
+        # Distance 0 inside the union; the jitter picks a random subset when trimming and
+        # breaks ties between equally near tokens when padding.
+        t_idx = _closest(dist + rng.random((m, n)), gen.target_tokens)
+        free = ~union
+        np.put_along_axis(free, t_idx, False, axis=1)
+        c_score = np.where(free, rng.random((m, n)), np.inf)
+        ok = free.sum(axis=1) >= gen.context_tokens
+
+        good = todo[ok]
+        context[good] = _closest(c_score[ok], gen.context_tokens)
+        targets[good, 0] = t_idx[ok]
+        union_size[good] = union[ok].sum(axis=1)
+        todo = todo[~ok]
+        if not len(todo):
+            return TubeMasks(context, targets, size, union_size)
+    raise ValueError(
+        f"mask.tube.context_tokens={gen.context_tokens} cannot be met: {gen.num_blocks} blocks "
+        f"of {size} leave too few tokens of the {'x'.join(map(str, grid))} grid outside their "
+        "union; lower mask.tube.context_tokens or mask.tube.spatial_scale"
+    )
+
+
+def sample_tube_masks(
+    rng: np.random.Generator, batch_size: int, spec: TubeSpec
+) -> tuple[TubeMasks, ...]:
+    """One batch of tube masks: one ``TubeMasks`` per generator, in ``spec.generators`` order.
+
+    A tuple rather than stacked arrays because the generators' counts differ (on 8×14×14 the
+    short-range context is ~5× the long-range one) and V-JEPA runs encoder and predictor once
+    per generator anyway."""
+    return tuple(_sample_generator(rng, batch_size, spec.grid, g) for g in spec.generators)
+
+
+def tube_masks_for_step(
+    seed: int, step: int, batch_size: int, spec: TubeSpec
+) -> tuple[TubeMasks, ...]:
+    """Deterministic per (seed, step), like ``masks_for_step``."""
+    return sample_tube_masks(np.random.default_rng([seed, step]), batch_size, spec)
+
+
+def _size_distribution(grid, gen: TubeGenerator, points: int = 512):
+    """The block size's distribution: {(t, h, w): probability}, by midpoint quadrature over the
+    three uniform draws (exact up to the cells cut by a step of the size: error < 1/points)."""
+
+    def mid(lo, hi):  # a fixed range needs one point
+        return np.array([0.5]) if lo == hi else (np.arange(points) + 0.5) / points
+
+    ut = mid(*gen.temporal_scale)
+    us, ua = np.meshgrid(mid(*gen.spatial_scale), mid(*gen.aspect), indexing="ij")
+    t, _, _ = _block_sides(ut, 0.5, 0.5, grid, gen)
+    _, h, w = _block_sides(0.5, us.ravel(), ua.ravel(), grid, gen)
+    ts, t_counts = np.unique(t, return_counts=True)
+    hws, hw_counts = np.unique(np.stack([h, w], 1), axis=0, return_counts=True)
+    return {
+        (int(ti), int(hi), int(wi)): tc / len(t) * hc / len(h)
+        for ti, tc in zip(ts, t_counts, strict=True)
+        for (hi, wi), hc in zip(hws, hw_counts, strict=True)
+    }
+
+
+def expected_tube_sizes(grid, gen: TubeGenerator) -> tuple[float, float]:
+    """(mean block volume t·h·w, mean union size) of one sample before trimming/padding.
+
+    A token lies in one block of size (t, h, w) with probability p = p_t·p_h·p_w, where p_h is
+    the fraction of the H − h + 1 block tops whose rows cover it; the blocks are independent,
+    so it lies in the union with 1 − (1 − p)^num_blocks. Sum over tokens, average over sizes."""
+    kept = _kept_frames(grid, gen)
+    volume = union = 0.0
+    for size, prob in _size_distribution(grid, gen).items():
+        covers = []
+        for n, side in zip(grid, size, strict=True):
+            pos, starts = np.arange(n)[:, None], np.arange(n - side + 1)[None, :]
+            covers.append(((starts <= pos) & (pos < starts + side)).mean(axis=1))
+        p = np.einsum("t,h,w->thw", *covers)
+        inside = 1.0 - (1.0 - p) ** gen.num_blocks
+        inside[kept:] = 1.0
+        volume += prob * math.prod(size)
+        union += prob * inside.sum()
+    return volume, union
+
+
+@functools.lru_cache(maxsize=64)
+def default_tube_token_counts(
+    grid: tuple[int, int, int], gen: TubeGenerator, batches: int = 256
+) -> tuple[int, int]:
+    """(context_tokens, target_tokens): the reference sampler's expected per-step counts on
+    ``grid``, i.e. the batch-minimum complement and union at its per-GPU batch of 24
+    (``REFERENCE_TUBE_BATCH``), averaged over ``batches`` simulated batches (fixed seed, so the
+    defaults are reproducible). Samples with an empty complement are redrawn, as the reference
+    does. Only the generator's shape fields matter (its counts are ignored)."""
+    rng = np.random.default_rng(0)
+    n = grid[0] * grid[1] * grid[2]
+    min_union, min_context = [], []
+    for _ in range(batches):
+        size = tube_block_size(tuple(rng.random(3)), grid, gen)
+        unions = np.zeros(0, np.int64)
+        for _ in range(100):
+            u = (_tube_distance(rng, REFERENCE_TUBE_BATCH, grid, gen, size) == 0).sum(axis=1)
+            unions = np.concatenate([unions, u[u < n]])
+            if len(unions) >= REFERENCE_TUBE_BATCH:
+                break
+        if len(unions):  # a size whose blocks always cover the grid adds nothing
+            unions = unions[:REFERENCE_TUBE_BATCH]
+            min_union.append(unions.min())
+            min_context.append(n - unions.max())
+    if not min_union:
+        raise ValueError(
+            f"mask.tube: {gen.num_blocks} blocks at spatial_scale={gen.spatial_scale} always "
+            f"cover the {'x'.join(map(str, grid))} grid; nothing is left for the context"
+        )
+    target = max(1, int(np.mean(min_union)))
+    context = max(1, min(int(np.mean(min_context)), n - target))
+    return context, target

@@ -110,27 +110,82 @@ def global_batch(local: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
     }
 
 
-def maybe_initialize_distributed(
-    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
-) -> bool:
-    """Start JAX's multi-host runtime when flags or the environment ask for it.
+DISTRIBUTED_MODES = ("auto", "on", "off")
+# What a SLURM job step (srun) sets for each task; the batch script itself lacks the STEP ones,
+# so a `jepa-train` run there without srun stays a single process.
+_SLURM_STEP_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID")
 
-    Explicit arguments win; otherwise ``JEPA_COORDINATOR`` / ``JEPA_NUM_PROCESSES`` /
-    ``JEPA_PROCESS_ID``; otherwise, under SLURM or on a Cloud TPU VM pod, JAX's auto-detection.
-    Returns True when the distributed runtime was started.
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def _cluster_detected() -> str | None:
+    """The multi-process launcher JAX can auto-detect, if any: a SLURM step of several tasks,
+    or a TPU pod that lists its workers (GKE, and VMs that export the list)."""
+    if all(v in os.environ for v in _SLURM_STEP_VARS) and int(os.environ["SLURM_NTASKS"]) > 1:
+        return "slurm"
+    hosts = os.environ.get("TPU_PROCESS_ADDRESSES") or os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    if len([h for h in hosts.split(",") if h.strip()]) > 1:
+        return "cloud_tpu"
+    return None
+
+
+def maybe_initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    mode: str | None = None,
+) -> bool:
+    """Start JAX's multi-process runtime (``jax.distributed.initialize``) when asked to.
+
+    Precedence: arguments (the ``--coordinator/--num_processes/--process_id`` flags), then the
+    environment (``JEPA_COORDINATOR``, ``JEPA_NUM_PROCESSES``, ``JEPA_PROCESS_ID``); then
+    ``mode`` (``--distributed``, else ``JEPA_DISTRIBUTED``, else ``"auto"``):
+
+      ``auto``: initialize with JAX's auto-detection under a SLURM step of several tasks
+        (``srun``) or on a TPU pod whose worker list is in the environment; otherwise stay a
+        single process.
+      ``on``: always initialize, leaving every value to JAX's auto-detection (SLURM, Cloud TPU
+        VMs through their metadata server, Open MPI, Kubernetes). ``scripts/launch_tpu_pod.sh``
+        uses this: on a TPU VM the worker list is not in the environment.
+      ``off``: not unless a coordinator is given (e.g. independent single-process runs as the
+        tasks of one SLURM step).
+
+    Must run before anything touches a JAX device. Returns True when the runtime was started.
+
+    Raises:
+      ValueError: a coordinator without the process count and id, an id outside
+        [0, count), or an unknown mode.
     """
-    coordinator = coordinator or os.environ.get("JEPA_COORDINATOR")
-    if num_processes is None and os.environ.get("JEPA_NUM_PROCESSES"):
-        num_processes = int(os.environ["JEPA_NUM_PROCESSES"])
-    if process_id is None and os.environ.get("JEPA_PROCESS_ID"):
-        process_id = int(os.environ["JEPA_PROCESS_ID"])
+    coordinator = coordinator or os.environ.get("JEPA_COORDINATOR") or None
+    num_processes = num_processes if num_processes is not None else _env_int("JEPA_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else _env_int("JEPA_PROCESS_ID")
+    mode = mode or os.environ.get("JEPA_DISTRIBUTED") or "auto"
+    if mode not in DISTRIBUTED_MODES:
+        raise ValueError(f"--distributed={mode!r}; valid: {', '.join(DISTRIBUTED_MODES)}")
     if coordinator:
+        if num_processes is None or process_id is None:
+            raise ValueError(
+                f"--coordinator={coordinator} needs --num_processes and --process_id (or "
+                "JEPA_NUM_PROCESSES and JEPA_PROCESS_ID); without a coordinator, SLURM and TPU "
+                "pods are detected by themselves"
+            )
+        if not 0 <= process_id < num_processes:
+            raise ValueError(
+                f"--process_id={process_id} is outside [0, --num_processes={num_processes})"
+            )
         jax.distributed.initialize(coordinator, num_processes, process_id)
         return True
-    if "SLURM_JOB_ID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        jax.distributed.initialize()
-        return True
-    if os.environ.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0:
+    if mode == "off":
+        return False
+    if mode == "on" or _cluster_detected():
         jax.distributed.initialize()
         return True
     return False

@@ -29,6 +29,8 @@ class TrainState:
     target_params: Any
     opt_state: Any
     rng: jax.Array
+    # Updates skipped because the loss or gradient was not finite (``config.skip_nonfinite``).
+    nonfinite_skipped: jax.Array
 
 
 def init_boxed_params(config, rng: jax.Array) -> dict:
@@ -45,6 +47,10 @@ def init_boxed_params(config, rng: jax.Array) -> dict:
         }
     if config.objective == "future":
         return _init_future(config, encoder, predictor, images, k_enc, k_pred)
+    if config.objective == "hierarchy":
+        from jepa.hierarchy import Hierarchy
+
+        return Hierarchy(config).init_params(rng)
     ctx_idx = jnp.zeros((1, config.mask.context_tokens), jnp.int32)
     tgt_idx = jnp.zeros((1, config.mask.num_targets, config.mask.target_tokens), jnp.int32)
     context = jnp.zeros((1, config.mask.context_tokens, m.width), jnp.float32)
@@ -93,6 +99,7 @@ def init_train_state(config, tx: optax.GradientTransformation, rng: jax.Array) -
         target_params=target,
         opt_state=tx.init(params),
         rng=state_key,
+        nonfinite_skipped=jnp.zeros((), jnp.int32),
     )
 
 
@@ -109,6 +116,7 @@ def state_shardings(config, tx, mesh, rng: jax.Array) -> tuple[TrainState, Train
         target_params=p_shard["encoder"],
         opt_state=sharding.opt_state_shardings(tx, abstract.opt_state, p_shard, mesh),
         rng=rep,
+        nonfinite_skipped=rep,
     )
     return abstract, shardings
 

@@ -58,6 +58,10 @@ def make_loss_fn(config):
         return make_multiview_loss_fn(config)
     if config.objective == "future":
         return make_future_loss_fn(config)[0]
+    if config.objective == "hierarchy":
+        from jepa.hierarchy import Hierarchy
+
+        return Hierarchy(config).loss_fn
     return make_masked_loss_fn(config)
 
 
@@ -255,30 +259,112 @@ def make_masked_loss_fn(config):
     return loss_fn
 
 
+def split_microbatches(batch: dict, steps: int, rules=()) -> dict:
+    """Every ``[batch, ...]`` array → ``[steps, batch / steps, ...]``; micro-batch j holds rows
+    j, j + steps, j + 2·steps, …
+
+    Strided rows, not contiguous blocks, because the batch axis is split over the devices in
+    contiguous blocks: the reshape to ``[batch / steps, steps, ...]`` leaves each device's rows
+    on that device, and every micro-batch is split over all devices like the full batch, so no
+    data moves (``tests/test_scale.py`` checks that the step has no all-gather). The constraint
+    says so to XLA (a no-op without a mesh)."""
+
+    def split(x):
+        x = x.reshape(x.shape[0] // steps, steps, *x.shape[1:]).swapaxes(0, 1)
+        with nn.logical_axis_rules(rules):
+            return nn.with_logical_constraint(x, (None, "act_batch") + (None,) * (x.ndim - 2))
+
+    return jax.tree.map(split, batch)
+
+
+def accumulated_value_and_grad(loss_fn, steps: int = 1, rules=()):
+    """``jax.value_and_grad(loss_fn, has_aux=True)`` over ``steps`` micro-batches of the batch:
+    ``(params, target_params, batch, step) → ((loss, aux), grads)``, each the mean over the
+    micro-batches (summed in float32), run one after another in a ``lax.scan`` so that only
+    one micro-batch's activations are alive at a time.
+
+    Micro-batch j of step s draws its randomness (SIGReg directions, the latent's noise) as
+    step s·steps + j would, so per-sample noise is not repeated across micro-batches. For a
+    loss that is a mean over samples and draws nothing (I-JEPA's energy) this equals one big
+    batch; a batch statistic (VICReg, SIGReg, code usage, ``target_std``) becomes the mean of
+    per-micro-batch statistics (see ``config.optim.grad_accum_steps``)."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if steps == 1:
+        return grad_fn
+
+    def accumulated(params, target_params, batch, step):
+        micro = split_microbatches(batch, steps, rules)
+
+        def add(total, inputs):
+            mb, j = inputs
+            out = grad_fn(params, target_params, mb, step * steps + j)
+            return jax.tree.map(lambda t, x: t + x.astype(jnp.float32), total, out), None
+
+        first = jax.tree.map(lambda x: x[0], micro)
+        shapes = jax.eval_shape(grad_fn, params, target_params, first, step)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), shapes)
+        total, _ = jax.lax.scan(add, zeros, (micro, jnp.arange(steps)))
+        return jax.tree.map(lambda t, s: (t / steps).astype(s.dtype), total, shapes)
+
+    return accumulated
+
+
+def unless_nonfinite(nonfinite: jax.Array, updated, previous):
+    """``previous`` where the scalar ``nonfinite`` is set, else ``updated``, array by array: a
+    select inside the jitted step (no host round trip), so the donated state stays donated."""
+    return jax.tree.map(lambda new, old: jnp.where(nonfinite, old, new), updated, previous)
+
+
 def make_train_step(config, tx: optax.GradientTransformation):
     """The un-jitted step ``(state, batch) → (state, metrics)``."""
     loss_fn = make_loss_fn(config)
+    grad_fn = accumulated_value_and_grad(
+        loss_fn, config.optim.grad_accum_steps, sharding.rules_of(config)
+    )
     schedules = optim.schedules_from_config(config)
 
     def train_step(state: TrainState, batch):
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, batch, state.step
-        )
+        (loss, aux), grads = grad_fn(state.params, state.target_params, batch, state.step)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         momentum = schedules["momentum"](state.step)
         # target ← m·target + (1 − m)·online
-        target = optax.incremental_update(params["encoder"], state.target_params, 1.0 - momentum)
+        ema_step = 1.0 - momentum
+        if config.objective == "hierarchy":  # a frozen / off-duty level 1 keeps its target too
+            from jepa.hierarchy import active_levels
+
+            ema_step = ema_step * active_levels(config, state.step)[0]
+        target = optax.incremental_update(params["encoder"], state.target_params, ema_step)
+        grad_norm = optax.tree.norm(grads)
+        # One flag for the host's guard (jepa/train.py), which stops the run at the first such
+        # step unless config.skip_nonfinite.
+        nonfinite = ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+        skipped = state.nonfinite_skipped
+        if config.skip_nonfinite:
+            params, opt_state, target = unless_nonfinite(
+                nonfinite,
+                (params, opt_state, target),
+                (state.params, state.opt_state, state.target_params),
+            )
+            skipped = skipped + nonfinite.astype(jnp.int32)
         metrics = {
             "loss": loss,
             "lr": schedules["lr"](state.step),
             "wd": schedules["wd"](state.step),
             "momentum": momentum,
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,
+            "nonfinite": nonfinite,
+            "nonfinite_skipped": skipped,
             **aux,
         }
+        # The step counter advances either way: the batch was consumed and the schedules and
+        # mask seeds follow the step, as in an uninterrupted run.
         new_state = state.replace(
-            step=state.step + 1, params=params, target_params=target, opt_state=opt_state
+            step=state.step + 1,
+            params=params,
+            target_params=target,
+            opt_state=opt_state,
+            nonfinite_skipped=skipped,
         )
         return new_state, metrics
 
@@ -288,7 +374,7 @@ def make_train_step(config, tx: optax.GradientTransformation):
 def batch_shardings(mesh, config) -> dict:
     """One batch-axis sharding per key of the batch that ``config`` makes."""
     d = config.data
-    video = config.objective == "future"  # [batch, frames, h, w, c]
+    video = config.objective in ("future", "hierarchy")  # [batch, frames, h, w, c]
     out = {"image": sharding.batch_sharding(mesh, 4 + (d.num_views > 1 or video))}
     if d.local_views:
         out["local"] = sharding.batch_sharding(mesh, 5)

@@ -1,16 +1,19 @@
 """``train_and_evaluate(config, workdir)``: the generic pretraining loop, read top to bottom.
 
 Sections: config → mesh → input → state (fresh or restored) → jitted step → loop (progress bar,
-metrics, health, checkpoints, non-finite guard) → final checkpoint and plots.
+metrics, health, checkpoints, non-finite guard, stop on SIGTERM/SIGINT) → final checkpoint
+and plots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
-import math
 import os
+import signal
+import threading
 import time
 
 import flax.linen as nn
@@ -20,7 +23,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jepa import checkpointing, masking, optim, sharding
+from jepa import checkpointing, masking, optim, preflight, sharding
 from jepa import config as config_lib
 from jepa import state as state_lib
 from jepa import step as step_lib
@@ -32,7 +35,88 @@ from jepa.plots import plot_training_curves
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN/inf; the last good checkpoint is left untouched."""
+    """The loss or gradient became NaN/inf; the last good checkpoint is left untouched."""
+
+
+@dataclasses.dataclass
+class NonFiniteGuard:
+    """Reads each step's ``nonfinite`` flag (set by the jitted step, ``jepa/step.py``) once, in
+    step order. ``must_stop`` is True at the first non-finite step unless ``skip`` (the step
+    itself then left the state unchanged; this only reports it)."""
+
+    skip: bool
+    checked: int  # the last step whose flag was read
+
+    def must_stop(self, step: int, metrics: dict) -> bool:
+        if step <= self.checked:
+            return False
+        self.checked = step
+        if not bool(metrics["nonfinite"]):
+            return False
+        if self.skip:
+            logging.warning(
+                "step %d: non-finite loss or gradient; update skipped (%d skipped so far)",
+                step,
+                int(metrics["nonfinite_skipped"]),
+            )
+            return False
+        return True
+
+
+def nonfinite_error(step: int, metrics: dict, ckpt, workdir: str, bar) -> NonFiniteLossError:
+    """The error for non-finite step ``step``, once the saves in flight (of earlier steps, all
+    checked finite) have completed."""
+    ckpt.wait()
+    bar.close()
+    last = ckpt.latest_step()
+    kept = (
+        f"The last good checkpoint (step {last}) in {workdir} is intact; a rerun resumes there "
+        "and meets the same batches, so change the recipe (e.g. a lower optim.lr)"
+        if last is not None
+        else f"No checkpoint was saved in {workdir} yet; change the recipe (e.g. a lower optim.lr)"
+    )
+    return NonFiniteLossError(
+        f"non-finite loss ({float(metrics['loss'])}) or gradient norm "
+        f"({float(metrics['grad_norm'])}) at step {step}; stopped without saving it. {kept}, "
+        "or set --config.skip_nonfinite=True to skip and count such updates."
+    )
+
+
+@dataclasses.dataclass
+class StopRequest:
+    received: str | None = None  # the name of the signal received, if any
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
+    """Within the block, SIGTERM / SIGINT set ``.received`` instead of ending the process: the
+    loop saves a checkpoint at the next step boundary and returns, so the process exits 0 and
+    the next launch resumes there. The previous handlers are restored on exit; a second SIGINT
+    raises KeyboardInterrupt (Ctrl-C twice: stop now, without saving).
+
+    Only in a single-process run: with several hosts, JAX's preemption service handles SIGTERM
+    and makes all hosts save at one agreed step (``Checkpointer.reached_preemption``); a host
+    stopping on its own would leave the others waiting in a collective."""
+    request = StopRequest()
+    if jax.process_count() > 1 or threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum, frame):
+        del frame
+        if request.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request.received = signal.Signals(signum).name
+        logging.warning(
+            "%s: saving a checkpoint after the current step, then stopping", request.received
+        )
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
 
 
 def data_config(config) -> ml_collections.ConfigDict:
@@ -54,8 +138,10 @@ def data_config(config) -> ml_collections.ConfigDict:
             mean=tuple(d.mean) or None,
             std=tuple(d.std) or None,
             worker_count=d.worker_count,
+            max_bad_records=d.max_bad_records,
             clip_context_frames=d.clip.context_frames if config.objective == "future" else 0,
             clip_horizon=d.clip.horizon,
+            sequence_frames=d.sequence.frames if config.objective == "hierarchy" else 0,
         )
     )
 
@@ -124,6 +210,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     without changing the schedules. Returns the final train state."""
     # ------------------------------------------------------------------------------- config
     config = prepare_config(config)
+    preflight.check(config, workdir)  # workdir, data, an existing checkpoint
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
 
@@ -147,6 +234,10 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     if state is None:
         state, _ = state_lib.create_train_state(config, tx, mesh)
         start = 0
+        if config.objective == "hierarchy" and config.hierarchy.init_from:
+            from jepa import hierarchy  # greedy stacking: trained lower levels, loaded
+
+            state = hierarchy.load_lower_levels(config, state, shardings)
     else:
         logging.info("resumed from step %d in %s", start, workdir)
 
@@ -167,58 +258,70 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
         unit="step",
     )
     t_last, n_last = time.perf_counter(), start
-    previous = None
-    for step in range(start, end):
-        batch, checksum = batches.get(step)
-        if health_images is None:
-            # A fixed batch for comparable health readings (the first view when there are two).
-            health_images = batch["image"] if batch["image"].ndim == 4 else batch["image"][:, 0]
-        with jax.set_mesh(mesh):
-            state, metrics = train_step(state, batch)
-        # Wait for the *previous* step only: the device stays one step ahead of the host, and
-        # the progress bar's rate and ETA reflect real compute instead of dispatch speed.
-        if previous is not None:
-            jax.block_until_ready(previous["loss"])
-        previous = metrics
-        done = step + 1
-        last_step = done == end
-        should_log = done % config.log_every == 0 or last_step
-        should_save = done % config.checkpoint_every == 0 or last_step
-        if should_log or should_save:
-            loss = float(metrics["loss"])
-            if not math.isfinite(loss):
+    previous, preempted = None, False
+    guard = NonFiniteGuard(config.skip_nonfinite, checked=start)
+    with stop_on_signals() as signals:
+        for step in range(start, end):
+            batch, checksum = batches.get(step)
+            if health_images is None:
+                # A fixed batch for comparable health readings (the first view when there are
+                # two).
+                health_images = batch["image"] if batch["image"].ndim == 4 else batch["image"][:, 0]
+            with jax.set_mesh(mesh):
+                state, metrics = train_step(state, batch)
+            done = step + 1
+            # Wait for the *previous* step only (reading its non-finite flag): the device stays
+            # one step ahead of the host, and the progress bar's rate and ETA reflect real
+            # compute instead of dispatch speed.
+            if previous is not None and guard.must_stop(done - 1, previous):
+                raise nonfinite_error(done - 1, previous, ckpt, workdir, bar)
+            previous = metrics
+            last_step = done == end
+            # Asked to stop (SIGTERM/SIGINT, or all hosts agreed on a preemption step): save
+            # this step whatever the interval, wait for it, return normally.
+            preempted = signals.received is not None or ckpt.reached_preemption(done)
+            should_log = done % config.log_every == 0 or last_step or preempted
+            should_save = done % config.checkpoint_every == 0 or last_step or preempted
+            # A step about to be logged or saved is checked now: no state past a non-finite
+            # step is ever saved.
+            if (should_log or should_save) and guard.must_stop(done, metrics):
+                raise nonfinite_error(done, metrics, ckpt, workdir, bar)
+            if should_log:
+                now = time.perf_counter()
+                rate = (done - n_last) * config.batch_size / max(now - t_last, 1e-9)
+                t_last, n_last = now, done
+                values = {k: float(v) for k, v in metrics.items()}
+                values["images_per_s"] = rate
+                values["data_checksum"] = checksum
+                if config.health_every and (done % config.health_every == 0 or last_step):
+                    with jax.set_mesh(mesh):
+                        h = health_fn(monitored_params(config, state), health_images)
+                        h = jax.device_get(h)
+                    values.update({k: float(v) for k, v in h.items()})
+                    alarms = health.collapse_alarms(
+                        h, config.health.min_std, config.health.min_rank
+                    )
+                    values["collapse_alarms"] = len(alarms)
+                    if alarms and is_main:
+                        bar.write(f"[step {done}] COLLAPSE ALARM: " + "; ".join(alarms))
+                        logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))
+                writer.write(done, values)
+                bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}", refresh=False)
+            bar.update(1)
+            if should_save:
+                ckpt.save(done, state, train_iter, config, force=last_step or preempted)
+            if preempted:
                 ckpt.wait()
-                bar.close()
-                raise NonFiniteLossError(
-                    f"loss is {loss} at step {done}; stopping. The last good checkpoint "
-                    f"(step {ckpt.latest_step()}) in {workdir} is intact."
-                )
-        if should_log:
-            now = time.perf_counter()
-            rate = (done - n_last) * config.batch_size / max(now - t_last, 1e-9)
-            t_last, n_last = now, done
-            values = {k: float(v) for k, v in metrics.items()}
-            values["images_per_s"] = rate
-            values["data_checksum"] = checksum
-            if config.health_every and (done % config.health_every == 0 or last_step):
-                with jax.set_mesh(mesh):
-                    h = jax.device_get(health_fn(monitored_params(config, state), health_images))
-                values.update({k: float(v) for k, v in h.items()})
-                alarms = health.collapse_alarms(h, config.health.min_std, config.health.min_rank)
-                values["collapse_alarms"] = len(alarms)
-                if alarms and is_main:
-                    bar.write(f"[step {done}] COLLAPSE ALARM: " + "; ".join(alarms))
-                    logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))
-            writer.write(done, values)
-            bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}", refresh=False)
-        bar.update(1)
-        if should_save:
-            ckpt.save(done, state, train_iter, config, force=last_step)
+                logging.warning("preempted at step %d; checkpoint saved in %s", done, workdir)
+                if is_main:
+                    bar.write(f"preempted at step {done}; checkpoint saved")
+                break
+        # Still under the handlers: a signal now must not cut the last (async) save short.
+        ckpt.close()
 
     # -------------------------------------------------------------------------------- final
     bar.close()
-    ckpt.close()
     writer.close()
-    if is_main:
+    if is_main and not preempted:
         plot_training_curves(workdir)
     return state

@@ -1,14 +1,18 @@
 """Measure the train step: time, throughput, FLOPs and utilization. Prints one final JSON line.
 
   python scripts/benchmark.py --config experiments/ijepa_in1k.py:variant=S/16,res=224 \
-      --batch 16 --steps 5 [--config.model.dtype=float32] [--memory] [--profile_dir DIR]
+      --batch 16 --steps 5 [--config.model.dtype=float32] [--memory] [--profile_dir DIR] \
+      [--config.model.remat=full] [--config.optim.grad_accum_steps=4]
 
 Images are synthetic, so data loading is excluded; masks are sampled on the host each step as
 in training, and their cost is reported separately (``mask_s_median``). FLOPs come from XLA's
-cost analysis of the compiled step; the peak is a dense matmul of the same dtype measured in
-this process on the same devices, so ``utilization`` is relative to what this machine can do.
+cost analysis of the compiled step (of the step without micro-batches when
+``optim.grad_accum_steps`` > 1: XLA counts a loop body once); the peak is a dense matmul of the
+same dtype measured in this process on the same devices, so ``utilization`` is relative to what
+this machine can do.
 With ``--profile_dir`` one more step is traced with ``jax.profiler`` (open it in Perfetto or
 TensorBoard) and the ops with the most self time are printed, named by their JAX source.
+With ``--memory`` the JSON has ``memory``: per-device bytes of the step (``jepa/memory.py``).
 """
 
 from __future__ import annotations
@@ -20,19 +24,25 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
 from jepa import config as config_lib
-from jepa import masking, optim, sharding
+from jepa import masking, memory, optim, sharding
 from jepa import state as state_lib
 from jepa import step as step_lib
 
 config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
 flags.DEFINE_integer("steps", 10, "timed steps (after one compile step and one warm-up step)")
 flags.DEFINE_integer("batch", 0, "global batch size (0: the config's)")
-flags.DEFINE_bool("memory", False, "report per-device bytes from the compiled step's analysis")
+flags.DEFINE_bool(
+    "memory",
+    False,
+    "report per-device bytes: params, target params, optimizer state (from their shardings), "
+    "other arguments, temporaries (activations), outputs (from XLA's memory analysis)",
+)
 flags.DEFINE_string("profile_dir", "", "also trace one step with jax.profiler into this folder")
 FLAGS = flags.FLAGS
 
@@ -65,18 +75,15 @@ def cost_flops(compiled) -> float:
     return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
-def memory_report(compiled) -> dict:
-    m = compiled.memory_analysis()
-    if m is None:
-        return {}
-    keys = (
-        "argument_size_in_bytes",
-        "output_size_in_bytes",
-        "temp_size_in_bytes",
-        "alias_size_in_bytes",
-        "generated_code_size_in_bytes",
-    )
-    return {k: int(getattr(m, k, 0)) for k in keys}
+def one_batch_flops(config, tx, mesh, shardings, state, batch) -> float:
+    """FLOPs of the step without micro-batches, from its lowered HLO (no compile). XLA's cost
+    analysis counts a loop body once, so a step with ``optim.grad_accum_steps=k`` would show
+    about 1/k of the FLOPs it does; the arithmetic is the same as one big batch's."""
+    plain = ml_collections.ConfigDict(config.to_dict())
+    plain.optim.grad_accum_steps = 1
+    train_step = step_lib.jit_train_step(plain, tx, mesh, shardings)
+    with jax.set_mesh(mesh):
+        return cost_flops(train_step.lower(state, batch))
 
 
 def top_ops(trace_dir: str, compiled_text: str, limit: int = 15) -> list[dict]:
@@ -137,7 +144,11 @@ def main(_):
         compiled = train_step.lower(state, batch).compile()
     compile_s = time.perf_counter() - t
     flops = cost_flops(compiled)
+    if config.optim.grad_accum_steps > 1:
+        flops = one_batch_flops(config, tx, mesh, shardings, state, batch)
     log(f"compiled in {compile_s:.1f}s; {flops / 1e9:.2f} GFLOP per step")
+    # Before the first step: it donates (deletes) these arrays.
+    mem = memory.step_memory(compiled, state, shardings) if FLAGS.memory else None
 
     step_times, mask_times = [], []
     with jax.set_mesh(mesh):
@@ -171,6 +182,8 @@ def main(_):
         "image_size": m.image_size,
         "batch": b,
         "dtype": m.dtype,
+        "remat": m.remat,
+        "grad_accum_steps": config.optim.grad_accum_steps,
         "steps": len(step_times),
         "step_s_median": median,
         "step_s_min": min(step_times),
@@ -188,8 +201,8 @@ def main(_):
         "context_tokens": config.mask.context_tokens,
         "target_tokens": config.mask.target_tokens,
     }
-    if FLAGS.memory:
-        result["memory"] = memory_report(compiled)
+    if mem is not None:
+        result["memory"] = mem
     if profile is not None:
         result["top_ops"] = profile
     print(json.dumps(result), flush=True)

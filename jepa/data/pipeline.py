@@ -31,12 +31,14 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import flags
 
-from jepa.data import augment
+from jepa.data import augment, records
 from jepa.data.builders import BUILDERS
 
 # Threads decoding and augmenting records in this process (Pillow releases the GIL); override
 # with `config.data.read_threads`.
 DEFAULT_READ_THREADS = 16
+# Corrupt training records one host may skip before the run stops; `config.data.max_bad_records`.
+DEFAULT_MAX_BAD_RECORDS = 100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,10 +113,54 @@ def dataset_info(
 # Training.
 
 
-def _host_seed(seed: int, process_index: int) -> int:
-    # Hosts read disjoint shards, but grain seeds per-record randomness by position; folding in
-    # the host keeps position i on two hosts from getting the same crop.
-    return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+def _stream_seed(seed: int) -> int:
+    # The seed of the one global stream, the same on every host. The 0 was once the host index
+    # (hosts had streams of their own); it stays so that the stream of a single host, and the
+    # runs measured with it, are unchanged.
+    return int(np.random.SeedSequence([seed, 0]).generate_state(1)[0])
+
+
+class HostChunks(grain.MapDataset):
+    """Host `index` of `count`'s records of a global stream cut into chunks of `chunk`.
+
+    Position j here is global position `(c * count + index) * chunk + r`, where
+    `c, r = divmod(j, chunk)`: host h takes chunks h, h + count, h + 2 * count, … — the same
+    records as `parent.batch(chunk)[index::count]`, one at a time (so reading and augmenting
+    stay parallel per record). With `chunk` = the local batch, the k-th local batches of hosts
+    0 … count-1, stacked, are the k-th global batch of the global stream; with count = 1 this
+    is `parent` itself. Lazy: a host reads only its own records.
+    """
+
+    _MUTATES_ELEMENT_SPEC = False
+
+    def __init__(self, parent: grain.MapDataset, chunk: int, index: int, count: int):
+        super().__init__(parent)
+        if not 0 <= index < count:
+            raise ValueError(f"host index {index} is outside [0, {count})")
+        self._chunk, self._index, self._count = chunk, index, count
+        self._length = len(parent) // (chunk * count) * chunk
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _global(self, j: int) -> int:
+        c, r = divmod(j, self._chunk)
+        return (c * self._count + self._index) * self._chunk + r
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        return self._parent[self._global(index)]
+
+    def _getitems(self, indices):
+        return self._parent._getitems([self._global(j) for j in indices])  # noqa: SLF001
+
+    @property
+    def _element_spec(self):
+        return grain.experimental.get_element_spec(self._parent)
+
+    def __str__(self) -> str:
+        return f"HostChunks(chunk={self._chunk}, host={self._index} of {self._count})"
 
 
 def _mean_std(cfg) -> dict[str, tuple[float, ...] | None]:
@@ -133,6 +179,10 @@ def _read_options(cfg) -> grain.ReadOptions:
 
 
 def _train_preprocess(cfg):
+    if cfg.get("sequence_frames"):  # objective="hierarchy": whole windows of a video dataset
+        from jepa.data.sequences import SequencePreprocess
+
+        return SequencePreprocess(frames=int(cfg.sequence_frames), **_mean_std(cfg))
     if cfg.get("clip_context_frames"):  # objective="future": clips of a video dataset
         return augment.ClipPreprocess(
             context_frames=int(cfg.clip_context_frames),
@@ -160,9 +210,17 @@ def make_train_iterator(
 ) -> grain.DatasetIterator:
     """An endless, checkpointable iterator of augmented training batches for this host.
 
-    Each host reads its own contiguous, equally sized shard of the split (the few examples
-    beyond a multiple of `process_count` are dropped), reshuffled each epoch; batches run
-    across epoch boundaries.
+    One global stream — the split reshuffled each epoch, repeated, each record augmented with
+    randomness keyed by its position in the stream — is the same on every host. Cut into
+    chunks of one local batch, host h takes chunks h, h + n, h + 2n, … (`HostChunks`; it
+    reads and decodes only those), so the global batch of a step, the hosts' local batches
+    stacked in host order, does not depend on the number of hosts n (with `worker_count=0`).
+    Batches run across epoch boundaries.
+
+    Corrupt records (an image that does not decode, or whose shape disagrees with the
+    dataset's features) are skipped, the batch filled from the records that follow, and
+    counted; more than `max_bad_records` of them on one host raise
+    `records.TooManyBadRecordsError` (see `jepa/data/records.py`).
 
     Args:
       cfg: `config.data`: `dataset`, `data_dir`, `train_split`, `image_size`, `crop_scale`,
@@ -173,9 +231,11 @@ def make_train_iterator(
         `worker_count=0` decodes and augments in threads of this process; N > 0 adds N worker
         processes, each assembling whole batches from every N-th example, so the batches are
         deterministic for a given N but differ between values of N: resume with the same N.
+        `max_bad_records` (default `DEFAULT_MAX_BAD_RECORDS`): corrupt records a host may
+        skip; 0 fails on the first.
       global_batch_size: examples per step over all hosts; divisible by `process_count`.
-      seed: data seed: with the host layout and `worker_count` fixed, the order and the crops
-        are a function of it alone.
+      seed: data seed: with `worker_count` fixed, the order and the crops are a function of it
+        alone.
       process_index, process_count: this host and the number of hosts (default: JAX's).
 
     Returns:
@@ -191,24 +251,27 @@ def make_train_iterator(
             f"process_count={process_count}"
         )
     local_batch = global_batch_size // process_count
-    source = load_data_source(cfg.dataset, cfg.get("train_split", "train"), cfg.get("data_dir"))
-    shard_size = len(source) // process_count
-    if shard_size < local_batch:
+    split = cfg.get("train_split", "train")
+    source = load_data_source(cfg.dataset, split, cfg.get("data_dir"))
+    if len(source) < global_batch_size:
         raise ValueError(
-            f"{source} has {len(source)} examples, {shard_size} per host: "
-            f"fewer than one local batch of {local_batch}"
+            f"{cfg.dataset} {split} has {len(source)} examples, fewer than one global batch "
+            f"of {global_batch_size}"
         )
-    preprocess = _train_preprocess(cfg)
-    start = process_index * shard_size
+    preprocess = records.PassBadRecords(_train_preprocess(cfg))
     ds = (
-        grain.MapDataset.source(source)[start : start + shard_size]
-        .seed(_host_seed(seed, process_index))
-        .shuffle()  # before repeat: each epoch gets its own permutation of the whole shard
+        grain.MapDataset.source(records.CheckedSource(source, records.pixel_shapes(source)))
+        .seed(_stream_seed(seed))
+        .shuffle()  # before repeat: each epoch gets its own permutation of the whole split
         .repeat()
         .random_map(preprocess)
-        .to_iter_dataset(_read_options(cfg))
-        .batch(local_batch, drop_remainder=True)
     )
+    ds = HostChunks(ds, local_batch, process_index, process_count).to_iter_dataset(
+        _read_options(cfg)
+    )
+    max_bad = int(cfg.get("max_bad_records", DEFAULT_MAX_BAD_RECORDS))
+    ds = records.SkipBadRecords(ds, max_bad, f"{cfg.dataset} {split}")
+    ds = ds.batch(local_batch, drop_remainder=True)
     workers = cfg.get("worker_count", 0)
     if workers:
         # grain's worker processes read absl flags; outside `absl.app.run` (tests, notebooks)

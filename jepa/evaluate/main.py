@@ -2,6 +2,7 @@
 
   jepa-eval --workdir DIR [--step N | --all-steps] --protocol {linear,knn,attentive,fewshot} \
       [--baselines] [--config.eval.pooling=flatten ...]
+  jepa-eval --workdir DIR --level N      # a hierarchy run: level N's probes (evaluate/levels.py)
 
 Results are also written to ``DIR/eval/<protocol>_step<N>.json``. ``--config.KEY=VALUE``
 overrides apply to the config stored with the checkpoint (``eval.*`` keys select the probe
@@ -26,12 +27,13 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
         "protocol": "linear",
         "all_steps": False,
         "baselines": False,
+        "level": None,
     }
     overrides = {}
     joined, i = [], 0
     while i < len(argv):  # accept "--workdir DIR" as well as "--workdir=DIR"
         arg = argv[i]
-        if arg in ("--workdir", "--step", "--protocol") and i + 1 < len(argv):
+        if arg in ("--workdir", "--step", "--protocol", "--level") and i + 1 < len(argv):
             arg, i = f"{arg}={argv[i + 1]}", i + 1
         joined.append(arg)
         i += 1
@@ -46,19 +48,20 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
             overrides[key[len("config.") :]] = value
         elif key in ("all_steps", "baselines"):
             flags[key] = value.lower() not in ("0", "false", "no") if eq else True
-        elif key in ("workdir", "step", "protocol"):
+        elif key in ("workdir", "step", "protocol", "level"):
             flags[key] = value
         else:
             raise SystemExit(
-                f"unknown flag --{key}; valid: --workdir --step --protocol "
+                f"unknown flag --{key}; valid: --workdir --step --protocol --level "
                 "--all-steps --baselines --config.KEY=VALUE"
             )
     if not flags["workdir"]:
         raise SystemExit("--workdir is required")
     if flags["protocol"] not in PROTOCOLS:
         raise SystemExit(f"--protocol={flags['protocol']!r}; valid: {PROTOCOLS}")
-    if flags["step"] is not None:
-        flags["step"] = int(flags["step"])
+    for key in ("step", "level"):
+        if flags[key] is not None:
+            flags[key] = int(flags[key])
     return flags, overrides
 
 
@@ -222,6 +225,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from jepa import checkpointing
 
     workdir = flags["workdir"]
+    if flags["level"] is not None:
+        from jepa.evaluate import levels
+
+        result = levels.evaluate(workdir, flags["step"], flags["level"], overrides)
+        out_dir = os.path.join(workdir, "eval")
+        os.makedirs(out_dir, exist_ok=True)
+        with open(
+            os.path.join(out_dir, f"level{flags['level']}_step{result['step']}.json"), "w"
+        ) as f:
+            json.dump(result, f, indent=1)
+        print(json.dumps(result), flush=True)
+        return [result]
     steps = [flags["step"]]
     if flags["all_steps"]:
         steps = checkpointing.Checkpointer(workdir, async_save=False).all_steps()

@@ -24,6 +24,9 @@ def build_encoder(config) -> VisionTransformer:
         remat=m.remat,
         attention_impl=m.attention_impl or None,
         patch_embed_init=m.patch_embed_init,
+        num_frames=m.num_frames,
+        tubelet_size=m.tubelet_size,
+        video_mode=m.video_mode,
     )
 
 
@@ -33,6 +36,10 @@ def build_predictor(config) -> Predictor:
         from jepa.config import clip_grid
 
         grid = clip_grid(config)
+    elif config.objective == "hierarchy":  # level 1: context frames through the target frame
+        g = m.image_size // m.patch_size
+        level1 = config.hierarchy.level1
+        grid = (level1.context_frames + level1.horizon, g, g)
     else:
         grid = (m.image_size // m.patch_size,) * 2
     return Predictor(

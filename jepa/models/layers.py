@@ -86,6 +86,20 @@ def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def sincos_3d_uniform(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.ndarray:
+    """[t * h * w, dim] embedding in (t, h, w) raster order with V-JEPA's ``uniform_power``
+    split (the one its pretraining configs use): each axis gets the same 2·ceil(dim/6) channels,
+    concatenated as [time, row, column] and cut to ``dim`` (for dim=1024 the last two column
+    channels are dropped). Time, row and column thus carry equal weight, where ``sincos_3d``
+    gives time half the width."""
+    part = 2 * math.ceil(dim / 6)
+    ts, rows, cols = np.meshgrid(
+        np.arange(grid_t), np.arange(grid_h), np.arange(grid_w), indexing="ij"
+    )
+    parts = [sincos_1d(part, ts), sincos_1d(part, rows), sincos_1d(part, cols)]
+    return np.concatenate(parts, axis=1)[:, :dim].astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 # Blocks
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,19 @@
 """ViT encoder (I-JEPA's ``vision_transformer.py`` architecture, written as a pure Linen module).
 
-No class token, fixed 2D sin-cos position embeddings (constants, not parameters), pre-norm
-blocks with a qkv bias, exact GELU, LayerNorm eps 1e-6 and a final norm. The context encoder
-passes ``token_indices`` so that only the context patches enter the transformer.
+No class token, fixed sin-cos position embeddings (constants, not parameters), pre-norm blocks
+with a qkv bias, exact GELU, LayerNorm eps 1e-6 and a final norm. The context encoder passes
+``token_indices`` so that only the context patches enter the transformer.
+
+Video (clips [batch, T, H, W, C]) comes in two modes, chosen by ``video_mode``:
+  * ``"tubelet"`` (V-JEPA): a 3D patch embedding over tubelets of ``tubelet_size`` frames ×
+    p × p pixels (V-JEPA's ``PatchEmbed3D``: a Conv3d with kernel = stride), tokens over the
+    (T/tubelet, H/p, W/p) grid in time-major raster order with V-JEPA's 3D sin-cos positions
+    (``layers.sincos_3d_uniform``), and one transformer over all of them: attention is joint
+    over space and time, and ``token_indices`` index that 3D grid.
+  * ``"framewise"``: the image ViT applied to every frame with one set of weights: frames never
+    attend to each other, each has the 2D positions of an image, and the tokens of the T frames
+    are concatenated (time-major, [batch, T·h·w, width]).
+Images (4-D input) always take the image path, which the video modes leave unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ VARIANTS: dict[str, tuple[int, int, int, float]] = {
     "H": (1280, 32, 16, 4.0),
     "g": (1408, 40, 16, 48 / 11),
 }
+VIDEO_MODES = ("tubelet", "framewise")
 
 
 def parse_variant(variant: str) -> dict[str, Any]:
@@ -46,14 +58,26 @@ def patchify(images: jax.Array, patch_size: int) -> jax.Array:
     return x.reshape(b, (h // p) * (w // p), p * p * c)
 
 
+def patchify_tubelets(clips: jax.Array, tubelet_size: int, patch_size: int) -> jax.Array:
+    """[batch, T, H, W, C] → [batch, (T/s)·(H/p)·(W/p), s·p·p·C]: tubelets in (t, h, w) raster
+    order (time-major), each flattened as (frame, row, column, channel), the layout of a Conv3d
+    kernel [out, C, s, p, p] transposed to (s, p, p, C, out)."""
+    b, t, h, w, c = clips.shape
+    s, p = tubelet_size, patch_size
+    x = clips.reshape(b, t // s, s, h // p, p, w // p, p, c)
+    x = x.transpose(0, 1, 3, 5, 2, 4, 6, 7)
+    return x.reshape(b, (t // s) * (h // p) * (w // p), s * p * p * c)
+
+
 def gather_tokens(x: jax.Array, indices: jax.Array) -> jax.Array:
     """x [batch, tokens, d], indices [batch, k] → [batch, k, d] (I-JEPA's ``apply_masks``)."""
     return jnp.take_along_axis(x, indices[..., None], axis=1)
 
 
 class VisionTransformer(nn.Module):
-    """Images → patch tokens. Returns ``(tokens [batch, n, width], aux)``; ``aux`` holds every
-    block's output (``block_i``) so evaluators can pick intermediate layers by name."""
+    """Images or clips → patch tokens. Returns ``(tokens [batch, n, width], aux)``; ``aux``
+    holds every block's output (``block_i``) so evaluators can pick intermediate layers by
+    name."""
 
     image_size: tuple[int, int]
     patch_size: int
@@ -67,12 +91,23 @@ class VisionTransformer(nn.Module):
     # "reference": truncated normal std 0.02 as in I-JEPA. "fan_in": std 1/sqrt(p·p·C), which
     # keeps patch content on the scale of the sin-cos position embedding when patches are small
     # (a 4×4 grayscale patch has 16 inputs: at std 0.02 the tokens are ~95% position, and the
-    # targets can be predicted from position alone — the collapse seen on MNIST).
+    # targets can be predicted from position alone — the collapse seen on MNIST). Tubelets use
+    # the same rule with their s·p·p·C inputs (V-JEPA initializes its Conv3d like the 2D one).
     patch_embed_init: str = "reference"
+    # Video: frames per clip (0: an image model), frames per tubelet and the mode (module doc).
+    num_frames: int = 0
+    tubelet_size: int = 2
+    video_mode: str = "tubelet"
 
     @property
     def grid(self) -> tuple[int, int]:
         return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def video_grid(self) -> tuple[int, int, int]:
+        """(time, h, w) token grid of a ``num_frames`` clip: tubelets or frames along time."""
+        steps = self.num_frames // self.tubelet_size
+        return (steps if self.video_mode == "tubelet" else self.num_frames, *self.grid)
 
     @nn.compact
     def __call__(
@@ -81,19 +116,110 @@ class VisionTransformer(nn.Module):
         token_indices: jax.Array | None = None,
         pos_embed: jax.Array | None = None,
     ):
-        """images [batch, H, W, C] normalized floats; token_indices [batch, k] or None (all).
+        """images [batch, H, W, C] (or clips [batch, T, H, W, C]) normalized floats;
+        token_indices [batch, k] or None (all).
 
-        H and W may differ from ``image_size`` (multi-crop's small local views): the sin-cos
-        position embedding is then that of the images' own patch grid. ``pos_embed`` [patches,
-        width] (raster order) replaces the sin-cos table, e.g. a converted checkpoint's table
-        resampled to a new resolution (``jepa.ijepa_import``)."""
-        h, w = images.shape[1:3]
+        H and W may differ from ``image_size`` (multi-crop's small local views), and T from
+        ``num_frames``: the sin-cos position embedding is then that of the input's own grid.
+        ``pos_embed`` [tokens, width] (raster order) replaces the sin-cos table, e.g. a converted
+        checkpoint's table resampled to a new resolution (``jepa.ijepa_import``).
+
+        Clips, ``video_mode="tubelet"``: tokens [batch, (T/s)·h·w, width]; token_indices and
+        pos_embed refer to the (T/s, h, w) grid. ``video_mode="framewise"``: tokens
+        [batch, T·h·w, width]; token_indices [batch, T, k] select k patches of every frame
+        (frames are encoded independently, so each needs its own equal-size set) and give
+        [batch, T·k, width]; pos_embed is the per-frame [h·w, width] table."""
+        if self.video_mode not in VIDEO_MODES:
+            raise ValueError(f"model.video_mode={self.video_mode!r}; valid: {VIDEO_MODES}")
+        if images.ndim == 5 and self.video_mode == "framewise":
+            return self._framewise(images, token_indices, pos_embed)
+        if images.ndim == 5:
+            x, pos = self._tubelet_tokens(images, pos_embed)
+        elif images.ndim == 4:
+            if self.num_frames and self.video_mode == "tubelet":
+                raise ValueError(
+                    f"images of shape {images.shape}: a tubelet encoder (model.num_frames="
+                    f"{self.num_frames}) takes clips [batch, T, H, W, C]"
+                )
+            x, pos = self._patch_tokens(images, pos_embed)
+        else:
+            raise ValueError(
+                f"input of shape {images.shape}; valid: images [batch, H, W, C] or clips "
+                "[batch, T, H, W, C]"
+            )
+        return self._encode(x, pos, token_indices)
+
+    def _check_spatial(self, h: int, w: int) -> tuple[int, int]:
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(
                 f"images have spatial shape {(h, w)}, not divisible by model.patch_size="
                 f"{self.patch_size}"
             )
+        return h // self.patch_size, w // self.patch_size
+
+    def _table(self, pos_embed, default, n: int, what: str) -> jax.Array:
+        """The fixed sin-cos table ``default()`` [n, width] or the caller's ``pos_embed``."""
+        if pos_embed is None:
+            return jnp.asarray(default(), self.dtype)
+        if pos_embed.shape != (n, self.width):
+            raise ValueError(
+                f"pos_embed has shape {pos_embed.shape}; {what} need {(n, self.width)}"
+            )
+        return jnp.asarray(pos_embed, self.dtype)
+
+    def _patch_tokens(self, images, pos_embed):
+        """Images → (patches [batch, h·w, p·p·C], positions [h·w, width])."""
+        h, w = images.shape[1:3]
+        grid = self._check_spatial(h, w)
         x = patchify(images.astype(self.dtype), self.patch_size)
+        pos = self._table(
+            pos_embed,
+            lambda: layers.sincos_2d(self.width, *grid),
+            grid[0] * grid[1],
+            f"images of spatial shape {(h, w)}",
+        )
+        return x, pos
+
+    def _tubelet_tokens(self, clips, pos_embed):
+        """Clips → (tubelets [batch, t·h·w, s·p·p·C], positions [t·h·w, width])."""
+        frames, h, w = clips.shape[1:4]
+        if self.tubelet_size < 1 or frames % self.tubelet_size:
+            raise ValueError(
+                f"clips have {frames} frames, not divisible by model.tubelet_size="
+                f"{self.tubelet_size}"
+            )
+        grid = (frames // self.tubelet_size, *self._check_spatial(h, w))
+        x = patchify_tubelets(clips.astype(self.dtype), self.tubelet_size, self.patch_size)
+        pos = self._table(
+            pos_embed,
+            lambda: layers.sincos_3d_uniform(self.width, *grid),
+            grid[0] * grid[1] * grid[2],
+            f"clips of shape {(frames, h, w)} (a {grid} tubelet grid)",
+        )
+        return x, pos
+
+    def _framewise(self, clips, token_indices, pos_embed):
+        """The image path on the B·T frames, tokens regrouped per clip in time-major order."""
+        b, t = clips.shape[:2]
+        if token_indices is not None:
+            if token_indices.ndim != 3 or token_indices.shape[:2] != (b, t):
+                raise ValueError(
+                    f"token_indices of shape {token_indices.shape}; framewise encoding of "
+                    f"clips {clips.shape} takes per-frame indices [batch, frames, k] = "
+                    f"[{b}, {t}, k]"
+                )
+            token_indices = token_indices.reshape(b * t, -1)
+        x, pos = self._patch_tokens(clips.reshape(b * t, *clips.shape[2:]), pos_embed)
+        x, aux = self._encode(x, pos, token_indices)
+
+        def per_clip(y):
+            return y.reshape(b, t * y.shape[1], y.shape[2])
+
+        return per_clip(x), {k: per_clip(v) for k, v in aux.items()}
+
+    def _encode(self, x, pos, token_indices):
+        """patches [batch, n, d_in] → embed, add positions, keep ``token_indices``, blocks,
+        final norm."""
         if self.patch_embed_init == "reference":
             std = layers.INIT_STD
         elif self.patch_embed_init == "fan_in":
@@ -112,16 +238,6 @@ class VisionTransformer(nn.Module):
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
             name="patch_embed",
         )(x)
-        grid = (h // self.patch_size, w // self.patch_size)
-        if pos_embed is None:
-            pos = jnp.asarray(layers.sincos_2d(self.width, *grid), self.dtype)
-        elif pos_embed.shape != (grid[0] * grid[1], self.width):
-            raise ValueError(
-                f"pos_embed has shape {pos_embed.shape}; images of spatial shape {(h, w)} need "
-                f"{(grid[0] * grid[1], self.width)}"
-            )
-        else:
-            pos = jnp.asarray(pos_embed, self.dtype)
         x = x + pos[None]
         if token_indices is not None:
             x = gather_tokens(x, token_indices)

@@ -1,0 +1,56 @@
+"""Whole sequences of a video dataset (``frames`` [T, H, W, C] records, e.g.
+``stochastic_moving_mnist``): the training transform of ``objective="hierarchy"`` and the
+labelled arrays its per-level probes read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import numpy as np
+
+from jepa.data import augment
+
+# Per-frame labels of a video record that the probes may regress (all optional).
+LABEL_KEYS = ("digits", "position", "velocity", "bounce")
+
+
+def normalize_frames(frames, mean, std) -> np.ndarray:
+    """uint8 [..., H, W, C] → normalized float32, as every other input of the framework."""
+    frames = np.asarray(frames).astype(np.float32) / 255.0
+    mean, std = augment.resolve_mean_std(mean, std, frames.shape[-1])
+    return augment.normalize_images(frames, mean, std)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequencePreprocess(grain.transforms.RandomMap):
+    """A random window of ``frames`` consecutive frames: ``{'image': [frames, H, W, C] float32,
+    'label': int32 0}`` (the label only keeps the batch structure of the image datasets)."""
+
+    frames: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def random_map(self, element, rng: np.random.Generator):
+        video = element["frames"]
+        last_start = len(video) - self.frames
+        if last_start < 0:
+            raise ValueError(
+                f"data.sequence.frames={self.frames} is longer than the dataset's "
+                f"{len(video)}-frame videos"
+            )
+        t0 = int(rng.integers(0, last_start + 1))
+        clip = normalize_frames(video[t0 : t0 + self.frames], self.mean, self.std)
+        return {"image": clip, "label": np.int32(0)}
+
+
+def load_sequences(source, limit: int | None = None) -> dict[str, np.ndarray]:
+    """Every record of a random-access video source (or the first ``limit``) stacked:
+    ``frames`` uint8 [N, T, H, W, C] and whichever of ``LABEL_KEYS`` the records have."""
+    n = len(source) if limit is None else min(limit, len(source))
+    records = [source[i] for i in range(n)]
+    out = {"frames": np.stack([np.asarray(r["frames"]) for r in records])}
+    for key in LABEL_KEYS:
+        if key in records[0]:
+            out[key] = np.stack([np.asarray(r[key]) for r in records])
+    return out

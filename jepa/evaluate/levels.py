@@ -1,0 +1,369 @@
+"""Per-level evaluation of a hierarchical JEPA (``jepa-eval --level N``).
+
+On the labelled sequences of a video dataset (stochastic Moving MNIST: ``digits``,
+``position``, ``velocity`` per frame), with every encoder frozen:
+
+- **identity** (level 1): linear-probe top-1 of the digit from one frame's embedding;
+- **regressions** (any level): ridge regression, R² on the test split, of the digit's position,
+  its velocity (the last displacement, ``position[t] − position[t−1]``, which the frames up to
+  t show) and its position ``k`` frames ahead; a level-k step is labelled by the last frame of
+  its window. Level 1 sees one frame, so its velocity R² is the baseline the upper levels must
+  beat;
+- **long horizon** (levels ≥ 2): the prediction error at every horizon of the level, measured in
+  one common space — level 1's view of the true future frame (its LayerNorm'd target tokens,
+  averaged) — for (a) the level's own prediction mapped back by a ridge probe fitted on true
+  (state → level-1 embedding) pairs of the train split, (b) rolling the level-1 predictor
+  forward one frame at a time, its predictions fed back as context, and (c) copying the last
+  frame (no prediction at all);
+- a PNG: for a few test sequences, the true future frames beside the nearest test frames (in
+  the common space) of each level's predictions, at each horizon.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jepa import hierarchy, objectives
+from jepa.data import pipeline, sequences
+
+POSITION_AHEAD = (2, 4, 6, 8)  # frames ahead for the "future position" regression
+
+
+# ----------------------------------------------------------------------------- regressions
+def ridge_r2(train_x, train_y, test_x, test_y, alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> dict:
+    """Ridge regression of standardized features onto ``y`` [n, outputs]; alpha (relative to
+    the mean squared singular value) chosen on the last 10% of the train rows; returns the
+    test R² = 1 − SSE/SST, pooled over outputs, and the alpha."""
+    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
+    xs, ts = (train_x - mu) / sd, (test_x - mu) / sd
+    ym = train_y.mean(0)
+    n_val = max(len(xs) // 10, 1)
+
+    def fit(x, y, alpha):
+        x1 = np.concatenate([x, np.ones((len(x), 1))], 1)
+        gram = x1.T @ x1
+        reg = alpha * np.trace(gram) / len(gram) * np.eye(len(gram))
+        reg[-1, -1] = 0.0  # no penalty on the intercept
+        return np.linalg.solve(gram + reg, x1.T @ y)
+
+    def predict(w, x):
+        return np.concatenate([x, np.ones((len(x), 1))], 1) @ w
+
+    def r2(pred, y):
+        return 1.0 - ((pred - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
+
+    val_scores = [
+        r2(predict(fit(xs[:-n_val], train_y[:-n_val] - ym, a), xs[-n_val:]) + ym, train_y[-n_val:])
+        for a in alphas
+    ]
+    alpha = alphas[int(np.argmax(val_scores))]
+    w = fit(xs, train_y - ym, alpha)
+    return {"r2": float(r2(predict(w, ts) + ym, test_y)), "alpha": alpha}
+
+
+def ridge_map(train_x, train_y, alpha: float = 1e-2):
+    """A fitted ridge map x → y (standardized x), as a function."""
+    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
+    x1 = np.concatenate([(train_x - mu) / sd, np.ones((len(train_x), 1))], 1)
+    gram = x1.T @ x1
+    reg = alpha * np.trace(gram) / len(gram) * np.eye(len(gram))
+    reg[-1, -1] = 0.0
+    w = np.linalg.solve(gram + reg, x1.T @ train_y)
+    return lambda x: np.concatenate([(x - mu) / sd, np.ones((len(x), 1))], 1) @ w
+
+
+def step_frames(config, level: int, steps: int) -> np.ndarray:
+    """The frame that labels each step of ``level``: the last frame of the step's window."""
+    f = hierarchy.frames_per_step(config)[level - 1]
+    return (np.arange(steps) + 1) * f - 1
+
+
+def regression_rows(features, labels, frames_of_step, min_frame: int = 1, ahead: int = 0):
+    """(x [rows, d], y [rows, 2]) over every sequence and step whose labelled frame ``t`` has
+    t ≥ min_frame and t + ahead inside the sequence; y = the first digit's label at t + ahead."""
+    t_max = labels.shape[1]
+    keep = [(j, t) for j, t in enumerate(frames_of_step) if t >= min_frame and t + ahead < t_max]
+    js = np.array([j for j, _ in keep])
+    ts = np.array([t for _, t in keep])
+    x = features[:, js].reshape(-1, features.shape[-1])
+    y = labels[:, ts + ahead, 0].reshape(-1, labels.shape[-1])
+    return x, y.astype(np.float64)
+
+
+def observed_velocity(position: np.ndarray) -> np.ndarray:
+    """[n, T, digits, 2] → the displacement that brought each digit to frame t (0 at t = 0)."""
+    v = np.zeros_like(position, dtype=np.float64)
+    v[:, 1:] = position[:, 1:] - position[:, :-1]
+    return v
+
+
+# ------------------------------------------------------------------------------- features
+def _batched(fn, arrays, batch_size: int):
+    outs = [
+        fn(*(a[i : i + batch_size] for a in arrays)) for i in range(0, len(arrays[0]), batch_size)
+    ]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
+def compute_embeddings(model: hierarchy.Hierarchy, params, target, frames_u8, batch_size=32):
+    """(per-level embeddings [[n, T_k, d_k]], common space [n, T, d1], LayerNorm'd online
+    tokens [n, T, tokens, d1]) of uint8 sequences [n, T, H, W, C]."""
+    config = model.config
+    mean, std = tuple(config.data.mean) or None, tuple(config.data.std) or None
+
+    @jax.jit
+    def run(frames):
+        levels = model.embeddings(params, frames, target)
+        common = objectives.normalize_targets(model.frame_tokens(target, frames)).mean(2)
+        online = objectives.normalize_targets(model.frame_tokens(params["encoder"], frames))
+        return levels, common, online
+
+    return _batched(
+        lambda f: run(jnp.asarray(sequences.normalize_frames(f, mean, std))),
+        (frames_u8,),
+        batch_size,
+    )
+
+
+def rollout_level1(model: hierarchy.Hierarchy, params, online_tokens, horizons):
+    """Roll the level-1 predictor forward from every start frame t (context frames t−C+1 … t):
+    each prediction becomes the newest context frame. Returns {h: [n, T, d1]}: the mean over
+    tokens of the prediction for frame t + h (NaN where t + h or the context leaves the
+    sequence)."""
+    c, horizon = model.context_frames, model.horizon
+    if horizon != 1:
+        raise ValueError("rolling level 1 forward needs hierarchy.level1.horizon = 1")
+    n, t_len, tokens, d = online_tokens.shape
+    hmax = max(horizons)
+
+    @jax.jit
+    def roll(context):  # [m, C, tokens, d] → [hmax, m, d]
+        def body(ctx, _):
+            pred = model.level1_predict(params["predictor"], ctx.reshape(len(ctx), -1, d))
+            ctx = jnp.concatenate([ctx[:, 1:], pred[:, None]], 1)
+            return ctx, pred.mean(1)
+
+        return jax.lax.scan(body, context, None, length=hmax)[1]
+
+    out = {h: np.full((n, t_len, d), np.nan, np.float32) for h in horizons}
+    for t in range(c - 1, t_len - 1):
+        context = online_tokens[:, t - c + 1 : t + 1]
+        preds = _batched(lambda x: np.asarray(roll(x)).transpose(1, 0, 2), (context,), 256)
+        for h in horizons:
+            if t + h < t_len:
+                out[h][:, t] = preds[:, h - 1]
+    return out
+
+
+def level_predictions(model: hierarchy.Hierarchy, params, level: int, states):
+    """Level k's own predictions from every step: [n, horizons, T_k, d_k]."""
+    predictor = model.step_predictors[level - 2]
+    p = params["levels"][f"level{level}"]["predictor"]
+    fn = jax.jit(lambda s: predictor.apply({"params": p}, s))
+    return _batched(fn, (states,), 256)
+
+
+# ------------------------------------------------------------------------------ the report
+def _mse(a, b) -> float:
+    """Mean squared error per dimension over the rows where both are defined."""
+    ok = ~(np.isnan(a).any(-1) | np.isnan(b).any(-1))
+    return float(((a[ok] - b[ok]) ** 2).mean())
+
+
+def long_horizon(
+    config, model, params, level, states_tr, common_tr, states_te, common_te, online_te
+):
+    """{horizon in frames: errors of level ``level``, the level-1 rollout and copying the last
+    frame}, all in the common space, over the same start frames; plus what the plot needs."""
+    f = hierarchy.frames_per_step(config)[level - 1]
+    spec = model.levels[level - 2]
+    t_len = common_te.shape[1]
+    frames_tr = step_frames(config, level, states_tr.shape[1])
+    to_common = ridge_map(
+        states_tr.reshape(-1, states_tr.shape[-1]),
+        common_tr[:, frames_tr].reshape(-1, common_tr.shape[-1]),
+    )
+    preds = level_predictions(model, params, level, states_te)  # [n, H, T_k, d_k]
+    frames_te = step_frames(config, level, states_te.shape[1])
+    horizons = [h * f for h in spec.horizons]
+    rolled = rollout_level1(model, params, online_te, horizons)
+    out, mapped_all = {}, {}
+    for i, (_h, hf) in enumerate(zip(spec.horizons, horizons, strict=True)):
+        starts = [
+            (j, t)
+            for j, t in enumerate(frames_te)
+            if t >= model.context_frames - 1 and t + hf < t_len
+        ]
+        js = np.array([j for j, _ in starts])
+        ts = np.array([t for _, t in starts])
+        pred = preds[:, i, js]  # [n, s, d_k]
+        mapped = to_common(pred.reshape(-1, pred.shape[-1])).reshape(*pred.shape[:2], -1)
+        truth = common_te[:, ts + hf]
+        errors = {
+            f"level{level}": _mse(mapped, truth),
+            "level1_rollout": _mse(rolled[hf][:, ts], truth),
+            "copy_last_frame": _mse(common_te[:, ts], truth),
+        }
+        errors["variance"] = float(truth.reshape(-1, truth.shape[-1]).var(0).mean())
+        out[str(hf)] = {k: round(v, 5) for k, v in errors.items()}
+        mapped_all[hf] = (ts, mapped)
+    return out, mapped_all, rolled
+
+
+def plot_levels(path, frames_u8, common_te, level, mapped_all, rolled, num_sequences: int = 3):
+    """Rows per sequence: the true frames at t + h, the nearest test frames to the level-1
+    rollout and to level ``level``'s mapped predictions; columns: horizons (h frames)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, t_len = common_te.shape[:2]
+    bank = common_te.reshape(n * t_len, -1)
+    images = frames_u8.reshape(n * t_len, *frames_u8.shape[2:])[..., 0]
+
+    def nearest(v):
+        return images[int(np.argmin(((bank - v) ** 2).sum(-1)))]
+
+    horizons = sorted(mapped_all)
+    rows = [("true", None), ("level 1 rolled", "roll"), (f"level {level}", "level")]
+    fig, axes = plt.subplots(
+        num_sequences * len(rows),
+        len(horizons),
+        figsize=(1.3 * len(horizons), 1.35 * num_sequences * len(rows)),
+        squeeze=False,
+    )
+    for s in range(num_sequences):
+        for c, hf in enumerate(horizons):
+            ts, mapped = mapped_all[hf]
+            k = 0  # the first start frame that reaches this horizon
+            t = int(ts[k])
+            for r, (name, kind) in enumerate(rows):
+                ax = axes[s * len(rows) + r, c]
+                if kind is None:
+                    img = frames_u8[s, t + hf, ..., 0]
+                elif kind == "roll":
+                    img = nearest(rolled[hf][s, t])
+                else:
+                    img = nearest(mapped[s, k])
+                ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+                ax.set_xticks([]), ax.set_yticks([])
+                if c == 0:
+                    ax.set_ylabel(f"seq {s}\n{name}", fontsize=6)
+                if s == 0 and r == 0:
+                    ax.set_title(f"t={t}+{hf}", fontsize=7)
+    fig.suptitle("true future frames vs nearest frames to each level's prediction", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(
+    workdir: str,
+    step: int | None,
+    level: int,
+    overrides: dict | None = None,
+    max_train_sequences: int | None = None,
+    png: bool = True,
+) -> dict:
+    """The per-level report of one checkpoint (module docstring); a PNG for levels ≥ 2."""
+    import os
+    import time
+
+    from jepa import config as config_lib
+    from jepa import hub
+    from jepa.evaluate import linear_probe
+
+    t0 = time.perf_counter()
+    config, step, params, target = hub.load_model_params(workdir, step)
+    if overrides:
+        config_lib.apply_overrides(config, overrides)
+    if config.objective != "hierarchy":
+        raise ValueError(
+            f"--level needs a hierarchy run; {workdir} has objective={config.objective!r}"
+        )
+    if not 1 <= level <= hierarchy.num_levels(config):
+        raise ValueError(f"--level={level}; this run has levels 1 … {hierarchy.num_levels(config)}")
+    model = hierarchy.Hierarchy(config)
+    data_dir = config.data.data_dir or None
+    load = functools.partial(pipeline.load_data_source, config.data.dataset, data_dir=data_dir)
+    train = sequences.load_sequences(load(split=config.data.train_split), max_train_sequences)
+    test = sequences.load_sequences(load(split=config.data.test_split))
+    levels_tr, common_tr, _ = compute_embeddings(model, params, target, train["frames"])
+    levels_te, common_te, online_te = compute_embeddings(model, params, target, test["frames"])
+
+    def regressions(k):
+        feats_tr, feats_te = levels_tr[k - 1], levels_te[k - 1]
+        fs = step_frames(config, k, feats_tr.shape[1])
+        pos_tr, pos_te = train["position"], test["position"]
+        vel_tr, vel_te = observed_velocity(pos_tr), observed_velocity(pos_te)
+        out = {
+            "position_r2": ridge_r2(
+                *regression_rows(feats_tr, pos_tr, fs, 0), *regression_rows(feats_te, pos_te, fs, 0)
+            )["r2"],
+            "velocity_r2": ridge_r2(
+                *regression_rows(feats_tr, vel_tr, fs, 1), *regression_rows(feats_te, vel_te, fs, 1)
+            )["r2"],
+        }
+        out["position_ahead_r2"] = {
+            str(a): round(
+                ridge_r2(
+                    *regression_rows(feats_tr, pos_tr, fs, 0, a),
+                    *regression_rows(feats_te, pos_te, fs, 0, a),
+                )["r2"],
+                4,
+            )
+            for a in POSITION_AHEAD
+        }
+        return {k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in out.items()}
+
+    result = {"protocol": "levels", "level": level, "step": step, "dataset": config.data.dataset}
+    result.update(regressions(level))
+    if level == 1:
+        every = 4  # frames 0, 4, 8, … of each sequence: consecutive frames are near-duplicates
+        x_tr = levels_tr[0][:, ::every].reshape(-1, levels_tr[0].shape[-1])
+        x_te = levels_te[0][:, ::every].reshape(-1, levels_te[0].shape[-1])
+        reps = levels_tr[0][:, ::every].shape[1]
+        y_tr = np.repeat(train["digits"][:, 0], reps)
+        y_te = np.repeat(test["digits"][:, 0], reps)
+        e = config.eval
+        probe = linear_probe.linear_probe(
+            x_tr,
+            y_tr,
+            x_te,
+            y_te,
+            lrs=tuple(e.lrs),
+            wds=tuple(e.wds),
+            epochs=e.probe_epochs,
+            batch_size=e.probe_batch_size,
+            val_fraction=e.val_fraction,
+            seed=config.seed,
+            batchnorm=e.batchnorm,
+        )
+        result["top1"] = round(100 * float(probe["top1"]), 2)
+        result["identity_probe"] = {k: probe[k] for k in ("lr", "wd") if k in probe}
+    else:
+        result["level1"] = regressions(1)
+        lh, mapped_all, rolled = long_horizon(
+            config,
+            model,
+            params,
+            level,
+            levels_tr[level - 1],
+            common_tr,
+            levels_te[level - 1],
+            common_te,
+            online_te,
+        )
+        result["long_horizon"] = lh
+        if png:
+            path = os.path.join(workdir, "eval", f"level{level}_predictions_step{step}.png")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            plot_levels(path, test["frames"], common_te, level, mapped_all, rolled)
+            result["png"] = path
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    return result

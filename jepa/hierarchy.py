@@ -1,0 +1,510 @@
+"""Hierarchical JEPA (LeCun 2022, section 4.6): levels stacked over time.
+
+Level 1 is a video JEPA over frames: the image ViT encodes every frame (frame-wise mode), and
+its predictor maps the tokens of ``level1.context_frames`` frames to the target encoder's tokens
+of the frame ``level1.horizon`` steps later — a short-range, detailed prediction made from every
+window of the sequence at once. Level k+1 reads level k's embeddings, one vector per time step
+(level 1: its tokens averaged per frame) averaged over windows of ``window`` steps, encodes them
+with a causal transformer over time (``models/sequence.py``: its state at step t summarizes
+steps ≤ t, so context = the past by construction) and predicts its own state ``horizons``
+steps later, further ahead in a coarser space.
+
+Anti-collapse per level: level 1 has the EMA target encoder (+ ``config.loss`` regularizers, as
+the future objective); levels ≥ 2 predict stop-gradient copies of their own states and keep them
+informative with their own VICReg / SIGReg terms. Each level may have a latent z (``latent``
+kind per level; level 1 uses ``config.latent``).
+
+Training modes (``hierarchy.mode``):
+- ``joint``: every level learns; level k+1's gradients flow into level k scaled by
+  ``hierarchy.joint_weight`` (0 = levels learn side by side on stop-gradient inputs);
+- ``greedy``: the lowest ``hierarchy.frozen_levels`` levels are loaded from
+  ``hierarchy.init_from`` (a workdir) and frozen; the levels above learn on their outputs;
+- ``alternating``: one level learns at a time, switching every ``hierarchy.alternate_every``
+  steps (inputs are stop-gradient, the other levels' updates are zero).
+
+Params: ``{"encoder", "predictor"[, "latent"]}`` for level 1 (so every image tool — probes,
+``load_encoder``, the health monitor — sees level 1's encoder where it always is) and
+``{"levels": {"level2": {"encoder", "predictor"[, "latent"]}, ...}}`` above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jepa import latent as latent_lib
+from jepa import objectives, sharding
+from jepa.models import build_encoder, build_predictor
+from jepa.models.sequence import SequenceEncoder, StepPredictor
+
+MODES = ("joint", "greedy", "alternating")
+
+
+@dataclasses.dataclass(frozen=True)
+class UpperLevel:
+    """One level above the first (``config.hierarchy.levels[i]`` is level i + 2)."""
+
+    width: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    window: int = 1  # level-below steps averaged into one step of this level
+    horizons: tuple[int, ...] = (4,)  # steps of *this* level ahead that are predicted
+    predictor_hidden: int = 256
+    predictor_depth: int = 2
+    weight: float = 1.0
+    vicreg_var: float = 1.0
+    vicreg_gamma: float = 1.0
+    vicreg_cov: float = 0.04
+    sigreg: float = 0.0
+    latent: str = "none"  # none | discrete | continuous (the other latent settings: config.latent)
+
+
+def upper_levels(config) -> list[UpperLevel]:
+    out = []
+    for i, level in enumerate(config.hierarchy.levels):
+        fields = {f.name for f in dataclasses.fields(UpperLevel)}
+        unknown = sorted(set(level) - fields)
+        if unknown:
+            raise ValueError(
+                f"hierarchy.levels[{i}] (level {i + 2}) has unknown keys {unknown}; "
+                f"valid: {sorted(fields)}"
+            )
+        values = dict(level)
+        values["horizons"] = tuple(int(h) for h in values.get("horizons", (4,)))
+        out.append(UpperLevel(**values))
+    return out
+
+
+def num_levels(config) -> int:
+    return 1 + len(config.hierarchy.levels)
+
+
+def steps_per_level(config) -> list[int]:
+    """Time steps at each level: frames at level 1, then divided by each level's window."""
+    steps = [config.data.sequence.frames]
+    for level in upper_levels(config):
+        steps.append(steps[-1] // level.window)
+    return steps
+
+
+def frames_per_step(config) -> list[int]:
+    """How many frames one step of each level spans (1 at level 1)."""
+    out = [1]
+    for level in upper_levels(config):
+        out.append(out[-1] * level.window)
+    return out
+
+
+def validate(config) -> None:
+    """Raise ``ValueError`` naming the key for an impossible hierarchy (before compilation)."""
+    h = config.hierarchy
+    if h.mode not in MODES:
+        raise ValueError(f"hierarchy.mode={h.mode!r}; valid: {MODES}")
+    l1 = h.level1
+    frames = config.data.sequence.frames
+    if l1.windows < 0:
+        raise ValueError(f"hierarchy.level1.windows={l1.windows} must be >= 0 (0 = all)")
+    if l1.context_frames < 1 or l1.horizon < 1:
+        raise ValueError("hierarchy.level1.context_frames and .horizon must be >= 1")
+    if l1.context_frames + l1.horizon > frames:
+        raise ValueError(
+            f"hierarchy.level1: {l1.context_frames} context frames + horizon {l1.horizon} do "
+            f"not fit in data.sequence.frames={frames}"
+        )
+    if h.mode == "greedy" and not (1 <= h.frozen_levels < num_levels(config)):
+        raise ValueError(
+            f"hierarchy.frozen_levels={h.frozen_levels}: greedy mode freezes 1 … "
+            f"{num_levels(config) - 1} of the {num_levels(config)} levels"
+        )
+    if h.mode == "greedy" and not h.init_from:
+        raise ValueError("hierarchy.mode='greedy' needs hierarchy.init_from (a trained workdir)")
+    if h.mode == "alternating" and h.alternate_every < 1:
+        raise ValueError(f"hierarchy.alternate_every={h.alternate_every} must be >= 1")
+    steps = frames
+    for i, level in enumerate(upper_levels(config)):
+        name = f"hierarchy.levels[{i}] (level {i + 2})"
+        if level.window < 1:
+            raise ValueError(f"{name}.window={level.window} must be >= 1")
+        steps //= level.window
+        if not level.horizons or min(level.horizons) < 1 or max(level.horizons) >= steps:
+            raise ValueError(
+                f"{name}.horizons={level.horizons}: each must be in [1, {steps - 1}] "
+                f"(this level has {steps} steps of data.sequence.frames={frames})"
+            )
+        if level.width % level.num_heads or level.width % 2:
+            raise ValueError(f"{name}.width={level.width}: even and divisible by num_heads")
+        if level.latent not in latent_lib.KINDS:
+            raise ValueError(f"{name}.latent={level.latent!r}; valid: {latent_lib.KINDS}")
+
+
+def scale_gradient(x: jax.Array, weight: float) -> jax.Array:
+    """x in the forward pass; weight × the gradient in the backward pass (0: stop-gradient)."""
+    if weight == 0:
+        return jax.lax.stop_gradient(x)
+    if weight == 1:
+        return x
+    return jax.lax.stop_gradient(x) + weight * (x - jax.lax.stop_gradient(x))
+
+
+def pool_windows(x: jax.Array, window: int) -> jax.Array:
+    """[batch, steps, dim] → [batch, steps // window, dim]: mean over consecutive windows (a
+    trailing partial window is dropped)."""
+    if window == 1:
+        return x
+    b, steps, d = x.shape
+    n = steps // window
+    return x[:, : n * window].reshape(b, n, window, d).mean(2)
+
+
+def level1_windows(frames: int, context: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (context frames, target frame) window of a ``frames``-long sequence:
+    ([windows, context] frame indices, [windows] target frame)."""
+    starts = np.arange(frames - context - horizon + 1)
+    ctx = starts[:, None] + np.arange(context)[None]
+    return ctx, ctx[:, -1] + horizon
+
+
+def _level_energy(energy):
+    """Per-sample energy over valid (horizon, step) slots; packing keeps LatentJEPA's single
+    target array: ``sy`` = [targets | validity] along the last axis."""
+
+    def fn(pred, sy):
+        target, mask = sy[..., :-1], sy[..., -1]
+        e = energy(pred, target) * mask  # [batch, horizons, steps]
+        return e.sum((-2, -1)) / jnp.maximum(mask.sum((-2, -1)), 1.0)
+
+    return fn
+
+
+class Hierarchy:
+    """The modules and pure functions of one hierarchy config; params layout in the module
+    docstring. Built once per config (cheap: no parameters live here)."""
+
+    def __init__(self, config):
+        validate(config)
+        self.config = config
+        self.levels = upper_levels(config)
+        self.encoder = build_encoder(config)
+        self.predictor = build_predictor(config)
+        m = config.model
+        self.grid = m.image_size // m.patch_size
+        self.tokens_per_frame = self.grid**2
+        l1 = config.hierarchy.level1
+        self.context_frames, self.horizon = l1.context_frames, l1.horizon
+        self.frames = config.data.sequence.frames
+        self.energy = objectives.energy_fn(config.loss.energy)
+        self.level1_latent_spec = _latent_spec(config, config.latent.kind)
+        self.seq_encoders = [
+            SequenceEncoder(lv.width, lv.depth, lv.num_heads, m.mlp_ratio) for lv in self.levels
+        ]
+        self.step_predictors = [
+            StepPredictor(lv.width, lv.horizons, lv.predictor_hidden, lv.predictor_depth)
+            for lv in self.levels
+        ]
+        n = self.tokens_per_frame
+        self.ctx_idx = jnp.arange(self.context_frames * n, dtype=jnp.int32)[None]
+        self.tgt_idx = ((self.context_frames - 1 + self.horizon) * n + jnp.arange(n))[None, None]
+
+    # ------------------------------------------------------------------------- level 1
+    def frame_tokens(self, enc_params, frames: jax.Array) -> jax.Array:
+        """[b, T, H, W, ch] → [b, T, n, width] float32, every frame encoded on its own."""
+        b, t = frames.shape[:2]
+        tokens, _ = self.encoder.apply(
+            {"params": enc_params}, frames.reshape(b * t, *frames.shape[2:])
+        )
+        return tokens.astype(jnp.float32).reshape(b, t, self.tokens_per_frame, -1)
+
+    def level1_predict(self, pred_params, context_tokens, z_embedding=None):
+        """context [N, C·n, width] (LayerNorm'd tokens of C frames) → [N, n, width]: the tokens
+        of the frame ``horizon`` after the last context frame."""
+        b = context_tokens.shape[0]
+        out = self.predictor.apply(
+            {"params": pred_params},
+            context_tokens,
+            jnp.broadcast_to(self.ctx_idx, (b, self.ctx_idx.shape[1])),
+            jnp.broadcast_to(self.tgt_idx, (b, 1, self.tokens_per_frame)),
+            None if z_embedding is None else z_embedding[:, None],
+        )
+        return out[:, 0].astype(jnp.float32)
+
+    def level1_latent(self, spec=None) -> latent_lib.LatentJEPA:
+        """The level-1 E(x, y, z) over LayerNorm'd context tokens x and target tokens y."""
+        return latent_lib.LatentJEPA(
+            spec=spec or self.level1_latent_spec,
+            encode_x=None,
+            encode_y=None,
+            predict_fn=lambda p, sx, ze: self.level1_predict(p["predictor"], sx, ze),
+            energy_fn=lambda pred, sy: self.energy(pred, sy).mean(-1),  # per sample
+            pool=lambda s: s.reshape(s.shape[0], -1),
+            width=self.config.model.predictor.width,
+        )
+
+    def level1_pairs(self, online_tokens, target_tokens, key=None):
+        """(s_x [b·W, C·n, width], s_y [b·W, n, width]) for the windows of the sequence: all
+        of them, or ``level1.windows`` drawn at random with ``key`` (the same for the whole
+        batch). The context is LayerNorm'd like the targets, so a prediction can be fed back
+        in as context (rolling level 1 forward)."""
+        ctx, tgt = level1_windows(self.frames, self.context_frames, self.horizon)
+        k = self.config.hierarchy.level1.windows
+        if key is not None and 0 < k < len(tgt):
+            pick = jax.random.permutation(key, len(tgt))[:k]
+            ctx, tgt = jnp.asarray(ctx)[pick], jnp.asarray(tgt)[pick]
+        b, _, n, d = online_tokens.shape
+        sx = objectives.normalize_targets(online_tokens)[:, ctx]  # [b, W, C, n, d]
+        sy = target_tokens[:, tgt]  # [b, W, n, d]
+        return sx.reshape(-1, ctx.shape[1] * n, d), sy.reshape(-1, n, d)
+
+    # -------------------------------------------------------------------- upper levels
+    def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
+        """Level k ≥ 2: E over all its (step, horizon) predictions of one sequence."""
+        level = self.levels[k - 2]
+        predictor = self.step_predictors[k - 2]
+        return latent_lib.LatentJEPA(
+            spec=_latent_spec(self.config, level.latent),
+            encode_x=None,
+            encode_y=None,
+            predict_fn=lambda p, s, ze: predictor.apply({"params": p["predictor"]}, s, ze),
+            energy_fn=_level_energy(self.energy),
+            pool=lambda s: s.reshape(s.shape[0], -1),
+            width=level.predictor_hidden,
+        )
+
+    def upper_targets(self, k: int, states: jax.Array) -> jax.Array:
+        """[b, T_k, width] → [b, horizons, T_k, width + 1]: the (stop-gradient) state h steps
+        later for each horizon h, and a last channel 1 where that step exists."""
+        level = self.levels[k - 2]
+        b, t, _ = states.shape
+        out = []
+        for h in level.horizons:
+            shifted = jnp.pad(states[:, h:], ((0, 0), (0, h), (0, 0)))
+            valid = (jnp.arange(t) < t - h).astype(states.dtype)
+            valid = jnp.broadcast_to(valid[None, :, None], (b, t, 1))
+            out.append(jnp.concatenate([shifted, valid], -1))
+        return jax.lax.stop_gradient(jnp.stack(out, 1))
+
+    def encode_level(self, params, k: int, inputs: jax.Array) -> jax.Array:
+        """Level k ≥ 2's states from the level below's per-step embeddings [b, T_{k-1}, d]."""
+        level = self.levels[k - 2]
+        pooled = pool_windows(inputs, level.window)
+        return (
+            self.seq_encoders[k - 2]
+            .apply({"params": params["levels"][f"level{k}"]["encoder"]}, pooled)
+            .astype(jnp.float32)
+        )
+
+    def embeddings(self, params, frames, target_params=None, upto: int | None = None):
+        """Per-level, per-step embeddings of whole sequences, for probes and plots:
+        [level-1 pooled tokens [b, T, d1] (of ``target_params`` when given, the encoder the
+        probes read), level-2 states [b, T_2, d2], …]. Upper levels read the online level-1
+        encoder, as in training."""
+        upto = upto or num_levels(self.config)
+        online = self.frame_tokens(params["encoder"], frames)
+        first = online if target_params is None else self.frame_tokens(target_params, frames)
+        out = [first.mean(2)]
+        below = online.mean(2)
+        for k in range(2, upto + 1):
+            below = self.encode_level(params, k, below)
+            out.append(below)
+        return out
+
+    # ---------------------------------------------------------------------------- loss
+    def loss_fn(self, params, target_params, batch, step=0):
+        """Σ_k weight_k · (level k's energy + its anti-collapse terms); aux has every level's
+        parts under ``level{k}/…``."""
+        from jepa.step import information_terms, regularizer_samples
+
+        config, h = self.config, self.config.hierarchy
+        lc = config.loss
+        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
+        frames = batch["image"]  # [b, T, H, W, ch]
+        cross = h.joint_weight if h.mode == "joint" else 0.0
+        with nn.logical_axis_rules(sharding.rules_of(config)):
+            online = self.frame_tokens(params["encoder"], frames)
+            if lc.target_encoder == "online":
+                target = objectives.normalize_targets(online)
+            else:
+                target = jax.lax.stop_gradient(
+                    objectives.normalize_targets(self.frame_tokens(target_params, frames))
+                )
+            sx, sy = self.level1_pairs(online, target, jax.random.fold_in(key, 2))
+            full = {"model": params, "latent": params.get("latent", {})}
+            loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)
+            terms = information_terms(
+                regularizer_samples(online.reshape(-1, *online.shape[2:]), lc.regularize),
+                lc,
+                jax.random.fold_in(key, 1),
+            )
+            loss1 = loss1 + sum(lc[name] * value for name, value in terms.items())
+            aux = {f"level1/{k}": v for k, v in {**aux1, **terms}.items()}
+            aux["level1/loss"] = loss1
+            aux["target_std"] = jnp.std(target.mean(2).reshape(-1, target.shape[-1]), 0).mean()
+            loss = h.level1.weight * loss1
+
+            below = online.mean(2)  # level 1's per-frame embedding
+            for k in range(2, num_levels(config) + 1):
+                level = self.levels[k - 2]
+                states = self.encode_level(params, k, scale_gradient(below, cross))
+                level_params = params["levels"][f"level{k}"]
+                model = self.upper_latent(k)
+                lk, auxk = model.loss_from_embeddings(
+                    {"model": level_params, "latent": level_params.get("latent", {})},
+                    states,
+                    self.upper_targets(k, states),
+                    jax.random.fold_in(key, k),
+                )
+                flat = states.reshape(-1, states.shape[-1])
+                if level.vicreg_var:
+                    auxk["vicreg_var"] = objectives.vicreg_variance(flat, level.vicreg_gamma)
+                    lk = lk + level.vicreg_var * auxk["vicreg_var"]
+                if level.vicreg_cov:
+                    auxk["vicreg_cov"] = objectives.vicreg_covariance(flat)
+                    lk = lk + level.vicreg_cov * auxk["vicreg_cov"]
+                if level.sigreg:
+                    auxk["sigreg"] = objectives.sigreg(
+                        flat, jax.random.fold_in(key, 100 + k), lc.sigreg_slices
+                    )
+                    lk = lk + level.sigreg * auxk["sigreg"]
+                auxk["loss"] = lk
+                auxk["state_std"] = jnp.std(flat, 0).mean()
+                aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
+                loss = loss + level.weight * lk
+                below = states
+        return loss, aux
+
+    # -------------------------------------------------------------------------- params
+    def init_params(self, rng) -> dict:
+        """Boxed (logically partitioned) params of every level."""
+        config, m = self.config, self.config.model
+        keys = jax.random.split(rng, 4 + 3 * len(self.levels))
+        images = jnp.zeros((1, m.image_size, m.image_size, m.channels), jnp.float32)
+        n = self.tokens_per_frame
+        context = jnp.zeros((1, self.context_frames * n, m.width), jnp.float32)
+        params = {
+            "encoder": self.encoder.init(keys[0], images)["params"],
+            "predictor": self.predictor.init(
+                keys[1], context, self.ctx_idx, jnp.zeros((1, 1, n), jnp.int32)
+            )["params"],
+        }
+        if self.level1_latent_spec.kind != "none":
+            params["latent"] = self.level1_latent().init_latent(
+                keys[2], self.context_frames * n * m.width, n * m.width
+            )
+        levels = {}
+        width_below = m.width
+        for i, level in enumerate(self.levels):
+            k = i + 2
+            kk = keys[4 + 3 * i : 7 + 3 * i]
+            steps = steps_per_level(config)[k - 1]
+            x = jnp.zeros((1, steps * level.window, width_below), jnp.float32)
+            s = jnp.zeros((1, steps, level.width), jnp.float32)
+            entry = {
+                "encoder": self.seq_encoders[i].init(kk[0], pool_windows(x, level.window))[
+                    "params"
+                ],
+                "predictor": self.step_predictors[i].init(kk[1], s)["params"],
+            }
+            if level.latent != "none":
+                entry["latent"] = self.upper_latent(k).init_latent(
+                    kk[2], steps * level.width, len(level.horizons) * steps * (level.width + 1)
+                )
+            levels[f"level{k}"] = entry
+            width_below = level.width
+        if levels:
+            params["levels"] = levels
+        return params
+
+
+def _latent_spec(config, kind: str) -> latent_lib.LatentSpec:
+    from jepa import config as config_lib
+
+    return dataclasses.replace(config_lib.latent_spec(config), kind=kind)
+
+
+# --------------------------------------------------------------------------------- training
+def level_of(path) -> int:
+    """The level a parameter path (``jax.tree_util`` keys) belongs to."""
+    names = [str(getattr(k, "key", k)) for k in path]
+    if names and names[0] == "levels":
+        return int(names[1].removeprefix("level"))
+    return 1
+
+
+def active_levels(config, step) -> jax.Array:
+    """[num_levels] 0/1 (traced): which levels' updates apply at ``step``."""
+    h, n = config.hierarchy, num_levels(config)
+    levels = jnp.arange(1, n + 1)
+    if h.mode == "greedy":
+        return (levels > h.frozen_levels).astype(jnp.float32)
+    if h.mode == "alternating":
+        current = (step // h.alternate_every) % n + 1
+        return (levels == current).astype(jnp.float32)
+    return jnp.ones((n,), jnp.float32)
+
+
+def level_update_mask(config) -> optax.GradientTransformation:
+    """The last optimizer transform of a hierarchy: zero the updates (weight decay included)
+    of the levels that are frozen (greedy) or not on duty this step (alternating)."""
+    if config.hierarchy.mode == "joint":
+        return optax.identity()
+
+    def init(params):
+        del params
+        return {"count": jnp.zeros((), jnp.int32)}
+
+    def update(updates, state, params=None):
+        del params
+        active = active_levels(config, state["count"])
+        masked = jax.tree_util.tree_map_with_path(
+            lambda path, u: u * active[level_of(path) - 1].astype(u.dtype), updates
+        )
+        return masked, {"count": state["count"] + 1}
+
+    return optax.GradientTransformation(init, update)
+
+
+def load_lower_levels(config, state, shardings):
+    """Copy levels 1 … ``hierarchy.frozen_levels`` (all levels the source has, in joint or
+    alternating mode) and the level-1 target encoder from the latest checkpoint of
+    ``hierarchy.init_from`` into a fresh ``state``. Strict: a level whose shapes differ is an
+    error naming the paths, so a 2-level run starts from exactly the level 1 it names."""
+    from jepa import checkpointing, hub
+
+    source = config.hierarchy.init_from
+    src_config, step, params, target = hub.load_model_params(source)
+    available = num_levels(src_config) if src_config.objective == "hierarchy" else 0
+    if available < 1:
+        raise ValueError(
+            f"hierarchy.init_from={source!r} holds an objective={src_config.objective!r} run; "
+            "it must be a hierarchy run"
+        )
+    wanted = config.hierarchy.frozen_levels or available
+    if wanted > available:
+        raise ValueError(
+            f"hierarchy.frozen_levels={wanted} but {source!r} has only {available} level(s)"
+        )
+    new_params = dict(state.params)
+    for name in ("encoder", "predictor", "latent"):
+        if name in params or name in new_params:
+            checkpointing.check_tree_matches(
+                params.get(name, {}), new_params.get(name, {}), f"{source} level 1 ({name})"
+            )
+            if name in params:
+                new_params[name] = params[name]
+    if wanted > 1:
+        levels = dict(new_params["levels"])
+        for k in range(2, wanted + 1):
+            key = f"level{k}"
+            checkpointing.check_tree_matches(
+                params["levels"][key], levels[key], f"{source} level {k}"
+            )
+            levels[key] = params["levels"][key]
+        new_params["levels"] = levels
+    loaded = state.replace(params=new_params, target_params=target)
+    logging.info("loaded levels 1-%d from %s (step %d)", wanted, source, step)
+    return jax.device_put(loaded, shardings)

@@ -1,0 +1,200 @@
+"""Checks of what a run needs outside its config, made before anything is built or compiled.
+
+:func:`jepa.config.validate` checks the config on its own; these check it against the world:
+the dataset can be read (or, for jepa's own builders, prepared), ``data.data_dir`` exists, the
+workdir can be written, and a checkpoint already in the workdir is of the model being trained
+(otherwise the strict restore would fail later, after the data pipeline and the abstract state
+were built). Each error names the config key or path and says what would be valid.
+Remote paths (``gs://…``) are left to the libraries that read them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from jepa import checkpointing
+
+# TFDS's stand-in for "the default data directory" in our messages.
+DEFAULT_DATA_DIR = "~/tensorflow_datasets"
+
+
+def _remote(path: str) -> bool:
+    return "://" in str(path)
+
+
+def _nearest_existing(path: str) -> str:
+    """``path`` or its closest ancestor that exists."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _writable_dir(path: str) -> str | None:
+    """None if a file can be created in the directory ``path``; else the reason it cannot.
+
+    Writes a probe file rather than asking ``os.access``: that answers "yes" to root on a
+    read-only mount, and knows nothing of quotas or full disks."""
+    if not os.path.isdir(path):
+        return f"{path} is not a directory"
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".jepa-write-probe-"):
+            pass
+    except OSError as e:
+        return f"cannot create a file in {path} ({type(e).__name__}: {e.strerror or e})"
+    return None
+
+
+def check_workdir(workdir: str) -> None:
+    """``workdir`` is a writable directory, or can be created as one."""
+    if _remote(workdir):
+        return
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(
+            f"workdir={workdir!r} is a file; valid: a directory you can write to (it is created "
+            "if missing)"
+        )
+    base = _nearest_existing(workdir)
+    problem = _writable_dir(base)
+    if problem:
+        what = "is not writable" if base == os.path.abspath(workdir) else "cannot be created"
+        raise ValueError(
+            f"workdir={workdir!r} {what}: {problem}; valid: a directory you can write to, or a "
+            "new path under one"
+        )
+
+
+def check_data(config) -> None:
+    """``data.dataset`` names a dataset that can be read from ``data.data_dir``."""
+    # Local imports: TFDS is heavy, and the registry of our builders registers them with TFDS.
+    import tensorflow_datasets as tfds
+
+    from jepa.data.builders import BUILDERS
+
+    d = config.data
+    name, data_dir = d.dataset, d.data_dir
+    base, _, builder_config = name.partition("/")
+    ours = base in BUILDERS
+    if data_dir and not _remote(data_dir):
+        if ours:  # prepared on first use: data_dir may be new, if it can be created
+            problem = _writable_dir(_nearest_existing(data_dir))
+            if problem and not os.path.isdir(data_dir):
+                raise ValueError(
+                    f"data.data_dir={data_dir!r} does not exist and cannot be created to prepare "
+                    f"{name!r} in: {problem}; valid: an existing directory, a new path under a "
+                    f"writable one, or '' for TFDS's default {DEFAULT_DATA_DIR}"
+                )
+        elif not os.path.isdir(data_dir):
+            raise ValueError(
+                f"data.data_dir={data_dir!r} does not exist (data.dataset={name!r} must already "
+                f"be prepared there); valid: the TFDS data directory holding it, or '' for "
+                f"TFDS's default {DEFAULT_DATA_DIR}"
+            )
+    if ours:
+        configs = [c.name for c in BUILDERS[base].BUILDER_CONFIGS or ()]
+        if builder_config and builder_config not in configs:
+            valid = [f"{base}/{c}" for c in configs] or [base]
+            raise ValueError(
+                f"data.dataset={name!r}: {base} has no config {builder_config!r}; valid: {valid}"
+            )
+        if data_dir and not _remote(data_dir) and not os.path.isdir(data_dir):
+            return  # a new data_dir: the pipeline prepares the dataset there
+        kwargs = {"config": builder_config} if builder_config else {}
+        builder = BUILDERS[base](data_dir=data_dir or None, **kwargs)
+        if not builder.is_prepared():
+            return  # the pipeline prepares it; its splits are known after that
+        _check_split(config, builder)
+        return
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            f"data.dataset={name!r} is not a dataset jepa or TFDS knows; valid: one of jepa's "
+            f"builders {sorted(BUILDERS)} (prepared on first use) or a TFDS name such as "
+            "'cifar10' or 'imagenet2012', prepared in data.data_dir"
+        ) from None
+    if not builder.is_prepared():
+        raise ValueError(
+            f"data.dataset={name!r} is not prepared under data.data_dir="
+            f"{data_dir or DEFAULT_DATA_DIR!r} (looked in {builder.data_dir}); valid: a data_dir "
+            f"where it is prepared, or prepare it once with tfds.builder({name!r}, "
+            "data_dir=...).download_and_prepare(file_format='array_record'), or one of jepa's "
+            f"builders {sorted(BUILDERS)}"
+        )
+    _check_split(config, builder)
+
+
+def _check_split(config, builder) -> None:
+    """The split pretraining reads exists (``data.test_split`` is checked by the evaluation
+    that reads it: a dataset without one still pretrains)."""
+    split = config.data.train_split
+    name = split.split("[")[0]  # "train[:90%]" → "train"
+    if name not in builder.info.splits:
+        raise ValueError(
+            f"data.train_split={split!r}: {config.data.dataset} has no split {name!r}; valid: "
+            f"{sorted(builder.info.splits)}, optionally sliced like 'train[:90%]'"
+        )
+
+
+def _flat(signature: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in signature.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _stored_signature(workdir: str) -> tuple[int, dict] | None:
+    """(step, model signature) of the newest checkpoint whose metadata reads, or None."""
+    root = os.path.join(workdir, "checkpoints")
+    steps = sorted((int(s) for s in os.listdir(root) if s.isdigit()), reverse=True)
+    for step in steps:
+        # The layout of Orbax's JSON item (checkpointing.ITEMS "metadata"): STEP/ITEM/ITEM.
+        path = os.path.join(root, str(step), "metadata", "metadata")
+        try:
+            with open(path) as f:
+                return step, json.load(f)["model"]
+        except (OSError, ValueError, KeyError):
+            continue  # unreadable: the restore skips such a step too
+    return None
+
+
+def check_checkpoint(config, workdir: str) -> None:
+    """A checkpoint in ``workdir`` (which the run would resume from) is of this model."""
+    if _remote(workdir) or not checkpointing.has_checkpoints(workdir):
+        return
+    stored = _stored_signature(workdir)
+    if stored is None:
+        return
+    step, saved = stored
+    # Through JSON, as it was stored: tuples become lists on both sides.
+    want = _flat(json.loads(json.dumps(checkpointing.model_signature(config))))
+    got = _flat(saved)
+    # The multiview objective has a projector and no predictor, the others the reverse: the
+    # settings of the part a model does not have cannot make a checkpoint unusable.
+    unused = "predictor." if config.objective == "multiview" else "projector."
+    differ = [
+        k for k in sorted(set(want) & set(got)) if not k.startswith(unused) and want[k] != got[k]
+    ]
+    if differ:
+        keys = "; ".join(
+            f"{k if k == 'objective' else 'model.' + k}={got[k]!r} in the checkpoint, "
+            f"{want[k]!r} in this config"
+            for k in differ
+        )
+        raise ValueError(
+            f"workdir={workdir!r} holds checkpoints of another model (newest: step {step}): "
+            f"{keys}. Valid: set these keys to the checkpoint's values to resume it, or use a "
+            "new --workdir to start a fresh run"
+        )
+
+
+def check(config, workdir: str) -> None:
+    """Every check above, cheapest first."""
+    check_workdir(workdir)
+    check_data(config)
+    check_checkpoint(config, workdir)

@@ -1,0 +1,238 @@
+"""Hierarchical JEPA: the pieces by hand, the training modes, sharding, level-by-level restore,
+and the per-level evaluation on a tiny stochastic Moving-MNIST run."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import with_overrides
+
+from jepa import config as config_lib
+from jepa import hierarchy, optim, sharding, train
+from jepa import state as state_lib
+from jepa import step as step_lib
+from jepa.evaluate import levels as levels_eval
+from jepa.models.sequence import SequenceEncoder
+
+LEVEL2 = dict(width=32, depth=1, num_heads=2, horizons=(2, 3), predictor_hidden=32)
+LEVEL3 = dict(width=32, depth=1, num_heads=2, window=2, horizons=(1,), predictor_hidden=32)
+
+
+def tiny_hierarchy_config(data_dir="", levels=(LEVEL2,), **overrides):
+    c = config_lib.base_config()
+    c.objective = "hierarchy"
+    c.hierarchy.levels = tuple(levels)
+    return with_overrides(
+        c,
+        {
+            "model.image_size": 64,
+            "model.patch_size": 32,
+            "model.channels": 1,
+            "model.width": 32,
+            "model.depth": 1,
+            "model.num_heads": 2,
+            "model.predictor.width": 16,
+            "model.predictor.depth": 1,
+            "model.predictor.num_heads": 2,
+            "data.dataset": "stochastic_moving_mnist/tiny",
+            "data.data_dir": data_dir,
+            "data.test_split": "test",
+            "data.sequence.frames": 8,
+            "loss.energy": "l2",
+            "loss.regularize": "tokens",
+            "loss.vicreg_var": 1.0,
+            "batch_size": 8,
+            "total_steps": 3,
+            "log_every": 1,
+            "health_every": 3,
+            "checkpoint_every": 3,
+            "eval.probe_epochs": 2,
+            "eval.lrs": (1e-2,),
+            "eval.wds": (0.0,),
+            **overrides,
+        },
+    )
+
+
+def frames_batch(config, seed=0):
+    rng = np.random.default_rng(seed)
+    m = config.model
+    shape = (config.batch_size, config.data.sequence.frames, m.image_size, m.image_size, 1)
+    return {"image": rng.standard_normal(shape).astype(np.float32)}
+
+
+# ------------------------------------------------------------------------------- pieces
+def test_windows_pooling_and_gradient_scale_by_hand():
+    ctx, tgt = hierarchy.level1_windows(frames=5, context=2, horizon=1)
+    assert ctx.tolist() == [[0, 1], [1, 2], [2, 3]] and tgt.tolist() == [2, 3, 4]
+    ctx, tgt = hierarchy.level1_windows(frames=6, context=3, horizon=2)
+    assert ctx.tolist() == [[0, 1, 2], [1, 2, 3]] and tgt.tolist() == [4, 5]
+    x = jnp.arange(14.0).reshape(1, 7, 2)
+    np.testing.assert_allclose(
+        hierarchy.pool_windows(x, 3)[0], [[2.0, 3.0], [8.0, 9.0]]
+    )  # a trailing partial window is dropped
+    v = jnp.array([1.0, -2.0])
+    f = lambda w: jax.grad(lambda y: jnp.sum(hierarchy.scale_gradient(y, w) ** 2))(v)  # noqa: E731
+    np.testing.assert_allclose(f(0.25), 0.25 * 2 * v)
+    np.testing.assert_allclose(f(0.0), 0.0)
+    np.testing.assert_allclose(hierarchy.scale_gradient(v, 0.25), v)
+
+
+def test_sequence_encoder_sees_only_the_past():
+    enc = SequenceEncoder(width=16, depth=2, num_heads=2)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 8))
+    params = enc.init(jax.random.PRNGKey(1), x)
+    y = enc.apply(params, x)
+    x2 = x.at[:, 4:].set(7.0)  # change the future of step 3
+    y2 = enc.apply(params, x2)
+    np.testing.assert_allclose(y[:, :4], y2[:, :4], atol=1e-6)
+    assert np.abs(np.asarray(y[:, 4:] - y2[:, 4:])).max() > 1e-3
+
+
+def test_bad_hierarchy_configs_name_the_key():
+    cases = [
+        ({"hierarchy.mode": "stacked"}, "hierarchy.mode"),
+        ({"hierarchy.level1.context_frames": 8}, "data.sequence.frames=8"),
+        ({"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 1}, "hierarchy.init_from"),
+        ({"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 2}, "frozen_levels=2"),
+    ]
+    for overrides, key in cases:
+        with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+            config_lib.validate(tiny_hierarchy_config(**overrides), 1)
+    too_far = dict(LEVEL2, horizons=(8,))
+    with pytest.raises(ValueError, match=r"hierarchy\.levels\[0\] \(level 2\)\.horizons"):
+        config_lib.validate(tiny_hierarchy_config(levels=(too_far,)), 1)
+    with pytest.raises(ValueError, match=r"unknown keys \['widht'\]"):
+        config_lib.validate(tiny_hierarchy_config(levels=(dict(widht=3),)), 1)
+
+
+def test_joint_weight_sets_how_much_level2_trains_level1():
+    """Level 2's loss reaches the level-1 encoder only through the joint weight, linearly."""
+
+    def encoder_grad(weight):
+        c = tiny_hierarchy_config(
+            **{"hierarchy.joint_weight": weight, "hierarchy.level1.weight": 0.0}
+        )
+        c.loss.vicreg_var = 0.0  # level 1 contributes nothing: only level 2's gradient is left
+        model = hierarchy.Hierarchy(c)
+        params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+        batch = {"image": jnp.asarray(frames_batch(c)["image"])}
+        grad = jax.jit(jax.grad(lambda p: model.loss_fn(p, params["encoder"], batch)[0]))
+        return grad(params)["encoder"]["patch_embed"]["kernel"]
+
+    g0, g1, g2 = encoder_grad(0.0), encoder_grad(0.5), encoder_grad(1.0)
+    assert float(jnp.abs(g0).max()) == 0.0
+    assert float(jnp.abs(g1).max()) > 0.0
+    np.testing.assert_allclose(g1, 0.5 * g2, rtol=1e-4, atol=1e-8)
+
+
+# ----------------------------------------------------------------- modes and sharding
+def run_steps(config, mesh_shape, steps=3, devices=None):
+    c = with_overrides(config, {"mesh.data": mesh_shape[0], "mesh.fsdp": mesh_shape[1]})
+    c.mesh.tensor = mesh_shape[2]
+    n = int(np.prod(mesh_shape))
+    mesh = sharding.make_mesh(c, jax.devices()[:n])
+    tx = optim.make_optimizer(c)
+    state, shardings = state_lib.create_train_state(c, tx, mesh)
+    step = step_lib.jit_train_step(c, tx, mesh, shardings)
+    history, losses = [jax.device_get(state.params)], []
+    for i in range(steps):
+        batch = sharding.global_batch(frames_batch(c, seed=i), mesh)
+        with jax.set_mesh(mesh):
+            state, metrics = step(state, batch)
+        losses.append({k: float(v) for k, v in metrics.items() if k.endswith("loss")})
+        history.append(jax.device_get(state.params))
+    return losses, history
+
+
+def test_sharded_hierarchy_equals_single_device():
+    """Data and FSDP axes at once; three levels train in the alternating-mode test below."""
+    c = tiny_hierarchy_config()
+    single, _ = run_steps(c, (1, 1, 1))
+    sharded, _ = run_steps(c, (2, 4, 1))
+    assert set(single[0]) == {"loss", "level1/loss", "level2/loss"}
+    for a, b in zip(single, sharded, strict=True):
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+
+
+def _changed(before, after) -> bool:
+    return any(
+        not np.array_equal(x, y)
+        for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True)
+    )
+
+
+def test_alternating_mode_moves_one_level_per_step():
+    c = tiny_hierarchy_config(
+        levels=(LEVEL2, LEVEL3),
+        **{"hierarchy.mode": "alternating", "hierarchy.alternate_every": 1},
+    )
+    _, history = run_steps(c, (1, 1, 1), steps=3)
+    for step in range(3):
+        before, after = history[step], history[step + 1]
+        level1 = {k: v for k, v in before.items() if k != "levels"}
+        moved = [
+            _changed(level1, {k: after[k] for k in level1}),
+            _changed(before["levels"]["level2"], after["levels"]["level2"]),
+            _changed(before["levels"]["level3"], after["levels"]["level3"]),
+        ]
+        assert moved == [k == step for k in range(3)], (step, moved)
+
+
+# ------------------------------------------- a real run: restore level by level, evaluate
+@pytest.fixture(scope="module")
+def smm_data_dir(tmp_path_factory):
+    from jepa.data import pipeline
+
+    data_dir = str(tmp_path_factory.mktemp("smm"))
+    pipeline.load_data_source("stochastic_moving_mnist/tiny", "test", data_dir)
+    return data_dir
+
+
+def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_data_dir):
+    from jepa import checkpointing, hub
+
+    one = str(tmp_path / "one_level")
+    train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, levels=()), one)
+    _, _, trained, trained_target = hub.load_model_params(one)
+
+    two = str(tmp_path / "two_levels")
+    greedy = {"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 1, "hierarchy.init_from": one}
+    train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, **greedy), two)
+    _, _, params, target = hub.load_model_params(two)
+    for name in ("encoder", "predictor"):  # level 1: exactly the loaded one after 3 steps
+        jax.tree.map(np.testing.assert_array_equal, params[name], trained[name])
+    jax.tree.map(np.testing.assert_array_equal, target, trained_target)
+    fresh = hierarchy.Hierarchy(tiny_hierarchy_config(smm_data_dir))
+    init = nn.unbox(fresh.init_params(jax.random.PRNGKey(0)))["levels"]["level2"]
+    assert _changed(init, params["levels"]["level2"])  # level 2 trained
+
+    # The per-level evaluation runs end to end on this run, with finite numbers.
+    r1 = levels_eval.evaluate(two, None, 1, png=False)
+    assert 0.0 <= r1["top1"] <= 100.0 and np.isfinite(r1["velocity_r2"])
+    r2 = levels_eval.evaluate(two, None, 2)
+    assert set(r2["long_horizon"]) == {"2", "3"}
+    for errors in r2["long_horizon"].values():
+        assert all(np.isfinite(v) for v in errors.values())
+    assert np.isfinite(r2["level1"]["velocity_r2"]) and r2["png"].endswith(".png")
+
+    # A level 1 of another shape is refused, naming the paths.
+    wider = {**greedy, "model.width": 64, "model.num_heads": 2}
+    with pytest.raises(checkpointing.CheckpointMismatchError, match="level 1"):
+        train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, **wider), str(tmp_path / "w"))
+
+
+def test_ridge_r2_by_hand():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 5))
+    y = np.stack([x[:, 0] * 2 - x[:, 3], x[:, 1]], 1)
+    assert levels_eval.ridge_r2(x[:300], y[:300], x[300:], y[300:])["r2"] > 0.999
+    noise = rng.standard_normal((400, 2))
+    r = levels_eval.ridge_r2(x[:300], noise[:300], x[300:], noise[300:])["r2"]
+    assert -0.1 < r < 0.05
+    pos = np.array([[[[0, 0]], [[2, 1]], [[5, 1]]]], float)  # [1, T=3, 1 digit, 2]
+    np.testing.assert_array_equal(
+        levels_eval.observed_velocity(pos)[0, :, 0], [[0, 0], [2, 1], [3, 0]]
+    )

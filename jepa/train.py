@@ -27,7 +27,7 @@ from jepa import checkpointing, masking, optim, preflight, sharding
 from jepa import config as config_lib
 from jepa import state as state_lib
 from jepa import step as step_lib
-from jepa.data import pipeline
+from jepa.data import pipeline, records
 from jepa.evaluate import health
 from jepa.metrics import MetricWriter
 from jepa.models import build_encoder
@@ -293,6 +293,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                 values = {k: float(v) for k, v in metrics.items()}
                 values["images_per_s"] = rate
                 values["data_checksum"] = checksum
+                values["bad_records"] = records.bad_records_seen(train_iter)
                 if config.health_every and (done % config.health_every == 0 or last_step):
                     with jax.set_mesh(mesh):
                         h = health_fn(monitored_params(config, state), health_images)

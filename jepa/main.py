@@ -60,8 +60,43 @@ def main(argv):
         raise SystemExit(f"jepa-train: {type(e).__name__}: {e}") from None
 
 
+def unknown_override(argv: list[str]) -> str | None:
+    """The first ``--config.KEY=VALUE`` whose KEY is not a config key, as a message naming it,
+    the closest key and the valid keys at that level (None when every key exists)."""
+    import difflib
+
+    from jepa import config as config_lib
+
+    base = config_lib.base_config()
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        node, prefix = base, ""
+        for part in arg[len("--config.") :].split("=", 1)[0].split("."):
+            keys = sorted(node.keys()) if hasattr(node, "keys") else []
+            if part not in keys:
+                close = difflib.get_close_matches(part, keys, n=1)
+                hint = f"did you mean --config.{prefix}{close[0]}? " if close else ""
+                where = f"under {prefix[:-1]}" if prefix else "at the top level"
+                return f"unknown config key {prefix}{part} ({arg}); {hint}valid {where}: {keys}"
+            node, prefix = node[part], f"{prefix}{part}."
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, except that an override of a key the config lacks (ml_collections raises
+    a bare AttributeError for it) becomes a one-line error naming the key and the valid ones."""
+    try:
+        return FLAGS(argv)
+    except (AttributeError, KeyError):
+        message = unknown_override(argv)
+        if message is None:
+            raise
+        raise SystemExit(f"jepa-train: {message}") from None
+
+
 def run():
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,18 @@ def test_the_compile_counter_sees_compiles(compiles):
     assert compiles
 
 
+def test_unknown_override_names_the_key_and_the_valid_ones():
+    """jepa-train's flag parser turns ml_collections' bare AttributeError into this message."""
+    from jepa.main import unknown_override
+
+    msg = unknown_override(["jepa-train", "--config.total_steps=5", "--config.foo=3"])
+    assert msg.startswith("unknown config key foo (--config.foo=3); valid at the top level:")
+    assert "'model'" in msg and "did you mean" not in msg
+    msg = unknown_override(["--config.model.predictor.widht=3"])
+    assert "did you mean --config.model.predictor.width?" in msg and "under model.predictor" in msg
+    assert unknown_override(["--config.model.width=3", "--workdir=/tmp/x"]) is None
+
+
 def parse_cli(*overrides, experiment="experiments/mnist_ijepa.py"):
     """``jepa-train --config EXPERIMENT OVERRIDES`` parsed as jepa/main.py defines the flag
     (locked config), on a private FlagValues so the global flags stay untouched."""

@@ -564,7 +564,24 @@ def _validate_video(config) -> None:
                 f'mask.kind="tube" masks the tubelet grid; model.num_frames={m.num_frames}, '
                 f'model.video_mode={m.video_mode!r}: valid: num_frames > 0, video_mode="tubelet"'
             )
+        if config.objective != "masked":
+            raise ValueError(
+                f'mask.kind="tube" is the masks of objective="masked"; objective='
+                f'{config.objective!r}: valid: objective="masked", or mask.kind="multiblock"'
+            )
+        if config.data.num_views != 1 or config.loss.global_weight:
+            raise ValueError(
+                f'mask.kind="tube" (V-JEPA) takes one clip per sample; data.num_views='
+                f"{config.data.num_views}, loss.global_weight={config.loss.global_weight}: "
+                "valid: data.num_views=1, loss.global_weight=0"
+            )
         tube_spec(config)
+    elif config.objective == "masked" and m.num_frames:
+        raise ValueError(
+            f'objective="masked" on clips (model.num_frames={m.num_frames}) needs V-JEPA\'s 3D '
+            f'masks; mask.kind={kind!r}: valid: mask.kind="tube" (with video_mode="tubelet"), '
+            "or model.num_frames=0 for images"
+        )
 
 
 def clip_grid(config) -> tuple[int, int, int]:

@@ -51,9 +51,17 @@ def init_boxed_params(config, rng: jax.Array) -> dict:
         from jepa.hierarchy import Hierarchy
 
         return Hierarchy(config).init_params(rng)
-    ctx_idx = jnp.zeros((1, config.mask.context_tokens), jnp.int32)
-    tgt_idx = jnp.zeros((1, config.mask.num_targets, config.mask.target_tokens), jnp.int32)
-    context = jnp.zeros((1, config.mask.context_tokens, m.width), jnp.float32)
+    mk = config.mask
+    n_ctx, n_blocks, n_tgt = mk.context_tokens, mk.num_targets, mk.target_tokens
+    if mk.kind == "tube":  # V-JEPA: clips; the predictor's params fit every generator's pair
+        from jepa import config as config_lib
+
+        gen = config_lib.tube_spec(config).generators[0]
+        n_ctx, n_blocks, n_tgt = gen.context_tokens, 1, gen.target_tokens
+        images = jnp.zeros((1, m.num_frames, *images.shape[1:]), jnp.float32)
+    ctx_idx = jnp.zeros((1, n_ctx), jnp.int32)
+    tgt_idx = jnp.zeros((1, n_blocks, n_tgt), jnp.int32)
+    context = jnp.zeros((1, n_ctx, m.width), jnp.float32)
     return {
         "encoder": encoder.init(k_enc, images)["params"],
         "predictor": predictor.init(k_pred, context, ctx_idx, tgt_idx)["params"],

@@ -209,6 +209,9 @@ def make_masked_loss_fn(config):
         full, _ = encoder.apply({"params": target_params}, images)
         return jax.lax.stop_gradient(full.astype(jnp.float32))
 
+    if config.mask.kind == "tube":
+        return make_tube_loss_fn(config, encoder, predictor, energy, target_embeddings)
+
     def loss_fn(params, target_params, batch, step=0):
         images, ctx_idx, tgt_idx = batch["image"], batch["context"], batch["targets"]
         other_view = None
@@ -249,6 +252,62 @@ def make_masked_loss_fn(config):
         if lc.regularize_targets:
             # s_y too, as VICReg regularizes both branches (summed); only meaningful when the
             # targets carry gradients (loss.target_encoder="online", checked by the config).
+            on_targets = information_terms(
+                regularizer_samples(full, lc.regularize), lc, jax.random.fold_in(key, 1)
+            )
+            loss = loss + sum(lc[name] * value for name, value in on_targets.items())
+            terms.update({f"{name}_targets": value for name, value in on_targets.items()})
+        return loss, {**aux, **terms}
+
+    return loss_fn
+
+
+def tube_mask_keys(config) -> list[tuple[str, str]]:
+    """The batch keys of each tube-mask generator's (context [batch, Kc_g], targets
+    [batch, 1, Kt_g]) pair: one pair of keys per generator, as their token counts differ."""
+    return [(f"context_{g}", f"targets_{g}") for g in range(len(config.mask.tube.num_blocks))]
+
+
+def make_tube_loss_fn(config, encoder, predictor, energy, target_embeddings):
+    """V-JEPA's loss on clips ``[batch, T, H, W, C]`` (``mask.kind="tube"``): the targets are
+    the EMA target encoder's LayerNorm'd tokens of the whole clip, computed once; for each mask
+    generator g, the context encoder sees g's context tokens and the predictor (on the tubelet
+    grid) predicts g's target tokens; the energy is averaged over the generators, as V-JEPA
+    averages its per-mask losses. The information terms, if any, are likewise the mean over
+    the generators' context embeddings."""
+    rules = sharding.rules_of(config)
+    lc = config.loss
+    base_key = jax.random.PRNGKey(config.seed)
+    keys = tube_mask_keys(config)
+
+    def loss_fn(params, target_params, batch, step=0):
+        clips = batch["image"]
+        key = jax.random.fold_in(base_key, step)
+        energies, contexts = [], []
+        with nn.logical_axis_rules(rules):
+            full = target_embeddings(params, target_params, clips)
+            h = objectives.normalize_targets(full)
+            for ctx_key, tgt_key in keys:
+                ctx_idx, tgt_idx = batch[ctx_key], batch[tgt_key]  # [b, Kc], [b, 1, Kt]
+                targets = gather_tokens(h, tgt_idx[:, 0])[:, None]  # [b, 1, Kt, width]
+                context, _ = encoder.apply({"params": params["encoder"]}, clips, ctx_idx)
+                preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
+                energies.append(energy(preds.astype(jnp.float32), targets).mean())
+                contexts.append(context.astype(jnp.float32))
+        pred_energy = jnp.mean(jnp.stack(energies))
+        loss = lc.token_weight * pred_energy
+        aux = {"energy": pred_energy, "target_std": feature_std(full.mean(axis=1))}
+        aux.update({f"energy_{g}": e for g, e in enumerate(energies)})
+        # Generator g's SIGReg directions: key (step, 2 + g); 1 is the targets' (as for images).
+        per_gen = [
+            information_terms(
+                regularizer_samples(c, lc.regularize), lc, jax.random.fold_in(key, 2 + g)
+            )
+            for g, c in enumerate(contexts)
+        ]
+        terms = {name: jnp.mean(jnp.stack([t[name] for t in per_gen])) for name in per_gen[0]}
+        loss = loss + sum(lc[name] * value for name, value in terms.items())
+        if lc.regularize_targets:
             on_targets = information_terms(
                 regularizer_samples(full, lc.regularize), lc, jax.random.fold_in(key, 1)
             )
@@ -374,11 +433,16 @@ def make_train_step(config, tx: optax.GradientTransformation):
 def batch_shardings(mesh, config) -> dict:
     """One batch-axis sharding per key of the batch that ``config`` makes."""
     d = config.data
-    video = config.objective in ("future", "hierarchy")  # [batch, frames, h, w, c]
+    # [batch, frames, h, w, c]: the video objectives' clips, and clips of a video encoder
+    video = config.objective in ("future", "hierarchy") or config.model.num_frames > 0
     out = {"image": sharding.batch_sharding(mesh, 4 + (d.num_views > 1 or video))}
     if d.local_views:
         out["local"] = sharding.batch_sharding(mesh, 5)
-    if config.objective == "masked":
+    if config.objective == "masked" and config.mask.kind == "tube":
+        for ctx_key, tgt_key in tube_mask_keys(config):
+            out[ctx_key] = sharding.batch_sharding(mesh, 2)
+            out[tgt_key] = sharding.batch_sharding(mesh, 3)
+    elif config.objective == "masked":
         out["context"] = sharding.batch_sharding(mesh, 2)
         out["targets"] = sharding.batch_sharding(mesh, 3)
     return out

@@ -122,6 +122,8 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
 def data_config(config) -> ml_collections.ConfigDict:
     """``config.data`` plus what the input pipeline needs from ``config.model``."""
     d = config.data
+    # Windows of a video dataset: hierarchy's sequences; the clips of masked on a video encoder.
+    frames = {"hierarchy": d.sequence.frames, "masked": config.model.num_frames}
     return ml_collections.ConfigDict(
         dict(
             dataset=d.dataset,
@@ -141,7 +143,7 @@ def data_config(config) -> ml_collections.ConfigDict:
             max_bad_records=d.max_bad_records,
             clip_context_frames=d.clip.context_frames if config.objective == "future" else 0,
             clip_horizon=d.clip.horizon,
-            sequence_frames=d.sequence.frames if config.objective == "hierarchy" else 0,
+            sequence_frames=frames.get(config.objective, 0),
         )
     )
 
@@ -166,7 +168,8 @@ class Batches:
     mesh: jax.sharding.Mesh
 
     def __post_init__(self):
-        self.spec = config_lib.mask_spec(self.config)
+        tube = self.config.objective == "masked" and self.config.mask.kind == "tube"
+        self.spec = config_lib.tube_spec(self.config) if tube else config_lib.mask_spec(self.config)
         self.local = self.config.batch_size // jax.process_count()
 
     def get(self, step: int) -> tuple[dict, float]:
@@ -177,10 +180,16 @@ class Batches:
         local = {"image": np.asarray(record["image"], np.float32)}
         if "local" in record:
             local["local"] = np.asarray(record["local"], np.float32)
-        if self.config.objective == "masked":
-            seed, batch = self.config.seed, self.config.batch_size
+        seed, batch = self.config.seed, self.config.batch_size
+        lo = jax.process_index() * self.local
+        if isinstance(self.spec, masking.TubeSpec):  # one (context, targets) pair per generator
+            tube = masking.tube_masks_for_step(seed, step, batch, self.spec)
+            keys = step_lib.tube_mask_keys(self.config)
+            for (ctx_key, tgt_key), masks in zip(keys, tube, strict=True):
+                local[ctx_key] = masks.context[lo : lo + self.local]
+                local[tgt_key] = masks.targets[lo : lo + self.local]
+        elif self.config.objective == "masked":
             masks = masking.masks_for_step(seed, step, batch, self.spec)
-            lo = jax.process_index() * self.local
             local["context"] = masks.context[lo : lo + self.local]
             local["targets"] = masks.targets[lo : lo + self.local]
         return sharding.global_batch(local, self.mesh), float(local["image"].sum(dtype=np.float64))
@@ -265,8 +274,10 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
             batch, checksum = batches.get(step)
             if health_images is None:
                 # A fixed batch for comparable health readings (the first view when there are
-                # two).
-                health_images = batch["image"] if batch["image"].ndim == 4 else batch["image"][:, 0]
+                # two; whole clips for a video encoder, which takes nothing else).
+                images = batch["image"]
+                whole = images.ndim == 4 or config.model.num_frames > 0
+                health_images = images if whole else images[:, 0]
             with jax.set_mesh(mesh):
                 state, metrics = train_step(state, batch)
             done = step + 1

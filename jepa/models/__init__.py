@@ -40,6 +40,10 @@ def build_predictor(config) -> Predictor:
         g = m.image_size // m.patch_size
         level1 = config.hierarchy.level1
         grid = (level1.context_frames + level1.horizon, g, g)
+    elif m.num_frames:  # objective="masked" on clips (V-JEPA): the encoder's tubelet grid
+        from jepa.config import video_grid
+
+        grid = video_grid(config)
     else:
         grid = (m.image_size // m.patch_size,) * 2
     return Predictor(

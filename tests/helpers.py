@@ -1,5 +1,6 @@
 """Small configs and batches shared by the tests."""
 
+import ml_collections
 import numpy as np
 
 from jepa import config as config_lib
@@ -75,3 +76,49 @@ def tiny_mnist_config(data_dir: str, **overrides):
     c.eval.lrs = (1e-2,)
     c.eval.wds = (0.0, 1e-3)
     return with_overrides(c, overrides)
+
+
+def mnist_pipeline_config(**overrides) -> ml_collections.ConfigDict:
+    """What ``pipeline.make_train_iterator`` reads, for mnist5k at 28 px (``data_dir`` None:
+    TFDS's default directory)."""
+    cfg = dict(
+        dataset="mnist5k",
+        data_dir=None,
+        train_split="train",
+        image_size=28,
+        crop_scale=(0.3, 1.0),
+        hflip=False,
+        mean=None,
+        std=None,
+        worker_count=0,
+        read_threads=4,
+    )
+    cfg.update(overrides)
+    return ml_collections.ConfigDict(cfg)
+
+
+def train_on_mesh(config, mesh_shape, make_batch, steps: int = 3, keep_params: bool = False):
+    """``steps`` jitted train steps of ``config`` on a ``mesh_shape`` mesh over the first
+    devices, batch ``s`` from ``make_batch(config, s)``. Returns (per-step metrics as floats,
+    final state, the jitted step, params snapshots — initial, then after each step — when
+    ``keep_params``)."""
+    import jax
+
+    from jepa import optim, sharding
+    from jepa import state as state_lib
+    from jepa import step as step_lib
+
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_shape
+    mesh = sharding.make_mesh(config, jax.devices()[: int(np.prod(mesh_shape))])
+    tx = optim.make_optimizer(config)
+    state, shardings = state_lib.create_train_state(config, tx, mesh)
+    train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
+    history, params = [], [jax.device_get(state.params)] if keep_params else []
+    for s in range(steps):
+        batch = sharding.global_batch(make_batch(config, s), mesh)
+        with jax.set_mesh(mesh):
+            state, metrics = train_step(state, batch)
+        history.append({k: float(v) for k, v in metrics.items()})
+        if keep_params:
+            params.append(jax.device_get(state.params))
+    return history, state, train_step, params

@@ -14,6 +14,7 @@ import types
 import ml_collections
 import numpy as np
 import pytest
+from helpers import mnist_pipeline_config
 from PIL import Image
 
 from jepa.data import pipeline, records
@@ -23,20 +24,7 @@ BATCH = 16
 
 
 def data_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
-    cfg = dict(
-        dataset="mnist5k",
-        data_dir=data_dir,
-        train_split="train",
-        image_size=28,
-        crop_scale=(0.3, 1.0),
-        hflip=True,
-        mean=None,
-        std=None,
-        worker_count=0,
-        read_threads=4,
-    )
-    cfg.update(overrides)
-    return ml_collections.ConfigDict(cfg)
+    return mnist_pipeline_config(data_dir=data_dir, hflip=True, **overrides)
 
 
 class CorruptingReader:

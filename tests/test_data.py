@@ -6,11 +6,11 @@ import json
 import socket
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from etils import epath
+from helpers import mnist_pipeline_config
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
@@ -55,21 +55,7 @@ class TinyRgb(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": Image.fromarray(image), "label": i % TINY_CLASSES}
 
 
-def data_config(**overrides) -> ml_collections.ConfigDict:
-    cfg = dict(
-        dataset="mnist5k",
-        data_dir=None,
-        train_split="train",
-        image_size=28,
-        crop_scale=(0.3, 1.0),
-        hflip=False,
-        mean=None,
-        std=None,
-        worker_count=0,
-        read_threads=4,
-    )
-    cfg.update(overrides)
-    return ml_collections.ConfigDict(cfg)
+data_config = mnist_pipeline_config
 
 
 @pytest.fixture(scope="module", autouse=True)

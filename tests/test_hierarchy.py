@@ -6,12 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import with_overrides
+from helpers import train_on_mesh, with_overrides
 
 from jepa import config as config_lib
-from jepa import hierarchy, optim, sharding, train
-from jepa import state as state_lib
-from jepa import step as step_lib
+from jepa import hierarchy, train
 from jepa.evaluate import levels as levels_eval
 from jepa.models.sequence import SequenceEncoder
 
@@ -127,22 +125,12 @@ def test_joint_weight_sets_how_much_level2_trains_level1():
 
 
 # ----------------------------------------------------------------- modes and sharding
-def run_steps(config, mesh_shape, steps=3, devices=None):
-    c = with_overrides(config, {"mesh.data": mesh_shape[0], "mesh.fsdp": mesh_shape[1]})
-    c.mesh.tensor = mesh_shape[2]
-    n = int(np.prod(mesh_shape))
-    mesh = sharding.make_mesh(c, jax.devices()[:n])
-    tx = optim.make_optimizer(c)
-    state, shardings = state_lib.create_train_state(c, tx, mesh)
-    step = step_lib.jit_train_step(c, tx, mesh, shardings)
-    history, losses = [jax.device_get(state.params)], []
-    for i in range(steps):
-        batch = sharding.global_batch(frames_batch(c, seed=i), mesh)
-        with jax.set_mesh(mesh):
-            state, metrics = step(state, batch)
-        losses.append({k: float(v) for k, v in metrics.items() if k.endswith("loss")})
-        history.append(jax.device_get(state.params))
-    return losses, history
+def run_steps(config, mesh_shape, steps=3):
+    """(per-step losses of every level, params snapshots: initial, then after each step)."""
+    metrics, _, _, params = train_on_mesh(
+        config, mesh_shape, lambda c, s: frames_batch(c, seed=s), steps, keep_params=True
+    )
+    return [{k: v for k, v in m.items() if k.endswith("loss")} for m in metrics], params
 
 
 def test_sharded_hierarchy_equals_single_device():

@@ -14,6 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from helpers import mnist_pipeline_config
 
 from jepa import sharding
 from jepa.data import pipeline
@@ -22,20 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def data_config(data_dir: str) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(
-        dict(
-            dataset="mnist5k",
-            data_dir=data_dir,
-            train_split="train",
-            image_size=28,
-            crop_scale=(0.3, 1.0),
-            hflip=True,
-            mean=None,
-            std=None,
-            worker_count=0,
-            read_threads=2,
-        )
-    )
+    return mnist_pipeline_config(data_dir=data_dir, hflip=True, read_threads=2)
 
 
 def take(iterator, n: int) -> list[dict]:

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from helpers import synthetic_batch, tiny_config
+from helpers import synthetic_batch, tiny_config, train_on_mesh
 
 from jepa import config as config_lib
 from jepa import objectives, optim, sharding
@@ -13,19 +13,8 @@ from jepa.models import build_encoder
 
 
 def run_steps(config, mesh_shape, n_steps=3):
-    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_shape
-    devices = jax.devices()[: int(np.prod(mesh_shape))]
-    mesh = sharding.make_mesh(config, devices)
-    tx = optim.make_optimizer(config)
-    state, shardings = state_lib.create_train_state(config, tx, mesh)
-    train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
-    losses = []
-    for s in range(n_steps):
-        batch = sharding.global_batch(synthetic_batch(config, s), mesh)
-        with jax.set_mesh(mesh):
-            state, metrics = train_step(state, batch)
-        losses.append(float(metrics["loss"]))
-    return losses, state, train_step, metrics
+    history, state, train_step, _ = train_on_mesh(config, mesh_shape, synthetic_batch, n_steps)
+    return [m["loss"] for m in history], state, train_step, history[-1]
 
 
 _RUNS = {}
@@ -273,18 +262,7 @@ def test_multiview_losses_equal_single_device():
     """The multiview step on 8 devices (FSDP × data) equals one device: global-batch SIGReg."""
     results = []
     for mesh_shape in [(1, 1, 1), (2, 4, 1)]:
-        config = multiview_config()
-        config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_shape
-        mesh = sharding.make_mesh(config, jax.devices()[: int(np.prod(mesh_shape))])
-        tx = optim.make_optimizer(config)
-        state, shardings = state_lib.create_train_state(config, tx, mesh)
-        train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
-        losses = []
-        for s in range(3):
-            batch = sharding.global_batch(multiview_batch(config, s), mesh)
-            with jax.set_mesh(mesh):
-                state, metrics = train_step(state, batch)
-            losses.append(float(metrics["loss"]))
-        results.append(losses)
+        history, *_ = train_on_mesh(multiview_config(), mesh_shape, multiview_batch, 3)
+        results.append([m["loss"] for m in history])
     np.testing.assert_allclose(results[1], results[0], rtol=1e-5)
     assert results[0][2] < results[0][0]  # it learns

@@ -367,28 +367,18 @@ def clip_batch(config, step: int) -> dict:
 def test_vjepa_step_is_the_same_on_one_device_and_a_mesh():
     """Two steps of the tube-masked loss on 1 device and on data 2 × fsdp 4: equal losses; the
     energy is the mean of the generators' energies."""
-    from jepa import optim, sharding
-    from jepa import state as state_lib
-    from jepa import step as step_lib
+    from helpers import train_on_mesh
 
     results = []
     for mesh_shape in [(1, 1, 1), (2, 4, 1)]:
         config = tiny_vjepa_config()
         config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_shape
         config_lib.validate(config, int(np.prod(mesh_shape)))
-        mesh = sharding.make_mesh(config, jax.devices()[: int(np.prod(mesh_shape))])
-        tx = optim.make_optimizer(config)
-        state, shardings = state_lib.create_train_state(config, tx, mesh)
-        train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
-        losses = []
-        for s in range(2):
-            batch = sharding.global_batch(clip_batch(config, s), mesh)
-            with jax.set_mesh(mesh):
-                state, metrics = train_step(state, batch)
-            losses.append(float(metrics["loss"]))
-        results.append(losses)
-        parts = [float(metrics["energy_0"]), float(metrics["energy_1"])]
-        assert float(metrics["energy"]) == pytest.approx(np.mean(parts), rel=1e-6)
+        history, *_ = train_on_mesh(config, mesh_shape, clip_batch, 2)
+        results.append([m["loss"] for m in history])
+        metrics = history[-1]
+        parts = [metrics["energy_0"], metrics["energy_1"]]
+        assert metrics["energy"] == pytest.approx(np.mean(parts), rel=1e-6)
         assert parts[0] != parts[1]  # two different pairs, not one counted twice
     assert np.all(np.isfinite(results[0]))
     np.testing.assert_allclose(results[1], results[0], rtol=1e-5)

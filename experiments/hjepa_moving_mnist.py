@@ -20,7 +20,18 @@ from jepa import config as config_lib
 
 def get_config(arg=None):
     args = config_lib.parse_arg(
-        arg, levels=2, steps=2000, mode="joint", init_from="", digits="1", data_dir=""
+        arg,
+        levels=2,
+        steps=2000,
+        mode="joint",
+        init_from="",
+        digits="1",
+        data_dir="",
+        target="self",
+        views=0.0,
+        views_sigreg=0.0,
+        width=64,
+        depth=3,
     )
     c = config_lib.base_config()
     c.objective = "hierarchy"
@@ -28,8 +39,8 @@ def get_config(arg=None):
     c.model.image_size = 64
     c.model.channels = 1
     c.model.patch_size = 8  # an 8 × 8 grid: a digit covers about 4 × 4 patches
-    c.model.width = 64
-    c.model.depth = 3
+    c.model.width = args.width
+    c.model.depth = args.depth
     c.model.num_heads = 4
     c.model.patch_embed_init = "fan_in"  # see experiments/mnist_ijepa.py
     c.model.predictor.width = 64
@@ -46,7 +57,10 @@ def get_config(arg=None):
     c.hierarchy.init_from = args.init_from
     c.hierarchy.frozen_levels = 1 if args.mode == "greedy" else 0
     c.hierarchy.joint_weight = 0.1
-    c.hierarchy.level1 = dict(context_frames=2, horizon=1, weight=1.0, windows=6)
+    l1 = c.hierarchy.level1
+    l1.context_frames, l1.horizon, l1.windows = 2, 1, 6
+    l1.views.weight, l1.views.sigreg = args.views, args.views_sigreg
+    c.model.projector.hidden, c.model.projector.depth, c.model.projector.out = 256, 2, 64
     # Small VICReg weights: the energy, not the variance term, must shape the states.
     upper = [
         dict(
@@ -57,6 +71,7 @@ def get_config(arg=None):
             horizons=(2, 4, 6, 8),
             vicreg_var=0.5,
             vicreg_cov=0.02,
+            target=args.target,
         ),
         dict(
             width=64,
@@ -66,6 +81,7 @@ def get_config(arg=None):
             horizons=(2, 4),
             vicreg_var=0.5,
             vicreg_cov=0.02,
+            target=args.target,
         ),
     ]
     c.hierarchy.levels = tuple(upper[: args.levels - 1])

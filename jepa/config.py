@@ -256,8 +256,16 @@ def base_config() -> ml_collections.ConfigDict:
             init_from="",
             alternate_every=100,
             # windows: (context, target) windows per sequence and step, drawn at random
-            # (0 = every window; fewer cut the predictor's cost)
-            level1=dict(context_frames=2, horizon=1, weight=1.0, windows=0),
+            # (0 = every window; fewer cut the predictor's cost). views: the frames of a
+            # sequence as views of one scene, through config.model.projector (weight of the
+            # energy between them, of SIGReg on them; 0 = off; Hierarchy.views_terms).
+            level1=dict(
+                context_frames=2,
+                horizon=1,
+                weight=1.0,
+                windows=0,
+                views=dict(weight=0.0, sigreg=0.0),
+            ),
             levels=(),
         )
     )

@@ -6,13 +6,16 @@ of the frame ``level1.horizon`` steps later — a short-range, detailed predicti
 window of the sequence at once. Level k+1 reads level k's embeddings, one vector per time step
 (level 1: its tokens averaged per frame) averaged over windows of ``window`` steps, encodes them
 with a causal transformer over time (``models/sequence.py``: its state at step t summarizes
-steps ≤ t, so context = the past by construction) and predicts its own state ``horizons``
-steps later, further ahead in a coarser space.
+steps ≤ t, so context = the past by construction) and predicts, ``horizons`` steps later,
+either its own state (``target="self"``) or the level below's embedding pooled to its steps
+(``target="below"``): further ahead, in a coarser space.
 
 Anti-collapse per level: level 1 has the EMA target encoder (+ ``config.loss`` regularizers, as
-the future objective); levels ≥ 2 predict stop-gradient copies of their own states and keep them
-informative with their own VICReg / SIGReg terms. Each level may have a latent z (``latent``
-kind per level; level 1 uses ``config.latent``).
+the future objective); "self" levels ≥ 2 predict stop-gradient copies of their own states and
+keep them informative with their own VICReg / SIGReg terms; "below" levels predict
+stop-gradient embeddings they cannot change (level 2: level 1's EMA-target view), so they
+cannot collapse onto them. Each level may have a latent z (``latent`` kind per level; level 1
+uses ``config.latent``).
 
 Training modes (``hierarchy.mode``):
 - ``joint``: every level learns; level k+1's gradients flow into level k scaled by
@@ -40,10 +43,11 @@ import optax
 
 from jepa import latent as latent_lib
 from jepa import objectives, sharding
-from jepa.models import build_encoder, build_predictor
+from jepa.models import build_encoder, build_predictor, build_projector
 from jepa.models.sequence import SequenceEncoder, StepPredictor
 
 MODES = ("joint", "greedy", "alternating")
+TARGETS = ("self", "below")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +67,14 @@ class UpperLevel:
     vicreg_cov: float = 0.04
     sigreg: float = 0.0
     latent: str = "none"  # none | discrete | continuous (the other latent settings: config.latent)
+    # What a prediction h steps ahead is compared with: "self" = this level's own
+    # stop-gradient state (kept informative by the VICReg / SIGReg terms above), "below" = the
+    # stop-gradient embedding of the level below at that step (level 2: level 1's EMA-target
+    # view of the frame, its LayerNorm'd tokens averaged). Self-prediction rewards slow
+    # features (what never changes is perfectly predictable), so a "self" level tends to keep
+    # identity and drop motion; a "below" level is grounded: to predict where the lower level
+    # will be, its state must carry position and velocity.
+    target: str = "self"
 
 
 def upper_levels(config) -> list[UpperLevel]:
@@ -110,6 +122,11 @@ def validate(config) -> None:
     frames = config.data.sequence.frames
     if l1.windows < 0:
         raise ValueError(f"hierarchy.level1.windows={l1.windows} must be >= 0 (0 = all)")
+    if l1.views.weight < 0 or l1.views.sigreg < 0:
+        raise ValueError(
+            f"hierarchy.level1.views: weight={l1.views.weight}, sigreg={l1.views.sigreg} "
+            "must be >= 0"
+        )
     if l1.context_frames < 1 or l1.horizon < 1:
         raise ValueError("hierarchy.level1.context_frames and .horizon must be >= 1")
     if l1.context_frames + l1.horizon > frames:
@@ -141,6 +158,17 @@ def validate(config) -> None:
             raise ValueError(f"{name}.width={level.width}: even and divisible by num_heads")
         if level.latent not in latent_lib.KINDS:
             raise ValueError(f"{name}.latent={level.latent!r}; valid: {latent_lib.KINDS}")
+        if level.target not in TARGETS:
+            raise ValueError(f"{name}.target={level.target!r}; valid: {TARGETS}")
+
+
+def target_widths(config) -> list[int]:
+    """The width of what each upper level predicts (its own state, or the level below's)."""
+    out, below = [], config.model.width
+    for level in upper_levels(config):
+        out.append(level.width if level.target == "self" else below)
+        below = level.width
+    return out
 
 
 def scale_gradient(x: jax.Array, weight: float) -> jax.Array:
@@ -199,13 +227,16 @@ class Hierarchy:
         self.context_frames, self.horizon = l1.context_frames, l1.horizon
         self.frames = config.data.sequence.frames
         self.energy = objectives.energy_fn(config.loss.energy)
+        views = l1.views
+        self.projector = build_projector(config) if views.weight or views.sigreg else None
         self.level1_latent_spec = _latent_spec(config, config.latent.kind)
         self.seq_encoders = [
             SequenceEncoder(lv.width, lv.depth, lv.num_heads, m.mlp_ratio) for lv in self.levels
         ]
+        self.target_widths = target_widths(config)
         self.step_predictors = [
-            StepPredictor(lv.width, lv.horizons, lv.predictor_hidden, lv.predictor_depth)
-            for lv in self.levels
+            StepPredictor(out, lv.horizons, lv.predictor_hidden, lv.predictor_depth)
+            for lv, out in zip(self.levels, self.target_widths, strict=True)
         ]
         n = self.tokens_per_frame
         self.ctx_idx = jnp.arange(self.context_frames * n, dtype=jnp.int32)[None]
@@ -260,6 +291,21 @@ class Hierarchy:
         sy = target_tokens[:, tgt]  # [b, W, n, d]
         return sx.reshape(-1, ctx.shape[1] * n, d), sy.reshape(-1, n, d)
 
+    def views_terms(self, params, online_tokens, key) -> dict:
+        """The frames of one sequence as views of one scene (LeJEPA's multiview objective,
+        with motion as the augmentation): z_t = Proj(frame t's mean token); the energy between
+        each z_t and the sequence's mean z (``views_energy``, weighted by
+        ``level1.views.weight``) and SIGReg on all z_t (``views_sigreg``, by ``.sigreg``).
+        What stays the same while a digit moves is what it is, so this term makes identity
+        readable from level 1; the next-frame term keeps where it is."""
+        z = self.projector.apply({"params": params["projector"]}, online_tokens.mean(2))
+        z = z.astype(jnp.float32)  # [b, T, out]
+        out = {"views_energy": self.energy(z, z.mean(1, keepdims=True)).mean()}
+        if self.config.hierarchy.level1.views.sigreg:
+            flat = z.reshape(-1, z.shape[-1])
+            out["views_sigreg"] = objectives.sigreg(flat, key, self.config.loss.sigreg_slices)
+        return out
+
     # -------------------------------------------------------------------- upper levels
     def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
         """Level k ≥ 2: E over all its (step, horizon) predictions of one sequence."""
@@ -277,7 +323,8 @@ class Hierarchy:
 
     def upper_targets(self, k: int, states: jax.Array) -> jax.Array:
         """[b, T_k, width] → [b, horizons, T_k, width + 1]: the (stop-gradient) state h steps
-        later for each horizon h, and a last channel 1 where that step exists."""
+        later for each horizon h, and a last channel 1 where that step exists. ``states`` are
+        the level's own (target "self") or the level below's pooled to this level's steps."""
         level = self.levels[k - 2]
         b, t, _ = states.shape
         out = []
@@ -341,21 +388,31 @@ class Hierarchy:
                 jax.random.fold_in(key, 1),
             )
             loss1 = loss1 + sum(lc[name] * value for name, value in terms.items())
+            if self.projector is not None:
+                views = self.views_terms(params, online, jax.random.fold_in(key, 3))
+                w = h.level1.views
+                loss1 = loss1 + w.weight * views["views_energy"]
+                loss1 = loss1 + w.sigreg * views.get("views_sigreg", 0.0)
+                terms.update(views)
             aux = {f"level1/{k}": v for k, v in {**aux1, **terms}.items()}
             aux["level1/loss"] = loss1
             aux["target_std"] = jnp.std(target.mean(2).reshape(-1, target.shape[-1]), 0).mean()
             loss = h.level1.weight * loss1
 
             below = online.mean(2)  # level 1's per-frame embedding
+            below_target = target.mean(2)  # and its EMA-target view (the "below" targets)
             for k in range(2, num_levels(config) + 1):
                 level = self.levels[k - 2]
                 states = self.encode_level(params, k, scale_gradient(below, cross))
                 level_params = params["levels"][f"level{k}"]
                 model = self.upper_latent(k)
+                future = (
+                    states if level.target == "self" else pool_windows(below_target, level.window)
+                )
                 lk, auxk = model.loss_from_embeddings(
                     {"model": level_params, "latent": level_params.get("latent", {})},
                     states,
-                    self.upper_targets(k, states),
+                    self.upper_targets(k, future),
                     jax.random.fold_in(key, k),
                 )
                 flat = states.reshape(-1, states.shape[-1])
@@ -374,7 +431,7 @@ class Hierarchy:
                 auxk["state_std"] = jnp.std(flat, 0).mean()
                 aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
                 loss = loss + level.weight * lk
-                below = states
+                below = below_target = states
         return loss, aux
 
     # -------------------------------------------------------------------------- params
@@ -391,6 +448,8 @@ class Hierarchy:
                 keys[1], context, self.ctx_idx, jnp.zeros((1, 1, n), jnp.int32)
             )["params"],
         }
+        if self.projector is not None:
+            params["projector"] = self.projector.init(keys[3], jnp.zeros((1, m.width)))["params"]
         if self.level1_latent_spec.kind != "none":
             params["latent"] = self.level1_latent().init_latent(
                 keys[2], self.context_frames * n * m.width, n * m.width
@@ -410,8 +469,9 @@ class Hierarchy:
                 "predictor": self.step_predictors[i].init(kk[1], s)["params"],
             }
             if level.latent != "none":
+                out = self.target_widths[i]
                 entry["latent"] = self.upper_latent(k).init_latent(
-                    kk[2], steps * level.width, len(level.horizons) * steps * (level.width + 1)
+                    kk[2], steps * level.width, len(level.horizons) * steps * (out + 1)
                 )
             levels[f"level{k}"] = entry
             width_below = level.width
@@ -489,7 +549,7 @@ def load_lower_levels(config, state, shardings):
             f"hierarchy.frozen_levels={wanted} but {source!r} has only {available} level(s)"
         )
     new_params = dict(state.params)
-    for name in ("encoder", "predictor", "latent"):
+    for name in ("encoder", "predictor", "latent", "projector"):
         if name in params or name in new_params:
             checkpointing.check_tree_matches(
                 params.get(name, {}), new_params.get(name, {}), f"{source} level 1 ({name})"

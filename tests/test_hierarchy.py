@@ -105,6 +105,70 @@ def test_bad_hierarchy_configs_name_the_key():
         config_lib.validate(tiny_hierarchy_config(levels=(dict(widht=3),)), 1)
 
 
+def test_below_target_level2_energy_by_hand():
+    """target="below": level 2 predicts level 1's EMA-target view of the frame h steps later
+    (LayerNorm'd target tokens averaged), in level 1's width; its energy is the masked mean
+    of the squared errors over every (horizon, step) that stays inside the sequence."""
+    below = dict(LEVEL2, width=16, target="below", vicreg_var=0.0, vicreg_cov=0.0)
+    c = tiny_hierarchy_config(levels=(below,))
+    model = hierarchy.Hierarchy(c)
+    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+    target_params = jax.tree.map(lambda x: x * 1.1, params["encoder"])  # an EMA ≠ online
+    frames = jnp.asarray(frames_batch(c)["image"])
+    _, aux = model.loss_fn(params, target_params, {"image": frames})
+
+    online = np.asarray(model.frame_tokens(params["encoder"], frames))
+    tokens = np.asarray(model.frame_tokens(target_params, frames))
+    norm = (tokens - tokens.mean(-1, keepdims=True)) / np.sqrt(tokens.var(-1, keepdims=True) + 1e-5)
+    view = norm.mean(2)  # [b, T, width of level 1]
+    states = model.encode_level(params, 2, jnp.asarray(online.mean(2)))
+    p2 = params["levels"]["level2"]["predictor"]
+    pred = np.asarray(model.step_predictors[0].apply({"params": p2}, states))
+    assert states.shape[-1] == 16 and pred.shape[-1] == c.model.width == 32
+    t = view.shape[1]
+    per_sample = []
+    for b in range(len(view)):
+        errs = [
+            ((pred[b, i, s] - view[b, s + h]) ** 2).mean()
+            for i, h in enumerate(below["horizons"])
+            for s in range(t - h)
+        ]
+        per_sample.append(np.mean(errs))
+    np.testing.assert_allclose(aux["level2/energy"], np.mean(per_sample), rtol=1e-5)
+
+
+def test_frames_as_views_energy_is_zero_for_a_still_sequence():
+    """level1.views: the energy between each frame's projected embedding and the sequence's
+    mean is exactly zero when nothing moves, positive when it does; SIGReg is reported."""
+    c = tiny_hierarchy_config(**{"hierarchy.level1.views.weight": 1.0})
+    c.hierarchy.level1.views.sigreg = 0.1
+    model = hierarchy.Hierarchy(c)
+    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+    assert "projector" in params
+    moving = jnp.asarray(frames_batch(c)["image"])
+    still = jnp.broadcast_to(moving[:, :1], moving.shape)
+    loss = jax.jit(lambda f: model.loss_fn(params, params["encoder"], {"image": f})[1])
+    assert float(loss(still)["level1/views_energy"]) < 1e-10
+    aux = loss(moving)
+    assert float(aux["level1/views_energy"]) > 1e-4 and np.isfinite(aux["level1/views_sigreg"])
+
+
+def test_prediction_space_map_per_target_kind():
+    """The long-horizon comparison maps a level's predictions into level 1's view: no map for
+    a level 2 that predicts that view ("below"); a ridge probe from its states ("self")."""
+    rng = np.random.default_rng(0)
+    c = tiny_hierarchy_config()
+    common = rng.standard_normal((40, 8, 32))
+    rotation = np.linalg.qr(rng.standard_normal((32, 32)))[0]
+    states = common @ rotation  # a (well-conditioned) linear view of the common space
+    below = hierarchy.Hierarchy(tiny_hierarchy_config(levels=(dict(LEVEL2, target="below"),)))
+    x = rng.standard_normal((5, 32))
+    same = levels_eval.prediction_space_map(below.config, below, 2, [None, states], common)
+    np.testing.assert_array_equal(same(x), x)
+    own = levels_eval.prediction_space_map(c, hierarchy.Hierarchy(c), 2, [None, states], common)
+    np.testing.assert_allclose(own(states[:2, 3]), common[:2, 3], atol=0.05)
+
+
 def test_joint_weight_sets_how_much_level2_trains_level1():
     """Level 2's loss reaches the level-1 encoder only through the joint weight."""
 

@@ -99,7 +99,7 @@ class StepPredictor(nn.Module):
 
     @nn.compact
     def __call__(self, s: jax.Array, z_embedding: jax.Array | None = None) -> jax.Array:
-        """s [batch, steps, out_width] → [batch, len(horizons), steps, out_width]."""
+        """s [batch, steps, width] → [batch, len(horizons), steps, out_width]."""
         h = _dense(self.hidden, ("embed", "mlp"), self.dtype, "embed")(s.astype(self.dtype))
         horizon = self.param(
             "horizon_embedding",

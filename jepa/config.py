@@ -256,7 +256,9 @@ def base_config() -> ml_collections.ConfigDict:
             init_from="",
             alternate_every=100,
             # windows: (context, target) windows per sequence and step, drawn at random
-            # (0 = every window; fewer cut the predictor's cost). views: the frames of a
+            # (0 = every window; fewer cut the predictor's cost). mask_ratio: also predict
+            # the next frame from context frames with that fraction of the grid hidden (a
+            # tube; 0 = off), weighted by mask_weight. views: the frames of a
             # sequence as views of one scene, through config.model.projector (weight of the
             # energy between them, of SIGReg on them; 0 = off; Hierarchy.views_terms).
             level1=dict(
@@ -264,6 +266,8 @@ def base_config() -> ml_collections.ConfigDict:
                 horizon=1,
                 weight=1.0,
                 windows=0,
+                mask_ratio=0.0,
+                mask_weight=1.0,
                 views=dict(weight=0.0, sigreg=0.0),
             ),
             levels=(),

@@ -122,6 +122,11 @@ def validate(config) -> None:
     frames = config.data.sequence.frames
     if l1.windows < 0:
         raise ValueError(f"hierarchy.level1.windows={l1.windows} must be >= 0 (0 = all)")
+    if not 0.0 <= l1.mask_ratio < 1.0 or l1.mask_weight < 0:
+        raise ValueError(
+            f"hierarchy.level1.mask_ratio={l1.mask_ratio} must be in [0, 1) and "
+            f"hierarchy.level1.mask_weight={l1.mask_weight} >= 0"
+        )
     if l1.views.weight < 0 or l1.views.sigreg < 0:
         raise ValueError(
             f"hierarchy.level1.views: weight={l1.views.weight}, sigreg={l1.views.sigreg} "
@@ -276,20 +281,48 @@ class Hierarchy:
             width=self.config.model.predictor.width,
         )
 
-    def level1_pairs(self, online_tokens, target_tokens, key=None):
-        """(s_x [b·W, C·n, width], s_y [b·W, n, width]) for the windows of the sequence: all
-        of them, or ``level1.windows`` drawn at random with ``key`` (the same for the whole
-        batch). The context is LayerNorm'd like the targets, so a prediction can be fed back
-        in as context (rolling level 1 forward)."""
+    def train_windows(self, key=None) -> tuple[jax.Array, jax.Array]:
+        """([W, C] context frames, [W] target frame) of the windows a step trains on: all of
+        them, or ``level1.windows`` drawn at random with ``key`` (the same for the batch)."""
         ctx, tgt = level1_windows(self.frames, self.context_frames, self.horizon)
         k = self.config.hierarchy.level1.windows
         if key is not None and 0 < k < len(tgt):
             pick = jax.random.permutation(key, len(tgt))[:k]
-            ctx, tgt = jnp.asarray(ctx)[pick], jnp.asarray(tgt)[pick]
+            return jnp.asarray(ctx)[pick], jnp.asarray(tgt)[pick]
+        return jnp.asarray(ctx), jnp.asarray(tgt)
+
+    def level1_pairs(self, online_tokens, target_tokens, ctx, tgt):
+        """(s_x [b·W, C·n, width], s_y [b·W, n, width]) for the windows (``ctx``, ``tgt``) of
+        the sequence. The context is LayerNorm'd like the targets, so a prediction can be fed
+        back in as context (rolling level 1 forward)."""
         b, _, n, d = online_tokens.shape
         sx = objectives.normalize_targets(online_tokens)[:, ctx]  # [b, W, C, n, d]
         sy = target_tokens[:, tgt]  # [b, W, n, d]
         return sx.reshape(-1, ctx.shape[1] * n, d), sy.reshape(-1, n, d)
+
+    def masked_context_energy(self, enc_params, pred_params, frames, ctx, sy, key):
+        """The level-1 energy from a masked context (``level1.mask_ratio``): for each window,
+        the same random ``mask_ratio`` of the grid is hidden in all C context frames (a tube,
+        as VideoMAE / V-JEPA), the encoder sees only the visible tokens, and the predictor
+        must still give the whole next frame — the hidden part of a digit can only come from
+        knowing what digit it is. Token counts are static; no latent z on this term."""
+        b, n = frames.shape[0], self.tokens_per_frame
+        w, c = ctx.shape
+        kept = n - int(round(self.config.hierarchy.level1.mask_ratio * n))
+        noise = jax.random.uniform(key, (b * w, n))
+        keep = jnp.sort(jnp.argsort(noise, axis=-1)[:, :kept], axis=-1)  # [b·W, kept]
+        clips = frames[:, ctx].reshape(b * w * c, *frames.shape[2:])
+        tokens, _ = self.encoder.apply({"params": enc_params}, clips, jnp.repeat(keep, c, axis=0))
+        sx = objectives.normalize_targets(tokens.astype(jnp.float32))
+        sx = sx.reshape(b * w, c * kept, -1)
+        ctx_idx = (jnp.arange(c)[None, :, None] * n + keep[:, None, :]).reshape(b * w, -1)
+        pred = self.predictor.apply(
+            {"params": pred_params},
+            sx,
+            ctx_idx,
+            jnp.broadcast_to(self.tgt_idx, (b * w, 1, n)),
+        )
+        return self.energy(pred[:, 0].astype(jnp.float32), sy).mean()
 
     def views_terms(self, params, online_tokens, key) -> dict:
         """The frames of one sequence as views of one scene (LeJEPA's multiview objective,
@@ -379,9 +412,20 @@ class Hierarchy:
                 target = jax.lax.stop_gradient(
                     objectives.normalize_targets(self.frame_tokens(target_params, frames))
                 )
-            sx, sy = self.level1_pairs(online, target, jax.random.fold_in(key, 2))
+            ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
+            sx, sy = self.level1_pairs(online, target, ctx, tgt)
             full = {"model": params, "latent": params.get("latent", {})}
             loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)
+            if h.level1.mask_ratio:
+                aux1["masked_energy"] = self.masked_context_energy(
+                    params["encoder"],
+                    params["predictor"],
+                    frames,
+                    ctx,
+                    sy,
+                    jax.random.fold_in(key, 4),
+                )
+                loss1 = loss1 + h.level1.mask_weight * aux1["masked_energy"]
             terms = information_terms(
                 regularizer_samples(online.reshape(-1, *online.shape[2:]), lc.regularize),
                 lc,

@@ -153,6 +153,45 @@ def test_frames_as_views_energy_is_zero_for_a_still_sequence():
     assert float(aux["level1/views_energy"]) > 1e-4 and np.isfinite(aux["level1/views_sigreg"])
 
 
+def test_masked_context_sees_only_the_visible_tubes():
+    """level1.mask_ratio: the same random half of the 2 × 2 grid is hidden in both context
+    frames; pixels under the hidden patches cannot change the masked energy, a visible
+    patch's can."""
+    c = tiny_hierarchy_config(**{"hierarchy.level1.mask_ratio": 0.5})
+    model = hierarchy.Hierarchy(c)
+    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+    frames = jnp.asarray(frames_batch(c)["image"])[:2]
+    ctx, tgt = jnp.asarray([[0, 1]]), jnp.asarray([2])
+    tokens = model.frame_tokens(params["encoder"], frames)
+    _, sy = model.level1_pairs(tokens, tokens, ctx, tgt)
+    sy = jnp.zeros_like(sy)  # energy = |prediction|²: every change of the prediction shows
+    key = jax.random.PRNGKey(7)
+
+    @jax.jit
+    def energy(f):
+        return model.masked_context_energy(params["encoder"], params["predictor"], f, ctx, sy, key)
+
+    keep = np.asarray(jnp.argsort(jax.random.uniform(key, (2, 4)), axis=-1)[:, :2])
+    hidden = [sorted(set(range(4)) - set(k)) for k in keep]
+
+    noise = np.random.default_rng(1).standard_normal((32, 32, 1)) * 5.0
+
+    def perturb(f, patches_of):  # add noise to patches (raster order on the 2 × 2 grid)
+        f = np.array(f)
+        for i, patches in enumerate(patches_of):
+            for p in patches:
+                r, col = divmod(p, 2)
+                f[i, :2, r * 32 : (r + 1) * 32, col * 32 : (col + 1) * 32] += noise
+        return jnp.asarray(f)
+
+    base = float(energy(frames))
+    # Hidden patches never enter the computation: bit-identical. (At init the prediction
+    # leans little on the context, so a visible patch moves it by ~1e-5 relative: 100× the
+    # float32 resolution.)
+    assert float(energy(perturb(frames, hidden))) == base
+    assert abs(float(energy(perturb(frames, [k[:1] for k in keep]))) - base) > 1e-6 * base
+
+
 def test_prediction_space_map_per_target_kind():
     """The long-horizon comparison maps a level's predictions into level 1's view: no map for
     a level 2 that predicts that view ("below"); a ridge probe from its states ("self")."""

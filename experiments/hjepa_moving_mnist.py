@@ -29,8 +29,6 @@ def get_config(arg=None):
         data_dir="",
         target="self",
         mask=0.0,
-        views=0.0,
-        views_sigreg=0.0,
         width=64,
         depth=3,
         patch=8,
@@ -62,8 +60,6 @@ def get_config(arg=None):
     l1 = c.hierarchy.level1
     l1.context_frames, l1.horizon, l1.windows = 2, 1, 6
     l1.mask_ratio = args.mask
-    l1.views.weight, l1.views.sigreg = args.views, args.views_sigreg
-    c.model.projector.hidden, c.model.projector.depth, c.model.projector.out = 256, 2, 64
     # Small VICReg weights: the energy, not the variance term, must shape the states.
     upper = [
         dict(

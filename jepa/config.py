@@ -258,9 +258,7 @@ def base_config() -> ml_collections.ConfigDict:
             # windows: (context, target) windows per sequence and step, drawn at random
             # (0 = every window; fewer cut the predictor's cost). mask_ratio: also predict
             # the next frame from context frames with that fraction of the grid hidden (a
-            # tube; 0 = off), weighted by mask_weight. views: the frames of a
-            # sequence as views of one scene, through config.model.projector (weight of the
-            # energy between them, of SIGReg on them; 0 = off; Hierarchy.views_terms).
+            # tube; 0 = off), weighted by mask_weight.
             level1=dict(
                 context_frames=2,
                 horizon=1,
@@ -268,7 +266,6 @@ def base_config() -> ml_collections.ConfigDict:
                 windows=0,
                 mask_ratio=0.0,
                 mask_weight=1.0,
-                views=dict(weight=0.0, sigreg=0.0),
             ),
             levels=(),
         )

@@ -43,7 +43,7 @@ import optax
 
 from jepa import latent as latent_lib
 from jepa import objectives, sharding
-from jepa.models import build_encoder, build_predictor, build_projector
+from jepa.models import build_encoder, build_predictor
 from jepa.models.sequence import SequenceEncoder, StepPredictor
 
 MODES = ("joint", "greedy", "alternating")
@@ -126,11 +126,6 @@ def validate(config) -> None:
         raise ValueError(
             f"hierarchy.level1.mask_ratio={l1.mask_ratio} must be in [0, 1) and "
             f"hierarchy.level1.mask_weight={l1.mask_weight} >= 0"
-        )
-    if l1.views.weight < 0 or l1.views.sigreg < 0:
-        raise ValueError(
-            f"hierarchy.level1.views: weight={l1.views.weight}, sigreg={l1.views.sigreg} "
-            "must be >= 0"
         )
     if l1.context_frames < 1 or l1.horizon < 1:
         raise ValueError("hierarchy.level1.context_frames and .horizon must be >= 1")
@@ -232,8 +227,6 @@ class Hierarchy:
         self.context_frames, self.horizon = l1.context_frames, l1.horizon
         self.frames = config.data.sequence.frames
         self.energy = objectives.energy_fn(config.loss.energy)
-        views = l1.views
-        self.projector = build_projector(config) if views.weight or views.sigreg else None
         self.level1_latent_spec = _latent_spec(config, config.latent.kind)
         self.seq_encoders = [
             SequenceEncoder(lv.width, lv.depth, lv.num_heads, m.mlp_ratio) for lv in self.levels
@@ -323,21 +316,6 @@ class Hierarchy:
             jnp.broadcast_to(self.tgt_idx, (b * w, 1, n)),
         )
         return self.energy(pred[:, 0].astype(jnp.float32), sy).mean()
-
-    def views_terms(self, params, online_tokens, key) -> dict:
-        """The frames of one sequence as views of one scene (LeJEPA's multiview objective,
-        with motion as the augmentation): z_t = Proj(frame t's mean token); the energy between
-        each z_t and the sequence's mean z (``views_energy``, weighted by
-        ``level1.views.weight``) and SIGReg on all z_t (``views_sigreg``, by ``.sigreg``).
-        What stays the same while a digit moves is what it is, so this term makes identity
-        readable from level 1; the next-frame term keeps where it is."""
-        z = self.projector.apply({"params": params["projector"]}, online_tokens.mean(2))
-        z = z.astype(jnp.float32)  # [b, T, out]
-        out = {"views_energy": self.energy(z, z.mean(1, keepdims=True)).mean()}
-        if self.config.hierarchy.level1.views.sigreg:
-            flat = z.reshape(-1, z.shape[-1])
-            out["views_sigreg"] = objectives.sigreg(flat, key, self.config.loss.sigreg_slices)
-        return out
 
     # -------------------------------------------------------------------- upper levels
     def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
@@ -432,12 +410,6 @@ class Hierarchy:
                 jax.random.fold_in(key, 1),
             )
             loss1 = loss1 + sum(lc[name] * value for name, value in terms.items())
-            if self.projector is not None:
-                views = self.views_terms(params, online, jax.random.fold_in(key, 3))
-                w = h.level1.views
-                loss1 = loss1 + w.weight * views["views_energy"]
-                loss1 = loss1 + w.sigreg * views.get("views_sigreg", 0.0)
-                terms.update(views)
             aux = {f"level1/{k}": v for k, v in {**aux1, **terms}.items()}
             aux["level1/loss"] = loss1
             aux["target_std"] = jnp.std(target.mean(2).reshape(-1, target.shape[-1]), 0).mean()
@@ -492,8 +464,6 @@ class Hierarchy:
                 keys[1], context, self.ctx_idx, jnp.zeros((1, 1, n), jnp.int32)
             )["params"],
         }
-        if self.projector is not None:
-            params["projector"] = self.projector.init(keys[3], jnp.zeros((1, m.width)))["params"]
         if self.level1_latent_spec.kind != "none":
             params["latent"] = self.level1_latent().init_latent(
                 keys[2], self.context_frames * n * m.width, n * m.width
@@ -593,7 +563,7 @@ def load_lower_levels(config, state, shardings):
             f"hierarchy.frozen_levels={wanted} but {source!r} has only {available} level(s)"
         )
     new_params = dict(state.params)
-    for name in ("encoder", "predictor", "latent", "projector"):
+    for name in ("encoder", "predictor", "latent"):
         if name in params or name in new_params:
             checkpointing.check_tree_matches(
                 params.get(name, {}), new_params.get(name, {}), f"{source} level 1 ({name})"

@@ -1,7 +1,9 @@
 """Hierarchical JEPA on stochastic Moving MNIST (issue 6).
 
 Level 1: the ViT encodes every 64 × 64 frame (8-px patches, an 8 × 8 grid); its predictor maps
-the tokens of 2 frames to the EMA target's tokens of the next frame (short range, detailed).
+the tokens of 2 frames to the EMA target's tokens of the next frame (short range, detailed),
+once from the whole context and once with 90% of the grid hidden in both context frames
+(``mask``: it made level 1's position code and level 2's velocity code markedly better, README).
 Level 2: a causal transformer over level 1's per-frame embeddings predicts its own state 2, 4,
 6 and 8 frames ahead (long range, abstract). Optional level 3 (``levels=3``): over pairs of
 level-2 steps, 2 and 4 of its steps (4 and 8 frames) ahead.
@@ -12,7 +14,9 @@ level-2 steps, 2 and 4 of its steps (4 and 8 frames) ahead.
 
 Args (``:key=value,...``): ``levels`` (1, 2 or 3), ``steps``, ``mode`` (joint | greedy |
 alternating), ``init_from`` (greedy: the workdir whose lower levels are loaded and frozen),
-``digits`` (the SM-MNIST config: ``1``, ``2`` or ``1-2``), ``data_dir``.
+``digits`` (the SM-MNIST config: ``1``, ``2`` or ``1-2``), ``data_dir``, ``target`` (what the
+upper levels predict: ``self`` | ``below``), ``mask`` (level 1's masked-context ratio, 0 = off),
+``width`` / ``depth`` / ``patch`` (level 1's ViT).
 """
 
 from jepa import config as config_lib
@@ -28,7 +32,7 @@ def get_config(arg=None):
         digits="1",
         data_dir="",
         target="self",
-        mask=0.0,
+        mask=0.9,
         width=64,
         depth=3,
         patch=8,

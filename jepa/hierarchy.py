@@ -71,9 +71,9 @@ class UpperLevel:
     # stop-gradient state (kept informative by the VICReg / SIGReg terms above), "below" = the
     # stop-gradient embedding of the level below at that step (level 2: level 1's EMA-target
     # view of the frame, its LayerNorm'd tokens averaged). Self-prediction rewards slow
-    # features (what never changes is perfectly predictable), so a "self" level tends to keep
-    # identity and drop motion; a "below" level is grounded: to predict where the lower level
-    # will be, its state must carry position and velocity.
+    # features (what never changes is perfectly predictable); a "below" level is grounded in
+    # what the level below will see, and its predictions need no probe to be read in that
+    # space. (On SM-MNIST "self" kept more velocity: README, hierarchical JEPA.)
     target: str = "self"
 
 
@@ -297,8 +297,8 @@ class Hierarchy:
         """The level-1 energy from a masked context (``level1.mask_ratio``): for each window,
         the same random ``mask_ratio`` of the grid is hidden in all C context frames (a tube,
         as VideoMAE / V-JEPA), the encoder sees only the visible tokens, and the predictor
-        must still give the whole next frame — the hidden part of a digit can only come from
-        knowing what digit it is. Token counts are static; no latent z on this term."""
+        must still give the whole next frame: the hidden part of a digit has to be inferred
+        from the visible part. Token counts are static; no latent z on this term."""
         b, n = frames.shape[0], self.tokens_per_frame
         w, c = ctx.shape
         kept = n - int(round(self.config.hierarchy.level1.mask_ratio * n))

@@ -11,5 +11,7 @@ fi
 .venv/bin/ruff check jepa tests experiments scripts
 .venv/bin/ruff format --check jepa tests experiments scripts
 # Two workers: most of the suite's time is XLA compiling tiny programs on one core each, so two
-# processes on a 2-core machine cut the wall time by ~30% (600 s → 431 s measured).
-.venv/bin/python -m pytest -q -n "${JEPA_TEST_WORKERS:-2}" --durations=15 "$@"
+# processes on a 2-core machine cut the wall time by ~30% (600 s → 431 s measured). Work
+# stealing: a worker that runs out of tests takes queued ones from the other, instead of idling
+# while the other finishes its share of the slow end-to-end tests.
+.venv/bin/python -m pytest -q -n "${JEPA_TEST_WORKERS:-2}" --dist worksteal --durations=15 "$@"

@@ -114,16 +114,20 @@ def test_below_target_level2_energy_by_hand():
     model = hierarchy.Hierarchy(c)
     params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
     target_params = jax.tree.map(lambda x: x * 1.1, params["encoder"])  # an EMA ≠ online
-    frames = jnp.asarray(frames_batch(c)["image"])
-    _, aux = model.loss_fn(params, target_params, {"image": frames})
+    frames = jnp.asarray(frames_batch(c)["image"])[:2]
+    _, aux = jax.jit(model.loss_fn)(params, target_params, {"image": frames})
 
-    online = np.asarray(model.frame_tokens(params["encoder"], frames))
-    tokens = np.asarray(model.frame_tokens(target_params, frames))
+    tokens_of = jax.jit(model.frame_tokens)
+    online, tokens = (
+        np.asarray(tokens_of(params["encoder"], frames)),
+        tokens_of(target_params, frames),
+    )
+    tokens = np.asarray(tokens)
     norm = (tokens - tokens.mean(-1, keepdims=True)) / np.sqrt(tokens.var(-1, keepdims=True) + 1e-5)
     view = norm.mean(2)  # [b, T, width of level 1]
-    states = model.encode_level(params, 2, jnp.asarray(online.mean(2)))
+    states = jax.jit(model.encode_level, static_argnums=1)(params, 2, online.mean(2))
     p2 = params["levels"]["level2"]["predictor"]
-    pred = np.asarray(model.step_predictors[0].apply({"params": p2}, states))
+    pred = np.asarray(jax.jit(model.step_predictors[0].apply)({"params": p2}, states))
     assert states.shape[-1] == 16 and pred.shape[-1] == c.model.width == 32
     t = view.shape[1]
     per_sample = []
@@ -145,10 +149,8 @@ def test_masked_context_sees_only_the_visible_tubes():
     model = hierarchy.Hierarchy(c)
     params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
     frames = jnp.asarray(frames_batch(c)["image"])[:2]
-    ctx, tgt = jnp.asarray([[0, 1]]), jnp.asarray([2])
-    tokens = model.frame_tokens(params["encoder"], frames)
-    _, sy = model.level1_pairs(tokens, tokens, ctx, tgt)
-    sy = jnp.zeros_like(sy)  # energy = |prediction|²: every change of the prediction shows
+    ctx = jnp.asarray([[0, 1]])
+    sy = jnp.zeros((2, 4, 32))  # energy = |prediction|²: every change of the prediction shows
     key = jax.random.PRNGKey(7)
 
     @jax.jit
@@ -190,6 +192,14 @@ def test_prediction_space_map_per_target_kind():
     np.testing.assert_array_equal(same(x), x)
     own = levels_eval.prediction_space_map(c, hierarchy.Hierarchy(c), 2, [None, states], common)
     np.testing.assert_allclose(own(states[:2, 3]), common[:2, 3], atol=0.05)
+    # A "below" level 3 predicts level 2's states pooled over its window (2 frames): its probe
+    # reads 32-wide pooled level-2 vectors, not its own (16-wide) states.
+    three = tiny_hierarchy_config(levels=(LEVEL2, dict(LEVEL3, width=16, target="below")))
+    level3 = rng.standard_normal((40, 4, 16))
+    fn = levels_eval.prediction_space_map(
+        three, hierarchy.Hierarchy(three), 3, [None, states, level3], common
+    )
+    assert fn(x).shape == (5, 32) and np.isfinite(fn(x)).all()
 
 
 def test_joint_weight_sets_how_much_level2_trains_level1():

@@ -118,11 +118,8 @@ def test_below_target_level2_energy_by_hand():
     _, aux = jax.jit(model.loss_fn)(params, target_params, {"image": frames})
 
     tokens_of = jax.jit(model.frame_tokens)
-    online, tokens = (
-        np.asarray(tokens_of(params["encoder"], frames)),
-        tokens_of(target_params, frames),
-    )
-    tokens = np.asarray(tokens)
+    online = np.asarray(tokens_of(params["encoder"], frames))
+    tokens = np.asarray(tokens_of(target_params, frames))
     norm = (tokens - tokens.mean(-1, keepdims=True)) / np.sqrt(tokens.var(-1, keepdims=True) + 1e-5)
     view = norm.mean(2)  # [b, T, width of level 1]
     states = jax.jit(model.encode_level, static_argnums=1)(params, 2, online.mean(2))

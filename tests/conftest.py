@@ -12,8 +12,14 @@ os.environ["XLA_FLAGS"] = (
     + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Environment variables, not jax.config, so that subprocesses (CLI tests) share the cache.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="jepa-test-xla-"))
+# Environment variables, not jax.config, so that subprocesses (CLI tests) share the cache. One
+# directory per test run, shared by both xdist workers (same test-run id): a program one worker
+# compiled is a cache hit for the other. Entries are written without a lock; a reader that
+# catches one half-written gets JAX's "error reading cache entry" warning and compiles.
+_run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+_cache = os.path.join(tempfile.gettempdir(), f"jepa-test-xla-{_run}")
+os.makedirs(_cache, exist_ok=True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _cache)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pytest  # noqa: E402

@@ -6,10 +6,13 @@ import os
 import tempfile
 
 # Backend optimization level 0: the suite's programs are tiny, so XLA:CPU's compile time, not
-# their run time, is what the suite waits for; level 0 halves it (measured in README).
+# their run time, is what the suite waits for; level 0 halves it (measured in README). The
+# classic elemental emitters instead of the MLIR fusion emitters: the tiny hierarchy train step
+# compiles in 7–9 s instead of 13 s.
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "")
     + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+    + " --xla_cpu_use_fusion_emitters=false"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Environment variables, not jax.config, so that subprocesses (CLI tests) share the cache. One

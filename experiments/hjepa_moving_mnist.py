@@ -20,6 +20,7 @@ upper levels predict: ``self`` | ``below``), ``mask`` (level 1's masked-context 
 """
 
 from jepa import config as config_lib
+from jepa import presets
 
 
 def get_config(arg=None):
@@ -38,23 +39,16 @@ def get_config(arg=None):
         patch=8,
     )
     c = config_lib.base_config()
+    # Sequences of 20 frames: 16 of them are 320 frames per step.
+    presets.smmnist_video(
+        c, digits=args.digits, data_dir=args.data_dir, steps=args.steps, batch_size=16
+    )
     c.objective = "hierarchy"
     c.model.variant = "hjepa-smmnist"
-    c.model.image_size = 64
-    c.model.channels = 1
     c.model.patch_size = args.patch  # 8: an 8 × 8 grid, a digit covers about 4 × 4 patches
     c.model.width = args.width
     c.model.depth = args.depth
-    c.model.num_heads = 4
-    c.model.patch_embed_init = "fan_in"  # see experiments/mnist_ijepa.py
-    c.model.predictor.width = 64
-    c.model.predictor.depth = 2
-    c.model.predictor.num_heads = 4
 
-    c.data.dataset = f"stochastic_moving_mnist/{args.digits}"
-    c.data.data_dir = args.data_dir
-    c.data.train_split = "train"
-    c.data.test_split = "test"
     c.data.sequence.frames = 20
 
     c.hierarchy.mode = args.mode
@@ -97,17 +91,6 @@ def get_config(arg=None):
     c.loss.vicreg_var = 1.0
     c.loss.vicreg_cov = 0.04
 
-    c.batch_size = 16  # sequences of 20 frames: 320 frames per step
-    c.total_steps = args.steps
-    c.optim.warmup_steps = 100
-    c.optim.lr = 1e-3
-    c.optim.start_lr = 1e-4
-    c.optim.final_lr = 1e-5
-    c.optim.weight_decay = 0.05
-    c.optim.final_weight_decay = 0.05
-
     c.eval.weights = "target"
-    c.log_every = 50
     c.health_every = 250
-    c.checkpoint_every = 500
     return config_lib.finalize(c)

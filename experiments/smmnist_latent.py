@@ -14,28 +14,19 @@ embeddings, so min_z E and the energy without z are compared in one representati
 """
 
 from jepa import config as config_lib
+from jepa import presets
 
 
 def get_config(arg=None):
     args = config_lib.parse_arg(arg, z="discrete", steps=2000, codes=4, data_dir="")
     c = config_lib.base_config()
+    presets.smmnist_video(c, digits="", data_dir=args.data_dir, steps=args.steps, batch_size=32)
     c.objective = "future"
     c.model.variant = "smmnist"
-    c.model.image_size = 64
-    c.model.channels = 1
     c.model.patch_size = 16  # a 4 × 4 grid per frame; a digit covers about 2 × 2 patches
     c.model.width = 64
     c.model.depth = 2
-    c.model.num_heads = 4
-    c.model.patch_embed_init = "fan_in"  # see experiments/mnist_ijepa.py
-    c.model.predictor.width = 64
-    c.model.predictor.depth = 2
-    c.model.predictor.num_heads = 4
 
-    c.data.dataset = "stochastic_moving_mnist"
-    c.data.data_dir = args.data_dir
-    c.data.train_split = "train"
-    c.data.test_split = "test"
     c.data.clip.context_frames = 2  # two frames: position and velocity are visible
     c.data.clip.horizon = 3
 
@@ -52,17 +43,6 @@ def get_config(arg=None):
     c.loss.vicreg_var = 1.0
     c.loss.vicreg_cov = 0.04
 
-    c.batch_size = 32
-    c.total_steps = args.steps
-    c.optim.warmup_steps = 100
-    c.optim.lr = 1e-3
-    c.optim.start_lr = 1e-4
-    c.optim.final_lr = 1e-5
-    c.optim.weight_decay = 0.05
-    c.optim.final_weight_decay = 0.05
-
     c.eval.weights = "target"
-    c.log_every = 50
     c.health_every = 100
-    c.checkpoint_every = 500
     return config_lib.finalize(c)

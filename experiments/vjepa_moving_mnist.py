@@ -17,45 +17,26 @@ feature std / rank in metrics.jsonl (the probes read images).
 """
 
 from jepa import config as config_lib
+from jepa import presets
 
 
 def get_config(arg=None):
     args = config_lib.parse_arg(arg, steps=2000, digits="1", data_dir="")
     c = config_lib.base_config()
+    presets.smmnist_video(
+        c, digits=args.digits, data_dir=args.data_dir, steps=args.steps, batch_size=32
+    )
     c.objective = "masked"
     c.model.variant = "vjepa-smmnist"
-    c.model.image_size = 64
-    c.model.channels = 1
     c.model.patch_size = 16
     c.model.num_frames = 8
     c.model.tubelet_size = 2
     c.model.video_mode = "tubelet"
     c.model.width = 64
     c.model.depth = 3
-    c.model.num_heads = 4
-    c.model.patch_embed_init = "fan_in"  # see experiments/mnist_ijepa.py
-    c.model.predictor.width = 64
-    c.model.predictor.depth = 2
-    c.model.predictor.num_heads = 4
 
     # V-JEPA's generators (config.mask.tube defaults), token counts from the (4, 4, 4) grid.
     c.mask.kind = "tube"
 
-    c.data.dataset = f"stochastic_moving_mnist/{args.digits}"
-    c.data.data_dir = args.data_dir
-    c.data.train_split = "train"
-    c.data.test_split = "test"
-
-    c.batch_size = 32
-    c.total_steps = args.steps
-    c.optim.warmup_steps = 100
-    c.optim.lr = 1e-3
-    c.optim.start_lr = 1e-4
-    c.optim.final_lr = 1e-5
-    c.optim.weight_decay = 0.05
-    c.optim.final_weight_decay = 0.05
-
-    c.log_every = 50
     c.health_every = 250
-    c.checkpoint_every = 500
     return config_lib.finalize(c)

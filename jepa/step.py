@@ -52,6 +52,21 @@ def information_terms(z: jax.Array, loss_config, key: jax.Array) -> dict:
     return terms
 
 
+def target_information_terms(full: jax.Array, loss_config, key: jax.Array):
+    """With ``loss.regularize_targets``, the information terms on s_y too, as VICReg
+    regularizes both branches (summed); only meaningful when the targets carry gradients
+    (``loss.target_encoder="online"``, checked by the config). Returns (their weighted sum,
+    {``name_targets``: value}); (0, {}) when off. SIGReg directions: key (step, 1)."""
+    lc = loss_config
+    if not lc.regularize_targets:
+        return 0.0, {}
+    terms = information_terms(
+        regularizer_samples(full, lc.regularize), lc, jax.random.fold_in(key, 1)
+    )
+    weighted = sum(lc[name] * value for name, value in terms.items())
+    return weighted, {f"{name}_targets": value for name, value in terms.items()}
+
+
 def make_loss_fn(config):
     """loss_fn(params, target_params, batch, step) → (loss, aux); pure, for grad and tests."""
     if config.objective == "multiview":
@@ -249,15 +264,8 @@ def make_masked_loss_fn(config):
         terms = information_terms(regularizer_samples(context, lc.regularize), lc, key)
         # Each term is named after its weight's key in config.loss.
         loss = loss + sum(lc[name] * value for name, value in terms.items())
-        if lc.regularize_targets:
-            # s_y too, as VICReg regularizes both branches (summed); only meaningful when the
-            # targets carry gradients (loss.target_encoder="online", checked by the config).
-            on_targets = information_terms(
-                regularizer_samples(full, lc.regularize), lc, jax.random.fold_in(key, 1)
-            )
-            loss = loss + sum(lc[name] * value for name, value in on_targets.items())
-            terms.update({f"{name}_targets": value for name, value in on_targets.items()})
-        return loss, {**aux, **terms}
+        extra, on_targets = target_information_terms(full, lc, key)
+        return loss + extra, {**aux, **terms, **on_targets}
 
     return loss_fn
 
@@ -307,13 +315,8 @@ def make_tube_loss_fn(config, encoder, predictor, energy, target_embeddings):
         ]
         terms = {name: jnp.mean(jnp.stack([t[name] for t in per_gen])) for name in per_gen[0]}
         loss = loss + sum(lc[name] * value for name, value in terms.items())
-        if lc.regularize_targets:
-            on_targets = information_terms(
-                regularizer_samples(full, lc.regularize), lc, jax.random.fold_in(key, 1)
-            )
-            loss = loss + sum(lc[name] * value for name, value in on_targets.items())
-            terms.update({f"{name}_targets": value for name, value in on_targets.items()})
-        return loss, {**aux, **terms}
+        extra, on_targets = target_information_terms(full, lc, key)
+        return loss + extra, {**aux, **terms, **on_targets}
 
     return loss_fn
 

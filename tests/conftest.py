@@ -36,3 +36,14 @@ def mnist_data_dir(tmp_path_factory) -> str:
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     pipeline.load_data_source("mnist5k", "test", data_dir)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def smm_data_dir(tmp_path_factory) -> str:
+    """The tiny stochastic Moving-MNIST config (8 sequences) prepared once per test session,
+    through the normal TFDS path."""
+    from jepa.data import pipeline
+
+    data_dir = str(tmp_path_factory.mktemp("smm"))
+    pipeline.load_data_source("stochastic_moving_mnist/tiny", "test", data_dir)
+    return data_dir

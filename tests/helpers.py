@@ -47,6 +47,30 @@ def synthetic_batch(config, step: int, seed: int = 0) -> dict:
     return {"image": images.astype(np.float32), "context": masks.context, "targets": masks.targets}
 
 
+def tiny_smm_overrides(data_dir: str) -> dict:
+    """A 32-wide one-block ViT on 16-px patches of the tiny stochastic Moving-MNIST config,
+    3 steps of 8 clips, logging, health and a checkpoint at every step that matters."""
+    return {
+        "model.image_size": 64,
+        "model.patch_size": 16,
+        "model.channels": 1,
+        "model.width": 32,
+        "model.depth": 1,
+        "model.num_heads": 2,
+        "model.predictor.width": 32,
+        "model.predictor.depth": 1,
+        "model.predictor.num_heads": 2,
+        "data.dataset": "stochastic_moving_mnist/tiny",
+        "data.data_dir": data_dir,
+        "data.test_split": "test",
+        "batch_size": 8,
+        "total_steps": 3,
+        "log_every": 1,
+        "health_every": 3,
+        "checkpoint_every": 3,
+    }
+
+
 def tiny_mnist_config(data_dir: str, **overrides):
     """mnist5k at 28 px with 7-px patches (4×4 grid) and a one-block ViT: seconds per step."""
     c = config_lib.base_config()

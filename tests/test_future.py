@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from helpers import with_overrides
+from helpers import tiny_smm_overrides, with_overrides
 
 from jepa import config as config_lib
 from jepa import train
@@ -34,36 +34,11 @@ def tiny_future_config(data_dir, **overrides):
     return with_overrides(
         c,
         {
-            "model.image_size": 64,
-            "model.patch_size": 16,
-            "model.channels": 1,
-            "model.width": 32,
-            "model.depth": 1,
-            "model.num_heads": 2,
-            "model.predictor.width": 32,
-            "model.predictor.depth": 1,
-            "model.predictor.num_heads": 2,
-            "data.dataset": "stochastic_moving_mnist/tiny",
-            "data.data_dir": data_dir,
-            "data.test_split": "test",
-            "batch_size": 8,
-            "total_steps": 3,
-            "log_every": 1,
-            "health_every": 3,
-            "checkpoint_every": 3,
+            **tiny_smm_overrides(data_dir),
             "latent.reference": True,
             **overrides,
         },
     )
-
-
-@pytest.fixture(scope="module")
-def smm_data_dir(tmp_path_factory):
-    from jepa.data import pipeline
-
-    data_dir = str(tmp_path_factory.mktemp("smm"))
-    pipeline.load_data_source("stochastic_moving_mnist/tiny", "test", data_dir)
-    return data_dir
 
 
 # "none" is exercised by every run's reference predictor (latent.reference=True).

@@ -263,15 +263,6 @@ def test_alternating_mode_moves_one_level_per_step():
 
 
 # ------------------------------------------- a real run: restore level by level, evaluate
-@pytest.fixture(scope="module")
-def smm_data_dir(tmp_path_factory):
-    from jepa.data import pipeline
-
-    data_dir = str(tmp_path_factory.mktemp("smm"))
-    pipeline.load_data_source("stochastic_moving_mnist/tiny", "test", data_dir)
-    return data_dir
-
-
 def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_data_dir):
     from jepa import checkpointing, hub
 

@@ -384,50 +384,19 @@ def test_vjepa_step_is_the_same_on_one_device_and_a_mesh():
     np.testing.assert_allclose(results[1], results[0], rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def smm_data_dir(tmp_path_factory):
-    from jepa.data import pipeline
-
-    data_dir = str(tmp_path_factory.mktemp("smm"))
-    pipeline.load_data_source("stochastic_moving_mnist/tiny", "test", data_dir)
-    return data_dir
-
-
 def test_vjepa_trains_on_moving_mnist(tmp_path, smm_data_dir):
     """3 steps of ``train_and_evaluate`` on 4-frame windows of SM-MNIST: the pipeline's
     sequences, the per-step tube masks, the health monitor on clips."""
     import json
     import os
 
-    from helpers import with_overrides
+    from helpers import tiny_smm_overrides, with_overrides
 
     from jepa import train
 
     c = config_lib.base_config()
-    config = with_overrides(
-        c,
-        {
-            "model.image_size": 64,
-            "model.patch_size": 16,
-            "model.channels": 1,
-            "model.width": 32,
-            "model.depth": 1,
-            "model.num_heads": 2,
-            "model.predictor.width": 32,
-            "model.predictor.depth": 1,
-            "model.predictor.num_heads": 2,
-            "model.num_frames": 4,
-            "mask.kind": "tube",
-            "data.dataset": "stochastic_moving_mnist/tiny",
-            "data.data_dir": smm_data_dir,
-            "data.test_split": "test",
-            "batch_size": 8,
-            "total_steps": 3,
-            "log_every": 1,
-            "health_every": 3,
-            "checkpoint_every": 3,
-        },
-    )
+    overrides = {**tiny_smm_overrides(smm_data_dir), "model.num_frames": 4, "mask.kind": "tube"}
+    config = with_overrides(c, overrides)
     train.train_and_evaluate(config, str(tmp_path))
     rows = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2, 3]

@@ -374,81 +374,96 @@ class Hierarchy:
     # ---------------------------------------------------------------------------- loss
     def loss_fn(self, params, target_params, batch, step=0):
         """Σ_k weight_k · (level k's energy + its anti-collapse terms); aux has every level's
-        parts under ``level{k}/…``."""
-        from jepa.step import information_terms, regularizer_samples
-
+        parts under ``level{k}/…``. In greedy mode the frozen levels' terms are not computed:
+        their gradients would only be zeroed by the optimizer (``level_update_mask``), and
+        their outputs reach the levels above as stop-gradient inputs either way."""
         config, h = self.config, self.config.hierarchy
-        lc = config.loss
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
         frames = batch["image"]  # [b, T, H, W, ch]
         cross = h.joint_weight if h.mode == "joint" else 0.0
+        frozen = h.frozen_levels if h.mode == "greedy" else 0
         with nn.logical_axis_rules(sharding.rules_of(config)):
             online = self.frame_tokens(params["encoder"], frames)
-            if lc.target_encoder == "online":
-                target = objectives.normalize_targets(online)
-            else:
-                target = jax.lax.stop_gradient(
-                    objectives.normalize_targets(self.frame_tokens(target_params, frames))
-                )
-            ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
-            sx, sy = self.level1_pairs(online, target, ctx, tgt)
-            full = {"model": params, "latent": params.get("latent", {})}
-            loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)
-            if h.level1.mask_ratio:
-                aux1["masked_energy"] = self.masked_context_energy(
-                    params["encoder"],
-                    params["predictor"],
-                    frames,
-                    ctx,
-                    sy,
-                    jax.random.fold_in(key, 4),
-                )
-                loss1 = loss1 + h.level1.mask_weight * aux1["masked_energy"]
-            terms = information_terms(
-                regularizer_samples(online.reshape(-1, *online.shape[2:]), lc.regularize),
-                lc,
-                jax.random.fold_in(key, 1),
-            )
-            loss1 = loss1 + sum(lc[name] * value for name, value in terms.items())
-            aux = {f"level1/{k}": v for k, v in {**aux1, **terms}.items()}
-            aux["level1/loss"] = loss1
-            aux["target_std"] = jnp.std(target.mean(2).reshape(-1, target.shape[-1]), 0).mean()
-            loss = h.level1.weight * loss1
-
+            target = None
+            if frozen < 1 or any(level.target == "below" for level in self.levels):
+                if config.loss.target_encoder == "online":
+                    target = objectives.normalize_targets(online)
+                else:
+                    target = jax.lax.stop_gradient(
+                        objectives.normalize_targets(self.frame_tokens(target_params, frames))
+                    )
+            loss, aux = jnp.zeros((), jnp.float32), {}
+            if frozen < 1:
+                loss1, aux1 = self.level1_loss(params, online, target, frames, key)
+                aux.update({f"level1/{k}": v for k, v in aux1.items()})
+                aux["target_std"] = jnp.std(target.mean(2).reshape(-1, target.shape[-1]), 0).mean()
+                loss = h.level1.weight * loss1
             below = online.mean(2)  # level 1's per-frame embedding
-            below_target = target.mean(2)  # and its EMA-target view (the "below" targets)
+            below_target = None if target is None else target.mean(2)  # its EMA-target view
             for k in range(2, num_levels(config) + 1):
                 level = self.levels[k - 2]
                 states = self.encode_level(params, k, scale_gradient(below, cross))
-                level_params = params["levels"][f"level{k}"]
-                model = self.upper_latent(k)
-                future = (
-                    states if level.target == "self" else pool_windows(below_target, level.window)
-                )
-                lk, auxk = model.loss_from_embeddings(
-                    {"model": level_params, "latent": level_params.get("latent", {})},
-                    states,
-                    self.upper_targets(k, future),
-                    jax.random.fold_in(key, k),
-                )
-                flat = states.reshape(-1, states.shape[-1])
-                if level.vicreg_var:
-                    auxk["vicreg_var"] = objectives.vicreg_variance(flat, level.vicreg_gamma)
-                    lk = lk + level.vicreg_var * auxk["vicreg_var"]
-                if level.vicreg_cov:
-                    auxk["vicreg_cov"] = objectives.vicreg_covariance(flat)
-                    lk = lk + level.vicreg_cov * auxk["vicreg_cov"]
-                if level.sigreg:
-                    auxk["sigreg"] = objectives.sigreg(
-                        flat, jax.random.fold_in(key, 100 + k), lc.sigreg_slices
+                if k > frozen:
+                    future = (
+                        states
+                        if level.target == "self"
+                        else pool_windows(below_target, level.window)
                     )
-                    lk = lk + level.sigreg * auxk["sigreg"]
-                auxk["loss"] = lk
-                auxk["state_std"] = jnp.std(flat, 0).mean()
-                aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
-                loss = loss + level.weight * lk
+                    lk, auxk = self.upper_level_loss(params, k, states, future, key)
+                    aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
+                    loss = loss + level.weight * lk
                 below = below_target = states
         return loss, aux
+
+    def level1_loss(self, params, online, target, frames, key):
+        """Level 1's energy over its (context frames → next frame) windows, the optional
+        masked-context term and the ``config.loss`` regularizers on its tokens."""
+        from jepa.step import information_terms, regularizer_samples
+
+        lc, l1 = self.config.loss, self.config.hierarchy.level1
+        ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
+        sx, sy = self.level1_pairs(online, target, ctx, tgt)
+        full = {"model": params, "latent": params.get("latent", {})}
+        loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)
+        if l1.mask_ratio:
+            aux1["masked_energy"] = self.masked_context_energy(
+                params["encoder"], params["predictor"], frames, ctx, sy, jax.random.fold_in(key, 4)
+            )
+            loss1 = loss1 + l1.mask_weight * aux1["masked_energy"]
+        terms = information_terms(
+            regularizer_samples(online.reshape(-1, *online.shape[2:]), lc.regularize),
+            lc,
+            jax.random.fold_in(key, 1),
+        )
+        loss1 = loss1 + sum(lc[name] * value for name, value in terms.items())
+        return loss1, {**aux1, **terms, "loss": loss1}
+
+    def upper_level_loss(self, params, k: int, states, future, key):
+        """Level k ≥ 2's energy of predicting ``future`` (its targets' source, per step) from
+        ``states``, plus its own VICReg / SIGReg terms on the states."""
+        level = self.levels[k - 2]
+        level_params = params["levels"][f"level{k}"]
+        lk, auxk = self.upper_latent(k).loss_from_embeddings(
+            {"model": level_params, "latent": level_params.get("latent", {})},
+            states,
+            self.upper_targets(k, future),
+            jax.random.fold_in(key, k),
+        )
+        flat = states.reshape(-1, states.shape[-1])
+        if level.vicreg_var:
+            auxk["vicreg_var"] = objectives.vicreg_variance(flat, level.vicreg_gamma)
+            lk = lk + level.vicreg_var * auxk["vicreg_var"]
+        if level.vicreg_cov:
+            auxk["vicreg_cov"] = objectives.vicreg_covariance(flat)
+            lk = lk + level.vicreg_cov * auxk["vicreg_cov"]
+        if level.sigreg:
+            auxk["sigreg"] = objectives.sigreg(
+                flat, jax.random.fold_in(key, 100 + k), self.config.loss.sigreg_slices
+            )
+            lk = lk + level.sigreg * auxk["sigreg"]
+        auxk["loss"] = lk
+        auxk["state_std"] = jnp.std(flat, 0).mean()
+        return lk, auxk
 
     # -------------------------------------------------------------------------- params
     def init_params(self, rng) -> dict:

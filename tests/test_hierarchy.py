@@ -218,6 +218,35 @@ def test_joint_weight_sets_how_much_level2_trains_level1():
     assert float(jnp.abs(encoder_grad(0.5)).max()) > 0.0
 
 
+def test_greedy_loss_skips_the_frozen_level_and_keeps_level2_gradient():
+    """Greedy mode computes no level-1 terms (their gradients would be zeroed), and level 2's
+    gradient is exactly the one of a joint run whose levels learn side by side."""
+    side_by_side = tiny_hierarchy_config(**{"hierarchy.joint_weight": 0.0})
+    greedy = tiny_hierarchy_config(
+        **{"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 1, "hierarchy.init_from": "x"}
+    )
+    params = nn.unbox(hierarchy.Hierarchy(side_by_side).init_params(jax.random.PRNGKey(0)))
+    batch = {"image": jnp.asarray(frames_batch(side_by_side)["image"])}
+
+    def level2_grad_and_aux(config):
+        model = hierarchy.Hierarchy(config)
+        fn = jax.jit(jax.grad(lambda p: model.loss_fn(p, params["encoder"], batch), has_aux=True))
+        grads, aux = fn(params)
+        return grads, aux
+
+    g_joint, aux_joint = level2_grad_and_aux(side_by_side)
+    g_greedy, aux_greedy = level2_grad_and_aux(greedy)
+    assert not [k for k in aux_greedy if k.startswith("level1/")]
+    assert "level1/energy" in aux_joint
+    np.testing.assert_allclose(aux_greedy["level2/loss"], aux_joint["level2/loss"], rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+        g_greedy["levels"],
+        g_joint["levels"],
+    )
+    assert float(jnp.abs(g_greedy["encoder"]["patch_embed"]["kernel"]).max()) == 0.0
+
+
 # ----------------------------------------------------------------- modes and sharding
 def run_steps(config, mesh_shape, steps=3):
     """(per-step losses of every level, params snapshots: initial, then after each step)."""

@@ -16,7 +16,10 @@ Args (``:key=value,...``): ``levels`` (1, 2 or 3), ``steps``, ``mode`` (joint | 
 alternating), ``init_from`` (greedy: the workdir whose lower levels are loaded and frozen),
 ``digits`` (the SM-MNIST config: ``1``, ``2`` or ``1-2``), ``data_dir``, ``target`` (what the
 upper levels predict: ``self`` | ``below``), ``mask`` (level 1's masked-context ratio, 0 = off),
-``width`` / ``depth`` / ``patch`` (level 1's ViT).
+``width`` / ``depth`` / ``patch`` (level 1's ViT), ``pool`` (level 2 reads each frame's tokens
+averaged over pool × pool regions: 1 = the whole frame), ``horizons`` (level 2's, in frames,
+dash-separated: ``2-4-6-8``), ``predictor`` (the upper levels' step predictor: ``mlp`` |
+``linear``).
 """
 
 from jepa import config as config_lib
@@ -37,6 +40,9 @@ def get_config(arg=None):
         width=64,
         depth=3,
         patch=8,
+        pool=1,
+        horizons="2-4-6-8",
+        predictor="mlp",
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
@@ -58,6 +64,7 @@ def get_config(arg=None):
     l1 = c.hierarchy.level1
     l1.context_frames, l1.horizon, l1.windows = 2, 1, 6
     l1.mask_ratio = args.mask
+    l1.pool_grid = args.pool
     # Small VICReg weights: the energy, not the variance term, must shape the states.
     upper = [
         dict(
@@ -65,10 +72,11 @@ def get_config(arg=None):
             depth=2,
             num_heads=4,
             window=1,
-            horizons=(2, 4, 6, 8),
+            horizons=tuple(int(h) for h in args.horizons.split("-")),
             vicreg_var=0.5,
             vicreg_cov=0.02,
             target=args.target,
+            predictor=args.predictor,
         ),
         dict(
             width=64,
@@ -79,6 +87,7 @@ def get_config(arg=None):
             vicreg_var=0.5,
             vicreg_cov=0.02,
             target=args.target,
+            predictor=args.predictor,
         ),
     ]
     c.hierarchy.levels = tuple(upper[: args.levels - 1])

@@ -4,10 +4,11 @@ Level 1 is a video JEPA over frames: the image ViT encodes every frame (frame-wi
 its predictor maps the tokens of ``level1.context_frames`` frames to the target encoder's tokens
 of the frame ``level1.horizon`` steps later — a short-range, detailed prediction made from every
 window of the sequence at once. Level k+1 reads level k's embeddings, one vector per time step
-(level 1: its tokens averaged per frame) averaged over windows of ``window`` steps, encodes them
-with a causal transformer over time (``models/sequence.py``: its state at step t summarizes
-steps ≤ t, so context = the past by construction) and predicts, ``horizons`` steps later,
-either its own state (``target="self"``) or the level below's embedding pooled to its steps
+(level 1: its tokens averaged per frame, or per G × G regions with ``level1.pool_grid``)
+averaged over windows of ``window`` steps, encodes them with a causal transformer over time
+(``models/sequence.py``: its state at step t summarizes steps ≤ t, so context = the past by
+construction) and predicts, ``horizons`` steps later, either its own state (``target="self"``)
+or the level below's embedding pooled to its steps
 (``target="below"``): further ahead, in a coarser space.
 
 Anti-collapse per level: level 1 has the EMA target encoder (+ ``config.loss`` regularizers, as
@@ -48,6 +49,7 @@ from jepa.models.sequence import SequenceEncoder, StepPredictor
 
 MODES = ("joint", "greedy", "alternating")
 TARGETS = ("self", "below")
+STEP_PREDICTORS = ("mlp", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +63,7 @@ class UpperLevel:
     horizons: tuple[int, ...] = (4,)  # steps of *this* level ahead that are predicted
     predictor_hidden: int = 256
     predictor_depth: int = 2
+    predictor: str = "mlp"  # mlp | linear (one affine map per horizon: models/sequence.py)
     weight: float = 1.0
     vicreg_var: float = 1.0
     vicreg_gamma: float = 1.0
@@ -127,6 +130,11 @@ def validate(config) -> None:
             f"hierarchy.level1.mask_ratio={l1.mask_ratio} must be in [0, 1) and "
             f"hierarchy.level1.mask_weight={l1.mask_weight} >= 0"
         )
+    grid = config.model.image_size // config.model.patch_size
+    if l1.pool_grid < 1 or grid % l1.pool_grid:
+        raise ValueError(
+            f"hierarchy.level1.pool_grid={l1.pool_grid} must divide the {grid} × {grid} token grid"
+        )
     if l1.context_frames < 1 or l1.horizon < 1:
         raise ValueError("hierarchy.level1.context_frames and .horizon must be >= 1")
     if l1.context_frames + l1.horizon > frames:
@@ -160,6 +168,8 @@ def validate(config) -> None:
             raise ValueError(f"{name}.latent={level.latent!r}; valid: {latent_lib.KINDS}")
         if level.target not in TARGETS:
             raise ValueError(f"{name}.target={level.target!r}; valid: {TARGETS}")
+        if level.predictor not in STEP_PREDICTORS:
+            raise ValueError(f"{name}.predictor={level.predictor!r}; valid: {STEP_PREDICTORS}")
 
 
 def target_widths(config) -> list[int]:
@@ -233,7 +243,7 @@ class Hierarchy:
         ]
         self.target_widths = target_widths(config)
         self.step_predictors = [
-            StepPredictor(out, lv.horizons, lv.predictor_hidden, lv.predictor_depth)
+            StepPredictor(out, lv.horizons, lv.predictor_hidden, lv.predictor_depth, lv.predictor)
             for lv, out in zip(self.levels, self.target_widths, strict=True)
         ]
         n = self.tokens_per_frame
@@ -248,6 +258,17 @@ class Hierarchy:
             {"params": enc_params}, frames.reshape(b * t, *frames.shape[2:])
         )
         return tokens.astype(jnp.float32).reshape(b, t, self.tokens_per_frame, -1)
+
+    def frame_embedding(self, tokens: jax.Array) -> jax.Array:
+        """[b, T, n, width] → what level 2 reads per frame: [b, T, G²·width], the tokens
+        averaged over G × G regions of the grid (``level1.pool_grid``; 1 = the whole frame)."""
+        g = self.config.hierarchy.level1.pool_grid
+        if g == 1:
+            return tokens.mean(2)
+        b, t, _, d = tokens.shape
+        s = self.grid // g
+        regions = tokens.reshape(b, t, g, s, g, s, d).mean((3, 5))
+        return regions.reshape(b, t, g * g * d)
 
     def level1_predict(self, pred_params, context_tokens, z_embedding=None):
         """context [N, C·n, width] (LayerNorm'd tokens of C frames) → [N, n, width]: the tokens
@@ -365,7 +386,7 @@ class Hierarchy:
         online = self.frame_tokens(params["encoder"], frames)
         first = online if target_params is None else self.frame_tokens(target_params, frames)
         out = [first.mean(2)]
-        below = online.mean(2)
+        below = self.frame_embedding(online)
         for k in range(2, upto + 1):
             below = self.encode_level(params, k, below)
             out.append(below)
@@ -398,8 +419,8 @@ class Hierarchy:
                 aux.update({f"level1/{k}": v for k, v in aux1.items()})
                 aux["target_std"] = jnp.std(target.mean(2).reshape(-1, target.shape[-1]), 0).mean()
                 loss = h.level1.weight * loss1
-            below = online.mean(2)  # level 1's per-frame embedding
-            below_target = None if target is None else target.mean(2)  # its EMA-target view
+            below = self.frame_embedding(online)  # what level 2 reads of each frame
+            below_target = None if target is None else target.mean(2)  # level 1's EMA view
             for k in range(2, num_levels(config) + 1):
                 level = self.levels[k - 2]
                 states = self.encode_level(params, k, scale_gradient(below, cross))
@@ -484,7 +505,7 @@ class Hierarchy:
                 keys[2], self.context_frames * n * m.width, n * m.width
             )
         levels = {}
-        width_below = m.width
+        width_below = m.width * config.hierarchy.level1.pool_grid**2
         for i, level in enumerate(self.levels):
             k = i + 2
             kk = keys[4 + 3 * i : 7 + 3 * i]

@@ -30,7 +30,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jepa import config as config_lib
-from jepa import masking, memory, optim, sharding
+from jepa import masking, memory, optim, sharding, validation
 from jepa import state as state_lib
 from jepa import step as step_lib
 
@@ -120,7 +120,7 @@ def main(_):
         config.unlock()
         config.total_steps = 100_000
         config.lock()
-    config_lib.validate(config, jax.device_count())
+    validation.validate(config, jax.device_count())
     mesh = sharding.make_mesh(config)
     tx = optim.make_optimizer(config)
     state, shardings = state_lib.create_train_state(config, tx, mesh)

@@ -30,7 +30,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from jepa import config as config_lib  # noqa: E402
-from jepa import masking, memory, optim, sharding  # noqa: E402
+from jepa import masking, memory, optim, sharding, validation  # noqa: E402
 from jepa import state as state_lib  # noqa: E402
 from jepa import step as step_lib  # noqa: E402
 
@@ -64,7 +64,7 @@ def measure(base, n: int, compile_step: bool) -> dict:
     """One row: per-device bytes of the state on a (1, n, 1) mesh, and of the compiled step."""
     config = ml_collections.ConfigDict(base.to_dict())
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, n, 1
-    config_lib.validate(config, n)
+    validation.validate(config, n)
     mesh = sharding.make_mesh(config, jax.devices()[:n])
     tx = optim.make_optimizer(config)
     abstract, shardings = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))

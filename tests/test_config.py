@@ -6,6 +6,7 @@ import os
 import pytest
 
 from jepa import config as config_lib
+from jepa import validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,7 +33,7 @@ def test_paper_recipe_h14():
     assert (c.optim.weight_decay, c.optim.final_weight_decay) == (0.04, 0.4)
     assert tuple(c.optim.ema_momentum) == (0.996, 1.0) and c.optim.schedule_scale == 1.25
     assert (c.mask.context_tokens, c.mask.target_tokens) == (78, 43)  # 16×16 grid, scaled
-    config_lib.validate(c, device_count=256)
+    validation.validate(c, device_count=256)
     resolved = config_lib.resolve_steps(c, 1_281_167)
     assert resolved.total_steps == 300 * (1_281_167 // 2048)
     assert resolved.optim.warmup_steps == 40 * (1_281_167 // 2048)
@@ -42,7 +43,7 @@ def test_variants_and_resolution_args():
     c = load_experiment("ijepa_in1k", "variant=S/16,res=448")
     assert c.model.image_size == 448 and c.model.width == 384
     assert (c.mask.context_tokens, c.mask.target_tokens) == (240, 132)  # 28×28 grid
-    config_lib.validate(c, 8)
+    validation.validate(c, 8)
     with pytest.raises(ValueError, match="unknown config arg 'size'"):
         load_experiment("ijepa_in1k", "size=3")
     with pytest.raises(ValueError, match="model variant"):
@@ -51,11 +52,11 @@ def test_variants_and_resolution_args():
 
 def test_mnist_experiment_is_valid():
     c = load_experiment("mnist_ijepa")
-    config_lib.validate(c, 1)
+    validation.validate(c, 1)
     # The VICReg variant is the demo's multiview run with SIGReg swapped for VICReg, no EMA.
     v = load_experiment("mnist_vicreg_jepa", "steps=300")
     s = load_experiment("mnist_sigreg_jepa", "steps=300")
-    config_lib.validate(v, 1)
+    validation.validate(v, 1)
     assert (v.loss.vicreg_var, v.loss.vicreg_cov, v.loss.sigreg, v.total_steps) == (
         1.0,
         0.04,
@@ -67,7 +68,7 @@ def test_mnist_experiment_is_valid():
 
 def test_multiview_experiment_is_valid():
     c = load_experiment("mnist_sigreg_jepa", "steps=50")
-    config_lib.validate(c, 1)
+    validation.validate(c, 1)
     assert (c.objective, c.total_steps, c.loss.sigreg, c.eval.weights) == (
         "multiview",
         50,

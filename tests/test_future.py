@@ -8,7 +8,7 @@ import pytest
 from helpers import tiny_smm_overrides, with_overrides
 
 from jepa import config as config_lib
-from jepa import train
+from jepa import train, validation
 from jepa.data import augment
 
 
@@ -74,12 +74,12 @@ def test_future_objective_trains_and_evaluates_energies(tmp_path, smm_data_dir, 
 def test_future_config_errors_name_the_key():
     c = tiny_future_config("", **{"data.clip.horizon": 0})
     with pytest.raises(ValueError, match="data.clip.horizon"):
-        config_lib.validate(c)
+        validation.validate(c)
     c = tiny_future_config("", **{"latent.kind": "gaussian"})
     with pytest.raises(ValueError, match="latent.kind"):
-        config_lib.validate(c)
+        validation.validate(c)
     c = config_lib.base_config()
     c.total_steps = 1
     c.latent.kind = "discrete"
     with pytest.raises(ValueError, match='objective="future"'):
-        config_lib.validate(c)
+        validation.validate(c)

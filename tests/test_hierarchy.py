@@ -9,9 +9,9 @@ import pytest
 from helpers import train_on_mesh, with_overrides
 
 from jepa import config as config_lib
-from jepa import hierarchy, train
+from jepa import hierarchy, train, validation
 from jepa.evaluate import levels as levels_eval
-from jepa.models.sequence import SequenceEncoder
+from jepa.models.sequence import SequenceEncoder, StepPredictor
 
 LEVEL2 = dict(width=32, depth=1, num_heads=2, horizons=(2, 3), predictor_hidden=32)
 LEVEL3 = dict(width=32, depth=1, num_heads=2, window=2, horizons=(1,), predictor_hidden=32)
@@ -88,6 +88,23 @@ def test_sequence_encoder_sees_only_the_past():
     assert np.abs(np.asarray(y[:, 4:] - y2[:, 4:])).max() > 1e-3
 
 
+def test_linear_step_predictor_is_one_affine_map_per_horizon():
+    pred = StepPredictor(out_width=3, horizons=(2, 5), kind="linear")
+    s = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 6))
+    z = jax.random.normal(jax.random.PRNGKey(1), (2, 7))
+    params = nn.unbox(pred.init(jax.random.PRNGKey(2), s, z))["params"]
+    params = {**params, "horizon_biases": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 1.0]])}
+    out = pred.apply({"params": params}, s, z)
+    k = np.asarray(params["horizon_kernels"])
+    z_proj = np.asarray(z) @ np.asarray(params["z_proj"]["kernel"])
+    for h in range(2):
+        by_hand = np.asarray(s) @ k[h] + np.asarray(params["horizon_biases"][h])
+        by_hand = by_hand + z_proj[:, None]
+        np.testing.assert_allclose(out[:, h], by_hand, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"hierarchy\.levels\[0\] \(level 2\)\.predictor"):
+        validation.validate(tiny_hierarchy_config(levels=(dict(LEVEL2, predictor="rnn"),)), 1)
+
+
 def test_bad_hierarchy_configs_name_the_key():
     cases = [
         ({"hierarchy.mode": "stacked"}, "hierarchy.mode"),
@@ -97,12 +114,12 @@ def test_bad_hierarchy_configs_name_the_key():
     ]
     for overrides, key in cases:
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-            config_lib.validate(tiny_hierarchy_config(**overrides), 1)
+            validation.validate(tiny_hierarchy_config(**overrides), 1)
     too_far = dict(LEVEL2, horizons=(8,))
     with pytest.raises(ValueError, match=r"hierarchy\.levels\[0\] \(level 2\)\.horizons"):
-        config_lib.validate(tiny_hierarchy_config(levels=(too_far,)), 1)
+        validation.validate(tiny_hierarchy_config(levels=(too_far,)), 1)
     with pytest.raises(ValueError, match=r"unknown keys \['widht'\]"):
-        config_lib.validate(tiny_hierarchy_config(levels=(dict(widht=3),)), 1)
+        validation.validate(tiny_hierarchy_config(levels=(dict(widht=3),)), 1)
 
 
 def test_below_target_level2_energy_by_hand():
@@ -216,6 +233,25 @@ def test_joint_weight_sets_how_much_level2_trains_level1():
     # (The scale itself is linear by construction and checked by hand above.)
     assert float(jnp.abs(encoder_grad(0.0)).max()) == 0.0
     assert float(jnp.abs(encoder_grad(0.5)).max()) > 0.0
+
+
+def test_pool_grid_averages_regions_of_the_token_grid():
+    c = tiny_hierarchy_config(**{"model.patch_size": 16, "hierarchy.level1.pool_grid": 2})
+    model = hierarchy.Hierarchy(c)  # a 4 × 4 grid read as 2 × 2 regions of 2 × 2 tokens
+    tokens = jnp.arange(16.0)[None, None, :, None] * jnp.array([1.0, -1.0])  # [1, 1, 16, 2]
+    # row-major grid 0..15: region (0, 0) holds tokens 0, 1, 4, 5 → mean 2.5; (0, 1): 4.5;
+    # (1, 0): 10.5; (1, 1): 12.5; each region's 2 features in a row.
+    expected = [2.5, -2.5, 4.5, -4.5, 10.5, -10.5, 12.5, -12.5]
+    np.testing.assert_allclose(model.frame_embedding(tokens)[0, 0], expected)
+    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+    embed = params["levels"]["level2"]["encoder"]["embed"]["kernel"]
+    assert embed.shape == (4 * c.model.width, LEVEL2["width"])
+    loss, _ = model.loss_fn(params, params["encoder"], {"image": frames_batch(c)["image"]})
+    assert np.isfinite(float(loss))
+    with pytest.raises(ValueError, match="hierarchy.level1.pool_grid=3"):
+        hierarchy.Hierarchy(
+            tiny_hierarchy_config(**{"model.patch_size": 16, "hierarchy.level1.pool_grid": 3})
+        )
 
 
 def test_greedy_loss_skips_the_frozen_level_and_keeps_level2_gradient():

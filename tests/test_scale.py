@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from helpers import synthetic_batch, tiny_config
 
-from jepa import config as config_lib
-from jepa import memory, optim, sharding
+from jepa import memory, optim, sharding, validation
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.models.layers import REMAT_POLICIES
@@ -81,9 +80,9 @@ def test_every_remat_policy_wraps_encoder_and_predictor_blocks(remat):
 
 def test_unknown_remat_policy_fails_in_validation_with_the_valid_names():
     with pytest.raises(ValueError, match="model.remat='sometimes'; valid:.*'full'.*'dots'"):
-        config_lib.validate(tiny_config(**{"model.remat": "sometimes"}))
+        validation.validate(tiny_config(**{"model.remat": "sometimes"}))
     for name in REMAT_POLICIES:
-        config_lib.validate(tiny_config(**{"model.remat": name}))
+        validation.validate(tiny_config(**{"model.remat": name}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +100,7 @@ def accumulated_run(mesh_shape, steps: int, remat: str = "none"):
         overrides = {"optim.grad_accum_steps": steps, "model.remat": remat}
         config = tiny_config(batch_size=BATCH, **overrides)
         config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_shape
-        config_lib.validate(config, int(np.prod(mesh_shape)))
+        validation.validate(config, int(np.prod(mesh_shape)))
         mesh = sharding.make_mesh(config, jax.devices()[: int(np.prod(mesh_shape))])
         tx = optim.make_optimizer(config)
         abstract, shardings = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))
@@ -163,11 +162,11 @@ def test_micro_batches_stay_on_their_devices():
 
 def test_accumulation_config_is_validated():
     with pytest.raises(ValueError, match="optim.grad_accum_steps=4 does not divide"):
-        config_lib.validate(tiny_config(**{"optim.grad_accum_steps": 4}), 8)  # 1 row per device
+        validation.validate(tiny_config(**{"optim.grad_accum_steps": 4}), 8)  # 1 row per device
     with pytest.raises(ValueError, match="optim.grad_accum_steps=3"):
-        config_lib.validate(tiny_config(**{"optim.grad_accum_steps": 3}))
+        validation.validate(tiny_config(**{"optim.grad_accum_steps": 3}))
     with pytest.warns(UserWarning, match=r"optim.grad_accum_steps=2 .*'loss.sigreg'"):
-        config_lib.validate(tiny_config(**{"optim.grad_accum_steps": 2, "loss.sigreg": 0.1}))
+        validation.validate(tiny_config(**{"optim.grad_accum_steps": 2, "loss.sigreg": 0.1}))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from helpers import synthetic_batch, tiny_config, train_on_mesh
 
-from jepa import config as config_lib
-from jepa import objectives, optim, sharding
+from jepa import objectives, optim, sharding, validation
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.models import build_encoder
@@ -125,7 +124,7 @@ def test_regularizing_online_targets_adds_the_terms_of_s_y():
     np.testing.assert_allclose(loss, plain + extra, rtol=1e-5)
     np.testing.assert_allclose(aux["energy"], plain_aux["energy"], rtol=1e-6)
     with pytest.raises(ValueError, match="loss.regularize_targets"):
-        config_lib.validate(tiny_config(**{"loss.regularize_targets": True}))
+        validation.validate(tiny_config(**{"loss.regularize_targets": True}))
 
 
 def test_information_regularizers_add_to_the_energy_with_their_weights():

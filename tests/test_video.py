@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jepa import config as config_lib
-from jepa import masking
+from jepa import masking, validation
 from jepa.models import build_encoder, layers
 from jepa.models.vit import VisionTransformer, parse_variant
 
@@ -300,7 +300,7 @@ def test_config_tube_spec_and_validation():
     c = config_lib.base_config()
     c.total_steps = 1
     c.model.num_frames, c.mask.kind = 16, "tube"
-    config_lib.validate(c)
+    validation.validate(c)
     assert config_lib.tube_spec(c) == vjepa_spec()
     c.mask.tube.context_tokens = (100, 0)
     assert config_lib.tube_spec(c).generators[0].context_tokens == 100
@@ -321,7 +321,7 @@ def test_config_tube_spec_and_validation():
             node = node[p]
         node[leaf] = value
         with pytest.raises(ValueError, match=match):
-            config_lib.validate(bad)
+            validation.validate(bad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def tiny_vjepa_config(**overrides):
 
 
 def test_vjepa_config_errors_name_the_key():
-    config_lib.validate(tiny_vjepa_config())
+    validation.validate(tiny_vjepa_config())
     for overrides, match in [
         ({"model.num_frames": 0}, "model.num_frames=0"),
         ({"mask.kind": "multiblock"}, "needs V-JEPA.s 3D masks; mask.kind=.multiblock"),
@@ -347,7 +347,7 @@ def test_vjepa_config_errors_name_the_key():
         ({"data.num_views": 2, "loss.global_weight": 1.0}, "data.num_views=2"),
     ]:
         with pytest.raises(ValueError, match=match):
-            config_lib.validate(tiny_vjepa_config(**overrides))
+            validation.validate(tiny_vjepa_config(**overrides))
 
 
 def clip_batch(config, step: int) -> dict:
@@ -373,7 +373,7 @@ def test_vjepa_step_is_the_same_on_one_device_and_a_mesh():
     for mesh_shape in [(1, 1, 1), (2, 4, 1)]:
         config = tiny_vjepa_config()
         config.mesh.data, config.mesh.fsdp, config.mesh.tensor = mesh_shape
-        config_lib.validate(config, int(np.prod(mesh_shape)))
+        validation.validate(config, int(np.prod(mesh_shape)))
         history, *_ = train_on_mesh(config, mesh_shape, clip_batch, 2)
         results.append([m["loss"] for m in history])
         metrics = history[-1]

@@ -135,7 +135,7 @@ def run_probe(
     import ml_collections
 
     from jepa import config as config_lib
-    from jepa import hub
+    from jepa import hub, validation
     from jepa.evaluate import features
     from jepa.models import build_encoder
     from jepa.train import data_config
@@ -145,7 +145,7 @@ def run_probe(
     config_lib.apply_overrides(config, overrides)
     if protocol == "attentive":
         config.eval.pooling = "none"  # the probe attends over tokens
-    config_lib.validate_eval(config)
+    validation.validate_eval(config)
     e = config.eval
     if e.weights != "target":
         enc = hub.load_encoder(workdir, enc.step, weights=e.weights)

@@ -1,0 +1,351 @@
+"""Config validation: every key and type against the base config, then the combinations a
+type check cannot see, per objective. Runs before anything is traced or compiled; every error
+names the offending key and what would be valid."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jepa.config import (
+    DTYPES,
+    ENERGIES,
+    OBJECTIVES,
+    REGULARIZE_ON,
+    TARGET_ENCODERS,
+    base_config,
+    batch_statistic_terms,
+    latent_spec,
+    mask_spec,
+    mesh_shape,
+    tube_spec,
+)
+from jepa.models.layers import REMAT_POLICIES
+from jepa.models.vit import VIDEO_MODES
+
+
+def _validate_multiview(config) -> None:
+    d, m = config.data, config.model
+    if d.num_views < 1 or d.local_views < 0 or d.num_views + d.local_views < 2:
+        raise ValueError(
+            f"data.num_views={d.num_views}, data.local_views={d.local_views}: the multiview "
+            "objective needs at least one global view and two views in all"
+        )
+    if d.local_views and (d.local_size <= 0 or d.local_size % m.patch_size):
+        raise ValueError(
+            f"data.local_size={d.local_size} must be a positive multiple of "
+            f"model.patch_size={m.patch_size}"
+        )
+    if not config.loss.view_weight:
+        raise ValueError(
+            'loss.view_weight=0 with objective="multiview": nothing to predict; valid: > 0'
+        )
+    if config.loss.global_weight:
+        raise ValueError('loss.global_weight belongs to objective="masked"')
+    p = m.projector
+    if p.hidden <= 0 or p.out <= 0 or p.depth < 0:
+        raise ValueError(f"model.projector={dict(p)}: sizes must be positive")
+
+
+EVAL_CHOICES = {
+    "weights": ("target", "context"),
+    "layers": ("last", "last4"),
+    "pooling": ("avg", "flatten", "none"),
+    "dtype": ("", *DTYPES),
+}
+
+
+def validate_eval(config) -> None:
+    """The ``eval.*`` keys, checked before any feature is extracted."""
+    e = config.eval
+    for key, valid in EVAL_CHOICES.items():
+        if e[key] not in valid:
+            raise ValueError(f"eval.{key}={e[key]!r}; valid: {valid}")
+    for key in ("lrs", "wds", "attentive_lrs", "attentive_wds", "fewshot"):
+        if not len(e[key]):
+            raise ValueError(f"eval.{key} is empty")
+    for key in (
+        "knn_k",
+        "probe_epochs",
+        "attentive_epochs",
+        "attentive_batch_size",
+        "fewshot_seeds",
+        "batch_size",
+    ):
+        if e[key] <= 0:
+            raise ValueError(f"eval.{key}={e[key]} must be positive")
+    if not 0 < e.val_fraction < 1:
+        raise ValueError(f"eval.val_fraction={e.val_fraction} must be in (0, 1)")
+    heads = e.attentive_heads or config.model.num_heads
+    width = config.model.width * (4 if e.layers == "last4" else 1)
+    if width % heads:
+        raise ValueError(f"eval.attentive_heads={heads} does not divide the feature width {width}")
+    # Local import: the config module stays free of the evaluation stack until it is needed.
+    from jepa.evaluate.fewshot import parse_subset
+
+    for spec in e.fewshot:
+        parse_subset(spec)
+
+
+MASK_KINDS = ("multiblock", "tube")
+
+
+def _validate_video(config) -> None:
+    m = config.model
+    if m.video_mode not in VIDEO_MODES:
+        raise ValueError(f"model.video_mode={m.video_mode!r}; valid: {VIDEO_MODES}")
+    if m.num_frames < 0 or m.tubelet_size < 1:
+        raise ValueError(
+            f"model.num_frames={m.num_frames}, model.tubelet_size={m.tubelet_size}; valid: "
+            "num_frames >= 0 (0: images), tubelet_size >= 1"
+        )
+    if m.num_frames and m.video_mode == "tubelet" and m.num_frames % m.tubelet_size:
+        raise ValueError(
+            f"model.num_frames={m.num_frames} is not divisible by model.tubelet_size="
+            f"{m.tubelet_size}"
+        )
+    kind = config.mask.kind
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask.kind={kind!r}; valid: {MASK_KINDS}")
+    if kind == "tube":
+        if not m.num_frames or m.video_mode != "tubelet":
+            raise ValueError(
+                f'mask.kind="tube" masks the tubelet grid; model.num_frames={m.num_frames}, '
+                f'model.video_mode={m.video_mode!r}: valid: num_frames > 0, video_mode="tubelet"'
+            )
+        if config.objective != "masked":
+            raise ValueError(
+                f'mask.kind="tube" is the masks of objective="masked"; objective='
+                f'{config.objective!r}: valid: objective="masked", or mask.kind="multiblock"'
+            )
+        if config.data.num_views != 1 or config.loss.global_weight:
+            raise ValueError(
+                f'mask.kind="tube" (V-JEPA) takes one clip per sample; data.num_views='
+                f"{config.data.num_views}, loss.global_weight={config.loss.global_weight}: "
+                "valid: data.num_views=1, loss.global_weight=0"
+            )
+        tube_spec(config)
+    elif config.objective == "masked" and m.num_frames:
+        raise ValueError(
+            f'objective="masked" on clips (model.num_frames={m.num_frames}) needs V-JEPA\'s 3D '
+            f'masks; mask.kind={kind!r}: valid: mask.kind="tube" (with video_mode="tubelet"), '
+            "or model.num_frames=0 for images"
+        )
+
+
+def _validate_future(config) -> None:
+    c = config.data.clip
+    if c.context_frames < 1:
+        raise ValueError(f"data.clip.context_frames={c.context_frames} must be >= 1")
+    if c.horizon < 1:
+        raise ValueError(f"data.clip.horizon={c.horizon} must be >= 1")
+    if config.model.predictor.width % 8:
+        raise ValueError(
+            f"model.predictor.width={config.model.predictor.width} must be divisible by 8 "
+            "(3D sin-cos embedding of the (time, h, w) grid)"
+        )
+    if config.data.num_views != 1 or config.data.local_views:
+        raise ValueError('objective="future" reads clips: data.num_views=1, data.local_views=0')
+
+
+def _validate_accumulation(config) -> None:
+    import warnings
+
+    steps = config.optim.grad_accum_steps
+    if steps < 1 or config.batch_size % steps:
+        raise ValueError(
+            f"optim.grad_accum_steps={steps}; valid: an integer >= 1 that divides "
+            f"batch_size={config.batch_size}"
+        )
+    terms = batch_statistic_terms(config)
+    if steps > 1 and terms:
+        warnings.warn(
+            f"optim.grad_accum_steps={steps} with batch statistics {terms}: each is computed "
+            f"on a micro-batch of {config.batch_size // steps} samples and averaged, not on the "
+            f"batch of {config.batch_size}",
+            stacklevel=3,
+        )
+
+
+# (low, high) pairs: a single number from the command line (``--config.mask.target_scale=0.2``)
+# arrives as a 1-tuple.
+PAIR_KEYS = (
+    "mask.target_scale",
+    "mask.target_aspect",
+    "mask.context_scale",
+    "mask.context_aspect",
+    "data.crop_scale",
+    "data.local_crop_scale",
+    "optim.ema_momentum",
+)
+# String keys with a fixed set of values that validate() does not check elsewhere (the models
+# would only fail when traced).
+CHOICES = {
+    "model.patch_embed_init": ("reference", "fan_in"),
+    "model.attention_impl": ("", "xla", "cudnn"),
+}
+
+
+def _expected_type(default) -> tuple[type, ...] | None:
+    """The types a value may have where ``base_config`` has ``default`` (None: anything)."""
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, int):
+        return (int,)
+    if isinstance(default, float):
+        return (int, float)
+    if isinstance(default, str):
+        return (str,)
+    if isinstance(default, (tuple, list)):
+        return (tuple, list)
+    return None
+
+
+def _check_node(node, defaults, prefix: str) -> None:
+    import difflib
+
+    for key in node.keys():
+        path = prefix + key
+        if key not in defaults:
+            valid = sorted(defaults.keys())
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {prefix}{close[0]}? " if close else ""
+            where = f"under {prefix[:-1]}" if prefix else "at the top level"
+            raise ValueError(f"unknown config key {path}; {hint}valid keys {where}: {valid}")
+        value, default = node[key], defaults[key]
+        if isinstance(default, ml_collections.ConfigDict):
+            if not isinstance(value, (ml_collections.ConfigDict, dict)):
+                raise ValueError(
+                    f"{path}={value!r} is a {type(value).__name__}; valid: a group of keys "
+                    f"{sorted(default.keys())}"
+                )
+            _check_node(ml_collections.ConfigDict(value), default, path + ".")
+            continue
+        kinds = _expected_type(default)
+        ok = kinds is None or (
+            isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        )
+        if not ok:
+            raise ValueError(
+                f"{path}={value!r} is a {type(value).__name__}; valid: "
+                f"{' or '.join(k.__name__ for k in kinds)} (like the default {default!r})"
+            )
+
+
+def check_keys_and_types(config) -> None:
+    """Every key is one of ``base_config``'s, with a value of its type; pairs have two numbers
+    and keys with a fixed set of values have one of them. Catches what the locked config cannot:
+    keys misspelled before an experiment locks it, and values set to None or to a dict of
+    strings."""
+    _check_node(config, base_config(), "")
+    for path in PAIR_KEYS:
+        *parents, leaf = path.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        value = node[leaf]
+        if len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
+            raise ValueError(f"{path}={tuple(value)!r}; valid: a pair of numbers (low, high)")
+    from jepa import latent  # local: jepa.latent imports jax/flax
+
+    # latent.penalty before LatentSpec.validate(), which tries it on JAX arrays.
+    choices = {**CHOICES, "latent.kind": latent.KINDS, "latent.penalty": latent.PENALTIES}
+    for path, valid in choices.items():
+        group, leaf = path.split(".")
+        if config[group][leaf] not in valid:
+            raise ValueError(f"{path}={config[group][leaf]!r}; valid: {valid}")
+
+
+def validate(config, device_count: int | None = None) -> None:
+    """Raise ``ValueError`` naming the key for any impossible setting (before compilation)."""
+    check_keys_and_types(config)
+    m = config.model
+    if m.image_size % m.patch_size:
+        raise ValueError(
+            f"model.image_size={m.image_size} is not divisible by model.patch_size={m.patch_size}"
+            f"; valid: a patch size that divides {m.image_size}"
+        )
+    if m.width % m.num_heads:
+        raise ValueError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
+    if m.width % 4:
+        raise ValueError(f"model.width={m.width} must be divisible by 4 (2D sin-cos embedding)")
+    p = m.predictor
+    if p.width % p.num_heads or p.width % 4:
+        raise ValueError(
+            f"model.predictor.width={p.width} must be divisible by 4 and by "
+            f"model.predictor.num_heads={p.num_heads}"
+        )
+    if m.dtype not in DTYPES:
+        raise ValueError(f"model.dtype={m.dtype!r}; valid: {DTYPES}")
+    if m.remat not in REMAT_POLICIES:
+        raise ValueError(f"model.remat={m.remat!r}; valid: {tuple(REMAT_POLICIES)}")
+    if config.loss.energy not in ENERGIES:
+        raise ValueError(f"loss.energy={config.loss.energy!r}; valid: {ENERGIES}")
+    if config.loss.target_encoder not in TARGET_ENCODERS:
+        raise ValueError(
+            f"loss.target_encoder={config.loss.target_encoder!r}; valid: {TARGET_ENCODERS}"
+        )
+    if config.loss.regularize_targets and config.loss.target_encoder != "online":
+        raise ValueError(
+            "loss.regularize_targets=True needs loss.target_encoder='online': the EMA target "
+            "gets no gradient, so a term on s_y would change nothing"
+        )
+    if config.loss.regularize not in REGULARIZE_ON:
+        raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
+    if config.objective not in OBJECTIVES:
+        raise ValueError(f"objective={config.objective!r}; valid: {OBJECTIVES}")
+    d = config.data
+    latent_spec(config).validate()
+    if config.objective == "multiview":
+        _validate_multiview(config)
+    elif config.objective == "future":
+        _validate_future(config)
+    elif config.objective == "hierarchy":
+        from jepa import hierarchy
+
+        hierarchy.validate(config)
+    else:
+        if not config.loss.token_weight and not config.loss.global_weight:
+            raise ValueError(
+                "loss.token_weight and loss.global_weight are both 0: nothing to predict; "
+                "valid: one of them > 0"
+            )
+        if d.num_views not in (1, 2):
+            raise ValueError(f"data.num_views={d.num_views}; valid: 1 or 2")
+        if d.num_views == 2 and not config.loss.global_weight:
+            raise ValueError(
+                "data.num_views=2 is only used by the global term; set loss.global_weight > 0"
+            )
+        if d.local_views:
+            raise ValueError('data.local_views > 0 needs objective="multiview"')
+    validate_eval(config)
+    if config.batch_size <= 0:
+        raise ValueError(f"batch_size={config.batch_size} must be positive")
+    if config.total_steps < 0 or (not config.total_steps and config.epochs <= 0):
+        raise ValueError(
+            f"total_steps={config.total_steps}, epochs={config.epochs}: valid: total_steps > 0, "
+            "or total_steps=0 and epochs > 0 (steps derived from the dataset size)"
+        )
+    if config.optim.schedule_scale < 1:
+        raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
+    _validate_video(config)
+    if config.objective == "masked" and config.mask.kind == "multiblock":
+        mask_spec(config).validate()
+    if config.objective not in ("future", "hierarchy") and config.latent.kind != "none":
+        raise ValueError('latent.kind is implemented for objective="future" and "hierarchy"')
+    if config.objective != "future" and config.latent.reference:
+        raise ValueError('latent.reference is implemented for objective="future"')
+    _validate_accumulation(config)
+    if device_count is not None:
+        data, fsdp, _ = mesh_shape(config, device_count)
+        if config.batch_size % (data * fsdp):
+            raise ValueError(
+                f"batch_size={config.batch_size} is not divisible by the batch-parallel size "
+                f"mesh.data × mesh.fsdp = {data * fsdp}; valid: a multiple of {data * fsdp}"
+            )
+        per_shard = config.batch_size // (data * fsdp)
+        if per_shard % config.optim.grad_accum_steps:
+            raise ValueError(
+                f"optim.grad_accum_steps={config.optim.grad_accum_steps} does not divide the "
+                f"per-device batch batch_size / (mesh.data × mesh.fsdp) = {per_shard} (every "
+                f"micro-batch is split over the same devices); valid: a divisor of {per_shard}"
+            )

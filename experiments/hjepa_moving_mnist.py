@@ -18,8 +18,7 @@ alternating), ``init_from`` (greedy: the workdir whose lower levels are loaded a
 upper levels predict: ``self`` | ``below``), ``mask`` (level 1's masked-context ratio, 0 = off),
 ``width`` / ``depth`` / ``patch`` (level 1's ViT), ``pool`` (level 2 reads each frame's tokens
 averaged over pool × pool regions: 1 = the whole frame), ``horizons`` (level 2's, in frames,
-dash-separated: ``2-4-6-8``), ``predictor`` (the upper levels' step predictor: ``mlp`` |
-``linear``).
+dash-separated: ``2-4-6-8``).
 """
 
 from jepa import config as config_lib
@@ -42,7 +41,6 @@ def get_config(arg=None):
         patch=8,
         pool=1,
         horizons="2-4-6-8",
-        predictor="mlp",
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
@@ -76,7 +74,6 @@ def get_config(arg=None):
             vicreg_var=0.5,
             vicreg_cov=0.02,
             target=args.target,
-            predictor=args.predictor,
         ),
         dict(
             width=64,
@@ -87,7 +84,6 @@ def get_config(arg=None):
             vicreg_var=0.5,
             vicreg_cov=0.02,
             target=args.target,
-            predictor=args.predictor,
         ),
     ]
     c.hierarchy.levels = tuple(upper[: args.levels - 1])

@@ -49,7 +49,6 @@ from jepa.models.sequence import SequenceEncoder, StepPredictor
 
 MODES = ("joint", "greedy", "alternating")
 TARGETS = ("self", "below")
-STEP_PREDICTORS = ("mlp", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +62,6 @@ class UpperLevel:
     horizons: tuple[int, ...] = (4,)  # steps of *this* level ahead that are predicted
     predictor_hidden: int = 256
     predictor_depth: int = 2
-    predictor: str = "mlp"  # mlp | linear (one affine map per horizon: models/sequence.py)
     weight: float = 1.0
     vicreg_var: float = 1.0
     vicreg_gamma: float = 1.0
@@ -168,8 +166,6 @@ def validate(config) -> None:
             raise ValueError(f"{name}.latent={level.latent!r}; valid: {latent_lib.KINDS}")
         if level.target not in TARGETS:
             raise ValueError(f"{name}.target={level.target!r}; valid: {TARGETS}")
-        if level.predictor not in STEP_PREDICTORS:
-            raise ValueError(f"{name}.predictor={level.predictor!r}; valid: {STEP_PREDICTORS}")
 
 
 def target_widths(config) -> list[int]:
@@ -243,7 +239,7 @@ class Hierarchy:
         ]
         self.target_widths = target_widths(config)
         self.step_predictors = [
-            StepPredictor(out, lv.horizons, lv.predictor_hidden, lv.predictor_depth, lv.predictor)
+            StepPredictor(out, lv.horizons, lv.predictor_hidden, lv.predictor_depth)
             for lv, out in zip(self.levels, self.target_widths, strict=True)
         ]
         n = self.tokens_per_frame

@@ -11,7 +11,7 @@ from helpers import train_on_mesh, with_overrides
 from jepa import config as config_lib
 from jepa import hierarchy, train, validation
 from jepa.evaluate import levels as levels_eval
-from jepa.models.sequence import SequenceEncoder, StepPredictor
+from jepa.models.sequence import SequenceEncoder
 
 LEVEL2 = dict(width=32, depth=1, num_heads=2, horizons=(2, 3), predictor_hidden=32)
 LEVEL3 = dict(width=32, depth=1, num_heads=2, window=2, horizons=(1,), predictor_hidden=32)
@@ -86,23 +86,6 @@ def test_sequence_encoder_sees_only_the_past():
     y2 = enc.apply(params, x2)
     np.testing.assert_allclose(y[:, :4], y2[:, :4], atol=1e-6)
     assert np.abs(np.asarray(y[:, 4:] - y2[:, 4:])).max() > 1e-3
-
-
-def test_linear_step_predictor_is_one_affine_map_per_horizon():
-    pred = StepPredictor(out_width=3, horizons=(2, 5), kind="linear")
-    s = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 6))
-    z = jax.random.normal(jax.random.PRNGKey(1), (2, 7))
-    params = nn.unbox(pred.init(jax.random.PRNGKey(2), s, z))["params"]
-    params = {**params, "horizon_biases": jnp.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 1.0]])}
-    out = pred.apply({"params": params}, s, z)
-    k = np.asarray(params["horizon_kernels"])
-    z_proj = np.asarray(z) @ np.asarray(params["z_proj"]["kernel"])
-    for h in range(2):
-        by_hand = np.asarray(s) @ k[h] + np.asarray(params["horizon_biases"][h])
-        by_hand = by_hand + z_proj[:, None]
-        np.testing.assert_allclose(out[:, h], by_hand, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match=r"hierarchy\.levels\[0\] \(level 2\)\.predictor"):
-        validation.validate(tiny_hierarchy_config(levels=(dict(LEVEL2, predictor="rnn"),)), 1)
 
 
 def test_bad_hierarchy_configs_name_the_key():

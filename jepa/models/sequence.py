@@ -95,33 +95,11 @@ class StepPredictor(nn.Module):
     horizons: tuple[int, ...]
     hidden: int = 256
     depth: int = 2
-    # "linear": ŝ(t + h) = A_h s(t) + b_h, one affine map per horizon (z, when given, enters
-    # through one more linear map). Dynamics that are linear in the state make the state carry
-    # what drives them linearly (a position advanced by h · velocity needs the velocity as a
-    # direction of the state), which is what linear probes read.
-    kind: str = "mlp"
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, s: jax.Array, z_embedding: jax.Array | None = None) -> jax.Array:
         """s [batch, steps, width] → [batch, len(horizons), steps, out_width]."""
-        if self.kind == "linear":
-            kernels = self.param(
-                "horizon_kernels",
-                nn.with_logical_partitioning(layers.trunc_normal_init(), (None, "embed", "mlp")),
-                (len(self.horizons), s.shape[-1], self.out_width),
-            )
-            biases = self.param(
-                "horizon_biases",
-                nn.with_logical_partitioning(nn.initializers.zeros, (None, "mlp")),
-                (len(self.horizons), self.out_width),
-            )
-            out = jnp.einsum("btd,hdo->bhto", s.astype(self.dtype), kernels.astype(self.dtype))
-            out = out + biases.astype(self.dtype)[None, :, None]
-            if z_embedding is not None:
-                z = _dense(self.out_width, ("embed", "mlp"), self.dtype, "z_proj")(z_embedding)
-                out = out + z[:, None, None]
-            return out
         h = _dense(self.hidden, ("embed", "mlp"), self.dtype, "embed")(s.astype(self.dtype))
         horizon = self.param(
             "horizon_embedding",

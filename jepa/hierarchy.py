@@ -8,8 +8,8 @@ window of the sequence at once. Level k+1 reads level k's embeddings, one vector
 averaged over windows of ``window`` steps, encodes them with a causal transformer over time
 (``models/sequence.py``: its state at step t summarizes steps ≤ t, so context = the past by
 construction) and predicts, ``horizons`` steps later, either its own state (``target="self"``)
-or the level below's embedding pooled to its steps
-(``target="below"``): further ahead, in a coarser space.
+or the level below's embedding pooled to its steps (``target="below"``): further ahead, in a
+coarser space.
 
 Anti-collapse per level: level 1 has the EMA target encoder (+ ``config.loss`` regularizers, as
 the future objective); "self" levels ≥ 2 predict stop-gradient copies of their own states and

@@ -247,14 +247,13 @@ def test_greedy_loss_skips_the_frozen_level_and_keeps_level2_gradient():
     params = nn.unbox(hierarchy.Hierarchy(side_by_side).init_params(jax.random.PRNGKey(0)))
     batch = {"image": jnp.asarray(frames_batch(side_by_side)["image"])}
 
-    def level2_grad_and_aux(config):
+    def grads_and_aux(config):
         model = hierarchy.Hierarchy(config)
-        fn = jax.jit(jax.grad(lambda p: model.loss_fn(p, params["encoder"], batch), has_aux=True))
-        grads, aux = fn(params)
-        return grads, aux
+        loss = lambda p: model.loss_fn(p, params["encoder"], batch)  # noqa: E731
+        return jax.jit(jax.grad(loss, has_aux=True))(params)
 
-    g_joint, aux_joint = level2_grad_and_aux(side_by_side)
-    g_greedy, aux_greedy = level2_grad_and_aux(greedy)
+    g_joint, aux_joint = grads_and_aux(side_by_side)
+    g_greedy, aux_greedy = grads_and_aux(greedy)
     assert not [k for k in aux_greedy if k.startswith("level1/")]
     assert "level1/energy" in aux_joint
     np.testing.assert_allclose(aux_greedy["level2/loss"], aux_joint["level2/loss"], rtol=1e-6)

@@ -435,7 +435,7 @@ class Hierarchy:
     def level1_loss(self, params, online, target, frames, key):
         """Level 1's energy over its (context frames → next frame) windows, the optional
         masked-context term and the ``config.loss`` regularizers on its tokens."""
-        from jepa.step import information_terms, regularizer_samples
+        from jepa.step import regularizer_terms
 
         lc, l1 = self.config.loss, self.config.hierarchy.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
@@ -447,12 +447,9 @@ class Hierarchy:
                 params["encoder"], params["predictor"], frames, ctx, sy, jax.random.fold_in(key, 4)
             )
             loss1 = loss1 + l1.mask_weight * aux1["masked_energy"]
-        terms = information_terms(
-            regularizer_samples(online.reshape(-1, *online.shape[2:]), lc.regularize),
-            lc,
-            jax.random.fold_in(key, 1),
-        )
-        loss1 = loss1 + sum(lc[name] * value for name, value in terms.items())
+        frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
+        weighted, terms = regularizer_terms(frames_tokens, lc, jax.random.fold_in(key, 1))
+        loss1 = loss1 + weighted
         return loss1, {**aux1, **terms, "loss": loss1}
 
     def upper_level_loss(self, params, k: int, states, future, key):

@@ -52,18 +52,27 @@ def information_terms(z: jax.Array, loss_config, key: jax.Array) -> dict:
     return terms
 
 
+def weighted_sum(terms: dict, loss_config):
+    """Σ weight · term, each term weighted by the ``config.loss`` key it is named after."""
+    return sum(loss_config[name] * value for name, value in terms.items())
+
+
+def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
+    """The information terms on ``embeddings`` [batch, tokens, dim], sampled as
+    ``loss.regularize`` says: (their weighted sum, {name: value})."""
+    samples = regularizer_samples(embeddings, loss_config.regularize)
+    terms = information_terms(samples, loss_config, key)
+    return weighted_sum(terms, loss_config), terms
+
+
 def target_information_terms(full: jax.Array, loss_config, key: jax.Array):
     """With ``loss.regularize_targets``, the information terms on s_y too, as VICReg
     regularizes both branches (summed); only meaningful when the targets carry gradients
     (``loss.target_encoder="online"``, checked by the config). Returns (their weighted sum,
     {``name_targets``: value}); (0, {}) when off. SIGReg directions: key (step, 1)."""
-    lc = loss_config
-    if not lc.regularize_targets:
+    if not loss_config.regularize_targets:
         return 0.0, {}
-    terms = information_terms(
-        regularizer_samples(full, lc.regularize), lc, jax.random.fold_in(key, 1)
-    )
-    weighted = sum(lc[name] * value for name, value in terms.items())
+    weighted, terms = regularizer_terms(full, loss_config, jax.random.fold_in(key, 1))
     return weighted, {f"{name}_targets": value for name, value in terms.items()}
 
 
@@ -157,11 +166,8 @@ def make_future_loss_fn(config):
                 aux["reference_energy"] = energy(ref, jax.lax.stop_gradient(sy)).mean()
                 loss = loss + aux["reference_energy"]
         aux["target_std"] = feature_std(sy.mean(1))
-        terms = information_terms(
-            regularizer_samples(sx, lc.regularize), lc, jax.random.fold_in(key, 1)
-        )
-        loss = loss + sum(lc[name] * value for name, value in terms.items())
-        return loss, {**aux, **terms}
+        weighted, terms = regularizer_terms(sx, lc, jax.random.fold_in(key, 1))
+        return loss + weighted, {**aux, **terms}
 
     return loss_fn, latent_model_for
 
@@ -201,7 +207,7 @@ def make_multiview_loss_fn(config):
         key = jax.random.fold_in(base_key, step)
         per_view = [information_terms(z[v], lc, jax.random.fold_in(key, v)) for v in range(len(z))]
         terms = {name: jnp.mean(jnp.stack([t[name] for t in per_view])) for name in per_view[0]}
-        loss = lc.view_weight * view_energy + sum(lc[name] * value for name, value in terms.items())
+        loss = lc.view_weight * view_energy + weighted_sum(terms, lc)
         return loss, {"energy": view_energy, "embedding_std": feature_std(center), **terms}
 
     return loss_fn
@@ -261,11 +267,9 @@ def make_masked_loss_fn(config):
                 loss = loss + lc.global_weight * aux["global_energy"]
         # SIGReg directions: re-drawn every step, the same on every device (one key per step).
         key = jax.random.fold_in(base_key, step)
-        terms = information_terms(regularizer_samples(context, lc.regularize), lc, key)
-        # Each term is named after its weight's key in config.loss.
-        loss = loss + sum(lc[name] * value for name, value in terms.items())
+        weighted, terms = regularizer_terms(context, lc, key)
         extra, on_targets = target_information_terms(full, lc, key)
-        return loss + extra, {**aux, **terms, **on_targets}
+        return loss + weighted + extra, {**aux, **terms, **on_targets}
 
     return loss_fn
 
@@ -314,7 +318,7 @@ def make_tube_loss_fn(config, encoder, predictor, energy, target_embeddings):
             for g, c in enumerate(contexts)
         ]
         terms = {name: jnp.mean(jnp.stack([t[name] for t in per_gen])) for name in per_gen[0]}
-        loss = loss + sum(lc[name] * value for name, value in terms.items())
+        loss = loss + weighted_sum(terms, lc)
         extra, on_targets = target_information_terms(full, lc, key)
         return loss + extra, {**aux, **terms, **on_targets}
 

@@ -9,8 +9,10 @@ direction: the future is multimodal, and a predictor without z can only predict 
   python -m jepa.evaluate.energy --workdir /tmp/smm_discrete   # F vs E, by bounce; PNG
 
 Args (``:key=value,...``): ``z`` = none | discrete | continuous, ``steps``, ``codes`` (K),
-``data_dir``. Every run also trains a z-free reference predictor on the same (stop-gradient)
-embeddings, so min_z E and the energy without z are compared in one representation space.
+``data_dir``, ``digits`` (1 or 2: one digit per sequence or two; default both), ``target_grid``
+(``loss.future_target_grid``). Every run also trains a z-free reference predictor on the same
+(stop-gradient) embeddings, so min_z E and the energy without z are compared in one
+representation space.
 """
 
 from jepa import config as config_lib
@@ -18,9 +20,13 @@ from jepa import presets
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, z="discrete", steps=2000, codes=4, data_dir="")
+    args = config_lib.parse_arg(
+        arg, z="discrete", steps=2000, codes=4, data_dir="", target_grid=0, digits=""
+    )
     c = config_lib.base_config()
-    presets.smmnist_video(c, digits="", data_dir=args.data_dir, steps=args.steps, batch_size=32)
+    presets.smmnist_video(
+        c, digits=args.digits, data_dir=args.data_dir, steps=args.steps, batch_size=32
+    )
     c.objective = "future"
     c.model.variant = "smmnist"
     c.model.patch_size = 16  # a 4 × 4 grid per frame; a digit covers about 2 × 2 patches
@@ -35,6 +41,9 @@ def get_config(arg=None):
     c.latent.dim = 8
     c.latent.reference = True
 
+    # 0: the energy compares every target token; G: G × G region means of them (1 = the frame's
+    # mean embedding), a space where a digit's position varies smoothly.
+    c.loss.future_target_grid = args.target_grid
     c.loss.energy = "l2"  # squared distance: the energy a mode-averaging predictor pays most
     # The EMA target alone drifts towards the empty background (target std 0.069 → 0.033 and
     # the energy to 0.02 in 350 steps: every frame looks alike); VICReg on the context tokens

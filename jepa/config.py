@@ -147,6 +147,10 @@ def base_config() -> ml_collections.ConfigDict:
     # (I-JEPA); "online" = the online encoder itself, gradients through both sides (no EMA:
     # collapse must then be prevented by the information terms below).
     c.loss.target_encoder = "ema"
+    # objective="future": the space the energy is measured in. 0 = every target token (I-JEPA);
+    # G >= 1 = the target tokens averaged over G × G regions of the grid, then LayerNorm'd, and
+    # the predicted tokens averaged the same way (1 = one embedding per frame).
+    c.loss.future_target_grid = 0
     # Information regularizers on the context embeddings s_x (0 disables a term). ``regularize``
     # picks the samples: "pooled" (one mean embedding per image) or "tokens" (every token).
     c.loss.regularize = "pooled"

@@ -261,10 +261,8 @@ class Hierarchy:
         g = self.config.hierarchy.level1.pool_grid
         if g == 1:
             return tokens.mean(2)
-        b, t, _, d = tokens.shape
-        s = self.grid // g
-        regions = tokens.reshape(b, t, g, s, g, s, d).mean((3, 5))
-        return regions.reshape(b, t, g * g * d)
+        b, t = tokens.shape[:2]
+        return objectives.region_means(tokens, self.grid, g).reshape(b, t, -1)
 
     def level1_predict(self, pred_params, context_tokens, z_embedding=None):
         """context [N, C·n, width] (LayerNorm'd tokens of C frames) → [N, n, width]: the tokens

@@ -64,6 +64,15 @@ def normalize_targets(features: jax.Array, eps: float = 1e-5) -> jax.Array:
 # so the value is the single-device value whatever the mesh (tested on 8 simulated devices).
 
 
+def region_means(tokens: jax.Array, grid: int, regions: int) -> jax.Array:
+    """[..., grid², dim] raster tokens → [..., regions², dim]: the tokens averaged over each of
+    regions × regions equal squares of the grid (``regions`` must divide ``grid``)."""
+    *lead, n, d = tokens.shape
+    s = grid // regions
+    squares = tokens.reshape(*lead, regions, s, regions, s, d).mean((-4, -2))
+    return squares.reshape(*lead, regions * regions, d)
+
+
 def vicreg_variance(z: jax.Array, gamma: float = 1.0, eps: float = 1e-4) -> jax.Array:
     """VICReg variance hinge: mean over dims of ``relu(γ − sqrt(Var(z_d) + ε))`` (unbiased Var,
     as in Bardes et al. 2022). Zero when every dimension has std ≥ γ across samples."""

@@ -111,6 +111,11 @@ def make_future_loss_fn(config):
     ctx_idx = jnp.arange(context_frames * n, dtype=jnp.int32)[None]
     tgt_idx = ((steps_ahead - 1) * n + jnp.arange(n, dtype=jnp.int32))[None, None]
     spec = config_lib.latent_spec(config)
+    target_grid = lc.future_target_grid
+
+    def to_target_space(tokens):
+        """[b, n, width] → the tokens the energy compares (``loss.future_target_grid``)."""
+        return objectives.region_means(tokens, g, target_grid) if target_grid else tokens
 
     def encode_frames(enc_params, frames):
         """[b, f, H, W, ch] → [b, f·n, width], each frame encoded on its own."""
@@ -127,15 +132,14 @@ def make_future_loss_fn(config):
             jnp.broadcast_to(tgt_idx, (b, 1, n)),
             None if z_embedding is None else z_embedding[:, None],
         )
-        return out[:, 0].astype(jnp.float32)  # [b, n, width]
+        return to_target_space(out[:, 0].astype(jnp.float32))  # [b, n or G², width]
 
     def latent_model_for(target_params):
         def encode_y(params, frame):
             if lc.target_encoder == "online":
-                return objectives.normalize_targets(
-                    encode_frames(params["encoder"], frame[:, None])
-                )
-            full = encode_frames(target_params, frame[:, None])
+                tokens = encode_frames(params["encoder"], frame[:, None])
+                return objectives.normalize_targets(to_target_space(tokens))
+            full = to_target_space(encode_frames(target_params, frame[:, None]))
             return jax.lax.stop_gradient(objectives.normalize_targets(full))
 
         return latent.LatentJEPA(

@@ -145,6 +145,13 @@ def _validate_future(config) -> None:
         )
     if config.data.num_views != 1 or config.data.local_views:
         raise ValueError('objective="future" reads clips: data.num_views=1, data.local_views=0')
+    target_grid = config.loss.future_target_grid
+    grid = config.model.image_size // config.model.patch_size
+    if target_grid < 0 or (target_grid and grid % target_grid):
+        raise ValueError(
+            f"loss.future_target_grid={target_grid} must be 0 (every token) or divide the "
+            f"{grid} × {grid} token grid"
+        )
 
 
 def _validate_accumulation(config) -> None:
@@ -332,6 +339,8 @@ def validate(config, device_count: int | None = None) -> None:
         mask_spec(config).validate()
     if config.objective not in ("future", "hierarchy") and config.latent.kind != "none":
         raise ValueError('latent.kind is implemented for objective="future" and "hierarchy"')
+    if config.objective != "future" and config.loss.future_target_grid:
+        raise ValueError('loss.future_target_grid is implemented for objective="future"')
     if config.objective != "future" and config.latent.reference:
         raise ValueError('latent.reference is implemented for objective="future"')
     _validate_accumulation(config)

@@ -3,12 +3,16 @@
 import json
 import os
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import tiny_smm_overrides, with_overrides
 
 from jepa import config as config_lib
-from jepa import train, validation
+from jepa import objectives, state, train, validation
+from jepa import step as step_lib
 from jepa.data import augment
 
 
@@ -71,12 +75,57 @@ def test_future_objective_trains_and_evaluates_energies(tmp_path, smm_data_dir, 
     assert os.path.exists(result["png"])
 
 
+def test_region_means_by_hand():
+    tokens = jnp.arange(16.0)[None, :, None] * jnp.array([1.0, -1.0])  # [1, 16, 2], 4 × 4 grid
+    # row-major: region (0, 0) holds tokens 0, 1, 4, 5 → 2.5; (0, 1) → 4.5; (1, 0) → 10.5; …
+    expected = [[2.5, -2.5], [4.5, -4.5], [10.5, -10.5], [12.5, -12.5]]
+    np.testing.assert_allclose(objectives.region_means(tokens, 4, 2)[0], expected)
+    np.testing.assert_allclose(objectives.region_means(tokens, 4, 1)[0], [[7.5, -7.5]])
+
+
+@pytest.mark.parametrize("target_grid", [1, 2])
+def test_future_target_grid_compares_region_means_of_the_token_space(target_grid):
+    """With loss.future_target_grid = G, s_y is LayerNorm(region means of the target tokens)
+    and the prediction is the region means of the per-token prediction: the same network."""
+    tokens_cfg = tiny_future_config("", **{"latent.kind": "discrete"})
+    pooled_cfg = tiny_future_config(
+        "", **{"latent.kind": "discrete", "loss.future_target_grid": target_grid}
+    )
+    params = nn.unbox(state.init_boxed_params(tokens_cfg, jax.random.PRNGKey(0)))
+    frames = jax.random.uniform(jax.random.PRNGKey(1), (2, 3, 64, 64, 1))
+    tokens_model = step_lib.make_future_loss_fn(tokens_cfg)[1](params["encoder"])
+    pooled_model = step_lib.make_future_loss_fn(pooled_cfg)[1](params["encoder"])
+
+    raw = tokens_model.encode_x(params, frames[:, 2:])  # the target frame's tokens, [2, 16, w]
+    want_y = objectives.normalize_targets(objectives.region_means(raw, 4, target_grid))
+    sy = pooled_model.encode_y(params, frames[:, 2])
+    assert sy.shape == (2, target_grid**2, raw.shape[-1])
+    np.testing.assert_allclose(sy, want_y, rtol=1e-5, atol=1e-6)
+
+    full = {"model": params, "latent": params["latent"]}
+    z = jnp.array([1, 3])
+    per_token = tokens_model.predict(full, frames[:, :2], z)
+    np.testing.assert_allclose(
+        pooled_model.predict(full, frames[:, :2], z),
+        objectives.region_means(per_token, 4, target_grid),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    loss, _ = step_lib.make_future_loss_fn(pooled_cfg)[0](
+        params, params["encoder"], {"image": frames}
+    )
+    assert np.isfinite(float(loss))
+
+
 def test_future_config_errors_name_the_key():
     c = tiny_future_config("", **{"data.clip.horizon": 0})
     with pytest.raises(ValueError, match="data.clip.horizon"):
         validation.validate(c)
     c = tiny_future_config("", **{"latent.kind": "gaussian"})
     with pytest.raises(ValueError, match="latent.kind"):
+        validation.validate(c)
+    c = tiny_future_config("", **{"loss.future_target_grid": 3})
+    with pytest.raises(ValueError, match="loss.future_target_grid=3"):
         validation.validate(c)
     c = config_lib.base_config()
     c.total_steps = 1

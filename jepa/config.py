@@ -151,6 +151,10 @@ def base_config() -> ml_collections.ConfigDict:
     # G >= 1 = the target tokens averaged over G × G regions of the grid, then LayerNorm'd, and
     # the predicted tokens averaged the same way (1 = one embedding per frame).
     c.loss.future_target_grid = 0
+    # Weight of the slowness term (step.slowness) on consecutive frames' mean embeddings:
+    # objective="future": the context frames (needs data.clip.context_frames >= 2);
+    # "hierarchy": all of level 1's frames. Pair it with an information term (VICReg / SIGReg).
+    c.loss.slowness = 0.0
     # Information regularizers on the context embeddings s_x (0 disables a term). ``regularize``
     # picks the samples: "pooled" (one mean embedding per image) or "tokens" (every token).
     c.loss.regularize = "pooled"
@@ -242,7 +246,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.max_bad_records = 100
     # objective="future": clips of a video dataset whose records hold ``frames`` [T, H, W, C]
     # (e.g. stochastic_moving_mnist): context frames t0 … t0+C−1, target frame t0+C−1+horizon.
-    c.data.clip = ml_collections.ConfigDict(dict(context_frames=2, horizon=3))
+    # target_shift: translate the target frame by a random 0…target_shift pixels per axis.
+    c.data.clip = ml_collections.ConfigDict(dict(context_frames=2, horizon=3, target_shift=0))
     c.data.num_train_examples = 0  # 0 = read from the TFDS builder info
     # objective="hierarchy": windows of ``frames`` consecutive frames of a video dataset.
     c.data.sequence = ml_collections.ConfigDict(dict(frames=20))

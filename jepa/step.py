@@ -171,9 +171,24 @@ def make_future_loss_fn(config):
                 loss = loss + aux["reference_energy"]
         aux["target_std"] = feature_std(sy.mean(1))
         weighted, terms = regularizer_terms(sx, lc, jax.random.fold_in(key, 1))
+        if lc.slowness:
+            frame_tokens = sx.reshape(sx.shape[0], context_frames, n, -1)
+            terms["slowness"] = slowness(frame_tokens, lc.regularize)
+            weighted = weighted + lc.slowness * terms["slowness"]
         return loss + weighted, {**aux, **terms}
 
     return loss_fn, latent_model_for
+
+
+def slowness(frame_tokens: jax.Array, mode: str = "pooled") -> jax.Array:
+    """[b, frames, n, width] consecutive frames' tokens → the mean squared change from one frame
+    to the next (slow feature analysis, Wiskott & Sejnowski 2002) of what the information terms
+    see (``mode`` = ``loss.regularize``): the frame's mean embedding (``pooled``) or each token
+    (``tokens``). Against the information terms' variance floor, the slowest features win:
+    what stays (the digit's appearance) and what moves smoothly, not the patch-grid jitter
+    that a few pixels of motion scramble."""
+    x = frame_tokens.mean(2) if mode == "pooled" else frame_tokens
+    return jnp.square(x[:, 1:] - x[:, :-1]).mean()
 
 
 def make_multiview_loss_fn(config):

@@ -83,7 +83,10 @@ def test_future_objective_trains_and_evaluates_energies(tmp_path, smm_data_dir, 
     for part in ("bounce", "no_bounce"):
         r = result[part]
         assert r["ratio"] == pytest.approx(r["free_energy"] / r["reference_energy"])
-        assert r["free_energy"] > 0
+        assert r["free_energy"] > 0 and r["mean_target_energy"] > 0
+        assert r["reference_skill"] == pytest.approx(
+            1 - r["reference_energy"] / r["mean_target_energy"]
+        )
     assert ("perplexity" in result) == (kind == "discrete")
     if kind == "discrete":  # perplexity = exp(entropy) of how often each code is the argmin
         freq = np.array(result["code_frequencies"])
@@ -146,6 +149,22 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
     context = tokens_model.encode_x(params, frames[:, :2]).reshape(2, 2, 16, -1)
     assert float(aux["slowness"]) == pytest.approx(float(step_lib.slowness(context)), rel=1e-5)
     assert np.isfinite(float(loss))
+
+
+def test_energy_summary_by_hand():
+    from jepa.evaluate import energy
+
+    free = np.array([1.0, 2.0, 3.0, 4.0])
+    ref = np.array([2.0, 2.0, 4.0, 8.0])
+    mean = np.array([4.0, 4.0, 8.0, 8.0])
+    bounce = np.array([True, True, False, False])
+    out = energy.summarize(free, ref, bounce, np.array([0, 0, 1, 2]), 4, mean)
+    assert out["bounce"]["ratio"] == pytest.approx(1.5 / 2.0)
+    assert out["bounce"]["reference_skill"] == pytest.approx(1 - 2.0 / 4.0)
+    assert out["no_bounce"]["ratio"] == pytest.approx(3.5 / 6.0)
+    assert out["no_bounce"]["reference_skill"] == pytest.approx(1 - 6.0 / 8.0)
+    assert out["code_frequencies"] == [0.5, 0.25, 0.25, 0.0]
+    assert out["perplexity"] == pytest.approx(np.exp(-(0.5 * np.log(0.5) + 0.5 * np.log(0.25))))
 
 
 def test_future_config_errors_name_the_key():

@@ -9,7 +9,9 @@ the true future frame:
   - E_ref(x, y): the z-free reference predictor trained on the same, stop-gradient embeddings
     in the same run (``latent.reference``), so the two live in one representation space;
 split by whether a digit bounces (takes a random new direction) between the last context frame
-and the target. Reported: mean F, mean E_ref and their ratio per split, the perplexity of the
+and the target. Reported: mean F, mean E_ref and their ratio per split, the reference's skill
+over predicting the mean s_y (1 − E_ref / E_mean: near 0 means it learned no dynamics in
+this representation, and then z explains noise, not bounces), the perplexity of the
 argmin code (discrete z), and ``DIR/eval/latent_modes.png``: for a few clips with a bounce, the
 context, the true future, and the test frame whose embedding is nearest to the prediction made
 with each code (or each prior sample of z) — the modes, where a person can see them.
@@ -50,7 +52,9 @@ def test_clips(config, split: str, max_sequences: int | None = None):
 
 def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: int = 256):
     """Per clip: free energy F, the reference energy E_ref (NaN without a reference predictor),
-    and the minimizing code (−1 unless z is discrete)."""
+    the minimizing code (−1 unless z is discrete), and E_mean: the energy of predicting every
+    clip's s_y by the mean s_y over all clips (the floor a predictor that learned nothing
+    reaches)."""
     from jepa import step as step_lib
 
     _, model_for = step_lib.make_future_loss_fn(config)
@@ -76,13 +80,33 @@ def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: 
         batch_energies(jnp.asarray(clips[i : i + batch_size]))
         for i in range(0, len(clips), batch_size)
     ]
-    return tuple(np.concatenate([np.asarray(o[k]) for o in out]) for k in range(3))
+    free, ref, code = (np.concatenate([np.asarray(o[k]) for o in out]) for k in range(3))
+
+    encode_y = jax.jit(lambda y: model.encode_y(params, y))
+    sy = [
+        encode_y(jnp.asarray(clips[i : i + batch_size, context_frames]))
+        for i in range(0, len(clips), batch_size)
+    ]
+    mean_sy = sum(s.sum(0) for s in sy) / len(clips)
+    to_mean = jax.jit(lambda s: model.energy_fn(jnp.broadcast_to(mean_sy, s.shape), s))
+    mean_energy = np.concatenate([np.asarray(to_mean(s)) for s in sy])
+    return free, ref, code, mean_energy
 
 
-def summarize(free, ref, uncertain, codes, num_codes: int) -> dict:
+def summarize(free, ref, uncertain, codes, num_codes: int, mean_energy=None) -> dict:
+    """Per split (bounce / no bounce): mean F, mean E_ref, their ratio, and with
+    ``mean_energy`` the reference's skill 1 − E_ref / E_mean. A low skill on clips without a
+    bounce (whose future is determined) says the z-free predictor has not learned the
+    dynamics in this representation: the part of s_y that z can then explain is not the
+    bounce but whatever the predictor misses everywhere, and the two ratios come out alike."""
+
     def split(mask):
         f, r = float(free[mask].mean()), float(ref[mask].mean())
-        return {"clips": int(mask.sum()), "free_energy": f, "reference_energy": r, "ratio": f / r}
+        out = {"clips": int(mask.sum()), "free_energy": f, "reference_energy": r, "ratio": f / r}
+        if mean_energy is not None:
+            out["mean_target_energy"] = m = float(mean_energy[mask].mean())
+            out["reference_skill"] = 1.0 - r / m
+        return out
 
     out = {"bounce": split(uncertain), "no_bounce": split(~uncertain)}
     if (codes >= 0).all():
@@ -169,9 +193,9 @@ def evaluate(
     if config.objective != "future":
         raise ValueError(f"{workdir} was trained with objective={config.objective!r}, not 'future'")
     clips, uncertain, _ = test_clips(config, split or config.data.test_split, max_sequences)
-    free, ref, codes = clip_energies(config, params, target, clips)
+    free, ref, codes, mean_energy = clip_energies(config, params, target, clips)
     result = {"step": step, "latent": config.latent.kind, "dataset": config.data.dataset}
-    result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes))
+    result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes, mean_energy))
     result["png"] = plot_modes(
         config, params, target, clips, uncertain, os.path.join(workdir, "eval", "latent_modes.png")
     )

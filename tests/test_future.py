@@ -83,10 +83,12 @@ def test_future_objective_trains_and_evaluates_energies(tmp_path, smm_data_dir, 
     for part in ("bounce", "no_bounce"):
         r = result[part]
         assert r["ratio"] == pytest.approx(r["free_energy"] / r["reference_energy"])
-        assert r["free_energy"] > 0 and r["mean_target_energy"] > 0
-        assert r["reference_skill"] == pytest.approx(
-            1 - r["reference_energy"] / r["mean_target_energy"]
-        )
+        assert r["free_energy"] > 0
+        for baseline in ("mean_target", "copy_last"):
+            assert r[f"{baseline}_energy"] > 0
+            assert r[f"skill_vs_{baseline}"] == pytest.approx(
+                1 - r["reference_energy"] / r[f"{baseline}_energy"]
+            )
     assert ("perplexity" in result) == (kind == "discrete")
     if kind == "discrete":  # perplexity = exp(entropy) of how often each code is the argmin
         freq = np.array(result["code_frequencies"])
@@ -158,11 +160,12 @@ def test_energy_summary_by_hand():
     ref = np.array([2.0, 2.0, 4.0, 8.0])
     mean = np.array([4.0, 4.0, 8.0, 8.0])
     bounce = np.array([True, True, False, False])
-    out = energy.summarize(free, ref, bounce, np.array([0, 0, 1, 2]), 4, mean)
+    out = energy.summarize(free, ref, bounce, np.array([0, 0, 1, 2]), 4, {"mean_target": mean})
     assert out["bounce"]["ratio"] == pytest.approx(1.5 / 2.0)
-    assert out["bounce"]["reference_skill"] == pytest.approx(1 - 2.0 / 4.0)
+    assert out["bounce"]["mean_target_energy"] == pytest.approx(4.0)
+    assert out["bounce"]["skill_vs_mean_target"] == pytest.approx(1 - 2.0 / 4.0)
     assert out["no_bounce"]["ratio"] == pytest.approx(3.5 / 6.0)
-    assert out["no_bounce"]["reference_skill"] == pytest.approx(1 - 6.0 / 8.0)
+    assert out["no_bounce"]["skill_vs_mean_target"] == pytest.approx(1 - 6.0 / 8.0)
     assert out["code_frequencies"] == [0.5, 0.25, 0.25, 0.0]
     assert out["perplexity"] == pytest.approx(np.exp(-(0.5 * np.log(0.5) + 0.5 * np.log(0.25))))
 

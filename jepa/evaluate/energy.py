@@ -10,11 +10,13 @@ the true future frame:
     in the same run (``latent.reference``), so the two live in one representation space;
 split by whether a digit bounces (takes a random new direction) between the last context frame
 and the target. Reported: mean F, mean E_ref and their ratio per split, the reference's skill
-over predicting the mean s_y (1 − E_ref / E_mean: near 0 means it learned no dynamics in
-this representation, and then z explains noise, not bounces), the perplexity of the
-argmin code (discrete z), and ``DIR/eval/latent_modes.png``: for a few clips with a bounce, the
-context, the true future, and the test frame whose embedding is nearest to the prediction made
-with each code (or each prior sample of z) — the modes, where a person can see them.
+over two predictors without dynamics — the mean s_y and the last context frame's s_y
+(1 − E_ref / E_baseline: near 0 on clips without a bounce means it learned no dynamics in
+this representation, and then z explains what it misses everywhere, not bounces), the
+perplexity of the argmin code (discrete z), and ``DIR/eval/latent_modes.png``: for a few clips
+with a bounce, the context, the true future, and the test frame whose embedding is nearest to
+the prediction made with each code (or each prior sample of z) — the modes, where a person can
+see them.
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ def test_clips(config, split: str, max_sequences: int | None = None):
 
 def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: int = 256):
     """Per clip: free energy F, the reference energy E_ref (NaN without a reference predictor),
-    the minimizing code (−1 unless z is discrete), and E_mean: the energy of predicting every
-    clip's s_y by the mean s_y over all clips (the floor a predictor that learned nothing
-    reaches)."""
+    the minimizing code (−1 unless z is discrete), and {baseline: energy} of two predictors
+    without dynamics: ``mean_target`` (every clip's s_y predicted by the mean s_y of all clips)
+    and ``copy_last`` (by the s_y of the last context frame)."""
     from jepa import step as step_lib
 
     _, model_for = step_lib.make_future_loss_fn(config)
@@ -82,20 +84,26 @@ def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: 
     ]
     free, ref, code = (np.concatenate([np.asarray(o[k]) for o in out]) for k in range(3))
 
+    # Two predictors that know no dynamics, in the same space and energy: every clip's s_y
+    # predicted by the mean s_y over all clips, and by the s_y of the last context frame.
     encode_y = jax.jit(lambda y: model.encode_y(params, y))
-    sy = [
-        encode_y(jnp.asarray(clips[i : i + batch_size, context_frames]))
-        for i in range(0, len(clips), batch_size)
-    ]
+    starts = range(0, len(clips), batch_size)
+    sy = [encode_y(jnp.asarray(clips[i : i + batch_size, context_frames])) for i in starts]
     mean_sy = sum(s.sum(0) for s in sy) / len(clips)
     to_mean = jax.jit(lambda s: model.energy_fn(jnp.broadcast_to(mean_sy, s.shape), s))
-    mean_energy = np.concatenate([np.asarray(to_mean(s)) for s in sy])
-    return free, ref, code, mean_energy
+    baselines = {"mean_target": np.concatenate([np.asarray(to_mean(s)) for s in sy])}
+    last = [encode_y(jnp.asarray(clips[i : i + batch_size, context_frames - 1])) for i in starts]
+    copy = jax.jit(model.energy_fn)
+    baselines["copy_last"] = np.concatenate(
+        [np.asarray(copy(a, s)) for a, s in zip(last, sy, strict=True)]
+    )
+    return free, ref, code, baselines
 
 
-def summarize(free, ref, uncertain, codes, num_codes: int, mean_energy=None) -> dict:
-    """Per split (bounce / no bounce): mean F, mean E_ref, their ratio, and with
-    ``mean_energy`` the reference's skill 1 − E_ref / E_mean. A low skill on clips without a
+def summarize(free, ref, uncertain, codes, num_codes: int, baselines=None) -> dict:
+    """Per split (bounce / no bounce): mean F, mean E_ref, their ratio, and for each of
+    ``baselines`` ({name: per-clip energy}) its mean ``{name}_energy`` and the reference's
+    skill over it, ``skill_vs_{name}`` = 1 − E_ref / E_name. A low skill on clips without a
     bounce (whose future is determined) says the z-free predictor has not learned the
     dynamics in this representation: the part of s_y that z can then explain is not the
     bounce but whatever the predictor misses everywhere, and the two ratios come out alike."""
@@ -103,9 +111,9 @@ def summarize(free, ref, uncertain, codes, num_codes: int, mean_energy=None) -> 
     def split(mask):
         f, r = float(free[mask].mean()), float(ref[mask].mean())
         out = {"clips": int(mask.sum()), "free_energy": f, "reference_energy": r, "ratio": f / r}
-        if mean_energy is not None:
-            out["mean_target_energy"] = m = float(mean_energy[mask].mean())
-            out["reference_skill"] = 1.0 - r / m
+        for name, energies in (baselines or {}).items():
+            out[f"{name}_energy"] = b = float(energies[mask].mean())
+            out[f"skill_vs_{name}"] = 1.0 - r / b
         return out
 
     out = {"bounce": split(uncertain), "no_bounce": split(~uncertain)}
@@ -193,9 +201,9 @@ def evaluate(
     if config.objective != "future":
         raise ValueError(f"{workdir} was trained with objective={config.objective!r}, not 'future'")
     clips, uncertain, _ = test_clips(config, split or config.data.test_split, max_sequences)
-    free, ref, codes, mean_energy = clip_energies(config, params, target, clips)
+    free, ref, codes, baselines = clip_energies(config, params, target, clips)
     result = {"step": step, "latent": config.latent.kind, "dataset": config.data.dataset}
-    result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes, mean_energy))
+    result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes, baselines))
     result["png"] = plot_modes(
         config, params, target, clips, uncertain, os.path.join(workdir, "eval", "latent_modes.png")
     )

@@ -42,7 +42,8 @@ def get_config(arg=None):
     c.latent.reference = True
 
     # 0: the energy compares every target token; G: G × G region means of them (1 = the frame's
-    # mean embedding), a space where a digit's position varies smoothly.
+    # mean embedding). Session 8 (README) measured both: neither gives a space in which the
+    # z-free predictor learns the motion in 2,500 CPU steps.
     c.loss.future_target_grid = args.target_grid
     c.loss.energy = "l2"  # squared distance: the energy a mode-averaging predictor pays most
     # The EMA target alone drifts towards the empty background (target std 0.069 → 0.033 and

@@ -95,6 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
     # activations): jepa/models/layers.py REMAT_POLICIES. Less memory, more FLOPs.
     c.model.remat = "none"
     c.model.patch_embed_init = "reference"  # or "fan_in" for small patches (see models/vit.py)
+    c.model.patch_blur = 0.0  # std (px) of a fixed Gaussian low-pass before patches (models/vit.py)
     c.model.attention_impl = ""  # "": einsum attention; "xla" or "cudnn" (fused, NVIDIA GPUs)
     # through jax.nn.dot_product_attention
     c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
@@ -151,9 +152,10 @@ def base_config() -> ml_collections.ConfigDict:
     # G >= 1 = the target tokens averaged over G × G regions of the grid, then LayerNorm'd, and
     # the predicted tokens averaged the same way (1 = one embedding per frame).
     c.loss.future_target_grid = 0
-    # Weight of the slowness term (step.slowness) on consecutive frames' mean embeddings:
-    # objective="future": the context frames (needs data.clip.context_frames >= 2);
-    # "hierarchy": all of level 1's frames. Pair it with an information term (VICReg / SIGReg).
+    # Weight of the slowness term (step.slowness): the change of the embeddings from one frame to
+    # the next (frame means or every token, as ``regularize`` says); objective="future": the
+    # context frames (needs data.clip.context_frames >= 2); "hierarchy": all of level 1's
+    # frames. Pair it with an information term (VICReg / SIGReg), or it is trivially 0.
     c.loss.slowness = 0.0
     # Information regularizers on the context embeddings s_x (0 disables a term). ``regularize``
     # picks the samples: "pooled" (one mean embedding per image) or "tokens" (every token).

@@ -184,9 +184,9 @@ def slowness(frame_tokens: jax.Array, mode: str = "pooled") -> jax.Array:
     """[b, frames, n, width] consecutive frames' tokens → the mean squared change from one frame
     to the next (slow feature analysis, Wiskott & Sejnowski 2002) of what the information terms
     see (``mode`` = ``loss.regularize``): the frame's mean embedding (``pooled``) or each token
-    (``tokens``). Against the information terms' variance floor, the slowest features win:
-    what stays (the digit's appearance) and what moves smoothly, not the patch-grid jitter
-    that a few pixels of motion scramble."""
+    (``tokens``). Against the information terms' variance floor the slowest features win —
+    what stays, before what moves smoothly, before the patch-grid jitter that a few pixels of
+    motion scramble. (On SM-MNIST, weight 1 kept only the first: README, session 8.)"""
     x = frame_tokens.mean(2) if mode == "pooled" else frame_tokens
     return jnp.square(x[:, 1:] - x[:, :-1]).mean()
 

@@ -348,6 +348,8 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError('latent.kind is implemented for objective="future" and "hierarchy"')
     if config.objective != "future" and config.loss.future_target_grid:
         raise ValueError('loss.future_target_grid is implemented for objective="future"')
+    if config.model.patch_blur < 0:
+        raise ValueError(f"model.patch_blur={config.model.patch_blur} must be >= 0 (0 = off)")
     if config.loss.slowness < 0:
         raise ValueError(f"loss.slowness={config.loss.slowness} must be >= 0")
     if config.objective not in ("future", "hierarchy") and config.loss.slowness:

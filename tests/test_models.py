@@ -104,6 +104,32 @@ def test_patchify_order_and_token_selection():
     assert part.shape == (2, 3, 32)
 
 
+def test_gaussian_blur_by_hand_and_the_blurred_patch_embedding():
+    sigma = 1.0  # radius ceil(3σ) = 3
+    k = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    k /= k.sum()
+    delta = np.zeros((1, 9, 9, 1), np.float32)
+    delta[0, 4, 4, 0] = 1.0  # far enough from the border: the kernel's outer product
+    out = layers.gaussian_blur(jnp.asarray(delta), sigma)
+    np.testing.assert_allclose(out[0, 1:8, 1:8, 0], np.outer(k, k), rtol=1e-5, atol=1e-7)
+    # edge padding: a constant image (and each channel of it) stays constant
+    const = jnp.broadcast_to(jnp.array([0.3, -2.0]), (1, 6, 6, 2))
+    np.testing.assert_allclose(layers.gaussian_blur(const, 2.0), const, rtol=1e-5)
+
+    # The encoder with patch_blur sees the blurred image, and gains no parameters.
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16, 1))
+    blurred_enc = VisionTransformer((16, 16), 4, 32, 1, 2, patch_blur=1.0)
+    plain_enc = VisionTransformer((16, 16), 4, 32, 1, 2)
+    params = plain_enc.init(jax.random.key(1), x)
+    assert jax.tree.structure(blurred_enc.init(jax.random.key(1), x)) == jax.tree.structure(params)
+    np.testing.assert_allclose(
+        blurred_enc.apply(params, x)[0],
+        plain_enc.apply(params, layers.gaussian_blur(x, 1.0))[0],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 def test_predictor_output_shape_and_block_independence():
     pred = Predictor((4, 4), 32, 16, 1, 2)
     ctx = jax.random.normal(jax.random.key(0), (2, 5, 32))

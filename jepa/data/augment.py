@@ -313,7 +313,8 @@ class ClipPreprocess(grain.transforms.RandomMap):
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     # Translate the target frame by up to this many pixels (each axis, uniform): features that
-    # a shift this small scrambles cannot be predicted, so the encoder stops encoding them.
+    # a shift this small scrambles become unpredictable, which should push the encoder (when
+    # the targets carry gradients) to drop them.
     target_shift: int = 0
 
     def random_map(self, element, rng: np.random.Generator):

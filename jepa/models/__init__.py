@@ -24,6 +24,7 @@ def build_encoder(config) -> VisionTransformer:
         remat=m.remat,
         attention_impl=m.attention_impl or None,
         patch_embed_init=m.patch_embed_init,
+        patch_blur=m.patch_blur,
         num_frames=m.num_frames,
         tubelet_size=m.tubelet_size,
         video_mode=m.video_mode,

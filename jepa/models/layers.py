@@ -105,6 +105,27 @@ def sincos_3d_uniform(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.nda
 # ---------------------------------------------------------------------------------------------
 
 
+def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
+    """[batch, H, W, C] low-passed by a fixed Gaussian of std ``sigma`` pixels (separable, radius
+    ceil(3σ), the border padded by repeating the edge, each channel on its own)."""
+    r = max(1, math.ceil(3 * sigma))
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    k = jnp.asarray(k / k.sum(), images.dtype)
+    c = images.shape[-1]
+    x = jnp.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
+    for kernel in (k[:, None], k[None, :]):  # rows, then columns
+        x = jax.lax.conv_general_dilated(
+            x,
+            jnp.tile(kernel[:, :, None, None], (1, 1, 1, c)),  # HWIO, one filter per channel
+            (1, 1),
+            "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=c,
+        )
+    return x
+
+
 def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.LayerNorm:
     return nn.LayerNorm(
         epsilon=LAYER_NORM_EPS,

@@ -94,6 +94,12 @@ class VisionTransformer(nn.Module):
     # targets can be predicted from position alone — the collapse seen on MNIST). Tubelets use
     # the same rule with their s·p·p·C inputs (V-JEPA initializes its Conv3d like the 2D one).
     patch_embed_init: str = "reference"
+    # Std in pixels of a fixed Gaussian low-pass applied before cutting patches (0 = off). Cutting
+    # p-px patches samples the image at stride p; without a low-pass, a thin stroke's share of
+    # each patch — and so every token — changes completely when it moves a few pixels (the
+    # anti-aliasing argument of Zhang 2019, "Making Convolutional Networks Shift-Invariant
+    # Again"). No parameters.
+    patch_blur: float = 0.0
     # Video: frames per clip (0: an image model), frames per tubelet and the mode (module doc).
     num_frames: int = 0
     tubelet_size: int = 2
@@ -171,7 +177,10 @@ class VisionTransformer(nn.Module):
         """Images → (patches [batch, h·w, p·p·C], positions [h·w, width])."""
         h, w = images.shape[1:3]
         grid = self._check_spatial(h, w)
-        x = patchify(images.astype(self.dtype), self.patch_size)
+        images = images.astype(self.dtype)
+        if self.patch_blur:
+            images = layers.gaussian_blur(images, self.patch_blur)
+        x = patchify(images, self.patch_size)
         pos = self._table(
             pos_embed,
             lambda: layers.sincos_2d(self.width, *grid),
@@ -189,7 +198,11 @@ class VisionTransformer(nn.Module):
                 f"{self.tubelet_size}"
             )
         grid = (frames // self.tubelet_size, *self._check_spatial(h, w))
-        x = patchify_tubelets(clips.astype(self.dtype), self.tubelet_size, self.patch_size)
+        clips = clips.astype(self.dtype)
+        if self.patch_blur:
+            flat = layers.gaussian_blur(clips.reshape(-1, *clips.shape[2:]), self.patch_blur)
+            clips = flat.reshape(clips.shape)
+        x = patchify_tubelets(clips, self.tubelet_size, self.patch_size)
         pos = self._table(
             pos_embed,
             lambda: layers.sincos_3d_uniform(self.width, *grid),

@@ -170,6 +170,26 @@ def test_energy_summary_by_hand():
     assert out["perplexity"] == pytest.approx(np.exp(-(0.5 * np.log(0.5) + 0.5 * np.log(0.25))))
 
 
+def test_own_digit_bank_draws_the_clips_digit_at_every_grid_position():
+    from jepa.data.builders import stochastic_moving_mnist as smm
+    from jepa.evaluate import energy
+
+    sprite = np.zeros((28, 28), np.uint8)
+    sprite[5:20, 10:14] = 200  # a "1"
+    position = np.array([[[6, 10]], [[10, 4]]], np.float32)  # [T, K=1, (x, y)]
+    frames = smm.render_frames(sprite[None], np.array([0]), position)
+    record = {"frames": frames, "position": position, "digits": np.array([1, -1])}
+    config = tiny_future_config("")
+    bank = energy.own_digit_bank(config, record, t0=0)
+    assert bank.shape == (((64 - 28) // 2 + 1) ** 2, 64, 64, 1)
+    mean, std = augment.resolve_mean_std(None, None, 1)
+    want = augment.normalize_images(frames[1].astype(np.float32) / 255.0, mean, std)
+    # frame 1's position (10, 4) lies on the 2-px grid: row y / 2, column x / 2
+    np.testing.assert_allclose(bank[(4 // 2) * 19 + 10 // 2], want, rtol=1e-6)
+    two = dict(record, digits=np.array([1, 7]))
+    assert energy.own_digit_bank(config, two, t0=0) is None
+
+
 def test_future_config_errors_name_the_key():
     c = tiny_future_config("", **{"data.clip.horizon": 0})
     with pytest.raises(ValueError, match="data.clip.horizon"):

@@ -125,9 +125,36 @@ def summarize(free, ref, uncertain, codes, num_codes: int, baselines=None) -> di
     return out
 
 
-def plot_modes(config, params, target_params, clips, uncertain, path: str, num_clips: int = 4):
-    """Context | true future | nearest test frame to each z's prediction (and to the
-    reference's) for ``num_clips`` clips with a bounce."""
+def own_digit_bank(config, record, t0: int, stride: int = 2) -> np.ndarray | None:
+    """For a record with one digit: that digit (cut from frame ``t0``) drawn at every position
+    of a ``stride``-px grid, normalized like the clips ([P, H, W, 1]); None for other records.
+    Nearest neighbours among these show *where* a prediction puts the digit, which nearest
+    test frames (other digits, other shapes) blur with what it looks like."""
+    from jepa.data import augment
+    from jepa.data.builders import stochastic_moving_mnist as smm
+
+    digits = np.asarray(record["digits"])
+    if (digits >= 0).sum() != 1:
+        return None
+    frame = np.asarray(record["frames"])[t0, ..., 0]
+    x, y = np.asarray(record["position"])[t0, 0].astype(int)
+    d = smm.DIGIT_SIZE
+    sprite = frame[y : y + d, x : x + d]
+    size = frame.shape[0]
+    grid = np.arange(0, size - d + 1, stride)
+    positions = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 1, 2)  # [P, 1, (x, y)]
+    frames = smm.render_frames(sprite[None], np.array([0]), positions, size)
+    d_cfg = config.data
+    mean, std = augment.resolve_mean_std(tuple(d_cfg.mean) or None, tuple(d_cfg.std) or None, 1)
+    return augment.normalize_images(frames.astype(np.float32) / 255.0, mean, std)
+
+
+def plot_modes(
+    config, params, target_params, clips, uncertain, path: str, num_clips: int = 4, banks=None
+):
+    """Context | true future | nearest frame to each z's prediction (and to the reference's)
+    for ``num_clips`` clips with a bounce. ``banks(clip_index)`` → frames to search (e.g.
+    ``own_digit_bank``), or None for every test clip's true future."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,11 +166,18 @@ def plot_modes(config, params, target_params, clips, uncertain, path: str, num_c
     model = model_for(target_params)
     full = {"model": params, "latent": params.get("latent", {})}
     c = config.data.clip.context_frames
-    # The bank: every clip's true future frame and its target embedding (flattened tokens).
     embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
-    bank = np.concatenate(
-        [np.asarray(embed(jnp.asarray(clips[i : i + 256, c]))) for i in range(0, len(clips), 256)]
-    )
+
+    def embed_all(frames):
+        return np.concatenate(
+            [
+                np.asarray(embed(jnp.asarray(frames[i : i + 256])))
+                for i in range(0, len(frames), 256)
+            ]
+        )
+
+    # The default bank: every clip's true future frame and its target embedding.
+    test_bank = (clips[:, c], embed_all(clips[:, c]))
     picks = np.flatnonzero(uncertain)[:: max(1, uncertain.sum() // num_clips)][:num_clips]
     x = jnp.asarray(clips[picks, :c])
     spec = config.latent
@@ -163,9 +197,14 @@ def plot_modes(config, params, target_params, clips, uncertain, path: str, num_c
         preds = jnp.concatenate([preds, ref[None]])
         labels.append("no z (reference)")
     flat = np.asarray(preds).reshape(len(preds), len(picks), -1)
-    # squared distances [preds, clips, bank] without materializing the differences
-    dist = (flat**2).sum(-1)[..., None] - 2 * flat @ bank.T + (bank**2).sum(-1)
-    nearest = dist.argmin(-1)
+    shown, own = [], 0
+    for row, clip_i in enumerate(picks):
+        frames = None if banks is None else banks(clip_i)
+        own += frames is not None
+        frames, bank = test_bank if frames is None else (frames, embed_all(frames))
+        # squared distances [preds, bank] without materializing the differences
+        dist = (flat[:, row] ** 2).sum(-1)[:, None] - 2 * flat[:, row] @ bank.T
+        shown.append(frames[(dist + (bank**2).sum(-1)).argmin(-1)])
     cols = c + 1 + len(labels)
     fig, axes = plt.subplots(
         len(picks), cols, figsize=(1.6 * cols, 1.7 * len(picks)), squeeze=False
@@ -173,7 +212,7 @@ def plot_modes(config, params, target_params, clips, uncertain, path: str, num_c
     for row, clip_i in enumerate(picks):
         panels = [(clips[clip_i, t], f"context t{t}") for t in range(c)]
         panels.append((clips[clip_i, c], "true future"))
-        panels += [(clips[nearest[k, row], c], labels[k]) for k in range(len(labels))]
+        panels += [(shown[row][k], labels[k]) for k in range(len(labels))]
         for col, (img, title) in enumerate(panels):
             ax = axes[row][col]
             ax.imshow(img[..., 0], cmap="gray")
@@ -181,7 +220,8 @@ def plot_modes(config, params, target_params, clips, uncertain, path: str, num_c
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(title, fontsize=7)
-    fig.suptitle("nearest test frames to the predictions, clips with a bounce", fontsize=8)
+    bank_name = "the clip's own digit at every position" if own else "test frames"
+    fig.suptitle(f"nearest {bank_name} to the predictions, clips with a bounce", fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -196,16 +236,25 @@ def evaluate(
     max_sequences: int | None = None,
 ) -> dict:
     from jepa import hub
+    from jepa.data import pipeline
 
     config, step, params, target = hub.load_model_params(workdir, step)
     if config.objective != "future":
         raise ValueError(f"{workdir} was trained with objective={config.objective!r}, not 'future'")
-    clips, uncertain, _ = test_clips(config, split or config.data.test_split, max_sequences)
+    split = split or config.data.test_split
+    clips, uncertain, where = test_clips(config, split, max_sequences)
     free, ref, codes, baselines = clip_energies(config, params, target, clips)
     result = {"step": step, "latent": config.latent.kind, "dataset": config.data.dataset}
     result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes, baselines))
+    source = pipeline.load_data_source(config.data.dataset, split, config.data.data_dir or None)
     result["png"] = plot_modes(
-        config, params, target, clips, uncertain, os.path.join(workdir, "eval", "latent_modes.png")
+        config,
+        params,
+        target,
+        clips,
+        uncertain,
+        os.path.join(workdir, "eval", "latent_modes.png"),
+        banks=lambda i: own_digit_bank(config, source[int(where[i, 0])], int(where[i, 1])),
     )
     with open(os.path.join(workdir, "eval", f"energy_step{step}.json"), "w") as f:
         json.dump(result, f, indent=1)

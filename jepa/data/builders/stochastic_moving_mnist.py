@@ -61,6 +61,7 @@ from jepa.data.builders import mnist5k
 
 SEQ_LEN = 20
 FRAME_SIZE = 64
+DIGIT_SIZE = 28  # the mnist5k digits
 MAX_DIGITS = 2
 MAX_SPEED = 4
 # Seeds of the sequences; changing one changes the data, so they are part of the version.

@@ -220,8 +220,10 @@ def plot_modes(
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(title, fontsize=7)
-    bank_name = "the clip's own digit at every position" if own else "test frames"
-    fig.suptitle(f"nearest {bank_name} to the predictions, clips with a bounce", fontsize=8)
+    searched = "the clip's own digit drawn at every position" if own else "all test frames"
+    fig.suptitle(
+        f"clips with a bounce; each prediction shown as the nearest of {searched}", fontsize=8
+    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=100)

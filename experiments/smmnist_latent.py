@@ -1,18 +1,19 @@
 """A video JEPA with a latent variable on stochastic Moving MNIST (the issue-5 experiment).
 
-Two context frames of 64 × 64 (1–2 digits) predict the target encoder's tokens of the frame
-3 steps after the last one. When a digit hits a wall in between, it leaves in a random new
-direction: the future is multimodal, and a predictor without z can only predict the average.
+Two context frames of 64 × 64 (one digit by default) predict the target encoder's tokens of
+the frame 3 steps after the last one. When a digit hits a wall in between, it leaves in a
+random new direction: the future is multimodal, and a predictor without z can only predict
+the average.
 
   jepa-train --config experiments/smmnist_latent.py:z=discrete --workdir /tmp/smm_discrete
   jepa-train --config experiments/smmnist_latent.py:z=none --workdir /tmp/smm_none
   python -m jepa.evaluate.energy --workdir /tmp/smm_discrete   # F vs E, by bounce; PNG
 
 Args (``:key=value,...``): ``z`` = none | discrete | continuous, ``steps``, ``codes`` (K),
-``data_dir``, ``digits`` (1 or 2: one digit per sequence or two; default both), ``target_grid``
-(``loss.future_target_grid``). Every run also trains a z-free reference predictor on the same
-(stop-gradient) embeddings, so min_z E and the energy without z are compared in one
-representation space.
+``data_dir``, ``digits`` (the builder config: 1, 2 or 1-2), ``blur`` (``model.patch_blur``),
+``target_grid`` (``loss.future_target_grid``). Every run also trains a z-free reference
+predictor on the same (stop-gradient) embeddings, so min_z E and the energy without z are
+compared in one representation space.
 """
 
 from jepa import config as config_lib
@@ -21,7 +22,7 @@ from jepa import presets
 
 def get_config(arg=None):
     args = config_lib.parse_arg(
-        arg, z="discrete", steps=2000, codes=4, data_dir="", target_grid=0, digits=""
+        arg, z="discrete", steps=3000, codes=4, data_dir="", target_grid=0, digits="1", blur=5.0
     )
     c = config_lib.base_config()
     presets.smmnist_video(
@@ -32,6 +33,10 @@ def get_config(arg=None):
     c.model.patch_size = 16  # a 4 × 4 grid per frame; a digit covers about 2 × 2 patches
     c.model.width = 64
     c.model.depth = 2
+    # A Gaussian low-pass (std 5 px) before the 16-px patches: without it every token changes
+    # completely when the digit moves a few pixels, the z-free predictor learns no motion, and
+    # z only quantizes what it misses everywhere (README, session 8).
+    c.model.patch_blur = args.blur
 
     c.data.clip.context_frames = 2  # two frames: position and velocity are visible
     c.data.clip.horizon = 3
@@ -39,6 +44,9 @@ def get_config(arg=None):
     c.latent.kind = args.z
     c.latent.num_codes = args.codes
     c.latent.dim = 8
+    # Two thirds of the clips have no bounce: a usage term at full weight would force each code
+    # to win a quarter of them, and no code could stand for "keeps going straight".
+    c.latent.usage_weight = 0.1
     c.latent.reference = True
 
     # 0: the energy compares every target token; G: G × G region means of them (1 = the frame's

@@ -52,6 +52,13 @@ def test_clips(config, split: str, max_sequences: int | None = None):
     return np.stack(clips), np.array(flags), np.array(where)
 
 
+def batched(fn, array: np.ndarray, size: int = 256) -> np.ndarray:
+    """``fn`` over ``array`` in chunks of ``size`` along the first axis, concatenated."""
+    return np.concatenate(
+        [np.asarray(fn(jnp.asarray(array[i : i + size]))) for i in range(0, len(array), size)]
+    )
+
+
 def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: int = 256):
     """Per clip: free energy F, the reference energy E_ref (NaN without a reference predictor),
     the minimizing code (−1 unless z is discrete), and {baseline: energy} of two predictors
@@ -87,16 +94,12 @@ def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: 
     # Two predictors that know no dynamics, in the same space and energy: every clip's s_y
     # predicted by the mean s_y over all clips, and by the s_y of the last context frame.
     encode_y = jax.jit(lambda y: model.encode_y(params, y))
-    starts = range(0, len(clips), batch_size)
-    sy = [encode_y(jnp.asarray(clips[i : i + batch_size, context_frames])) for i in starts]
-    mean_sy = sum(s.sum(0) for s in sy) / len(clips)
-    to_mean = jax.jit(lambda s: model.energy_fn(jnp.broadcast_to(mean_sy, s.shape), s))
-    baselines = {"mean_target": np.concatenate([np.asarray(to_mean(s)) for s in sy])}
-    last = [encode_y(jnp.asarray(clips[i : i + batch_size, context_frames - 1])) for i in starts]
-    copy = jax.jit(model.energy_fn)
-    baselines["copy_last"] = np.concatenate(
-        [np.asarray(copy(a, s)) for a, s in zip(last, sy, strict=True)]
-    )
+    sy = jnp.asarray(batched(encode_y, clips[:, context_frames], batch_size))
+    last = jnp.asarray(batched(encode_y, clips[:, context_frames - 1], batch_size))
+    baselines = {
+        "mean_target": np.asarray(model.energy_fn(jnp.broadcast_to(sy.mean(0), sy.shape), sy)),
+        "copy_last": np.asarray(model.energy_fn(last, sy)),
+    }
     return free, ref, code, baselines
 
 
@@ -169,12 +172,7 @@ def plot_modes(
     embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
 
     def embed_all(frames):
-        return np.concatenate(
-            [
-                np.asarray(embed(jnp.asarray(frames[i : i + 256])))
-                for i in range(0, len(frames), 256)
-            ]
-        )
+        return batched(embed, frames)
 
     # The default bank: every clip's true future frame and its target embedding.
     test_bank = (clips[:, c], embed_all(clips[:, c]))

@@ -433,7 +433,7 @@ class Hierarchy:
     def level1_loss(self, params, online, target, frames, key):
         """Level 1's energy over its (context frames → next frame) windows, the optional
         masked-context term and the ``config.loss`` regularizers on its tokens."""
-        from jepa.step import regularizer_terms, slowness
+        from jepa.step import regularizer_terms
 
         lc, l1 = self.config.loss, self.config.hierarchy.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
@@ -446,10 +446,10 @@ class Hierarchy:
             )
             loss1 = loss1 + l1.mask_weight * aux1["masked_energy"]
         frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
-        weighted, terms = regularizer_terms(frames_tokens, lc, jax.random.fold_in(key, 1))
-        if lc.slowness:  # over the sequence's consecutive frames
-            terms["slowness"] = slowness(online, lc.regularize)
-            weighted = weighted + lc.slowness * terms["slowness"]
+        # slowness (when weighted): over the sequence's consecutive frames
+        weighted, terms = regularizer_terms(
+            frames_tokens, lc, jax.random.fold_in(key, 1), frames=online
+        )
         loss1 = loss1 + weighted
         return loss1, {**aux1, **terms, "loss": loss1}
 

@@ -57,11 +57,14 @@ def weighted_sum(terms: dict, loss_config):
     return sum(loss_config[name] * value for name, value in terms.items())
 
 
-def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
+def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array, frames=None):
     """The information terms on ``embeddings`` [batch, tokens, dim], sampled as
-    ``loss.regularize`` says: (their weighted sum, {name: value})."""
+    ``loss.regularize`` says, and with ``frames`` ([b, consecutive frames, n, dim]) the
+    ``loss.slowness`` term on them: (their weighted sum, {name: value})."""
     samples = regularizer_samples(embeddings, loss_config.regularize)
     terms = information_terms(samples, loss_config, key)
+    if frames is not None and loss_config.slowness:
+        terms["slowness"] = slowness(frames, loss_config.regularize)
     return weighted_sum(terms, loss_config), terms
 
 
@@ -170,11 +173,8 @@ def make_future_loss_fn(config):
                 aux["reference_energy"] = energy(ref, jax.lax.stop_gradient(sy)).mean()
                 loss = loss + aux["reference_energy"]
         aux["target_std"] = feature_std(sy.mean(1))
-        weighted, terms = regularizer_terms(sx, lc, jax.random.fold_in(key, 1))
-        if lc.slowness:
-            frame_tokens = sx.reshape(sx.shape[0], context_frames, n, -1)
-            terms["slowness"] = slowness(frame_tokens, lc.regularize)
-            weighted = weighted + lc.slowness * terms["slowness"]
+        frame_tokens = sx.reshape(sx.shape[0], context_frames, n, -1)
+        weighted, terms = regularizer_terms(sx, lc, jax.random.fold_in(key, 1), frame_tokens)
         return loss + weighted, {**aux, **terms}
 
     return loss_fn, latent_model_for

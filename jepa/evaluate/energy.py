@@ -76,31 +76,26 @@ def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: 
         x, y = clip[:, :context_frames], clip[:, context_frames]
         free, z = model.free_energy(full, x, y)
         code = z if config.latent.kind == "discrete" else jnp.full(free.shape, -1)
+        sy = model.encode_y(params, y)
         if "reference" in params:
-            sx, sy = model.encode_x(params, x), model.encode_y(params, y)
+            sx = model.encode_x(params, x)
             ref = model.energy_fn(
                 model.predict_fn({"predictor": params["reference"]}, sx, None), sy
             )
         else:
             ref = jnp.full(free.shape, jnp.nan)
-        return free, ref, code
+        # A predictor that knows no dynamics: the last context frame's s_y, copied.
+        copy = model.energy_fn(model.encode_y(params, clip[:, context_frames - 1]), sy)
+        return free, ref, code, copy, sy
 
     out = [
         batch_energies(jnp.asarray(clips[i : i + batch_size]))
         for i in range(0, len(clips), batch_size)
     ]
-    free, ref, code = (np.concatenate([np.asarray(o[k]) for o in out]) for k in range(3))
-
-    # Two predictors that know no dynamics, in the same space and energy: every clip's s_y
-    # predicted by the mean s_y over all clips, and by the s_y of the last context frame.
-    encode_y = jax.jit(lambda y: model.encode_y(params, y))
-    sy = jnp.asarray(batched(encode_y, clips[:, context_frames], batch_size))
-    last = jnp.asarray(batched(encode_y, clips[:, context_frames - 1], batch_size))
-    baselines = {
-        "mean_target": np.asarray(model.energy_fn(jnp.broadcast_to(sy.mean(0), sy.shape), sy)),
-        "copy_last": np.asarray(model.energy_fn(last, sy)),
-    }
-    return free, ref, code, baselines
+    free, ref, code, copy, sy = (np.concatenate([np.asarray(o[k]) for o in out]) for k in range(5))
+    # The other: every clip's s_y predicted by the mean s_y over all clips.
+    mean = model.energy_fn(jnp.broadcast_to(sy.mean(0), sy.shape), jnp.asarray(sy))
+    return free, ref, code, {"mean_target": np.asarray(mean), "copy_last": copy}
 
 
 def summarize(free, ref, uncertain, codes, num_codes: int, baselines=None) -> dict:
@@ -171,11 +166,7 @@ def plot_modes(
     c = config.data.clip.context_frames
     embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
 
-    def embed_all(frames):
-        return batched(embed, frames)
-
-    # The default bank: every clip's true future frame and its target embedding.
-    test_bank = (clips[:, c], embed_all(clips[:, c]))
+    test_bank = []  # the default: every clip's true future frame, embedded when first needed
     picks = np.flatnonzero(uncertain)[:: max(1, uncertain.sum() // num_clips)][:num_clips]
     x = jnp.asarray(clips[picks, :c])
     spec = config.latent
@@ -199,7 +190,12 @@ def plot_modes(
     for row, clip_i in enumerate(picks):
         frames = None if banks is None else banks(clip_i)
         own += frames is not None
-        frames, bank = test_bank if frames is None else (frames, embed_all(frames))
+        if frames is None:
+            if not test_bank:
+                test_bank.extend([clips[:, c], batched(embed, clips[:, c])])
+            frames, bank = test_bank
+        else:
+            bank = batched(embed, frames)
         # squared distances [preds, bank] without materializing the differences
         dist = (flat[:, row] ** 2).sum(-1)[:, None] - 2 * flat[:, row] @ bank.T
         shown.append(frames[(dist + (bank**2).sum(-1)).argmin(-1)])

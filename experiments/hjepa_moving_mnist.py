@@ -18,7 +18,9 @@ alternating), ``init_from`` (greedy: the workdir whose lower levels are loaded a
 upper levels predict: ``self`` | ``below``), ``mask`` (level 1's masked-context ratio, 0 = off),
 ``width`` / ``depth`` / ``patch`` (level 1's ViT), ``pool`` (level 2 reads each frame's tokens
 averaged over pool × pool regions: 1 = the whole frame), ``horizons`` (level 2's, in frames,
-dash-separated: ``2-4-6-8``).
+dash-separated: ``2-4-6-8``), ``blur`` (std in px of the fixed low-pass before level 1's patches,
+``model.patch_blur``), ``windows`` (level-1 windows per sequence and step), ``summary`` (weight of
+level 1's summary-context term, ``hierarchy.level1.summary_weight``).
 """
 
 from jepa import config as config_lib
@@ -41,6 +43,9 @@ def get_config(arg=None):
         patch=8,
         pool=1,
         horizons="2-4-6-8",
+        blur=0.0,
+        windows=6,
+        summary=0.0,
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
@@ -52,6 +57,7 @@ def get_config(arg=None):
     c.model.patch_size = args.patch  # 8: an 8 × 8 grid, a digit covers about 4 × 4 patches
     c.model.width = args.width
     c.model.depth = args.depth
+    c.model.patch_blur = args.blur
 
     c.data.sequence.frames = 20
 
@@ -60,8 +66,9 @@ def get_config(arg=None):
     c.hierarchy.frozen_levels = 1 if args.mode == "greedy" else 0
     c.hierarchy.joint_weight = 0.1
     l1 = c.hierarchy.level1
-    l1.context_frames, l1.horizon, l1.windows = 2, 1, 6
+    l1.context_frames, l1.horizon, l1.windows = 2, 1, args.windows
     l1.mask_ratio = args.mask
+    l1.summary_weight = args.summary
     l1.pool_grid = args.pool
     # Small VICReg weights: the energy, not the variance term, must shape the states.
     upper = [

@@ -271,7 +271,8 @@ def base_config() -> ml_collections.ConfigDict:
             # the next frame from context frames with that fraction of the grid hidden (a
             # tube; 0 = off), weighted by mask_weight. pool_grid: what level 2 reads of a frame —
             # its tokens averaged over the whole grid (1) or over G × G regions, concatenated
-            # (G² · width features: where things are survives the pooling).
+            # (G² · width features: where things are survives the pooling). summary_weight:
+            # also predict the next frame from those per-frame summaries alone (0 = off).
             level1=dict(
                 context_frames=2,
                 horizon=1,
@@ -280,6 +281,7 @@ def base_config() -> ml_collections.ConfigDict:
                 mask_ratio=0.0,
                 mask_weight=1.0,
                 pool_grid=1,
+                summary_weight=0.0,
             ),
             levels=(),
         )

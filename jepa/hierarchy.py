@@ -18,7 +18,8 @@ stop-gradient embeddings they cannot change (level 2: level 1's EMA-target view)
 cannot collapse onto them. Each level may have a latent z (``latent`` kind per level; level 1
 uses ``config.latent``).
 
-Training modes (``hierarchy.mode``):
+Training modes (``hierarchy.mode``; their optimizer mask and level-by-level loading live in
+``hierarchy_modes.py``):
 - ``joint``: every level learns; level k+1's gradients flow into level k scaled by
   ``hierarchy.joint_weight`` (0 = levels learn side by side on stop-gradient inputs);
 - ``greedy``: the lowest ``hierarchy.frozen_levels`` levels are loaded from
@@ -34,13 +35,11 @@ Params: ``{"encoder", "predictor"[, "latent"]}`` for level 1 (so every image too
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jepa import latent as latent_lib
 from jepa import objectives, sharding
@@ -123,6 +122,8 @@ def validate(config) -> None:
     frames = config.data.sequence.frames
     if l1.windows < 0:
         raise ValueError(f"hierarchy.level1.windows={l1.windows} must be >= 0 (0 = all)")
+    if l1.summary_weight < 0:
+        raise ValueError(f"hierarchy.level1.summary_weight={l1.summary_weight} must be >= 0")
     if not 0.0 <= l1.mask_ratio < 1.0 or l1.mask_weight < 0:
         raise ValueError(
             f"hierarchy.level1.mask_ratio={l1.mask_ratio} must be in [0, 1) and "
@@ -332,6 +333,31 @@ class Hierarchy:
         )
         return self.energy(pred[:, 0].astype(jnp.float32), sy).mean()
 
+    def summary_context_energy(self, pred_params, online, ctx, sy):
+        """The level-1 energy from each context frame's *summary* alone (``level1.summary_weight``):
+        the frame's tokens averaged as level 2 reads them (``frame_embedding``: the whole grid,
+        or G × G regions with ``level1.pool_grid``), LayerNorm'd and placed at the centre token
+        of their region; the predictor must still give the next frame's every token. So the
+        summary level 2 reads must carry what the frame holds and where, not only enough for
+        each token to be moved by its neighbours. No latent z on this term."""
+        b, t, n, d = online.shape
+        w, c = ctx.shape
+        g = self.config.hierarchy.level1.pool_grid
+        summaries = self.frame_embedding(online).reshape(b, t, g * g, d)
+        sx = objectives.normalize_targets(summaries)[:, ctx].reshape(b * w, c * g * g, d)
+        s = self.grid // g  # region side, in tokens; its centre token stands for the region
+        rows = np.arange(g)[:, None] * s + s // 2
+        cols = np.arange(g)[None, :] * s + s // 2
+        centres = (rows * self.grid + cols).reshape(-1)
+        idx = (np.arange(c)[:, None] * n + centres[None]).reshape(1, -1)
+        pred = self.predictor.apply(
+            {"params": pred_params},
+            sx,
+            jnp.broadcast_to(jnp.asarray(idx, jnp.int32), (b * w, idx.shape[1])),
+            jnp.broadcast_to(self.tgt_idx, (b * w, 1, n)),
+        )
+        return self.energy(pred[:, 0].astype(jnp.float32), sy).mean()
+
     # -------------------------------------------------------------------- upper levels
     def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
         """Level k ≥ 2: E over all its (step, horizon) predictions of one sequence."""
@@ -445,6 +471,11 @@ class Hierarchy:
                 params["encoder"], params["predictor"], frames, ctx, sy, jax.random.fold_in(key, 4)
             )
             loss1 = loss1 + l1.mask_weight * aux1["masked_energy"]
+        if l1.summary_weight:
+            aux1["summary_energy"] = self.summary_context_energy(
+                params["predictor"], online, ctx, sy
+            )
+            loss1 = loss1 + l1.summary_weight * aux1["summary_energy"]
         frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
         # slowness (when weighted): over the sequence's consecutive frames
         weighted, terms = regularizer_terms(
@@ -528,87 +559,3 @@ def _latent_spec(config, kind: str) -> latent_lib.LatentSpec:
     from jepa import config as config_lib
 
     return dataclasses.replace(config_lib.latent_spec(config), kind=kind)
-
-
-# --------------------------------------------------------------------------------- training
-def level_of(path) -> int:
-    """The level a parameter path (``jax.tree_util`` keys) belongs to."""
-    names = [str(getattr(k, "key", k)) for k in path]
-    if names and names[0] == "levels":
-        return int(names[1].removeprefix("level"))
-    return 1
-
-
-def active_levels(config, step) -> jax.Array:
-    """[num_levels] 0/1 (traced): which levels' updates apply at ``step``."""
-    h, n = config.hierarchy, num_levels(config)
-    levels = jnp.arange(1, n + 1)
-    if h.mode == "greedy":
-        return (levels > h.frozen_levels).astype(jnp.float32)
-    if h.mode == "alternating":
-        current = (step // h.alternate_every) % n + 1
-        return (levels == current).astype(jnp.float32)
-    return jnp.ones((n,), jnp.float32)
-
-
-def level_update_mask(config) -> optax.GradientTransformation:
-    """The last optimizer transform of a hierarchy: zero the updates (weight decay included)
-    of the levels that are frozen (greedy) or not on duty this step (alternating)."""
-    if config.hierarchy.mode == "joint":
-        return optax.identity()
-
-    def init(params):
-        del params
-        return {"count": jnp.zeros((), jnp.int32)}
-
-    def update(updates, state, params=None):
-        del params
-        active = active_levels(config, state["count"])
-        masked = jax.tree_util.tree_map_with_path(
-            lambda path, u: u * active[level_of(path) - 1].astype(u.dtype), updates
-        )
-        return masked, {"count": state["count"] + 1}
-
-    return optax.GradientTransformation(init, update)
-
-
-def load_lower_levels(config, state, shardings):
-    """Copy levels 1 … ``hierarchy.frozen_levels`` (all levels the source has, in joint or
-    alternating mode) and the level-1 target encoder from the latest checkpoint of
-    ``hierarchy.init_from`` into a fresh ``state``. Strict: a level whose shapes differ is an
-    error naming the paths, so a 2-level run starts from exactly the level 1 it names."""
-    from jepa import checkpointing, hub
-
-    source = config.hierarchy.init_from
-    src_config, step, params, target = hub.load_model_params(source)
-    available = num_levels(src_config) if src_config.objective == "hierarchy" else 0
-    if available < 1:
-        raise ValueError(
-            f"hierarchy.init_from={source!r} holds an objective={src_config.objective!r} run; "
-            "it must be a hierarchy run"
-        )
-    wanted = config.hierarchy.frozen_levels or available
-    if wanted > available:
-        raise ValueError(
-            f"hierarchy.frozen_levels={wanted} but {source!r} has only {available} level(s)"
-        )
-    new_params = dict(state.params)
-    for name in ("encoder", "predictor", "latent"):
-        if name in params or name in new_params:
-            checkpointing.check_tree_matches(
-                params.get(name, {}), new_params.get(name, {}), f"{source} level 1 ({name})"
-            )
-            if name in params:
-                new_params[name] = params[name]
-    if wanted > 1:
-        levels = dict(new_params["levels"])
-        for k in range(2, wanted + 1):
-            key = f"level{k}"
-            checkpointing.check_tree_matches(
-                params["levels"][key], levels[key], f"{source} level {k}"
-            )
-            levels[key] = params["levels"][key]
-        new_params["levels"] = levels
-    loaded = state.replace(params=new_params, target_params=target)
-    logging.info("loaded levels 1-%d from %s (step %d)", wanted, source, step)
-    return jax.device_put(loaded, shardings)

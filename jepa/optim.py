@@ -92,7 +92,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
     chain = [optax.clip_by_global_norm(o.grad_clip)] if o.grad_clip else []
     chain.append(adamw)
     if config.objective == "hierarchy":
-        from jepa.hierarchy import level_update_mask
+        from jepa.hierarchy_modes import level_update_mask
 
         chain.append(level_update_mask(config))  # frozen / off-duty levels do not move
     return chain[0] if len(chain) == 1 else optax.chain(*chain)

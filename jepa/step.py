@@ -416,7 +416,7 @@ def make_train_step(config, tx: optax.GradientTransformation):
         # target ← m·target + (1 − m)·online
         ema_step = 1.0 - momentum
         if config.objective == "hierarchy":  # a frozen / off-duty level 1 keeps its target too
-            from jepa.hierarchy import active_levels
+            from jepa.hierarchy_modes import active_levels
 
             ema_step = ema_step * active_levels(config, state.step)[0]
         target = optax.incremental_update(params["encoder"], state.target_params, ema_step)

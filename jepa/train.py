@@ -245,9 +245,9 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
         state, _ = state_lib.create_train_state(config, tx, mesh)
         start = 0
         if config.objective == "hierarchy" and config.hierarchy.init_from:
-            from jepa import hierarchy  # greedy stacking: trained lower levels, loaded
+            from jepa import hierarchy_modes  # greedy stacking: trained lower levels, loaded
 
-            state = hierarchy.load_lower_levels(config, state, shardings)
+            state = hierarchy_modes.load_lower_levels(config, state, shardings)
     else:
         logging.info("resumed from step %d in %s", start, workdir)
 

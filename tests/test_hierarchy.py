@@ -94,6 +94,7 @@ def test_bad_hierarchy_configs_name_the_key():
         ({"hierarchy.level1.context_frames": 8}, "data.sequence.frames=8"),
         ({"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 1}, "hierarchy.init_from"),
         ({"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 2}, "frozen_levels=2"),
+        ({"hierarchy.level1.summary_weight": -1.0}, "hierarchy.level1.summary_weight=-1.0"),
     ]
     for overrides, key in cases:
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
@@ -136,6 +137,44 @@ def test_below_target_level2_energy_by_hand():
         ]
         per_sample.append(np.mean(errs))
     np.testing.assert_allclose(aux["level2/energy"], np.mean(per_sample), rtol=1e-5)
+
+
+def test_summary_context_is_the_full_context_at_full_resolution_and_the_frame_mean_at_one():
+    """level1.summary_weight: with pool_grid = the token grid the per-frame summaries are the
+    tokens themselves, so the summary energy equals the full-context energy; with pool_grid 1
+    it is the predictor fed each frame's LayerNorm'd mean at the grid's centre token. The
+    term enters the level-1 loss with its weight."""
+    from jepa import objectives
+
+    for g in (2, 1):
+        c = tiny_hierarchy_config(**{"hierarchy.level1.pool_grid": g})
+        model = hierarchy.Hierarchy(c)
+        params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+        frames = jnp.asarray(frames_batch(c)["image"])[:2]
+        online = model.frame_tokens(params["encoder"], frames)
+        ctx, tgt = model.train_windows()
+        sx, sy = model.level1_pairs(online, objectives.normalize_targets(online), ctx, tgt)
+        summary = model.summary_context_energy(params["predictor"], online, ctx, sy)
+        if g == 2:
+            expected = model.energy(model.level1_predict(params["predictor"], sx), sy).mean()
+        else:  # 2 × 2 grid: the centre token of the one region is (1, 1), index 3
+            means = objectives.normalize_targets(online.mean(2))[:, np.asarray(ctx)]
+            pred = model.predictor.apply(
+                {"params": params["predictor"]},
+                means.reshape(-1, 2, 32),
+                jnp.broadcast_to(jnp.asarray([[3, 7]]), (means.shape[0] * means.shape[1], 2)),
+                jnp.broadcast_to(model.tgt_idx, (means.shape[0] * means.shape[1], 1, 4)),
+            )[:, 0]
+            expected = model.energy(pred, sy).mean()
+        np.testing.assert_allclose(float(summary), float(expected), rtol=1e-5)
+
+    batch = {"image": frames}
+    loss0, _ = model.loss_fn(params, params["encoder"], batch)
+    c2 = with_overrides(c, {"hierarchy.level1.summary_weight": 0.5})
+    loss1, aux = hierarchy.Hierarchy(c2).loss_fn(params, params["encoder"], batch)
+    np.testing.assert_allclose(
+        float(loss1), float(loss0) + 0.5 * float(aux["level1/summary_energy"]), rtol=1e-5
+    )
 
 
 def test_masked_context_sees_only_the_visible_tubes():

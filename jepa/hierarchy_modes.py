@@ -1,0 +1,97 @@
+"""The hierarchy's training modes (``hierarchy.mode``, see ``hierarchy.py``) as optimizer and
+checkpoint plumbing: which level a parameter belongs to, which levels move at a step (greedy:
+the unfrozen ones; alternating: one at a time), the optimizer transform that zeroes the others'
+updates, and loading a trained run's lower levels into a new one (greedy training)."""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jepa.hierarchy import num_levels
+
+
+def level_of(path) -> int:
+    """The level a parameter path (``jax.tree_util`` keys) belongs to."""
+    names = [str(getattr(k, "key", k)) for k in path]
+    if names and names[0] == "levels":
+        return int(names[1].removeprefix("level"))
+    return 1
+
+
+def active_levels(config, step) -> jax.Array:
+    """[num_levels] 0/1 (traced): which levels' updates apply at ``step``."""
+    h, n = config.hierarchy, num_levels(config)
+    levels = jnp.arange(1, n + 1)
+    if h.mode == "greedy":
+        return (levels > h.frozen_levels).astype(jnp.float32)
+    if h.mode == "alternating":
+        current = (step // h.alternate_every) % n + 1
+        return (levels == current).astype(jnp.float32)
+    return jnp.ones((n,), jnp.float32)
+
+
+def level_update_mask(config) -> optax.GradientTransformation:
+    """The last optimizer transform of a hierarchy: zero the updates (weight decay included)
+    of the levels that are frozen (greedy) or not on duty this step (alternating)."""
+    if config.hierarchy.mode == "joint":
+        return optax.identity()
+
+    def init(params):
+        del params
+        return {"count": jnp.zeros((), jnp.int32)}
+
+    def update(updates, state, params=None):
+        del params
+        active = active_levels(config, state["count"])
+        masked = jax.tree_util.tree_map_with_path(
+            lambda path, u: u * active[level_of(path) - 1].astype(u.dtype), updates
+        )
+        return masked, {"count": state["count"] + 1}
+
+    return optax.GradientTransformation(init, update)
+
+
+def load_lower_levels(config, state, shardings):
+    """Copy levels 1 … ``hierarchy.frozen_levels`` (all levels the source has, in joint or
+    alternating mode) and the level-1 target encoder from the latest checkpoint of
+    ``hierarchy.init_from`` into a fresh ``state``. Strict: a level whose shapes differ is an
+    error naming the paths, so a 2-level run starts from exactly the level 1 it names."""
+    from jepa import checkpointing, hub
+
+    source = config.hierarchy.init_from
+    src_config, step, params, target = hub.load_model_params(source)
+    available = num_levels(src_config) if src_config.objective == "hierarchy" else 0
+    if available < 1:
+        raise ValueError(
+            f"hierarchy.init_from={source!r} holds an objective={src_config.objective!r} run; "
+            "it must be a hierarchy run"
+        )
+    wanted = config.hierarchy.frozen_levels or available
+    if wanted > available:
+        raise ValueError(
+            f"hierarchy.frozen_levels={wanted} but {source!r} has only {available} level(s)"
+        )
+    new_params = dict(state.params)
+    for name in ("encoder", "predictor", "latent"):
+        if name in params or name in new_params:
+            checkpointing.check_tree_matches(
+                params.get(name, {}), new_params.get(name, {}), f"{source} level 1 ({name})"
+            )
+            if name in params:
+                new_params[name] = params[name]
+    if wanted > 1:
+        levels = dict(new_params["levels"])
+        for k in range(2, wanted + 1):
+            key = f"level{k}"
+            checkpointing.check_tree_matches(
+                params["levels"][key], levels[key], f"{source} level {k}"
+            )
+            levels[key] = params["levels"][key]
+        new_params["levels"] = levels
+    loaded = state.replace(params=new_params, target_params=target)
+    logging.info("loaded levels 1-%d from %s (step %d)", wanted, source, step)
+    return jax.device_put(loaded, shardings)

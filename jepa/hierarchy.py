@@ -265,14 +265,17 @@ class Hierarchy:
         b, t = tokens.shape[:2]
         return objectives.region_means(tokens, self.grid, g).reshape(b, t, -1)
 
-    def level1_predict(self, pred_params, context_tokens, z_embedding=None):
+    def level1_predict(self, pred_params, context_tokens, z_embedding=None, ctx_idx=None):
         """context [N, C·n, width] (LayerNorm'd tokens of C frames) → [N, n, width]: the tokens
-        of the frame ``horizon`` after the last context frame."""
+        of the frame ``horizon`` after the last context frame. ``ctx_idx`` [N, K] places a
+        context that is not all C·n tokens (a masked or summarised one)."""
         b = context_tokens.shape[0]
+        if ctx_idx is None:
+            ctx_idx = jnp.broadcast_to(self.ctx_idx, (b, self.ctx_idx.shape[1]))
         out = self.predictor.apply(
             {"params": pred_params},
             context_tokens,
-            jnp.broadcast_to(self.ctx_idx, (b, self.ctx_idx.shape[1])),
+            ctx_idx,
             jnp.broadcast_to(self.tgt_idx, (b, 1, self.tokens_per_frame)),
             None if z_embedding is None else z_embedding[:, None],
         )
@@ -325,13 +328,7 @@ class Hierarchy:
         sx = objectives.normalize_targets(tokens.astype(jnp.float32))
         sx = sx.reshape(b * w, c * kept, -1)
         ctx_idx = (jnp.arange(c)[None, :, None] * n + keep[:, None, :]).reshape(b * w, -1)
-        pred = self.predictor.apply(
-            {"params": pred_params},
-            sx,
-            ctx_idx,
-            jnp.broadcast_to(self.tgt_idx, (b * w, 1, n)),
-        )
-        return self.energy(pred[:, 0].astype(jnp.float32), sy).mean()
+        return self.energy(self.level1_predict(pred_params, sx, ctx_idx=ctx_idx), sy).mean()
 
     def summary_context_energy(self, pred_params, online, ctx, sy):
         """The level-1 energy from each context frame's *summary* alone (``level1.summary_weight``):
@@ -350,13 +347,8 @@ class Hierarchy:
         cols = np.arange(g)[None, :] * s + s // 2
         centres = (rows * self.grid + cols).reshape(-1)
         idx = (np.arange(c)[:, None] * n + centres[None]).reshape(1, -1)
-        pred = self.predictor.apply(
-            {"params": pred_params},
-            sx,
-            jnp.broadcast_to(jnp.asarray(idx, jnp.int32), (b * w, idx.shape[1])),
-            jnp.broadcast_to(self.tgt_idx, (b * w, 1, n)),
-        )
-        return self.energy(pred[:, 0].astype(jnp.float32), sy).mean()
+        ctx_idx = jnp.broadcast_to(jnp.asarray(idx, jnp.int32), (b * w, idx.shape[1]))
+        return self.energy(self.level1_predict(pred_params, sx, ctx_idx=ctx_idx), sy).mean()
 
     # -------------------------------------------------------------------- upper levels
     def upper_latent(self, k: int) -> latent_lib.LatentJEPA:

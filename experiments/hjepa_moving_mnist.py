@@ -20,7 +20,8 @@ upper levels predict: ``self`` | ``below``), ``mask`` (level 1's masked-context 
 averaged over pool × pool regions: 1 = the whole frame), ``horizons`` (level 2's, in frames,
 dash-separated: ``2-4-6-8``), ``blur`` (std in px of the fixed low-pass before level 1's patches,
 ``model.patch_blur``), ``windows`` (level-1 windows per sequence and step), ``summary`` (weight of
-level 1's summary-context term, ``hierarchy.level1.summary_weight``).
+level 1's summary-context term, ``hierarchy.level1.summary_weight``), ``tubelet`` (level 2
+reads that many consecutive level-1 steps at once, ``hierarchy.levels[0].input_steps``).
 """
 
 from jepa import config as config_lib
@@ -46,6 +47,7 @@ def get_config(arg=None):
         blur=0.0,
         windows=6,
         summary=0.0,
+        tubelet=1,
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
@@ -78,6 +80,7 @@ def get_config(arg=None):
             num_heads=4,
             window=1,
             horizons=tuple(int(h) for h in args.horizons.split("-")),
+            input_steps=args.tubelet,
             vicreg_var=0.5,
             vicreg_cov=0.02,
             target=args.target,

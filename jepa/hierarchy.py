@@ -58,6 +58,7 @@ class UpperLevel:
     depth: int = 2
     num_heads: int = 4
     window: int = 1  # level-below steps averaged into one step of this level
+    input_steps: int = 1  # steps (after pooling) the encoder reads at once: a time tubelet
     horizons: tuple[int, ...] = (4,)  # steps of *this* level ahead that are predicted
     predictor_hidden: int = 256
     predictor_depth: int = 2
@@ -156,6 +157,8 @@ def validate(config) -> None:
         if level.window < 1:
             raise ValueError(f"{name}.window={level.window} must be >= 1")
         steps //= level.window
+        if not 1 <= level.input_steps <= steps:
+            raise ValueError(f"{name}.input_steps={level.input_steps} must be in [1, {steps}]")
         if not level.horizons or min(level.horizons) < 1 or max(level.horizons) >= steps:
             raise ValueError(
                 f"{name}.horizons={level.horizons}: each must be in [1, {steps - 1}] "
@@ -236,7 +239,10 @@ class Hierarchy:
         self.energy = objectives.energy_fn(config.loss.energy)
         self.level1_latent_spec = _latent_spec(config, config.latent.kind)
         self.seq_encoders = [
-            SequenceEncoder(lv.width, lv.depth, lv.num_heads, m.mlp_ratio) for lv in self.levels
+            SequenceEncoder(
+                lv.width, lv.depth, lv.num_heads, m.mlp_ratio, input_steps=lv.input_steps
+            )
+            for lv in self.levels
         ]
         self.target_widths = target_widths(config)
         self.step_predictors = [

@@ -77,8 +77,9 @@ def test_windows_pooling_and_gradient_scale_by_hand():
     np.testing.assert_allclose(hierarchy.scale_gradient(v, 0.25), v)
 
 
-def test_sequence_encoder_sees_only_the_past():
-    enc = SequenceEncoder(width=16, depth=2, num_heads=2)
+@pytest.mark.parametrize("input_steps", [1, 3])
+def test_sequence_encoder_sees_only_the_past(input_steps):
+    enc = SequenceEncoder(width=16, depth=2, num_heads=2, input_steps=input_steps)
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 8))
     params = enc.init(jax.random.PRNGKey(1), x)
     y = enc.apply(params, x)
@@ -86,6 +87,17 @@ def test_sequence_encoder_sees_only_the_past():
     y2 = enc.apply(params, x2)
     np.testing.assert_allclose(y[:, :4], y2[:, :4], atol=1e-6)
     assert np.abs(np.asarray(y[:, 4:] - y2[:, 4:])).max() > 1e-3
+
+
+def test_time_tubelet_reads_the_previous_steps_without_attention():
+    """With no blocks, step t's output depends on the inputs t-k+1 … t only (input_steps=k)."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 6, 8))
+    for k in (1, 2):
+        enc = SequenceEncoder(width=16, depth=0, num_heads=2, input_steps=k)
+        params = enc.init(jax.random.PRNGKey(1), x)
+        changed = np.abs(np.asarray(enc.apply(params, x.at[:, 2].set(5.0)) - enc.apply(params, x)))
+        moved = changed.max(-1)[0] > 1e-4
+        np.testing.assert_array_equal(moved, [t in range(2, 2 + k) for t in range(6)])
 
 
 def test_bad_hierarchy_configs_name_the_key():
@@ -102,6 +114,9 @@ def test_bad_hierarchy_configs_name_the_key():
     too_far = dict(LEVEL2, horizons=(8,))
     with pytest.raises(ValueError, match=r"hierarchy\.levels\[0\] \(level 2\)\.horizons"):
         validation.validate(tiny_hierarchy_config(levels=(too_far,)), 1)
+    no_input = dict(LEVEL2, input_steps=0)
+    with pytest.raises(ValueError, match=r"\(level 2\)\.input_steps=0"):
+        validation.validate(tiny_hierarchy_config(levels=(no_input,)), 1)
     with pytest.raises(ValueError, match=r"unknown keys \['widht'\]"):
         validation.validate(tiny_hierarchy_config(levels=(dict(widht=3),)), 1)
 

@@ -21,7 +21,8 @@ averaged over pool × pool regions: 1 = the whole frame), ``horizons`` (level 2'
 dash-separated: ``2-4-6-8``), ``blur`` (std in px of the fixed low-pass before level 1's patches,
 ``model.patch_blur``), ``windows`` (level-1 windows per sequence and step), ``summary`` (weight of
 level 1's summary-context term, ``hierarchy.level1.summary_weight``), ``tubelet`` (level 2
-reads that many consecutive level-1 steps at once, ``hierarchy.levels[0].input_steps``).
+reads that many consecutive level-1 steps at once, ``hierarchy.levels[0].input_steps``),
+``sigreg`` (SIGReg weight on the upper levels' states, beside their VICReg terms).
 """
 
 from jepa import config as config_lib
@@ -48,6 +49,7 @@ def get_config(arg=None):
         windows=6,
         summary=0.0,
         tubelet=1,
+        sigreg=0.0,
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
@@ -83,6 +85,7 @@ def get_config(arg=None):
             input_steps=args.tubelet,
             vicreg_var=0.5,
             vicreg_cov=0.02,
+            sigreg=args.sigreg,
             target=args.target,
         ),
         dict(
@@ -93,6 +96,7 @@ def get_config(arg=None):
             horizons=(2, 4),
             vicreg_var=0.5,
             vicreg_cov=0.02,
+            sigreg=args.sigreg,
             target=args.target,
         ),
     ]

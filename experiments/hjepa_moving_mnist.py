@@ -22,7 +22,8 @@ dash-separated: ``2-4-6-8``), ``blur`` (std in px of the fixed low-pass before l
 ``model.patch_blur``), ``windows`` (level-1 windows per sequence and step), ``summary`` (weight of
 level 1's summary-context term, ``hierarchy.level1.summary_weight``), ``tubelet`` (level 2
 reads that many consecutive level-1 steps at once, ``hierarchy.levels[0].input_steps``),
-``sigreg`` (SIGReg weight on the upper levels' states, beside their VICReg terms).
+``sigreg`` (SIGReg weight on the upper levels' states, beside their VICReg terms), ``width2``
+(level 2's width).
 """
 
 from jepa import config as config_lib
@@ -50,6 +51,7 @@ def get_config(arg=None):
         summary=0.0,
         tubelet=1,
         sigreg=0.0,
+        width2=64,
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
@@ -77,7 +79,7 @@ def get_config(arg=None):
     # Small VICReg weights: the energy, not the variance term, must shape the states.
     upper = [
         dict(
-            width=64,
+            width=args.width2,
             depth=2,
             num_heads=4,
             window=1,

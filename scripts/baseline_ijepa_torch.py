@@ -16,6 +16,7 @@ Prints one JSON line (median / min step seconds, images/s, token counts), like t
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -56,10 +57,7 @@ def main() -> None:
         pred_emb_dim=args.pred_width,
         model_name=args.model,
     )
-    target_encoder = init_model(
-        device=device, patch_size=args.patch, crop_size=args.res, model_name=args.model
-    )[0]
-    target_encoder.load_state_dict(encoder.state_dict())
+    target_encoder = copy.deepcopy(encoder)  # as the reference's train.py
     for p in target_encoder.parameters():
         p.requires_grad = False
     # The paper's ImageNet recipe (configs/in1k_vith14_ep300.yaml), as in our ijepa_in1k config.

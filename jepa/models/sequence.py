@@ -81,15 +81,11 @@ class SequenceEncoder(nn.Module):
         steps = x.shape[1]
         # The input is another network's embedding, with its own scale: normalize it first.
         x = layers.layer_norm("input_norm", self.dtype)(x.astype(self.dtype))
-        if self.input_steps > 1:  # [x(t), x(t-1), …]: causal, the past only
-            past = jnp.pad(x, ((0, 0), (self.input_steps - 1, 0), (0, 0)))
-            x = jnp.concatenate(
-                [
-                    past[:, self.input_steps - 1 - j : self.input_steps - 1 - j + steps]
-                    for j in range(self.input_steps)
-                ],
-                axis=-1,
-            )
+        if self.input_steps > 1:  # [x(t), x(t-1), …]: each copy delayed by j steps, causal
+            delayed = [
+                jnp.pad(x, ((0, 0), (j, 0), (0, 0)))[:, :steps] for j in range(self.input_steps)
+            ]
+            x = jnp.concatenate(delayed, axis=-1)
         x = _dense(self.width, ("mlp", "embed"), self.dtype, "embed")(x)
         pos = layers.sincos_1d(self.width, np.arange(steps))
         x = x + jnp.asarray(pos, self.dtype)[None]

@@ -35,6 +35,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="forward and loss under bfloat16 autocast, as the reference's use_bfloat16 (its "
+        "torch.cuda.amp.autocast is a no-op on CPU, so this uses torch.autocast('cpu'))",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, args.ijepa)
@@ -93,13 +99,14 @@ def main() -> None:
     def train_step(imgs, masks_enc, masks_pred, m):
         scheduler.step()
         wd_scheduler.step()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             h = target_encoder(imgs)
             h = F.layer_norm(h, (h.size(-1),))
             h = apply_masks(h, masks_pred)
             h = repeat_interleave_batch(h, len(imgs), repeat=len(masks_enc))
-        z = predictor(encoder(imgs, masks_enc), masks_enc, masks_pred)
-        loss = F.smooth_l1_loss(z, h)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            z = predictor(encoder(imgs, masks_enc), masks_enc, masks_pred)
+            loss = F.smooth_l1_loss(z, h)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -128,6 +135,7 @@ def main() -> None:
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
                 "model": args.model,
+                "precision": "bfloat16 autocast" if args.bf16 else "float32",
                 "batch": args.batch,
                 "step_seconds_median": round(median, 4),
                 "step_seconds_min": round(min(step_times), 4),

@@ -18,6 +18,7 @@ With ``--memory`` the JSON has ``memory``: per-device bytes of the step (``jepa/
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -170,7 +171,10 @@ def main(_):
             state, metrics = train_step(state, batch)
             jax.block_until_ready(metrics["loss"])
             jax.profiler.stop_trace()
-        profile = top_ops(FLAGS.profile_dir, compiled.as_text())
+        hlo = compiled.as_text()
+        with open(os.path.join(FLAGS.profile_dir, "compiled_step.hlo.txt"), "w") as f:
+            f.write(hlo)  # to join trace events with their JAX source beyond the top ops
+        profile = top_ops(FLAGS.profile_dir, hlo)
         for row in profile:
             log(f"{row['ms']:9.1f} ms  {row['kind']:28s} {row['op'][-100:]}")
 

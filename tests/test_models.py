@@ -179,3 +179,74 @@ def test_last_block_trim_gives_the_full_blocks_outputs(remat, attention_impl):
         for k in (None, 4)
     ]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *grads)
+
+
+@pytest.mark.parametrize(
+    "spec,shape_a,shape_b",
+    [
+        ("bld,dthk->tbhlk", (2, 5, 8), (8, 3, 2, 4)),  # heads-major qkv projection
+        ("bhqk,bhsk->bhqs", (2, 3, 5, 4), (2, 3, 6, 4)),  # attention logits (batch axes)
+        ("abd,dz->abz", (2, 5, 8), (8, 16)),  # a dense layer
+    ],
+)
+def test_mixed_precision_einsum_matches_float32_forward_and_gradients(spec, shape_a, shape_b):
+    """bf16 operands with float32 accumulation: the value and both gradients equal the float32
+    einsum of the bf16-rounded operands to within the bf16 rounding of the results (2⁻⁸
+    relative), and come back in the operands' dtype."""
+    ka, kb, kg = jax.random.split(jax.random.key(0), 3)
+    a = jax.random.normal(ka, shape_a).astype(jnp.bfloat16)
+    b = jax.random.normal(kb, shape_b).astype(jnp.bfloat16)
+    out = layers.einsum(spec, a, b)
+    ref = jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32))
+    assert out.dtype == jnp.bfloat16 and out.shape == ref.shape
+    np.testing.assert_allclose(out.astype(jnp.float32), ref, rtol=2**-8, atol=1e-2)
+    cot = jax.random.normal(kg, ref.shape).astype(jnp.bfloat16)
+    grads = jax.grad(
+        lambda a, b: (layers.einsum(spec, a, b) * cot).astype(jnp.float32).sum(), (0, 1)
+    )(a, b)
+    ref_grads = jax.grad(lambda a, b: (jnp.einsum(spec, a, b) * cot).sum(), (0, 1))(
+        a.astype(jnp.float32), b.astype(jnp.float32)
+    )
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert g.dtype == jnp.bfloat16
+        np.testing.assert_allclose(g.astype(jnp.float32), r, rtol=2**-7, atol=2e-2)
+    # float32 operands take plain jnp.einsum: bit-identical to it.
+    a32, b32 = a.astype(jnp.float32), b.astype(jnp.float32)
+    np.testing.assert_array_equal(layers.einsum(spec, a32, b32), jnp.einsum(spec, a32, b32))
+
+
+def test_mixed_precision_einsum_rejects_a_one_sided_sum():
+    a = jnp.ones((2, 3), jnp.bfloat16)
+    with pytest.raises(ValueError, match="index 'j'"):
+        layers.einsum("ij,k->ik", a, jnp.ones((4,), jnp.bfloat16))
+
+
+def test_low_precision_bias_gradient_is_the_float32_sum():
+    """add_bias in bf16: forward y + bias in bf16; the bias gradient is the float32 sum of the
+    cotangent over the broadcast axes (hand-computed), in float32."""
+    y = jnp.zeros((2, 3, 4), jnp.bfloat16)
+    bias = jnp.arange(3.0)[:, None]  # broadcast over axes 0 and 2
+    out = layers.add_bias(y, bias)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(out[1, :, 2], [0.0, 1.0, 2.0])
+    cot = jnp.arange(24.0).reshape(2, 3, 4).astype(jnp.bfloat16)
+    grad = jax.grad(lambda b: (layers.add_bias(y, b) * cot).astype(jnp.float32).sum())(bias)
+    assert grad.dtype == jnp.float32
+    np.testing.assert_array_equal(grad[:, 0], np.arange(24.0).reshape(2, 3, 4).sum((0, 2)))
+
+
+def test_dense_keeps_nn_dense_parameters_and_values():
+    """layers.Dense has nn.Dense's parameter tree (checkpoints are interchangeable) and, in
+    float32, its exact outputs."""
+    x = jax.random.normal(jax.random.key(1), (2, 5, 8))
+    ours = layers.Dense(16, bias_init=nn.initializers.normal(1.0))
+    params = ours.init(jax.random.key(2), x)
+    theirs = nn.Dense(16)
+    ref_params = theirs.init(jax.random.key(2), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, ref_params)
+    np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), rtol=1e-6)
+    low = layers.Dense(16, dtype=jnp.bfloat16).apply(params, x)
+    assert low.dtype == jnp.bfloat16
+    np.testing.assert_allclose(
+        low.astype(jnp.float32), theirs.apply(params, x), rtol=0.02, atol=0.05
+    )

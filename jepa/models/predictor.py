@@ -53,10 +53,9 @@ class Predictor(nn.Module):
         make_pos = layers.sincos_2d if len(self.grid) == 2 else layers.sincos_3d
         pos = jnp.asarray(make_pos(self.width, *self.grid), self.dtype)  # [n_grid, width]
 
-        x = nn.Dense(
+        x = layers.Dense(
             self.width,
             dtype=self.dtype,
-            param_dtype=jnp.float32,
             kernel_init=nn.with_logical_partitioning(layers.trunc_normal_init(), ("embed", "mlp")),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
             name="embed",
@@ -96,10 +95,9 @@ class Predictor(nn.Module):
         # without an EMA target collapse (tests/test_train.py).
         x = x[:, -n_tgt:]
         x = layers.layer_norm("norm", self.dtype)(x)
-        x = nn.Dense(
+        x = layers.Dense(
             self.out_width,
             dtype=self.dtype,
-            param_dtype=jnp.float32,
             kernel_init=nn.with_logical_partitioning(layers.trunc_normal_init(), ("mlp", "embed")),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
             name="proj",

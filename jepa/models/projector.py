@@ -29,10 +29,9 @@ class Projector(nn.Module):
         # Small and replicated (no sharded axes); flax's default (LeCun normal) init, as the
         # reference ViT init is not defined for it.
         def dense(features, name):
-            return nn.Dense(
+            return layers.Dense(
                 features,
                 dtype=self.dtype,
-                param_dtype=jnp.float32,
                 kernel_init=nn.with_logical_partitioning(
                     nn.initializers.lecun_normal(), (None, None)
                 ),

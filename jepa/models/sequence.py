@@ -21,10 +21,9 @@ from jepa.models import layers
 
 
 def _dense(features: int, names: tuple[str, str], dtype, name: str, std_scale: float = 1.0):
-    return nn.Dense(
+    return layers.Dense(
         features,
         dtype=dtype,
-        param_dtype=jnp.float32,
         kernel_init=nn.with_logical_partitioning(
             layers.trunc_normal_init(layers.INIT_STD * std_scale), names
         ),

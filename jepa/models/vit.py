@@ -241,10 +241,9 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"model.patch_embed_init={self.patch_embed_init!r}; valid: reference, fan_in"
             )
-        x = nn.Dense(
+        x = layers.Dense(
             self.width,
             dtype=self.dtype,
-            param_dtype=jnp.float32,
             kernel_init=nn.with_logical_partitioning(
                 layers.trunc_normal_init(std, bound=2 * max(std, 1.0)), ("patch", "embed")
             ),

@@ -210,6 +210,14 @@ def test_mixed_precision_einsum_matches_float32_forward_and_gradients(spec, shap
     for g, r in zip(grads, ref_grads, strict=True):
         assert g.dtype == jnp.bfloat16
         np.testing.assert_allclose(g.astype(jnp.float32), r, rtol=2**-7, atol=2e-2)
+    # A float32 operand (a kernel) computed in bf16 gets a float32 gradient straight from the
+    # accumulator: no bf16 rounding, so it matches far tighter than the bf16 gradient above.
+    b32 = b.astype(jnp.float32)
+    grad_b32 = jax.grad(
+        lambda b: (layers.einsum(spec, a, b, dtype=jnp.bfloat16) * cot).astype(jnp.float32).sum()
+    )(b32)
+    assert grad_b32.dtype == jnp.float32
+    np.testing.assert_allclose(grad_b32, ref_grads[1], rtol=1e-5, atol=1e-4)
     # float32 operands take plain jnp.einsum: bit-identical to it.
     a32, b32 = a.astype(jnp.float32), b.astype(jnp.float32)
     np.testing.assert_array_equal(layers.einsum(spec, a32, b32), jnp.einsum(spec, a32, b32))
@@ -222,16 +230,21 @@ def test_mixed_precision_einsum_rejects_a_one_sided_sum():
 
 
 def test_low_precision_bias_gradient_is_the_float32_sum():
-    """add_bias in bf16: forward y + bias in bf16; the bias gradient is the float32 sum of the
-    cotangent over the broadcast axes (hand-computed), in float32."""
-    y = jnp.zeros((2, 3, 4), jnp.bfloat16)
-    bias = jnp.arange(3.0)[:, None]  # broadcast over axes 0 and 2
-    out = layers.add_bias(y, bias)
+    """einsum with a bias in bf16: the bias is added before rounding; its gradient is the
+    float32 sum of the cotangent over the broadcast axes (hand-computed), in float32."""
+    a = jnp.ones((2, 3, 1), jnp.bfloat16)
+    b = jnp.full((1, 4), 0.5, jnp.bfloat16)
+    bias = jnp.arange(3.0)[:, None]  # [3, 1]: broadcast over axes 0 and 2 of [2, 3, 4]
+    out = layers.einsum("bqk,kn->bqn", a, b, bias)
     assert out.dtype == jnp.bfloat16
-    np.testing.assert_array_equal(out[1, :, 2], [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(out[1, :, 2], [0.5, 1.5, 2.5])
     cot = jnp.arange(24.0).reshape(2, 3, 4).astype(jnp.bfloat16)
-    grad = jax.grad(lambda b: (layers.add_bias(y, b) * cot).astype(jnp.float32).sum())(bias)
-    assert grad.dtype == jnp.float32
+
+    def loss(bias):
+        return (layers.einsum("bqk,kn->bqn", a, b, bias) * cot).astype(jnp.float32).sum()
+
+    grad = jax.grad(loss)(bias)
+    assert grad.dtype == jnp.float32 and grad.shape == (3, 1)
     np.testing.assert_array_equal(grad[:, 0], np.arange(24.0).reshape(2, 3, 4).sum((0, 2)))
 
 

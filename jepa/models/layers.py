@@ -54,22 +54,40 @@ def _param(init, names):
 _LOW_PRECISION = (jnp.bfloat16, jnp.float16)
 
 
-def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
-    """``jnp.einsum`` of two operands; in bfloat16/float16 it accumulates in float32 both in the
-    forward and in the two gradient contractions, and returns the operands' dtype.
+def einsum(
+    spec: str,
+    a: jax.Array,
+    b: jax.Array,
+    bias: jax.Array | None = None,
+    dtype: Dtype | None = None,
+) -> jax.Array:
+    """``jnp.einsum`` of two operands computed in ``dtype`` (default: their common dtype), plus
+    an optional ``bias`` aligned with the output's trailing axes (size-1 axes broadcast).
+
+    In bfloat16/float16 the operands are rounded to ``dtype``, products accumulate in float32
+    (forward and both gradient contractions), the bias is added in float32 before the output is
+    rounded to ``dtype``, and each gradient comes back in its input's own dtype: a float32
+    kernel gets its float32 gradient straight from the accumulator, never rounded to bf16.
 
     Why not plain ``jnp.einsum`` on bf16 arrays: XLA:CPU runs a bf16 × bf16 → bf16 dot at the
     float32 rate (it converts), but bf16 × bf16 → f32 on native bf16 kernels (AVX512-BF16, 2×
     the float32 rate here; README § Performance); and autodiff of a dot with
     ``preferred_element_type=float32`` feeds float32 cotangents into the backward dots, which
     then take the slow path again. So the gradient is written out: the cotangent is rounded to
-    the operand dtype, as PyTorch's autocast does, and both gradient dots accumulate in f32.
+    ``dtype``, as PyTorch's autocast does, and both gradient dots accumulate in f32. The bias
+    gradient is summed from the bf16 cotangent in f32: left to autodiff, XLA:CPU converts the
+    whole cotangent first and sums it with a strided reduce-window (~12% of a transformer
+    block's backward).
     Every index must appear in at least two of the three terms (contracted, batch or kept
     axes; no sums over one operand, no ellipsis), which all transformer contractions satisfy.
     """
-    if a.dtype != b.dtype or a.dtype not in _LOW_PRECISION:
-        return jnp.einsum(spec, a, b)
+    dtype = jnp.dtype(dtype or jnp.result_type(a, b))
     inputs, out = spec.replace(" ", "").split("->")
+    if bias is not None:
+        bias = bias.reshape((1,) * (len(out) - bias.ndim) + bias.shape)
+    if dtype not in _LOW_PRECISION:
+        y = jnp.einsum(spec, a.astype(dtype), b.astype(dtype))
+        return y if bias is None else y + bias.astype(dtype)
     lhs, rhs = inputs.split(",")
     for index in set(lhs + rhs + out):
         if (index in lhs) + (index in rhs) + (index in out) < 2 or "." in spec:
@@ -77,62 +95,47 @@ def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
                 f"mixed-precision einsum {spec!r}: index {index!r} must appear in at least "
                 "two of the three terms"
             )
-    return _low_precision_einsum(f"{lhs},{rhs}->{out}", a, b)
+    return _low_precision_einsum(f"{lhs},{rhs}->{out}", dtype, a, b, bias)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _low_precision_einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
-    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(a.dtype)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _low_precision_einsum(spec: str, dtype, a, b, bias) -> jax.Array:
+    y = jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+    return (y if bias is None else y + bias.astype(jnp.float32)).astype(dtype)
 
 
-def _low_precision_einsum_fwd(spec, a, b):
-    return _low_precision_einsum(spec, a, b), (a, b)
+def _low_precision_einsum_fwd(spec, dtype, a, b, bias):
+    residuals = (
+        a.astype(dtype),
+        b.astype(dtype),
+        bias,
+        jnp.zeros((0,), a.dtype),
+        jnp.zeros((0,), b.dtype),
+    )  # the last two carry the inputs' dtypes
+    return _low_precision_einsum(spec, dtype, a, b, bias), residuals
 
 
-def _low_precision_einsum_bwd(spec, residuals, grad):
-    a, b = residuals
+def _low_precision_einsum_bwd(spec, dtype, residuals, grad):
+    a, b, bias, a_dtype, b_dtype = residuals
     (lhs, rhs), out = spec.split("->")[0].split(","), spec.split("->")[1]
-    grad = grad.astype(a.dtype)
+    grad = grad.astype(dtype)
     grad_a = jnp.einsum(f"{out},{rhs}->{lhs}", grad, b, preferred_element_type=jnp.float32)
     grad_b = jnp.einsum(f"{lhs},{out}->{rhs}", a, grad, preferred_element_type=jnp.float32)
-    return grad_a.astype(a.dtype), grad_b.astype(b.dtype)
+    grad_bias = None
+    if bias is not None:
+        shapes = zip(grad.shape, bias.shape, strict=True)
+        axes = tuple(i for i, (n, m) in enumerate(shapes) if m == 1 and n > 1)
+        grad_bias = jnp.sum(grad, axis=axes, keepdims=True, dtype=jnp.float32)
+        grad_bias = grad_bias.astype(bias.dtype)
+    return grad_a.astype(a_dtype.dtype), grad_b.astype(b_dtype.dtype), grad_bias
 
 
 _low_precision_einsum.defvjp(_low_precision_einsum_fwd, _low_precision_einsum_bwd)
 
 
-@jax.custom_vjp
-def _add_low_precision_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
-    return y + bias.astype(y.dtype)
-
-
-def _add_low_precision_bias_fwd(y, bias):
-    return _add_low_precision_bias(y, bias), bias
-
-
-def _add_low_precision_bias_bwd(bias, grad):
-    shapes = zip(grad.shape, bias.shape, strict=True)
-    axes = tuple(i for i, (n, m) in enumerate(shapes) if m == 1 and n > 1)
-    return grad, jnp.sum(grad, axis=axes, keepdims=True, dtype=jnp.float32).astype(bias.dtype)
-
-
-_add_low_precision_bias.defvjp(_add_low_precision_bias_fwd, _add_low_precision_bias_bwd)
-
-
-def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
-    """``y + bias`` with a float32 ``bias`` (a parameter) broadcast against trailing axes of a
-    possibly low-precision ``y``. In bf16 the bias gradient is summed straight from the bf16
-    cotangent in float32: left to autodiff, XLA:CPU converts the whole cotangent to f32 first
-    and sums it with a strided reduce-window, ~12% of a transformer block's backward."""
-    bias = bias.reshape((1,) * (y.ndim - bias.ndim) + bias.shape)
-    if y.dtype == bias.dtype:
-        return y + bias
-    return _add_low_precision_bias(y, bias)
-
-
 class Dense(nn.Module):
     """``nn.Dense`` (same parameters: ``kernel`` [in, out] and ``bias`` [out], float32) whose
-    contraction and bias go through the mixed-precision ``einsum`` and ``add_bias`` above."""
+    contraction and bias go through the mixed-precision ``einsum`` above."""
 
     features: int
     dtype: Dtype = jnp.float32
@@ -144,8 +147,7 @@ class Dense(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
         lead = "abcefghijk"[: x.ndim - 1]  # any letters but the two named below
-        y = einsum(f"{lead}d,dz->{lead}z", x.astype(self.dtype), kernel.astype(self.dtype))
-        return add_bias(y, bias)
+        return einsum(f"{lead}d,dz->{lead}z", x, kernel, bias, self.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,28 +278,27 @@ class Attention(nn.Module):
         )
         proj_bias = self.param("proj_bias", _param(nn.initializers.zeros, ("embed",)), (width,))
         if self.attention_impl:  # a fused kernel (cuDNN) through jax.nn.dot_product_attention
-            qkv = einsum("bld,dthk->blthk", x, qkv_kernel.astype(self.dtype))
-            qkv = add_bias(qkv, qkv_bias)
+            qkv = einsum("bld,dthk->blthk", x, qkv_kernel, qkv_bias, self.dtype)
             qkv = constrain(qkv, ("act_batch", "act_length", None, "act_heads", None))
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
             if num_queries is not None:
                 q = q[:, -num_queries:]
             out = jax.nn.dot_product_attention(q, k, v, implementation=self.attention_impl)
             out = constrain(out, ("act_batch", "act_length", "act_heads", None))
-            out = einsum("blhk,hkd->bld", out, proj_kernel.astype(self.dtype))
+            out = einsum("blhk,hkd->bld", out, proj_kernel, proj_bias, self.dtype)
         else:
             # Heads-major [3, batch, heads, length, head_dim] straight out of the projection:
             # the two attention matmuls are then plain batched matmuls with no transposes
             # between them. On XLA:CPU the forward is 2.6× faster than the [b, l, h, k] layout
             # of jax.nn.dot_product_attention (README, performance notes).
-            kernel, bias = qkv_kernel.astype(self.dtype), qkv_bias[:, None, :, None, :]
+            kernel, bias = qkv_kernel, qkv_bias[:, None, :, None, :]
             if num_queries is None:
-                qkv = add_bias(einsum("bld,dthk->tbhlk", x, kernel), bias)
+                qkv = einsum("bld,dthk->tbhlk", x, kernel, bias, self.dtype)
                 qkv = constrain(qkv, (None, "act_batch", "act_heads", "act_length", None))
                 q, k, v = qkv[0], qkv[1], qkv[2]
             else:  # project queries only where an output is wanted: fewer FLOPs, same values
-                q = add_bias(einsum("bld,dhk->bhlk", x[:, -num_queries:], kernel[:, 0]), bias[0])
-                kv = add_bias(einsum("bld,dthk->tbhlk", x, kernel[:, 1:]), bias[1:])
+                q = einsum("bld,dhk->bhlk", x[:, -num_queries:], kernel[:, 0], bias[0], self.dtype)
+                kv = einsum("bld,dthk->tbhlk", x, kernel[:, 1:], bias[1:], self.dtype)
                 kv = constrain(kv, (None, "act_batch", "act_heads", "act_length", None))
                 k, v = kv[0], kv[1]
             q = q * head_dim**-0.5
@@ -305,8 +306,7 @@ class Attention(nn.Module):
             weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
             out = einsum("bhqs,bhsk->bhqk", weights, v)
             out = constrain(out, ("act_batch", "act_heads", "act_length", None))
-            out = einsum("bhlk,hkd->bld", out, proj_kernel.astype(self.dtype))
-        out = add_bias(out, proj_bias)
+            out = einsum("bhlk,hkd->bld", out, proj_kernel, proj_bias, self.dtype)
         return constrain(out, ("act_batch", "act_length", "act_embed"))
 
 

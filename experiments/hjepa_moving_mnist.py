@@ -23,7 +23,9 @@ dash-separated: ``2-4-6-8``), ``blur`` (std in px of the fixed low-pass before l
 level 1's summary-context term, ``hierarchy.level1.summary_weight``), ``tubelet`` (level 2
 reads that many consecutive level-1 steps at once, ``hierarchy.levels[0].input_steps``),
 ``sigreg`` (SIGReg weight on the upper levels' states, beside their VICReg terms), ``width2``
-(level 2's width).
+(level 2's width), ``recall`` (level-2 steps back, dash-separated, e.g. ``0-1-2-3``, whose
+inputs level 2's state must read back, ``hierarchy.levels[0].recall``; empty = off) and
+``recall_weight``.
 """
 
 from jepa import config as config_lib
@@ -52,6 +54,8 @@ def get_config(arg=None):
         tubelet=1,
         sigreg=0.0,
         width2=64,
+        recall="",
+        recall_weight=1.0,
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
@@ -85,6 +89,8 @@ def get_config(arg=None):
             window=1,
             horizons=tuple(int(h) for h in args.horizons.split("-")),
             input_steps=args.tubelet,
+            recall=tuple(int(r) for r in str(args.recall).split("-") if r != ""),
+            recall_weight=args.recall_weight,
             vicreg_var=0.5,
             vicreg_cov=0.02,
             sigreg=args.sigreg,

@@ -76,6 +76,13 @@ class UpperLevel:
     # what the level below will see, and its predictions need no probe to be read in that
     # space. (On SM-MNIST "self" kept more velocity: README, hierarchical JEPA.)
     target: str = "self"
+    # Steps back (0 = now) of this level's own *input* that a small head must read back from
+    # the state at t, e.g. (0, 1, 2, 3): the state then has to carry the recent trajectory of
+    # what it reads (velocity is a difference of positions a few frames apart), which
+    # predicting the future alone leaves to chance. The targets are the stop-gradient pooled
+    # inputs, so the head cannot move them.
+    recall: tuple[int, ...] = ()
+    recall_weight: float = 1.0
 
 
 def upper_levels(config) -> list[UpperLevel]:
@@ -90,6 +97,7 @@ def upper_levels(config) -> list[UpperLevel]:
             )
         values = dict(level)
         values["horizons"] = tuple(int(h) for h in values.get("horizons", (4,)))
+        values["recall"] = tuple(int(r) for r in values.get("recall", ()))
         out.append(UpperLevel(**values))
     return out
 
@@ -164,6 +172,12 @@ def validate(config) -> None:
                 f"{name}.horizons={level.horizons}: each must be in [1, {steps - 1}] "
                 f"(this level has {steps} steps of data.sequence.frames={frames})"
             )
+        if level.recall and (min(level.recall) < 0 or max(level.recall) >= steps):
+            raise ValueError(
+                f"{name}.recall={level.recall}: each must be in [0, {steps - 1}] (steps back)"
+            )
+        if level.recall_weight < 0:
+            raise ValueError(f"{name}.recall_weight={level.recall_weight} must be >= 0")
         if level.width % level.num_heads or level.width % 2:
             raise ValueError(f"{name}.width={level.width}: even and divisible by num_heads")
         if level.latent not in latent_lib.KINDS:
@@ -208,6 +222,19 @@ def level1_windows(frames: int, context: int, horizon: int) -> tuple[np.ndarray,
     return ctx, ctx[:, -1] + horizon
 
 
+def shifted_targets(x: jax.Array, offsets) -> jax.Array:
+    """[b, T, d] → [b, len(offsets), T, d + 1], stop-gradient: slot (o, t) holds x at step
+    t + o (o < 0: the past) and a last channel 1 where that step exists, else zeros."""
+    b, t, _ = x.shape
+    out = []
+    for o in offsets:
+        shifted = jnp.roll(x, -o, axis=1)
+        valid = ((jnp.arange(t) + o >= 0) & (jnp.arange(t) + o < t)).astype(x.dtype)
+        valid = jnp.broadcast_to(valid[None, :, None], (b, t, 1))
+        out.append(jnp.concatenate([shifted * valid, valid], -1))
+    return jax.lax.stop_gradient(jnp.stack(out, 1))
+
+
 def _level_energy(energy):
     """Per-sample energy over valid (horizon, step) slots; packing keeps LatentJEPA's single
     target array: ``sy`` = [targets | validity] along the last axis."""
@@ -245,6 +272,13 @@ class Hierarchy:
             for lv in self.levels
         ]
         self.target_widths = target_widths(config)
+        self.input_widths = [m.width * config.hierarchy.level1.pool_grid**2] + [
+            lv.width for lv in self.levels[:-1]
+        ]
+        self.recall_heads = [
+            StepPredictor(width_in, lv.recall, lv.predictor_hidden, 1) if lv.recall else None
+            for lv, width_in in zip(self.levels, self.input_widths, strict=True)
+        ]
         self.step_predictors = [
             StepPredictor(out, lv.horizons, lv.predictor_hidden, lv.predictor_depth)
             for lv, out in zip(self.levels, self.target_widths, strict=True)
@@ -375,15 +409,7 @@ class Hierarchy:
         """[b, T_k, width] → [b, horizons, T_k, width + 1]: the (stop-gradient) state h steps
         later for each horizon h, and a last channel 1 where that step exists. ``states`` are
         the level's own (target "self") or the level below's pooled to this level's steps."""
-        level = self.levels[k - 2]
-        b, t, _ = states.shape
-        out = []
-        for h in level.horizons:
-            shifted = jnp.pad(states[:, h:], ((0, 0), (0, h), (0, 0)))
-            valid = (jnp.arange(t) < t - h).astype(states.dtype)
-            valid = jnp.broadcast_to(valid[None, :, None], (b, t, 1))
-            out.append(jnp.concatenate([shifted, valid], -1))
-        return jax.lax.stop_gradient(jnp.stack(out, 1))
+        return shifted_targets(states, self.levels[k - 2].horizons)
 
     def encode_level(self, params, k: int, inputs: jax.Array) -> jax.Array:
         """Level k ≥ 2's states from the level below's per-step embeddings [b, T_{k-1}, d]."""
@@ -448,7 +474,8 @@ class Hierarchy:
                         if level.target == "self"
                         else pool_windows(below_target, level.window)
                     )
-                    lk, auxk = self.upper_level_loss(params, k, states, future, key)
+                    inputs = pool_windows(below, level.window)  # what the encoder read
+                    lk, auxk = self.upper_level_loss(params, k, states, future, key, inputs)
                     aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
                     loss = loss + level.weight * lk
                 below = below_target = states
@@ -482,9 +509,10 @@ class Hierarchy:
         loss1 = loss1 + weighted
         return loss1, {**aux1, **terms, "loss": loss1}
 
-    def upper_level_loss(self, params, k: int, states, future, key):
+    def upper_level_loss(self, params, k: int, states, future, key, inputs=None):
         """Level k ≥ 2's energy of predicting ``future`` (its targets' source, per step) from
-        ``states``, plus its own VICReg / SIGReg terms on the states."""
+        ``states``, the recall energy of reading its ``inputs`` [b, T_k, d_in] back (when
+        ``recall`` is set), plus its own VICReg / SIGReg terms on the states."""
         level = self.levels[k - 2]
         level_params = params["levels"][f"level{k}"]
         lk, auxk = self.upper_latent(k).loss_from_embeddings(
@@ -493,6 +521,11 @@ class Hierarchy:
             self.upper_targets(k, future),
             jax.random.fold_in(key, k),
         )
+        if level.recall:
+            recalled = self.recall_heads[k - 2].apply({"params": level_params["recall"]}, states)
+            past = shifted_targets(inputs, tuple(-r for r in level.recall))
+            auxk["recall_energy"] = _level_energy(self.energy)(recalled, past).mean()
+            lk = lk + level.recall_weight * auxk["recall_energy"]
         flat = states.reshape(-1, states.shape[-1])
         if level.vicreg_var:
             auxk["vicreg_var"] = objectives.vicreg_variance(flat, level.vicreg_gamma)
@@ -528,12 +561,11 @@ class Hierarchy:
                 keys[2], self.context_frames * n * m.width, n * m.width
             )
         levels = {}
-        width_below = m.width * config.hierarchy.level1.pool_grid**2
         for i, level in enumerate(self.levels):
             k = i + 2
             kk = keys[4 + 3 * i : 7 + 3 * i]
             steps = steps_per_level(config)[k - 1]
-            x = jnp.zeros((1, steps * level.window, width_below), jnp.float32)
+            x = jnp.zeros((1, steps * level.window, self.input_widths[i]), jnp.float32)
             s = jnp.zeros((1, steps, level.width), jnp.float32)
             entry = {
                 "encoder": self.seq_encoders[i].init(kk[0], pool_windows(x, level.window))[
@@ -541,13 +573,15 @@ class Hierarchy:
                 ],
                 "predictor": self.step_predictors[i].init(kk[1], s)["params"],
             }
+            if level.recall:
+                recall_key = jax.random.fold_in(kk[1], 1)
+                entry["recall"] = self.recall_heads[i].init(recall_key, s)["params"]
             if level.latent != "none":
                 out = self.target_widths[i]
                 entry["latent"] = self.upper_latent(k).init_latent(
                     kk[2], steps * level.width, len(level.horizons) * steps * (out + 1)
                 )
             levels[f"level{k}"] = entry
-            width_below = level.width
         if levels:
             params["levels"] = levels
         return params

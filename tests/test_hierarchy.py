@@ -114,6 +114,9 @@ def test_bad_hierarchy_configs_name_the_key():
     too_far = dict(LEVEL2, horizons=(8,))
     with pytest.raises(ValueError, match=r"hierarchy\.levels\[0\] \(level 2\)\.horizons"):
         validation.validate(tiny_hierarchy_config(levels=(too_far,)), 1)
+    future_recall = dict(LEVEL2, recall=(0, -1))
+    with pytest.raises(ValueError, match=r"\(level 2\)\.recall=\(0, -1\)"):
+        validation.validate(tiny_hierarchy_config(levels=(future_recall,)), 1)
     no_input = dict(LEVEL2, input_steps=0)
     with pytest.raises(ValueError, match=r"\(level 2\)\.input_steps=0"):
         validation.validate(tiny_hierarchy_config(levels=(no_input,)), 1)
@@ -152,6 +155,35 @@ def test_below_target_level2_energy_by_hand():
         ]
         per_sample.append(np.mean(errs))
     np.testing.assert_allclose(aux["level2/energy"], np.mean(per_sample), rtol=1e-5)
+
+
+def test_recall_energy_reads_the_levels_past_inputs_back_by_hand():
+    """recall=(0, 2): a head on level 2's state at t predicts level 2's own input (level 1's
+    online frame embedding) at t and t - 2; its energy is the masked mean squared error over
+    the steps where t - r exists, added to the level's loss with recall_weight."""
+    level = dict(LEVEL2, recall=(0, 2), recall_weight=0.5, vicreg_var=0.0, vicreg_cov=0.0)
+    c = tiny_hierarchy_config(levels=(level,))
+    model = hierarchy.Hierarchy(c)
+    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+    frames = jnp.asarray(frames_batch(c)["image"])[:2]
+    _, aux = jax.jit(model.loss_fn)(params, params["encoder"], {"image": frames})
+
+    online = np.asarray(jax.jit(model.frame_tokens)(params["encoder"], frames)).mean(2)
+    states = jax.jit(model.encode_level, static_argnums=1)(params, 2, online)
+    head = params["levels"]["level2"]["recall"]
+    recalled = np.asarray(jax.jit(model.recall_heads[0].apply)({"params": head}, states))
+    assert recalled.shape == (2, 2, online.shape[1], online.shape[2])
+    per_sample = []
+    for b in range(2):
+        errs = [
+            ((recalled[b, i, t] - online[b, t - r]) ** 2).mean()
+            for i, r in enumerate(level["recall"])
+            for t in range(r, online.shape[1])
+        ]
+        per_sample.append(np.mean(errs))
+    np.testing.assert_allclose(aux["level2/recall_energy"], np.mean(per_sample), rtol=1e-5)
+    expected = aux["level2/energy"] + 0.5 * aux["level2/recall_energy"]
+    np.testing.assert_allclose(aux["level2/loss"], expected, rtol=1e-5)
 
 
 def test_summary_context_is_the_full_context_at_full_resolution_and_the_frame_mean_at_one():

@@ -272,9 +272,8 @@ class Hierarchy:
             for lv in self.levels
         ]
         self.target_widths = target_widths(config)
-        self.input_widths = [m.width * config.hierarchy.level1.pool_grid**2] + [
-            lv.width for lv in self.levels[:-1]
-        ]
+        first_input = m.width * config.hierarchy.level1.pool_grid**2  # level 1's pooled tokens
+        self.input_widths = [first_input, *(lv.width for lv in self.levels)][: len(self.levels)]
         self.recall_heads = [
             StepPredictor(width_in, lv.recall, lv.predictor_hidden, 1) if lv.recall else None
             for lv, width_in in zip(self.levels, self.input_widths, strict=True)

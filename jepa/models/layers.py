@@ -105,29 +105,25 @@ def _low_precision_einsum(spec: str, dtype, a, b, bias) -> jax.Array:
 
 
 def _low_precision_einsum_fwd(spec, dtype, a, b, bias):
-    residuals = (
-        a.astype(dtype),
-        b.astype(dtype),
-        bias,
-        jnp.zeros((0,), a.dtype),
-        jnp.zeros((0,), b.dtype),
-    )  # the last two carry the inputs' dtypes
-    return _low_precision_einsum(spec, dtype, a, b, bias), residuals
+    # The inputs as given (an activation already in ``dtype``, a float32 kernel that lives on
+    # as a parameter anyway): their dtypes are those of the gradients to return.
+    return _low_precision_einsum(spec, dtype, a, b, bias), (a, b, bias)
 
 
 def _low_precision_einsum_bwd(spec, dtype, residuals, grad):
-    a, b, bias, a_dtype, b_dtype = residuals
+    a, b, bias = residuals
     (lhs, rhs), out = spec.split("->")[0].split(","), spec.split("->")[1]
     grad = grad.astype(dtype)
-    grad_a = jnp.einsum(f"{out},{rhs}->{lhs}", grad, b, preferred_element_type=jnp.float32)
-    grad_b = jnp.einsum(f"{lhs},{out}->{rhs}", a, grad, preferred_element_type=jnp.float32)
+    low_a, low_b = a.astype(dtype), b.astype(dtype)
+    grad_a = jnp.einsum(f"{out},{rhs}->{lhs}", grad, low_b, preferred_element_type=jnp.float32)
+    grad_b = jnp.einsum(f"{lhs},{out}->{rhs}", low_a, grad, preferred_element_type=jnp.float32)
     grad_bias = None
     if bias is not None:
         shapes = zip(grad.shape, bias.shape, strict=True)
         axes = tuple(i for i, (n, m) in enumerate(shapes) if m == 1 and n > 1)
         grad_bias = jnp.sum(grad, axis=axes, keepdims=True, dtype=jnp.float32)
         grad_bias = grad_bias.astype(bias.dtype)
-    return grad_a.astype(a_dtype.dtype), grad_b.astype(b_dtype.dtype), grad_bias
+    return grad_a.astype(a.dtype), grad_b.astype(b.dtype), grad_bias
 
 
 _low_precision_einsum.defvjp(_low_precision_einsum_fwd, _low_precision_einsum_bwd)

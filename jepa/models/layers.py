@@ -88,9 +88,11 @@ def einsum(
     if dtype not in _LOW_PRECISION:
         y = jnp.einsum(spec, a.astype(dtype), b.astype(dtype))
         return y if bias is None else y + bias.astype(dtype)
+    if "." in spec:
+        raise ValueError(f"mixed-precision einsum {spec!r}: name every axis (no ellipsis)")
     lhs, rhs = inputs.split(",")
     for index in set(lhs + rhs + out):
-        if (index in lhs) + (index in rhs) + (index in out) < 2 or "." in spec:
+        if (index in lhs) + (index in rhs) + (index in out) < 2:
             raise ValueError(
                 f"mixed-precision einsum {spec!r}: index {index!r} must appear in at least "
                 "two of the three terms"

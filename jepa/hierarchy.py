@@ -473,7 +473,8 @@ class Hierarchy:
                         if level.target == "self"
                         else pool_windows(below_target, level.window)
                     )
-                    inputs = pool_windows(below, level.window)  # what the encoder read
+                    # What the encoder read, for the recall term only.
+                    inputs = pool_windows(below, level.window) if level.recall else None
                     lk, auxk = self.upper_level_loss(params, k, states, future, key, inputs)
                     aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
                     loss = loss + level.weight * lk

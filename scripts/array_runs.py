@@ -4,14 +4,22 @@ jepa.evaluate.energy``. The step is the repo's own jitted train step; only the i
 batches are drawn with numpy from exported sequences instead of the grain pipeline, and there
 are no checkpoints, metrics files or plots on the remote side (a wall-clock budget ends it).
 
-  # here: export the train split of a video dataset (uint8 frames, zlib-compressed npz)
+  # here: export a split of a video dataset (uint8 frames and the per-frame labels, zlib npz)
   python scripts/array_runs.py export stochastic_moving_mnist/1 runs/smm1_train.npz
+  python scripts/array_runs.py export stochastic_moving_mnist/1 runs/smm1_test.npz test
   # there (needs jax, flax, optax, orbax, ml_collections): one or more jobs, params pickled
   python scripts/array_runs.py train runs/jobs.json OUT_DIR
   # here: the pickle → WORKDIR/checkpoints/STEP
   python scripts/array_runs.py import OUT_DIR/NAME.pkl WORKDIR
 
-A job is {"name", "path" (experiment file), "arg", "data" (npz), "budget_s", overrides...}.
+A job is {"name", "path" (experiment file), "arg", "data" (npz), "budget_s", overrides...};
+for a hierarchy job, "probe_data" (an exported test split) and "probe_every" (steps) add the
+level-1 digit-identity probe of ``jepa-eval --level 1`` (``levels.identity_probe``: the same
+rows, grid and selection) during the run and at its end, so a remote run reports the number
+that decides it. A greedy hierarchy job (``mode=greedy``) names an earlier job's pickle as its
+``init_from`` (``init_from=OUT_DIR/NAME.pkl``): its lower levels and level-1 target encoder
+are loaded from it (the workdir loader, ``hierarchy_modes.load_lower_levels``, needs orbax
+and grain, which such a box may lack).
 """
 
 from __future__ import annotations
@@ -37,12 +45,47 @@ def load_config(path: str, arg: str, overrides: dict):
     return config
 
 
-def export(dataset: str, path: str) -> None:
+def export(dataset: str, path: str, split: str = "train") -> None:
     from jepa.data import pipeline, sequences
 
-    data = sequences.load_sequences(pipeline.load_data_source(dataset, "train", None))
-    np.savez_compressed(path, frames=data["frames"])
-    print(path, data["frames"].shape)
+    data = sequences.load_sequences(pipeline.load_data_source(dataset, split, None))
+    np.savez_compressed(path, **data)
+    print(path, {k: v.shape for k, v in data.items()})
+
+
+def identity_probe(config, target_params, train, test) -> float:
+    """Level-1 digit identity (top-1, %) as ``jepa-eval --level 1`` measures it: the target
+    encoder's tokens averaged per frame, ``levels.identity_probe`` on the two splits."""
+    import jax
+
+    from jepa import hierarchy
+    from jepa.evaluate import levels
+
+    model = hierarchy.Hierarchy(config)
+    embed = jax.jit(lambda p, f: model.frame_tokens(p, f).mean(2))
+
+    def features(frames):
+        out = [
+            np.asarray(embed(target_params, normalize(frames[i : i + 64])))
+            for i in range(0, len(frames), 64)
+        ]
+        return np.concatenate(out)
+
+    every = 4  # the frames levels.identity_probe keeps, so only those are encoded
+    probe = levels.identity_probe(
+        config,
+        features(train["frames"][:, ::every]),
+        train["digits"][:, 0],
+        features(test["frames"][:, ::every]),
+        test["digits"][:, 0],
+        every=1,
+    )
+    return round(100 * float(probe["top1"]), 2)
+
+
+def normalize(frames_u8: np.ndarray) -> np.ndarray:
+    """uint8 → the framework's input range (mean 0.5, std 0.5, as the SM-MNIST configs)."""
+    return (frames_u8.astype(np.float32) / 255.0 - 0.5) / 0.5
 
 
 def sample_batch(config, frames: np.ndarray, rng: np.random.Generator) -> dict:
@@ -58,10 +101,12 @@ def sample_batch(config, frames: np.ndarray, rng: np.random.Generator) -> dict:
         f = config.data.sequence.frames
         starts = rng.integers(0, t - f + 1, config.batch_size)
         picks = starts[:, None] + np.arange(f)[None]
-    return {"image": (frames[idx[:, None], picks].astype(np.float32) / 255.0 - 0.5) / 0.5}
+    return {"image": normalize(frames[idx[:, None], picks])}
 
 
-def train(name, path, arg, data, budget_s, out_dir, **overrides) -> None:
+def train(
+    name, path, arg, data, budget_s, out_dir, probe_data="", probe_every=0, **overrides
+) -> None:
     import jax
 
     from jepa import optim, sharding
@@ -70,10 +115,14 @@ def train(name, path, arg, data, budget_s, out_dir, **overrides) -> None:
 
     t0 = time.time()
     config = load_config(path, arg, overrides)
-    frames = np.load(data)["frames"]
+    train_split = dict(np.load(data))
+    frames = train_split["frames"]
+    test_split = dict(np.load(probe_data)) if probe_data else None
     tx = optim.make_optimizer(config)
     mesh = sharding.make_mesh(config)
     state, shardings = state_lib.create_train_state(config, tx, mesh)
+    if config.objective == "hierarchy" and config.hierarchy.mode == "greedy":
+        state = load_lower_levels_from_pickle(config, state, shardings)
     step_fn = step_lib.jit_train_step(config, tx, mesh, shardings)
     rng = np.random.default_rng(config.seed)
     done, history = 0, []
@@ -82,11 +131,18 @@ def train(name, path, arg, data, budget_s, out_dir, **overrides) -> None:
             batch = sharding.global_batch(sample_batch(config, frames, rng), mesh)
             state, metrics = step_fn(state, batch)
         done = step + 1
-        if done % 250 == 0 or done == config.total_steps:
+        over_budget = time.time() - t0 > budget_s
+        last = over_budget or done == config.total_steps
+        if done % 250 == 0 or last:
             values = {k: round(float(v), 4) for k, v in metrics.items() if "nonfinite" not in k}
+            probe_now = probe_every and (done % probe_every == 0 or last)
+            if test_split is not None and probe_now:
+                values["identity_top1"] = identity_probe(
+                    config, state.target_params, train_split, test_split
+                )
             history.append((done, values))
             print(name, done, f"{time.time() - t0:.0f}s", values, flush=True)
-        if time.time() - t0 > budget_s:
+        if over_budget:
             print(name, "stopping at the budget after step", done, flush=True)
             break
     run = {
@@ -102,6 +158,32 @@ def train(name, path, arg, data, budget_s, out_dir, **overrides) -> None:
     }
     with open(os.path.join(out_dir, f"{name}.pkl"), "wb") as f:
         pickle.dump(run, f)
+
+
+def load_lower_levels_from_pickle(config, state, shardings):
+    """Greedy mode: level 1 (its encoder, predictor, latent) and its target encoder from the
+    pickle of an earlier job named by ``hierarchy.init_from`` (a 1-level source here)."""
+    import jax
+
+    source = config.hierarchy.init_from
+    if not source.endswith(".pkl"):
+        raise ValueError(
+            f"hierarchy.init_from={source!r}: a greedy array job loads its lower levels from "
+            "an earlier job's pickle (OUT_DIR/NAME.pkl)"
+        )
+    if config.hierarchy.frozen_levels != 1:
+        raise ValueError("array jobs load level 1 only: hierarchy.frozen_levels must be 1")
+    with open(source, "rb") as f:
+        run = pickle.load(f)
+    params = dict(state.params)
+    for name in ("encoder", "predictor", "latent"):
+        if name in run["params"]:
+            params[name] = run["params"][name]
+    print("loaded level 1 from", source, "at step", run["step"], flush=True)
+    return state.replace(
+        params=jax.device_put(params, shardings.params),
+        target_params=jax.device_put(run["target"], shardings.target_params),
+    )
 
 
 def import_run(pickle_path: str, workdir: str) -> None:

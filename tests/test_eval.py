@@ -66,6 +66,46 @@ def test_linear_probe_is_at_chance_on_noise():
     assert out["top1"] < 0.35
 
 
+def test_whitening_decorrelates_with_the_fitting_sets_map():
+    rng = np.random.default_rng(2)
+    # (variances above the 1e-4 × mean floor of whiten, so every direction is rescaled)
+    mix = rng.standard_normal((6, 6)) @ np.diag([1.0, 0.5, 0.1, 0.05, 0.03, 3.0])
+    train, other = rng.standard_normal((4000, 6)) @ mix, rng.standard_normal((10, 6)) @ mix
+    white_train, white_other = linear_probe.whiten(train, other)
+    np.testing.assert_allclose(np.cov(white_train, rowvar=False), np.eye(6), atol=1e-3)
+    # the same affine map for both: the first rows of train, passed as "other", land where
+    # train's own rows did
+    again = linear_probe.whiten(train, train[:10])[1]
+    np.testing.assert_allclose(again, white_train[:10], rtol=1e-4, atol=1e-4)
+    assert white_other.shape == (10, 6)
+
+
+def test_converged_probe_is_blind_to_an_ill_conditioned_linear_mix():
+    # Separable clusters, then the same features through a mix whose directions differ in
+    # scale by 10⁴ (after per-feature standardization the columns stay nearly collinear):
+    # a linear classifier exists as before, and the whitened L-BFGS probe finds it.
+    x, y = gaussian_clusters(3, 1200, classes=5, dim=12, spread=3)
+    rng = np.random.default_rng(4)
+    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    mixed = x @ (q * np.logspace(0, -4, 12)) @ rng.standard_normal((12, 24))
+    plain = linear_probe.converged_linear_probe(x[:1000], y[:1000], x[1000:], y[1000:])
+    out = linear_probe.converged_linear_probe(mixed[:1000], y[:1000], mixed[1000:], y[1000:])
+    assert plain["top1"] > 0.95
+    assert out["top1"] == pytest.approx(plain["top1"], abs=0.02)
+    assert [g["l2"] for g in out["grid"]] == [1e-5, 1e-4, 1e-3, 1e-2]
+
+
+def test_converged_probe_holds_out_whole_groups_and_is_at_chance_on_noise():
+    groups = np.repeat(np.arange(50), 4)
+    held = linear_probe.held_out_groups(groups, 0.2, seed=0)
+    assert held.sum() == 40  # 10 of the 50 groups, all 4 rows of each
+    assert all(held[groups == g].all() or not held[groups == g].any() for g in range(50))
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((800, 16)), rng.integers(0, 5, 800)
+    out = linear_probe.converged_linear_probe(x[:600], y[:600], x[600:], y[600:])
+    assert out["top1"] < 0.32
+
+
 def test_pooling_shapes():
     tokens = jnp.ones((2, 9, 4))
     aux = {f"block_{i}": jnp.full((2, 9, 4), float(i)) for i in range(6)}

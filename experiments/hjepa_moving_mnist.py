@@ -23,9 +23,10 @@ dash-separated: ``2-4-6-8``), ``blur`` (std in px of the fixed low-pass before l
 level 1's summary-context term, ``hierarchy.level1.summary_weight``), ``tubelet`` (level 2
 reads that many consecutive level-1 steps at once, ``hierarchy.levels[0].input_steps``),
 ``sigreg`` (SIGReg weight on the upper levels' states, beside their VICReg terms), ``width2``
-(level 2's width), ``recall`` (level-2 steps back, dash-separated, e.g. ``0-1-2-3``, whose
-inputs level 2's state must read back, ``hierarchy.levels[0].recall``; empty = off) and
-``recall_weight``.
+(level 2's width), ``inpaint`` / ``inpaint_block`` (level 1's in-frame term: its weight and
+block side, ``hierarchy.level1.inpaint_*``), ``recall`` (level-2 steps back, dash-separated,
+e.g. ``0-1-2-3``, whose inputs level 2's state must read back, ``hierarchy.levels[0].recall``;
+empty = off) and ``recall_weight``.
 """
 
 from jepa import config as config_lib
@@ -56,6 +57,8 @@ def get_config(arg=None):
         width2=64,
         recall="",
         recall_weight=1.0,
+        inpaint=0.0,
+        inpaint_block=4,
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
@@ -80,6 +83,7 @@ def get_config(arg=None):
     l1.mask_ratio = args.mask
     l1.summary_weight = args.summary
     l1.pool_grid = args.pool
+    l1.inpaint_weight, l1.inpaint_block = args.inpaint, args.inpaint_block
     # Small VICReg weights: the energy, not the variance term, must shape the states.
     upper = [
         dict(

@@ -273,6 +273,8 @@ def base_config() -> ml_collections.ConfigDict:
             # its tokens averaged over the whole grid (1) or over G × G regions, concatenated
             # (G² · width features: where things are survives the pooling). summary_weight:
             # also predict the next frame from those per-frame summaries alone (0 = off).
+            # inpaint_weight: also predict, inside single frames, the hidden half of the
+            # inpaint_block × inpaint_block token block on the digit (0 = off; hierarchy.py).
             level1=dict(
                 context_frames=2,
                 horizon=1,
@@ -282,6 +284,8 @@ def base_config() -> ml_collections.ConfigDict:
                 mask_weight=1.0,
                 pool_grid=1,
                 summary_weight=0.0,
+                inpaint_weight=0.0,
+                inpaint_block=4,
             ),
             levels=(),
         )

@@ -139,6 +139,13 @@ def validate(config) -> None:
             f"hierarchy.level1.mask_weight={l1.mask_weight} >= 0"
         )
     grid = config.model.image_size // config.model.patch_size
+    if l1.inpaint_weight < 0:
+        raise ValueError(f"hierarchy.level1.inpaint_weight={l1.inpaint_weight} must be >= 0")
+    if l1.inpaint_weight and (l1.inpaint_block % 2 or not 2 <= l1.inpaint_block <= grid):
+        raise ValueError(
+            f"hierarchy.level1.inpaint_block={l1.inpaint_block} must be even and in [2, {grid}] "
+            f"(the {grid} × {grid} token grid; half of the block is hidden)"
+        )
     if l1.pool_grid < 1 or grid % l1.pool_grid:
         raise ValueError(
             f"hierarchy.level1.pool_grid={l1.pool_grid} must divide the {grid} × {grid} token grid"
@@ -220,6 +227,38 @@ def level1_windows(frames: int, context: int, horizon: int) -> tuple[np.ndarray,
     starts = np.arange(frames - context - horizon + 1)
     ctx = starts[:, None] + np.arange(context)[None]
     return ctx, ctx[:, -1] + horizon
+
+
+def inpaint_masks(images: jax.Array, patch: int, side: int, key: jax.Array):
+    """Which tokens of each image [N, H, W, C] the in-frame term hides: one half (top, bottom,
+    left or right, drawn per image) of the side × side token block centred on the image's
+    intensity centroid above its minimum (the digit, on SM-MNIST's black background), the
+    block kept inside the grid. Returns (visible [N, n − side²/2], hidden [N, side²/2]) token
+    indices, each ascending: static counts, so the step compiles once."""
+    n_img, height, width = images.shape[:3]
+    rows_n, cols_n = height // patch, width // patch
+    ink = images.astype(jnp.float32).mean(-1)
+    ink = ink - ink.min((1, 2), keepdims=True)
+    total = ink.sum((1, 2)) + 1e-6
+    cy = (ink.sum(2) * (jnp.arange(height) + 0.5)).sum(1) / total  # in pixels
+    cx = (ink.sum(1) * (jnp.arange(width) + 0.5)).sum(1) / total
+    r0 = jnp.clip(jnp.round(cy / patch - side / 2), 0, rows_n - side).astype(jnp.int32)
+    c0 = jnp.clip(jnp.round(cx / patch - side / 2), 0, cols_n - side).astype(jnp.int32)
+    r0, c0 = r0[:, None, None], c0[:, None, None]
+    rows = jnp.arange(rows_n)[None, :, None]
+    cols = jnp.arange(cols_n)[None, None, :]
+    in_block = (rows >= r0) & (rows < r0 + side) & (cols >= c0) & (cols < c0 + side)
+    half = jax.random.randint(key, (n_img, 1, 1), 0, 4)  # 0 top, 1 bottom, 2 left, 3 right
+    mid_r, mid_c = r0 + side // 2, c0 + side // 2
+    chosen = jnp.where(
+        half == 0,
+        rows < mid_r,
+        jnp.where(half == 1, rows >= mid_r, jnp.where(half == 2, cols < mid_c, cols >= mid_c)),
+    )
+    hidden = (in_block & chosen).reshape(n_img, -1)
+    order = jnp.argsort(hidden, axis=-1, stable=True)  # visible first, each part ascending
+    k = side * side // 2
+    return order[:, : rows_n * cols_n - k], order[:, rows_n * cols_n - k :]
 
 
 def shifted_targets(x: jax.Array, offsets) -> jax.Array:
@@ -389,6 +428,28 @@ class Hierarchy:
         ctx_idx = jnp.broadcast_to(jnp.asarray(idx, jnp.int32), (b * w, idx.shape[1]))
         return self.energy(self.level1_predict(pred_params, sx, ctx_idx=ctx_idx), sy).mean()
 
+    def inpaint_energy(self, enc_params, pred_params, frames, target, tgt, key):
+        """I-JEPA inside single frames (``level1.inpaint_weight``): in each window's target
+        frame, half of the ``level1.inpaint_block``² token block on the digit is hidden
+        (``inpaint_masks``), the encoder sees the rest of the frame, and the predictor must
+        give the hidden tokens' EMA-target tokens. Next-frame prediction can be met by moving
+        what the context shows; this cannot: the visible half of the digit has to say which
+        digit it is. Positions are those of the target frame's slot in the predictor's grid;
+        no latent z on this term."""
+        b, n = frames.shape[0], self.tokens_per_frame
+        images = frames[:, tgt].reshape(b * tgt.shape[0], *frames.shape[2:])
+        side = self.config.hierarchy.level1.inpaint_block
+        visible, hidden = inpaint_masks(images, self.config.model.patch_size, side, key)
+        tokens, _ = self.encoder.apply({"params": enc_params}, images, visible)
+        sx = objectives.normalize_targets(tokens.astype(jnp.float32))
+        slot = (self.context_frames - 1 + self.horizon) * n
+        pred = self.predictor.apply(
+            {"params": pred_params}, sx, slot + visible, (slot + hidden)[:, None], None
+        )[:, 0].astype(jnp.float32)
+        sy = target[:, tgt].reshape(images.shape[0], n, -1)
+        sy = jnp.take_along_axis(sy, hidden[..., None], axis=1)
+        return self.energy(pred, sy).mean()
+
     # -------------------------------------------------------------------- upper levels
     def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
         """Level k ≥ 2: E over all its (step, horizon) predictions of one sequence."""
@@ -496,6 +557,16 @@ class Hierarchy:
                 params["encoder"], params["predictor"], frames, ctx, sy, jax.random.fold_in(key, 4)
             )
             loss1 = loss1 + l1.mask_weight * aux1["masked_energy"]
+        if l1.inpaint_weight:
+            aux1["inpaint_energy"] = self.inpaint_energy(
+                params["encoder"],
+                params["predictor"],
+                frames,
+                target,
+                tgt,
+                jax.random.fold_in(key, 5),
+            )
+            loss1 = loss1 + l1.inpaint_weight * aux1["inpaint_energy"]
         if l1.summary_weight:
             aux1["summary_energy"] = self.summary_context_energy(
                 params["predictor"], online, ctx, sy

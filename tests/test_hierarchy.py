@@ -1,6 +1,8 @@
 """Hierarchical JEPA: the pieces by hand, the training modes, sharding, level-by-level restore,
 and the per-level evaluation on a tiny stochastic Moving-MNIST run."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -460,3 +462,76 @@ def test_ridge_r2_by_hand():
     np.testing.assert_array_equal(
         levels_eval.observed_velocity(pos)[0, :, 0], [[0, 0], [2, 1], [3, 0]]
     )
+
+
+def test_inpaint_masks_hide_one_half_of_the_block_on_the_ink():
+    """An 8 × 8 token grid (8-px patches), block side 4: a bright patch at token (5, 1)
+    centres the block at rows 4-7 (clipped inside the grid), cols 0-3; each image hides one
+    of its four halves (8 tokens) and keeps the other 56, both ascending."""
+    images = np.full((16, 64, 64, 1), -1.0, np.float32)
+    images[:, 40:48, 8:16] = 1.0
+    visible, hidden = hierarchy.inpaint_masks(jnp.asarray(images), 8, 4, jax.random.PRNGKey(0))
+    assert visible.shape == (16, 56) and hidden.shape == (16, 8)
+    block = [(r, c) for r in range(4, 8) for c in range(0, 4)]
+    halves = {
+        "top": {r * 8 + c for r, c in block if r < 6},
+        "bottom": {r * 8 + c for r, c in block if r >= 6},
+        "left": {r * 8 + c for r, c in block if c < 2},
+        "right": {r * 8 + c for r, c in block if c >= 2},
+    }
+    seen = set()
+    for v, h in zip(np.asarray(visible), np.asarray(hidden), strict=True):
+        assert list(v) == sorted(v) and list(h) == sorted(h)
+        assert sorted([*v, *h]) == list(range(64))
+        (name,) = [k for k, s in halves.items() if set(h) == s]
+        seen.add(name)
+    assert len(seen) >= 3  # the half is drawn per image
+
+
+def test_inpaint_energy_sees_only_the_visible_half_and_enters_the_loss():
+    """level1.inpaint_weight on a 2 × 2 grid (block side 2 = the grid): the encoder reads the
+    two visible patches of each window's target frame, so pixels under a hidden patch cannot
+    change the energy (the targets held fixed) and a visible patch's can; the term enters the
+    level-1 loss with its weight."""
+    c = tiny_hierarchy_config(
+        **{"hierarchy.level1.inpaint_weight": 1.0, "hierarchy.level1.inpaint_block": 2}
+    )
+    model = hierarchy.Hierarchy(c)
+    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+    frames = jnp.asarray(frames_batch(c)["image"])[:1]
+    tgt = jnp.asarray([5])
+    target = jax.random.normal(jax.random.PRNGKey(1), (1, 8, 4, 32))
+    key = jax.random.PRNGKey(2)
+    _, hidden = hierarchy.inpaint_masks(frames[:, 5], 32, 2, key)
+    # At init the predictor barely reads its context (small output projections); perturbed
+    # weights make the context's influence visible above float noise.
+    rng = np.random.default_rng(0)
+    predictor = jax.tree.map(
+        lambda x: x + 0.3 * rng.standard_normal(x.shape).astype(np.float32), params["predictor"]
+    )
+    energy = jax.jit(functools.partial(model.inpaint_energy, params["encoder"], predictor))
+    e0 = energy(frames, target, tgt, key)
+
+    def patch_box(token):
+        r, col = divmod(int(token), 2)
+        return slice(5, 6), slice(r * 32, r * 32 + 32), slice(col * 32, col * 32 + 32)
+
+    hidden_frames = frames.at[(0, *patch_box(hidden[0, 0]))].add(0.5)
+    visible_token = next(t for t in range(4) if t not in set(np.asarray(hidden[0])))
+    visible_frames = frames.at[(0, *patch_box(visible_token))].add(0.5)
+    # the same half is drawn (the key is the same, and side = grid puts the block at (0, 0))
+    e_hidden = energy(hidden_frames, target, tgt, key)
+    e_visible = energy(visible_frames, target, tgt, key)
+    assert float(e_hidden) == float(e0)
+    assert abs(float(e_visible) - float(e0)) > 1e-3
+
+    batch = {"image": jnp.asarray(frames_batch(c)["image"])[:2]}
+    off = with_overrides(c, {"hierarchy.level1.inpaint_weight": 0.0})
+    loss0, _ = hierarchy.Hierarchy(off).loss_fn(params, params["encoder"], batch)
+    half = with_overrides(c, {"hierarchy.level1.inpaint_weight": 0.5})
+    loss1, aux = hierarchy.Hierarchy(half).loss_fn(params, params["encoder"], batch)
+    np.testing.assert_allclose(
+        float(loss1), float(loss0) + 0.5 * float(aux["level1/inpaint_energy"]), rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="hierarchy.level1.inpaint_block"):
+        hierarchy.Hierarchy(with_overrides(c, {"hierarchy.level1.inpaint_block": 3}))

@@ -15,7 +15,7 @@ are no checkpoints, metrics files or plots on the remote side (a wall-clock budg
 A job is {"name", "path" (experiment file), "arg", "data" (npz), "budget_s", overrides...};
 for a hierarchy job, "probe_data" (an exported test split) and "probe_every" (steps) add the
 level-1 digit-identity probe of ``jepa-eval --level 1`` (``levels.identity_probe``: the same
-rows, grid and selection) during the run and at its end, so a remote run reports the number
+rows, solver and selection) during the run and at its end, so a remote run reports the number
 that decides it. A greedy hierarchy job (``mode=greedy``) names an earlier job's pickle as its
 ``init_from`` (``init_from=OUT_DIR/NAME.pkl``): its lower levels and level-1 target encoder
 are loaded from it (the workdir loader, ``hierarchy_modes.load_lower_levels``, needs orbax
@@ -162,7 +162,8 @@ def train(
 
 def load_lower_levels_from_pickle(config, state, shardings):
     """Greedy mode: level 1 (its encoder, predictor, latent) and its target encoder from the
-    pickle of an earlier job named by ``hierarchy.init_from`` (a 1-level source here)."""
+    pickle of an earlier job named by ``hierarchy.init_from`` (only its level 1 is taken);
+    strict about shapes, as the workdir loader is."""
     import jax
 
     source = config.hierarchy.init_from
@@ -177,8 +178,16 @@ def load_lower_levels_from_pickle(config, state, shardings):
         run = pickle.load(f)
     params = dict(state.params)
     for name in ("encoder", "predictor", "latent"):
-        if name in run["params"]:
-            params[name] = run["params"][name]
+        if name not in run["params"] and name not in params:
+            continue
+        got = jax.tree.map(np.shape, run["params"].get(name, {}))
+        want = jax.tree.map(np.shape, params.get(name, {}))
+        if got != want:
+            raise ValueError(
+                f"{source}: level 1's {name!r} does not match this config's (a different "
+                "width, depth, patch or latent?)"
+            )
+        params[name] = run["params"][name]
     print("loaded level 1 from", source, "at step", run["step"], flush=True)
     return state.replace(
         params=jax.device_put(params, shardings.params),

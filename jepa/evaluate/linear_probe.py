@@ -148,11 +148,7 @@ def converged_linear_probe(
     test_x = test_x.reshape(len(test_x), -1).astype(np.float32)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     groups = np.arange(len(train_x)) if groups is None else np.asarray(groups)
-    names = np.unique(groups)
-    held = np.random.default_rng(seed).permutation(names)[
-        : max(1, round(val_fraction * len(names)))
-    ]
-    is_val = np.isin(groups, held)
+    is_val = held_out_groups(groups, val_fraction, seed)
 
     def fit_and_score(fit_x, fit_y, eval_x, eval_y, l2):
         fit_x, eval_x = whiten(*standardize(fit_x, eval_x))

@@ -53,9 +53,10 @@ def export(dataset: str, path: str, split: str = "train") -> None:
     print(path, {k: v.shape for k, v in data.items()})
 
 
-def identity_probe(config, target_params, train, test) -> float:
-    """Level-1 digit identity (top-1, %) as ``jepa-eval --level 1`` measures it: the target
-    encoder's tokens averaged per frame, ``levels.identity_probe`` on the two splits."""
+def make_identity_probe(config, train, test):
+    """``target_params → level-1 digit identity (top-1, %)`` as ``jepa-eval --level 1``
+    measures it: the target encoder's tokens averaged per frame, ``levels.identity_probe`` on
+    the two splits. Built once per run, so each probe reuses the compiled encoder."""
     import jax
 
     from jepa import hierarchy
@@ -63,24 +64,28 @@ def identity_probe(config, target_params, train, test) -> float:
 
     model = hierarchy.Hierarchy(config)
     embed = jax.jit(lambda p, f: model.frame_tokens(p, f).mean(2))
+    every = 4  # the frames levels.identity_probe keeps, so only those are encoded
+    train_frames, test_frames = train["frames"][:, ::every], test["frames"][:, ::every]
 
-    def features(frames):
+    def features(target_params, frames):
         out = [
             np.asarray(embed(target_params, normalize(frames[i : i + 64])))
             for i in range(0, len(frames), 64)
         ]
         return np.concatenate(out)
 
-    every = 4  # the frames levels.identity_probe keeps, so only those are encoded
-    probe = levels.identity_probe(
-        config,
-        features(train["frames"][:, ::every]),
-        train["digits"][:, 0],
-        features(test["frames"][:, ::every]),
-        test["digits"][:, 0],
-        every=1,
-    )
-    return round(100 * float(probe["top1"]), 2)
+    def probe(target_params) -> float:
+        result = levels.identity_probe(
+            config,
+            features(target_params, train_frames),
+            train["digits"][:, 0],
+            features(target_params, test_frames),
+            test["digits"][:, 0],
+            every=1,
+        )
+        return round(100 * float(result["top1"]), 2)
+
+    return probe
 
 
 def normalize(frames_u8: np.ndarray) -> np.ndarray:
@@ -117,7 +122,9 @@ def train(
     config = load_config(path, arg, overrides)
     train_split = dict(np.load(data))
     frames = train_split["frames"]
-    test_split = dict(np.load(probe_data)) if probe_data else None
+    identity_probe = None
+    if probe_data:
+        identity_probe = make_identity_probe(config, train_split, dict(np.load(probe_data)))
     tx = optim.make_optimizer(config)
     mesh = sharding.make_mesh(config)
     state, shardings = state_lib.create_train_state(config, tx, mesh)
@@ -133,13 +140,12 @@ def train(
         done = step + 1
         over_budget = time.time() - t0 > budget_s
         last = over_budget or done == config.total_steps
-        if done % 250 == 0 or last:
+        every_now = bool(probe_every) and done % probe_every == 0
+        probe_now = identity_probe is not None and (last or every_now)
+        if done % 250 == 0 or last or probe_now:
             values = {k: round(float(v), 4) for k, v in metrics.items() if "nonfinite" not in k}
-            probe_now = probe_every and (done % probe_every == 0 or last)
-            if test_split is not None and probe_now:
-                values["identity_top1"] = identity_probe(
-                    config, state.target_params, train_split, test_split
-                )
+            if probe_now:
+                values["identity_top1"] = identity_probe(state.target_params)
             history.append((done, values))
             print(name, done, f"{time.time() - t0:.0f}s", values, flush=True)
         if over_budget:

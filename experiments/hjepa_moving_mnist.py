@@ -24,7 +24,10 @@ level 1's summary-context term, ``hierarchy.level1.summary_weight``), ``tubelet`
 reads that many consecutive level-1 steps at once, ``hierarchy.levels[0].input_steps``),
 ``sigreg`` (SIGReg weight on the upper levels' states, beside their VICReg terms), ``width2``
 (level 2's width), ``inpaint`` / ``inpaint_block`` (level 1's in-frame term: its weight and
-block side, ``hierarchy.level1.inpaint_*``), ``recall`` (level-2 steps back, dash-separated,
+block side, ``hierarchy.level1.inpaint_*``), ``stem`` (level 1's ``model.stem``: ``patch`` or
+``conv``), ``views`` / ``num_views`` (level 1's identity term, frames of a sequence as warped
+views: its weight and the views per sequence, ``hierarchy.level1.views_*``), ``batch``
+(sequences per step), ``recall`` (level-2 steps back, dash-separated,
 e.g. ``0-1-2-3``, whose inputs level 2's state must read back, ``hierarchy.levels[0].recall``;
 empty = off) and ``recall_weight``.
 """
@@ -59,11 +62,15 @@ def get_config(arg=None):
         recall_weight=1.0,
         inpaint=0.0,
         inpaint_block=4,
+        stem="patch",
+        views=0.0,
+        num_views=4,
+        batch=16,
     )
     c = config_lib.base_config()
     # Sequences of 20 frames: 16 of them are 320 frames per step.
     presets.smmnist_video(
-        c, digits=args.digits, data_dir=args.data_dir, steps=args.steps, batch_size=16
+        c, digits=args.digits, data_dir=args.data_dir, steps=args.steps, batch_size=args.batch
     )
     c.objective = "hierarchy"
     c.model.variant = "hjepa-smmnist"
@@ -71,6 +78,7 @@ def get_config(arg=None):
     c.model.width = args.width
     c.model.depth = args.depth
     c.model.patch_blur = args.blur
+    c.model.stem = args.stem
 
     c.data.sequence.frames = 20
 
@@ -84,6 +92,7 @@ def get_config(arg=None):
     l1.summary_weight = args.summary
     l1.pool_grid = args.pool
     l1.inpaint_weight, l1.inpaint_block = args.inpaint, args.inpaint_block
+    l1.views_weight, l1.views = args.views, args.num_views
     # Small VICReg weights: the energy, not the variance term, must shape the states.
     upper = [
         dict(

@@ -96,6 +96,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.remat = "none"
     c.model.patch_embed_init = "reference"  # or "fan_in" for small patches (see models/vit.py)
     c.model.patch_blur = 0.0  # std (px) of a fixed Gaussian low-pass before patches (models/vit.py)
+    c.model.stem = "patch"  # "patch" (ViT) or "conv": log2(patch) stride-2 convs (models/vit.py)
     c.model.attention_impl = ""  # "": einsum attention; "xla" or "cudnn" (fused, NVIDIA GPUs)
     # through jax.nn.dot_product_attention
     c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
@@ -275,6 +276,11 @@ def base_config() -> ml_collections.ConfigDict:
             # also predict the next frame from those per-frame summaries alone (0 = off).
             # inpaint_weight: also predict, inside single frames, the hidden half of the
             # inpaint_block × inpaint_block token block on the digit (0 = off; hierarchy.py).
+            # views_weight: frames of one sequence as views (0 = off; jepa/frame_views.py):
+            # ``views`` frames per sequence, each rotated by up to ± views_rotate degrees,
+            # rescaled by up to ± views_scale and thickened with probability views_dilate,
+            # pooled and projected (model.projector), must agree; SIGReg at weight
+            # views_sigreg (LeJEPA's λ: (1 − λ) · invariance + λ · SIGReg).
             level1=dict(
                 context_frames=2,
                 horizon=1,
@@ -286,6 +292,12 @@ def base_config() -> ml_collections.ConfigDict:
                 summary_weight=0.0,
                 inpaint_weight=0.0,
                 inpaint_block=4,
+                views_weight=0.0,
+                views=4,
+                views_sigreg=0.05,
+                views_rotate=25.0,
+                views_scale=0.2,
+                views_dilate=0.4,
             ),
             levels=(),
         )

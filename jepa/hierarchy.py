@@ -27,8 +27,9 @@ Training modes (``hierarchy.mode``; their optimizer mask and level-by-level load
 - ``alternating``: one level learns at a time, switching every ``hierarchy.alternate_every``
   steps (inputs are stop-gradient, the other levels' updates are zero).
 
-Params: ``{"encoder", "predictor"[, "latent"]}`` for level 1 (so every image tool — probes,
-``load_encoder``, the health monitor — sees level 1's encoder where it always is) and
+Params: ``{"encoder", "predictor"[, "latent"][, "views_projector"]}`` for level 1 (so every
+image tool — probes, ``load_encoder``, the health monitor — sees level 1's encoder where it
+always is) and
 ``{"levels": {"level2": {"encoder", "predictor"[, "latent"]}, ...}}`` above it.
 """
 
@@ -41,9 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jepa import frame_views, objectives, sharding
 from jepa import latent as latent_lib
-from jepa import objectives, sharding
-from jepa.models import build_encoder, build_predictor
+from jepa.models import build_encoder, build_predictor, build_projector
 from jepa.models.sequence import SequenceEncoder, StepPredictor
 
 MODES = ("joint", "greedy", "alternating")
@@ -146,6 +147,22 @@ def validate(config) -> None:
             f"hierarchy.level1.inpaint_block={l1.inpaint_block} must be even and in [2, {grid}] "
             f"(the {grid} × {grid} token grid; half of the block is hidden)"
         )
+    if l1.views_weight < 0:
+        raise ValueError(f"hierarchy.level1.views_weight={l1.views_weight} must be >= 0")
+    if l1.views_weight:
+        if not 2 <= l1.views <= frames:
+            raise ValueError(
+                f"hierarchy.level1.views={l1.views} must be in [2, data.sequence.frames={frames}]"
+            )
+        if not 0.0 <= l1.views_sigreg <= 1.0:
+            raise ValueError(f"hierarchy.level1.views_sigreg={l1.views_sigreg} must be in [0, 1]")
+        if l1.views_rotate < 0 or not 0.0 <= l1.views_scale < 1.0:
+            raise ValueError(
+                f"hierarchy.level1.views_rotate={l1.views_rotate} must be >= 0 and "
+                f"hierarchy.level1.views_scale={l1.views_scale} in [0, 1)"
+            )
+        if not 0.0 <= l1.views_dilate <= 1.0:
+            raise ValueError(f"hierarchy.level1.views_dilate={l1.views_dilate} must be in [0, 1]")
     if l1.pool_grid < 1 or grid % l1.pool_grid:
         raise ValueError(
             f"hierarchy.level1.pool_grid={l1.pool_grid} must divide the {grid} × {grid} token grid"
@@ -296,6 +313,7 @@ class Hierarchy:
         self.levels = upper_levels(config)
         self.encoder = build_encoder(config)
         self.predictor = build_predictor(config)
+        self.views_projector = build_projector(config)
         m = config.model
         self.grid = m.image_size // m.patch_size
         self.tokens_per_frame = self.grid**2
@@ -451,6 +469,28 @@ class Hierarchy:
         return self.energy(pred, sy).mean()
 
     # -------------------------------------------------------------------- upper levels
+    def views_terms(self, params, frames, key):
+        """Level 1's identity term (``frame_views``): ``level1.views`` warped frames of each
+        sequence, encoded by the online encoder, pooled and projected, must agree; SIGReg on
+        each view's batch. Returns (invariance, sigreg)."""
+        l1 = self.config.hierarchy.level1
+        k_pick, k_warp, k_sig = jax.random.split(key, 3)
+        views = frame_views.sample_views(frames, l1.views, k_pick)  # [b, V, H, W, ch]
+        b, v = views.shape[:2]
+        flat = frame_views.augment(
+            views.reshape(b * v, *views.shape[2:]).astype(jnp.float32),
+            k_warp,
+            l1.views_rotate,
+            l1.views_scale,
+            l1.views_dilate,
+        )
+        tokens, _ = self.encoder.apply({"params": params["encoder"]}, flat)
+        z = self.views_projector.apply(
+            {"params": params["views_projector"]}, tokens.astype(jnp.float32).mean(1)
+        )
+        z = z.astype(jnp.float32).reshape(b, v, -1)
+        return frame_views.invariance_and_sigreg(z, k_sig, self.config.loss.sigreg_slices)
+
     def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
         """Level k ≥ 2: E over all its (step, horizon) predictions of one sequence."""
         level = self.levels[k - 2]
@@ -567,6 +607,11 @@ class Hierarchy:
                 jax.random.fold_in(key, 5),
             )
             loss1 = loss1 + l1.inpaint_weight * aux1["inpaint_energy"]
+        if l1.views_weight:
+            inv, sig = self.views_terms(params, frames, jax.random.fold_in(key, 6))
+            aux1["views_invariance"], aux1["views_sigreg"] = inv, sig
+            lam = l1.views_sigreg  # LeJEPA's trade-off: (1 − λ) · invariance + λ · SIGReg
+            loss1 = loss1 + l1.views_weight * ((1.0 - lam) * inv + lam * sig)
         if l1.summary_weight:
             aux1["summary_energy"] = self.summary_context_energy(
                 params["predictor"], online, ctx, sy
@@ -627,6 +672,10 @@ class Hierarchy:
                 keys[1], context, self.ctx_idx, jnp.zeros((1, 1, n), jnp.int32)
             )["params"],
         }
+        if config.hierarchy.level1.views_weight:
+            params["views_projector"] = self.views_projector.init(
+                keys[3], jnp.zeros((1, m.width), jnp.float32)
+            )["params"]
         if self.level1_latent_spec.kind != "none":
             params["latent"] = self.level1_latent().init_latent(
                 keys[2], self.context_frames * n * m.width, n * m.width

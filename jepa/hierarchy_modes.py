@@ -83,6 +83,13 @@ def load_lower_levels(config, state, shardings):
             )
             if name in params:
                 new_params[name] = params[name]
+    # Level 1's identity-term projector is only used while level 1 trains: taken when both
+    # runs have one (strict on shapes), never required.
+    if "views_projector" in params and "views_projector" in new_params:
+        checkpointing.check_tree_matches(
+            params["views_projector"], new_params["views_projector"], f"{source} level 1 (views)"
+        )
+        new_params["views_projector"] = params["views_projector"]
     if wanted > 1:
         levels = dict(new_params["levels"])
         for k in range(2, wanted + 1):

@@ -196,7 +196,24 @@ PAIR_KEYS = (
 CHOICES = {
     "model.patch_embed_init": ("reference", "fan_in"),
     "model.attention_impl": ("", "xla", "cudnn"),
+    "model.stem": ("patch", "conv"),
 }
+
+
+def _validate_stem(m) -> None:
+    if m.stem != "conv":
+        return
+    p = m.patch_size
+    if p < 2 or p & (p - 1):
+        raise ValueError(
+            f"model.stem='conv' halves the resolution log2(patch) times: model.patch_size={p} "
+            "must be a power of 2 (>= 2)"
+        )
+    if m.num_frames and m.video_mode == "tubelet":
+        raise ValueError(
+            "model.stem='conv' is for images and model.video_mode='framewise'; tubelets take "
+            "model.stem='patch'"
+        )
 
 
 def _expected_type(default) -> tuple[type, ...] | None:
@@ -350,6 +367,7 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError('loss.future_target_grid is implemented for objective="future"')
     if config.model.patch_blur < 0:
         raise ValueError(f"model.patch_blur={config.model.patch_blur} must be >= 0 (0 = off)")
+    _validate_stem(config.model)
     if config.loss.slowness < 0:
         raise ValueError(f"loss.slowness={config.loss.slowness} must be >= 0")
     if config.objective not in ("future", "hierarchy") and config.loss.slowness:

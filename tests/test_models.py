@@ -263,3 +263,41 @@ def test_dense_keeps_nn_dense_parameters_and_values():
     np.testing.assert_allclose(
         low.astype(jnp.float32), theirs.apply(params, x), rtol=0.02, atol=0.05
     )
+
+
+def test_conv_stem_tokens_move_with_the_image():
+    """model.stem="conv": log2(p) stride-2 convs give one token input per p × p cell, and an
+    image shifted by p pixels shifts the stem's features by one cell (away from the borders,
+    where the zero padding differs) — what a fixed patch grid cannot do for sub-patch motion."""
+    enc = VisionTransformer(
+        image_size=(64, 64), patch_size=8, width=32, depth=1, num_heads=2, stem="conv"
+    )
+    x = np.zeros((1, 64, 64, 1), np.float32)
+    x[0, 20:36, 18:30] = np.random.default_rng(0).standard_normal((16, 12, 1))
+    params = enc.init(jax.random.PRNGKey(0), jnp.asarray(x))["params"]
+    assert {"stem_conv0", "stem_conv1", "stem_conv2"} <= set(params)
+    assert nn.unbox(params["stem_conv2"]["kernel"]).shape == (3, 3, 16, 32)  # channels double
+
+    def stem_out(img):
+        (tokens, _), state = enc.apply(
+            {"params": params},
+            jnp.asarray(img),
+            capture_intermediates=True,
+            mutable=["intermediates"],
+        )
+        assert tokens.shape == (1, 64, 32)
+        return np.asarray(state["intermediates"]["stem_norm2"]["__call__"][0])  # [1, 8, 8, 32]
+
+    shifted = np.roll(x, (8, 16), axis=(1, 2))  # one cell down, two right
+    a, b = stem_out(x), stem_out(shifted)
+    np.testing.assert_allclose(b[0, 2:7, 3:8], a[0, 1:6, 1:6], atol=1e-5)
+    for bad, match in ((12, "power of 2"),):
+        with pytest.raises(ValueError, match=match):
+            VisionTransformer(
+                image_size=(48, 48), patch_size=bad, width=32, depth=1, num_heads=2, stem="conv"
+            ).init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 1)))
+    tube = VisionTransformer(
+        image_size=(64, 64), patch_size=8, width=32, depth=1, num_heads=2, stem="conv", num_frames=4
+    )
+    with pytest.raises(ValueError, match="tubelet"):
+        tube.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 64, 64, 1)))

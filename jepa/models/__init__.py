@@ -25,6 +25,7 @@ def build_encoder(config) -> VisionTransformer:
         attention_impl=m.attention_impl or None,
         patch_embed_init=m.patch_embed_init,
         patch_blur=m.patch_blur,
+        stem=m.stem,
         num_frames=m.num_frames,
         tubelet_size=m.tubelet_size,
         video_mode=m.video_mode,

@@ -36,6 +36,7 @@ VARIANTS: dict[str, tuple[int, int, int, float]] = {
     "g": (1408, 40, 16, 48 / 11),
 }
 VIDEO_MODES = ("tubelet", "framewise")
+STEMS = ("patch", "conv")
 
 
 def parse_variant(variant: str) -> dict[str, Any]:
@@ -100,6 +101,13 @@ class VisionTransformer(nn.Module):
     # anti-aliasing argument of Zhang 2019, "Making Convolutional Networks Shift-Invariant
     # Again"). No parameters.
     patch_blur: float = 0.0
+    # "patch": one linear map of each p × p patch (ViT). "conv": a convolutional stem of
+    # log2(p) 3 × 3 stride-2 convolutions (channels doubling up to ``width``, each followed by
+    # LayerNorm and GELU; Xiao et al. 2021, "Early Convolutions Help Transformers See Better")
+    # whose output at each grid cell is that cell's token input. Its features move with the
+    # image instead of being re-cut by a fixed patch grid, which is what lets a small level 1
+    # on moving digits learn their shape (README, H-JEPA). Images and framewise video only.
+    stem: str = "patch"
     # Video: frames per clip (0: an image model), frames per tubelet and the mode (module doc).
     num_frames: int = 0
     tubelet_size: int = 2
@@ -135,6 +143,8 @@ class VisionTransformer(nn.Module):
         [batch, T·h·w, width]; token_indices [batch, T, k] select k patches of every frame
         (frames are encoded independently, so each needs its own equal-size set) and give
         [batch, T·k, width]; pos_embed is the per-frame [h·w, width] table."""
+        if self.stem not in STEMS:
+            raise ValueError(f"model.stem={self.stem!r}; valid: {STEMS}")
         if self.video_mode not in VIDEO_MODES:
             raise ValueError(f"model.video_mode={self.video_mode!r}; valid: {VIDEO_MODES}")
         if images.ndim == 5 and self.video_mode == "framewise":
@@ -180,7 +190,7 @@ class VisionTransformer(nn.Module):
         images = images.astype(self.dtype)
         if self.patch_blur:
             images = layers.gaussian_blur(images, self.patch_blur)
-        x = patchify(images, self.patch_size)
+        x = self._conv_stem(images) if self.stem == "conv" else patchify(images, self.patch_size)
         pos = self._table(
             pos_embed,
             lambda: layers.sincos_2d(self.width, *grid),
@@ -189,6 +199,40 @@ class VisionTransformer(nn.Module):
         )
         return x, pos
 
+    def _conv_stem(self, images):
+        """Images [b, H, W, C] → [b, (H/p)·(W/p), width]: log2(p) stride-2 3 × 3 convs."""
+        steps = self.patch_size.bit_length() - 1
+        if self.patch_size < 2 or 2**steps != self.patch_size:
+            raise ValueError(
+                f"model.stem='conv' needs model.patch_size a power of 2 (>= 2), got "
+                f"{self.patch_size}"
+            )
+        x = images
+        for i in range(steps):
+            # channels double at every stride: width / 2^(steps-1), …, width
+            x = nn.Conv(
+                max(self.width >> (steps - 1 - i), 1),
+                (3, 3),
+                strides=2,
+                padding="SAME",
+                dtype=self.dtype,
+                kernel_init=nn.with_logical_partitioning(
+                    nn.initializers.lecun_normal(), (None, None, None, None)
+                ),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
+                name=f"stem_conv{i}",
+            )(x)
+            x = nn.LayerNorm(
+                epsilon=layers.LAYER_NORM_EPS,
+                dtype=self.dtype,
+                param_dtype=jnp.float32,
+                scale_init=nn.with_logical_partitioning(nn.initializers.ones, (None,)),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
+                name=f"stem_norm{i}",
+            )(x)
+            x = nn.gelu(x, approximate=False)
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+
     def _tubelet_tokens(self, clips, pos_embed):
         """Clips → (tubelets [batch, t·h·w, s·p·p·C], positions [t·h·w, width])."""
         frames, h, w = clips.shape[1:4]
@@ -196,6 +240,11 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"clips have {frames} frames, not divisible by model.tubelet_size="
                 f"{self.tubelet_size}"
+            )
+        if self.stem != "patch":
+            raise ValueError(
+                f"model.stem={self.stem!r} is for images and framewise video; tubelets "
+                "(model.video_mode='tubelet') take stem='patch'"
             )
         grid = (frames // self.tubelet_size, *self._check_spatial(h, w))
         clips = clips.astype(self.dtype)

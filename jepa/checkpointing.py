@@ -60,6 +60,7 @@ def model_signature(config) -> dict:
         "depth": m.depth,
         "num_heads": m.num_heads,
         "mlp_ratio": m.mlp_ratio,
+        "stem": m.stem,
         "objective": config.objective,
         "predictor": dict(m.predictor),
         "projector": dict(m.projector),

@@ -353,6 +353,14 @@ CASES = [
         "cudnn",
         id="attention-impl",
     ),
+    pytest.param(cfg(**{"model.stem": "vit"}), E, r"model\.stem='vit'", "conv", id="stem"),
+    pytest.param(
+        cfg(**{"model.stem": "conv", "model.patch_size": 12, "model.image_size": 48}),
+        E,
+        r"model\.stem='conv'.*model\.patch_size=12",
+        "power of 2",
+        id="conv-stem-patch",
+    ),
     pytest.param(
         cfg(**{"loss.regularize": "image"}),
         E,
@@ -555,6 +563,13 @@ CASES = [
         r"model\.width=32 in the checkpoint, 48 in this config",
         "set these keys to the checkpoint's values .* or use a new --workdir",
         id="checkpoint-of-another-model",
+    ),
+    pytest.param(
+        checkpoint_of_another_model(**{"model.stem": "conv", "model.patch_size": 4}),
+        E,
+        r"model\.stem='patch' in the checkpoint, 'conv' in this config",
+        "or use a new --workdir",
+        id="checkpoint-of-another-stem",
     ),
 ]
 

@@ -16,7 +16,9 @@ the future objective); "self" levels ≥ 2 predict stop-gradient copies of their
 keep them informative with their own VICReg / SIGReg terms; "below" levels predict
 stop-gradient embeddings they cannot change (level 2: level 1's EMA-target view), so they
 cannot collapse onto them. Each level may have a latent z (``latent`` kind per level; level 1
-uses ``config.latent``).
+uses ``config.latent``). Level 1 may also learn what its frames share — the digit's shape, which
+predicting the next frame does not reward — from frames of one sequence as warped views
+(``level1.views_weight``, ``frame_views.py``; with ``model.stem="conv"``).
 
 Training modes (``hierarchy.mode``; their optimizer mask and level-by-level loading live in
 ``hierarchy_modes.py``):

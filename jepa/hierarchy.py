@@ -470,7 +470,6 @@ class Hierarchy:
         sy = jnp.take_along_axis(sy, hidden[..., None], axis=1)
         return self.energy(pred, sy).mean()
 
-    # -------------------------------------------------------------------- upper levels
     def views_terms(self, params, frames, key):
         """Level 1's identity term (``frame_views``): ``level1.views`` warped frames of each
         sequence, encoded by the online encoder, pooled and projected, must agree; SIGReg on
@@ -493,6 +492,7 @@ class Hierarchy:
         z = z.astype(jnp.float32).reshape(b, v, -1)
         return frame_views.invariance_and_sigreg(z, k_sig, self.config.loss.sigreg_slices)
 
+    # -------------------------------------------------------------------- upper levels
     def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
         """Level k ≥ 2: E over all its (step, horizon) predictions of one sequence."""
         level = self.levels[k - 2]

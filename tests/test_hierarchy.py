@@ -420,18 +420,30 @@ def test_alternating_mode_moves_one_level_per_step():
 def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_data_dir):
     from jepa import checkpointing, hub
 
+    # Level 1 with the conv stem and the views term (its projector is loaded too).
+    views = {
+        "model.patch_size": 16,
+        "model.stem": "conv",
+        "hierarchy.level1.views_weight": 1.0,
+        "hierarchy.level1.views": 2,
+    }
     one = str(tmp_path / "one_level")
-    train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, levels=()), one)
+    train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, levels=(), **views), one)
     _, _, trained, trained_target = hub.load_model_params(one)
 
     two = str(tmp_path / "two_levels")
-    greedy = {"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 1, "hierarchy.init_from": one}
+    greedy = {
+        "hierarchy.mode": "greedy",
+        "hierarchy.frozen_levels": 1,
+        "hierarchy.init_from": one,
+        **views,
+    }
     train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, **greedy), two)
     _, _, params, target = hub.load_model_params(two)
-    for name in ("encoder", "predictor"):  # level 1: exactly the loaded one after 3 steps
+    for name in ("encoder", "predictor", "views_projector"):  # level 1: exactly the loaded one
         jax.tree.map(np.testing.assert_array_equal, params[name], trained[name])
     jax.tree.map(np.testing.assert_array_equal, target, trained_target)
-    fresh = hierarchy.Hierarchy(tiny_hierarchy_config(smm_data_dir))
+    fresh = hierarchy.Hierarchy(tiny_hierarchy_config(smm_data_dir, **views))
     init = nn.unbox(fresh.init_params(jax.random.PRNGKey(0)))["levels"]["level2"]
     assert _changed(init, params["levels"]["level2"])  # level 2 trained
 

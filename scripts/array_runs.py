@@ -194,7 +194,8 @@ def load_lower_levels_from_pickle(config, state, shardings):
                 "width, depth, patch or latent?)"
             )
         params[name] = run["params"][name]
-    if "views_projector" in run["params"] and "views_projector" in params:  # optional, as above
+    # level 1's identity-term projector is only used while level 1 trains: taken if both have it
+    if "views_projector" in run["params"] and "views_projector" in params:
         params["views_projector"] = run["params"]["views_projector"]
     print("loaded level 1 from", source, "at step", run["step"], flush=True)
     return state.replace(

@@ -69,7 +69,7 @@ def make_identity_probe(config, train, test):
 
     def features(target_params, frames):
         out = [
-            np.asarray(embed(target_params, normalize(frames[i : i + 64])))
+            np.asarray(embed(target_params, normalize(config, frames[i : i + 64])))
             for i in range(0, len(frames), 64)
         ]
         return np.concatenate(out)
@@ -88,9 +88,12 @@ def make_identity_probe(config, train, test):
     return probe
 
 
-def normalize(frames_u8: np.ndarray) -> np.ndarray:
-    """uint8 → the framework's input range (mean 0.5, std 0.5, as the SM-MNIST configs)."""
-    return (frames_u8.astype(np.float32) / 255.0 - 0.5) / 0.5
+def normalize(config, frames_u8: np.ndarray) -> np.ndarray:
+    """uint8 → the framework's input range, with the config's ``data.mean`` / ``data.std``
+    (the grain-free ``jepa.data.normalization``, as the input pipeline)."""
+    from jepa.data.normalization import normalize_frames
+
+    return normalize_frames(frames_u8, tuple(config.data.mean), tuple(config.data.std))
 
 
 def sample_batch(config, frames: np.ndarray, rng: np.random.Generator) -> dict:
@@ -106,7 +109,7 @@ def sample_batch(config, frames: np.ndarray, rng: np.random.Generator) -> dict:
         f = config.data.sequence.frames
         starts = rng.integers(0, t - f + 1, config.batch_size)
         picks = starts[:, None] + np.arange(f)[None]
-    return {"image": normalize(frames[idx[:, None], picks])}
+    return {"image": normalize(config, frames[idx[:, None], picks])}
 
 
 def train(

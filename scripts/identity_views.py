@@ -56,8 +56,10 @@ def main() -> None:
     import jax.numpy as jnp
     import optax
 
+    from jepa import config as config_lib
     from jepa import frame_views
-    from jepa.evaluate import linear_probe
+    from jepa.data.normalization import normalize_frames
+    from jepa.evaluate import levels
     from jepa.models.projector import Projector
     from jepa.models.vit import VisionTransformer
 
@@ -76,8 +78,8 @@ def main() -> None:
     frames, digits = train["frames"], train["digits"][:, 0]
     test_frames, test_digits = test["frames"], test["digits"][:, 0]
 
-    def normalize(u8):
-        return (u8.astype(np.float32) / 255.0 - 0.5) / 0.5
+    def normalize(u8):  # grayscale: the framework's default 0.5 / 0.5
+        return normalize_frames(u8, None, None)
 
     key = jax.random.PRNGKey(0)
     params = {
@@ -117,22 +119,18 @@ def main() -> None:
     features = jax.jit(pooled)
 
     def identity(encoder_params) -> float:
+        """``jepa-eval --level 1``'s probe (``levels.identity_probe``) on frames 0, 4, …"""
+
         def embed(f):
             flat = f[:, ::4].reshape(-1, 64, 64, 1)
-            return np.concatenate(
-                [
-                    np.asarray(features(encoder_params, jnp.asarray(normalize(flat[i : i + 500]))))
-                    for i in range(0, len(flat), 500)
-                ]
-            )
+            out = [
+                np.asarray(features(encoder_params, jnp.asarray(normalize(flat[i : i + 500]))))
+                for i in range(0, len(flat), 500)
+            ]
+            return np.concatenate(out).reshape(len(f), -1, args.width)
 
-        reps = frames[:, ::4].shape[1]
-        result = linear_probe.converged_linear_probe(
-            embed(frames),
-            np.repeat(digits, reps),
-            embed(test_frames),
-            np.repeat(test_digits, reps),
-            groups=np.repeat(np.arange(len(digits)), reps),
+        result = levels.identity_probe(
+            config_lib.base_config(), embed(frames), digits, embed(test_frames), test_digits, 1
         )
         return float(result["top1"])
 

@@ -19,67 +19,19 @@ import grain
 import numpy as np
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-GRAYSCALE_MEAN = (0.5,)
-GRAYSCALE_STD = (0.5,)
+# Normalization lives in a module without grain (evaluators and GPU-side scripts need it too);
+# these names stay importable from here.
+from jepa.data.normalization import (  # noqa: F401
+    GRAYSCALE_MEAN,
+    GRAYSCALE_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    normalize_images,
+    resolve_mean_std,
+)
+
 # The fraction of the resized image kept by the eval center crop (224 of 256 in ImageNet).
 EVAL_CROP_FRACTION = 0.875
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalization: shared by the input pipeline and by `jepa.load_encoder`, so both see the same
-# numbers for the same pixels.
-
-
-def resolve_mean_std(
-    mean: Sequence[float] | None, std: Sequence[float] | None, channels: int
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std, with defaults by channel count where the config leaves them None.
-
-    Defaults: ImageNet statistics for 3 channels, (0.5,)/(0.5,) for 1 channel.
-
-    Raises:
-      ValueError: if no default exists for `channels` or a given tuple has the wrong length.
-    """
-    defaults = {1: (GRAYSCALE_MEAN, GRAYSCALE_STD), 3: (IMAGENET_MEAN, IMAGENET_STD)}
-    if (mean is None or std is None) and channels not in defaults:
-        raise ValueError(
-            f"no default mean/std for {channels}-channel images (defaults exist for 1 and 3); "
-            "set config.data.mean and config.data.std"
-        )
-    mean = tuple(float(m) for m in (defaults[channels][0] if mean is None else mean))
-    std = tuple(float(s) for s in (defaults[channels][1] if std is None else std))
-    if len(mean) != channels or len(std) != channels:
-        raise ValueError(
-            f"mean {mean} and std {std} must have one value per channel ({channels} channels)"
-        )
-    return mean, std
-
-
-def normalize_images(images, mean: Sequence[float], std: Sequence[float]):
-    """Maps pixels to float32 `(x / 255 - mean) / std`, per channel.
-
-    Args:
-      images: `[..., height, width, channels]`; uint8 (or any integer type) in [0, 255], or
-        floating point already scaled to [0, 1]. numpy or jax arrays (also inside `jax.jit`).
-      mean, std: one value per channel.
-
-    Returns:
-      float32 array of the same shape and array type as `images`.
-    """
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
-    if images.shape[-1] != mean.shape[0]:
-        raise ValueError(
-            f"images have {images.shape[-1]} channels (shape {images.shape}) but mean/std "
-            f"have {mean.shape[0]}"
-        )
-    is_integer = np.issubdtype(np.dtype(images.dtype), np.integer)
-    x = images.astype(np.float32)
-    if is_integer:
-        x = x / np.float32(255.0)
-    return (x - mean) / std
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,17 +9,10 @@ import dataclasses
 import grain
 import numpy as np
 
-from jepa.data import augment
+from jepa.data.normalization import normalize_frames
 
 # Per-frame labels of a video record that the probes may regress (all optional).
 LABEL_KEYS = ("digits", "position", "velocity", "bounce")
-
-
-def normalize_frames(frames, mean, std) -> np.ndarray:
-    """uint8 [..., H, W, C] → normalized float32, as every other input of the framework."""
-    frames = np.asarray(frames).astype(np.float32) / 255.0
-    mean, std = augment.resolve_mean_std(mean, std, frames.shape[-1])
-    return augment.normalize_images(frames, mean, std)
 
 
 @dataclasses.dataclass(frozen=True)

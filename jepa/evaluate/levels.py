@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jepa import hierarchy, objectives
+from jepa.data.normalization import normalize_frames
 
 POSITION_AHEAD = (2, 4, 6, 8)  # frames ahead for the "future position" regression
 
@@ -136,8 +137,6 @@ def _batched(fn, arrays, batch_size: int):
 def compute_embeddings(model: hierarchy.Hierarchy, params, target, frames_u8, batch_size=32):
     """(per-level embeddings [[n, T_k, d_k]], common space [n, T, d1], LayerNorm'd online
     tokens [n, T, tokens, d1]) of uint8 sequences [n, T, H, W, C]."""
-    from jepa.data import sequences  # here, not at the top: it needs grain, the rest does not
-
     config = model.config
     mean, std = tuple(config.data.mean) or None, tuple(config.data.std) or None
 
@@ -149,7 +148,7 @@ def compute_embeddings(model: hierarchy.Hierarchy, params, target, frames_u8, ba
         return levels, common, online
 
     return _batched(
-        lambda f: run(jnp.asarray(sequences.normalize_frames(f, mean, std))),
+        lambda f: run(jnp.asarray(normalize_frames(f, mean, std))),
         (frames_u8,),
         batch_size,
     )

@@ -228,13 +228,17 @@ def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
     return x
 
 
-def layer_norm(name: str | None = None, dtype: Dtype = jnp.float32) -> nn.LayerNorm:
+def layer_norm(
+    name: str | None = None, dtype: Dtype = jnp.float32, axis: str | None = "embed"
+) -> nn.LayerNorm:
+    """LayerNorm (eps 1e-6, float32 scale and bias) over a feature axis named ``axis`` for
+    sharding; None: replicated (small layers such as the projector and the conv stem)."""
     return nn.LayerNorm(
         epsilon=LAYER_NORM_EPS,
         dtype=dtype,
         param_dtype=jnp.float32,
-        scale_init=_param(nn.initializers.ones, ("embed",)),
-        bias_init=_param(nn.initializers.zeros, ("embed",)),
+        scale_init=_param(nn.initializers.ones, (axis,)),
+        bias_init=_param(nn.initializers.zeros, (axis,)),
         name=name,
     )
 

@@ -42,13 +42,6 @@ class Projector(nn.Module):
         x = x.astype(self.dtype)
         for i in range(self.depth):
             x = dense(self.hidden, f"fc{i}")(x)
-            x = nn.LayerNorm(
-                epsilon=layers.LAYER_NORM_EPS,
-                dtype=self.dtype,
-                param_dtype=jnp.float32,
-                scale_init=nn.with_logical_partitioning(nn.initializers.ones, (None,)),
-                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
-                name=f"norm{i}",
-            )(x)
+            x = layers.layer_norm(f"norm{i}", self.dtype, axis=None)(x)
             x = nn.gelu(x, approximate=False)
         return dense(self.out, "out")(x)

@@ -222,14 +222,7 @@ class VisionTransformer(nn.Module):
                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
                 name=f"stem_conv{i}",
             )(x)
-            x = nn.LayerNorm(
-                epsilon=layers.LAYER_NORM_EPS,
-                dtype=self.dtype,
-                param_dtype=jnp.float32,
-                scale_init=nn.with_logical_partitioning(nn.initializers.ones, (None,)),
-                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
-                name=f"stem_norm{i}",
-            )(x)
+            x = layers.layer_norm(f"stem_norm{i}", self.dtype, axis=None)(x)
             x = nn.gelu(x, approximate=False)
         return x.reshape(x.shape[0], -1, x.shape[-1])
 

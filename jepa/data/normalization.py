@@ -1,0 +1,72 @@
+"""Pixel normalization, shared by the input pipeline, `jepa.load_encoder`, the evaluators and
+the scripts that run where grain is not installed (a rented GPU box), so all of them see the
+same numbers for the same pixels. numpy only: no grain, no TFDS."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GRAYSCALE_MEAN = (0.5,)
+GRAYSCALE_STD = (0.5,)
+
+
+def resolve_mean_std(
+    mean: Sequence[float] | None, std: Sequence[float] | None, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std, with defaults by channel count where the config leaves them None.
+
+    Defaults: ImageNet statistics for 3 channels, (0.5,)/(0.5,) for 1 channel.
+
+    Raises:
+      ValueError: if no default exists for `channels` or a given tuple has the wrong length.
+    """
+    defaults = {1: (GRAYSCALE_MEAN, GRAYSCALE_STD), 3: (IMAGENET_MEAN, IMAGENET_STD)}
+    if (mean is None or std is None) and channels not in defaults:
+        raise ValueError(
+            f"no default mean/std for {channels}-channel images (defaults exist for 1 and 3); "
+            "set config.data.mean and config.data.std"
+        )
+    mean = tuple(float(m) for m in (defaults[channels][0] if mean is None else mean))
+    std = tuple(float(s) for s in (defaults[channels][1] if std is None else std))
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"mean {mean} and std {std} must have one value per channel ({channels} channels)"
+        )
+    return mean, std
+
+
+def normalize_images(images, mean: Sequence[float], std: Sequence[float]):
+    """Maps pixels to float32 `(x / 255 - mean) / std`, per channel.
+
+    Args:
+      images: `[..., height, width, channels]`; uint8 (or any integer type) in [0, 255], or
+        floating point already scaled to [0, 1]. numpy or jax arrays (also inside `jax.jit`).
+      mean, std: one value per channel.
+
+    Returns:
+      float32 array of the same shape and array type as `images`.
+    """
+    mean = np.asarray(mean, np.float32)
+    std = np.asarray(std, np.float32)
+    if images.shape[-1] != mean.shape[0]:
+        raise ValueError(
+            f"images have {images.shape[-1]} channels (shape {images.shape}) but mean/std "
+            f"have {mean.shape[0]}"
+        )
+    is_integer = np.issubdtype(np.dtype(images.dtype), np.integer)
+    x = images.astype(np.float32)
+    if is_integer:
+        x = x / np.float32(255.0)
+    return (x - mean) / std
+
+
+def normalize_frames(frames, mean, std) -> np.ndarray:
+    """uint8 [..., H, W, C] → normalized float32, as every other input of the framework
+    (``mean`` / ``std`` None or empty: the defaults for the channel count)."""
+    frames = np.asarray(frames).astype(np.float32) / 255.0
+    mean, std = resolve_mean_std(mean or None, std or None, frames.shape[-1])
+    return normalize_images(frames, mean, std)

@@ -27,7 +27,9 @@ reads that many consecutive level-1 steps at once, ``hierarchy.levels[0].input_s
 block side, ``hierarchy.level1.inpaint_*``), ``stem`` (level 1's ``model.stem``: ``patch`` or
 ``conv``), ``views`` / ``num_views`` (level 1's identity term, frames of a sequence as warped
 views: its weight and the views per sequence, ``hierarchy.level1.views_*``), ``batch``
-(sequences per step), ``recall`` (level-2 steps back, dash-separated,
+(sequences per step), ``frames`` (frames per training sequence, ``data.sequence.frames``: 20; a
+level-1-only run needs no more than its windows and views: 8 halve its step time at width 128),
+``recall`` (level-2 steps back, dash-separated,
 e.g. ``0-1-2-3``, whose inputs level 2's state must read back, ``hierarchy.levels[0].recall``;
 empty = off) and ``recall_weight``.
 """
@@ -66,9 +68,10 @@ def get_config(arg=None):
         views=0.0,
         num_views=4,
         batch=16,
+        frames=20,
     )
     c = config_lib.base_config()
-    # Sequences of 20 frames: 16 of them are 320 frames per step.
+    # Sequences of 20 frames (``frames``): 16 of them are 320 frames per step.
     presets.smmnist_video(
         c, digits=args.digits, data_dir=args.data_dir, steps=args.steps, batch_size=args.batch
     )
@@ -80,7 +83,7 @@ def get_config(arg=None):
     c.model.patch_blur = args.blur
     c.model.stem = args.stem
 
-    c.data.sequence.frames = 20
+    c.data.sequence.frames = args.frames
 
     c.hierarchy.mode = args.mode
     c.hierarchy.init_from = args.init_from

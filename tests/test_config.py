@@ -90,3 +90,25 @@ def test_arg_parsing():
         "variant=B/16,res=256,runlocal", variant="H/14", res=224, runlocal=False
     )
     assert (args.variant, args.res, args.runlocal) == ("B/16", 256, True)
+
+
+def test_hjepa_experiment_args_reach_the_config():
+    # The level-1-alone recipe of the README's session-15 run, then its greedy level 2.
+    l1 = load_experiment(
+        "hjepa_moving_mnist", "levels=1,frames=8,stem=conv,views=3.0,num_views=8,width=128"
+    )
+    validation.validate(l1, 1)
+    assert (l1.data.sequence.frames, l1.model.stem, l1.model.width) == (8, "conv", 128)
+    assert (l1.hierarchy.level1.views_weight, l1.hierarchy.level1.views) == (3.0, 8)
+    assert len(l1.hierarchy.levels) == 0
+    l2 = load_experiment(
+        "hjepa_moving_mnist", "levels=2,mode=greedy,init_from=/tmp/l1,recall=0-1-2-3,width2=256"
+    )
+    validation.validate(l2, 1)
+    assert l2.data.sequence.frames == 20 and l2.hierarchy.frozen_levels == 1
+    assert tuple(l2.hierarchy.levels[0]["recall"]) == (0, 1, 2, 3)
+    assert l2.hierarchy.levels[0]["width"] == 256
+    with pytest.raises(ValueError, match="hierarchy.level1.views=8"):
+        validation.validate(
+            load_experiment("hjepa_moving_mnist", "frames=6,views=1.0,num_views=8"), 1
+        )

@@ -28,7 +28,7 @@ block side, ``hierarchy.level1.inpaint_*``), ``stem`` (level 1's ``model.stem``:
 ``conv``), ``views`` / ``num_views`` (level 1's identity term, frames of a sequence as warped
 views: its weight and the views per sequence, ``hierarchy.level1.views_*``), ``batch``
 (sequences per step), ``frames`` (frames per training sequence, ``data.sequence.frames``: 20; a
-level-1-only run needs no more than its windows and views: 8 halve its step time at width 128),
+level-1-only run needs no more than its windows and views: 8 nearly halve its step at width 128),
 ``recall`` (level-2 steps back, dash-separated,
 e.g. ``0-1-2-3``, whose inputs level 2's state must read back, ``hierarchy.levels[0].recall``;
 empty = off) and ``recall_weight``.

@@ -267,6 +267,10 @@ def base_config() -> ml_collections.ConfigDict:
             frozen_levels=0,
             init_from="",
             alternate_every=100,
+            # cached_inputs (greedy only): batches carry the frozen levels' outputs (key
+            # "frozen_inputs", [b, steps, features]) instead of frames, computed once per run
+            # by scripts/array_runs.py: the frozen level 1 is then not re-run on every step.
+            cached_inputs=False,
             # windows: (context, target) windows per sequence and step, drawn at random
             # (0 = every window; fewer cut the predictor's cost). mask_ratio: also predict
             # the next frame from context frames with that fraction of the grid hidden (a

@@ -183,6 +183,16 @@ def validate(config) -> None:
         )
     if h.mode == "greedy" and not h.init_from:
         raise ValueError("hierarchy.mode='greedy' needs hierarchy.init_from (a trained workdir)")
+    if h.cached_inputs and h.mode != "greedy":
+        raise ValueError(
+            f"hierarchy.cached_inputs=True needs hierarchy.mode='greedy' (got {h.mode!r}): only "
+            "frozen levels' outputs can be computed once"
+        )
+    if h.cached_inputs and any(level.target == "below" for level in upper_levels(config)):
+        raise ValueError(
+            "hierarchy.cached_inputs=True with a level whose target is 'below': that target is "
+            "level 1's EMA view, which the cache does not hold"
+        )
     if h.mode == "alternating" and h.alternate_every < 1:
         raise ValueError(f"hierarchy.alternate_every={h.alternate_every} must be >= 1")
     steps = frames
@@ -538,6 +548,16 @@ class Hierarchy:
             out.append(below)
         return out
 
+    def frozen_outputs(self, params, frames: jax.Array) -> jax.Array:
+        """[b, T, H, W, ch] → what the lowest learning level of a greedy run reads: the
+        frozen levels' per-step outputs (level 1's ``frame_embedding`` when one level is
+        frozen). ``loss_fn`` takes them from ``batch["frozen_inputs"]`` when
+        ``hierarchy.cached_inputs`` is set, so they can be computed once per run."""
+        below = self.frame_embedding(self.frame_tokens(params["encoder"], frames))
+        for k in range(2, self.config.hierarchy.frozen_levels + 1):
+            below = self.encode_level(params, k, below)
+        return below
+
     # ---------------------------------------------------------------------------- loss
     def loss_fn(self, params, target_params, batch, step=0):
         """Σ_k weight_k · (level k's energy + its anti-collapse terms); aux has every level's
@@ -546,9 +566,14 @@ class Hierarchy:
         their outputs reach the levels above as stop-gradient inputs either way."""
         config, h = self.config, self.config.hierarchy
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
-        frames = batch["image"]  # [b, T, H, W, ch]
         cross = h.joint_weight if h.mode == "joint" else 0.0
         frozen = h.frozen_levels if h.mode == "greedy" else 0
+        if h.cached_inputs:  # greedy: the frozen levels ran once, before training
+            with nn.logical_axis_rules(sharding.rules_of(config)):
+                return self.upper_levels_loss(
+                    params, batch["frozen_inputs"], None, frozen + 1, frozen, 0.0, key
+                )
+        frames = batch["image"]  # [b, T, H, W, ch]
         with nn.logical_axis_rules(sharding.rules_of(config)):
             online = self.frame_tokens(params["encoder"], frames)
             target = None
@@ -567,21 +592,29 @@ class Hierarchy:
                 loss = h.level1.weight * loss1
             below = self.frame_embedding(online)  # what level 2 reads of each frame
             below_target = None if target is None else target.mean(2)  # level 1's EMA view
-            for k in range(2, num_levels(config) + 1):
-                level = self.levels[k - 2]
-                states = self.encode_level(params, k, scale_gradient(below, cross))
-                if k > frozen:
-                    future = (
-                        states
-                        if level.target == "self"
-                        else pool_windows(below_target, level.window)
-                    )
-                    # What the encoder read, for the recall term only.
-                    inputs = pool_windows(below, level.window) if level.recall else None
-                    lk, auxk = self.upper_level_loss(params, k, states, future, key, inputs)
-                    aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
-                    loss = loss + level.weight * lk
-                below = below_target = states
+            upper, aux_upper = self.upper_levels_loss(
+                params, below, below_target, 2, frozen, cross, key
+            )
+        return loss + upper, {**aux, **aux_upper}
+
+    def upper_levels_loss(self, params, below, below_target, first, frozen, cross, key):
+        """Σ over levels k ≥ ``first`` of their weighted losses, level ``first`` reading
+        ``below`` (the per-step outputs of level first − 1; ``below_target`` its EMA view, for
+        targets "below"); levels ≤ ``frozen`` are only run forward."""
+        loss, aux = jnp.zeros((), jnp.float32), {}
+        for k in range(first, num_levels(self.config) + 1):
+            level = self.levels[k - 2]
+            states = self.encode_level(params, k, scale_gradient(below, cross))
+            if k > frozen:
+                future = (
+                    states if level.target == "self" else pool_windows(below_target, level.window)
+                )
+                # What the encoder read, for the recall term only.
+                inputs = pool_windows(below, level.window) if level.recall else None
+                lk, auxk = self.upper_level_loss(params, k, states, future, key, inputs)
+                aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
+                loss = loss + level.weight * lk
+            below = below_target = states
         return loss, aux
 
     def level1_loss(self, params, online, target, frames, key):

@@ -461,6 +461,8 @@ def batch_shardings(mesh, config) -> dict:
     d = config.data
     # [batch, frames, h, w, c]: the video objectives' clips, and clips of a video encoder
     video = config.objective in ("future", "hierarchy") or config.model.num_frames > 0
+    if config.objective == "hierarchy" and config.hierarchy.cached_inputs:
+        return {"frozen_inputs": sharding.batch_sharding(mesh, 3)}  # [b, steps, features]
     out = {"image": sharding.batch_sharding(mesh, 4 + (d.num_views > 1 or video))}
     if d.local_views:
         out["local"] = sharding.batch_sharding(mesh, 5)

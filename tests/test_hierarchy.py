@@ -372,6 +372,65 @@ def test_greedy_loss_skips_the_frozen_level_and_keeps_level2_gradient():
     assert float(jnp.abs(g_greedy["encoder"]["patch_embed"]["kernel"]).max()) == 0.0
 
 
+def load_array_runs():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "scripts" / "array_runs.py"
+    spec = importlib.util.spec_from_file_location("array_runs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cached_frozen_inputs_give_the_greedy_loss_and_gradients_of_frames():
+    """``hierarchy.cached_inputs``: level 1's outputs computed once per run (array jobs) feed
+    level 2 the same numbers as running the frozen level 1 on every batch, so the loss and
+    level 2's gradients are those of the uncached greedy step, batch by batch."""
+    array_runs = load_array_runs()
+    greedy = {"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 1, "hierarchy.init_from": "x"}
+    plain = tiny_hierarchy_config(**greedy, **{"hierarchy.level1.pool_grid": 2})
+    cached = tiny_hierarchy_config(
+        **greedy, **{"hierarchy.level1.pool_grid": 2, "hierarchy.cached_inputs": True}
+    )
+    params = nn.unbox(hierarchy.Hierarchy(plain).init_params(jax.random.PRNGKey(0)))
+    frames = np.random.default_rng(0).integers(0, 256, (5, 10, 64, 64, 1), dtype=np.uint8)
+    cache = array_runs.frozen_level_outputs(cached, params, frames, chunk=2)
+    assert cache.shape == (5, 10, 4 * 32)  # 2 × 2 regions × width 32 per frame
+    batch = array_runs.sample_batch(plain, frames, np.random.default_rng(1))
+    batch_cached = array_runs.sample_batch(cached, frames, np.random.default_rng(1), cache)
+    assert set(batch_cached) == {"frozen_inputs"} and batch_cached["frozen_inputs"].shape == (
+        8,
+        8,
+        128,
+    )
+
+    def grads(config, b):
+        loss = hierarchy.Hierarchy(config).loss_fn
+        return jax.jit(jax.grad(lambda p: loss(p, params["encoder"], b, 3), has_aux=True))(params)
+
+    g_plain, aux_plain = grads(plain, jax.tree.map(jnp.asarray, batch))
+    g_cached, aux_cached = grads(cached, jax.tree.map(jnp.asarray, batch_cached))
+    assert aux_cached.keys() == aux_plain.keys()
+    np.testing.assert_allclose(aux_cached["level2/loss"], aux_plain["level2/loss"], rtol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+        g_cached["levels"],
+        g_plain["levels"],
+    )
+    with pytest.raises(ValueError, match="hierarchy.cached_inputs=True needs"):
+        validation.validate(tiny_hierarchy_config(**{"hierarchy.cached_inputs": True}))
+    below = dict(LEVEL2, target="below")
+    with pytest.raises(ValueError, match="target is 'below'"):
+        validation.validate(
+            tiny_hierarchy_config(levels=(below,), **greedy, **{"hierarchy.cached_inputs": True})
+        )
+    from jepa import preflight
+
+    with pytest.raises(ValueError, match="hierarchy.cached_inputs=True: jepa-train"):
+        preflight.check_trainer_inputs(cached)
+
+
 # ----------------------------------------------------------------- modes and sharding
 def run_steps(config, mesh_shape, steps=3):
     """(per-step losses of every level, params snapshots: initial, then after each step)."""

@@ -568,13 +568,12 @@ class Hierarchy:
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
         cross = h.joint_weight if h.mode == "joint" else 0.0
         frozen = h.frozen_levels if h.mode == "greedy" else 0
-        if h.cached_inputs:  # greedy: the frozen levels ran once, before training
-            with nn.logical_axis_rules(sharding.rules_of(config)):
+        with nn.logical_axis_rules(sharding.rules_of(config)):
+            if h.cached_inputs:  # greedy: the frozen levels ran once, before training
                 return self.upper_levels_loss(
                     params, batch["frozen_inputs"], None, frozen + 1, frozen, 0.0, key
                 )
-        frames = batch["image"]  # [b, T, H, W, ch]
-        with nn.logical_axis_rules(sharding.rules_of(config)):
+            frames = batch["image"]  # [b, T, H, W, ch]
             online = self.frame_tokens(params["encoder"], frames)
             target = None
             if frozen < 1 or any(level.target == "below" for level in self.levels):

@@ -31,7 +31,9 @@ views: its weight and the views per sequence, ``hierarchy.level1.views_*``), ``b
 level-1-only run needs no more than its windows and views: 8 nearly halve its step at width 128),
 ``recall`` (level-2 steps back, dash-separated,
 e.g. ``0-1-2-3``, whose inputs level 2's state must read back, ``hierarchy.levels[0].recall``;
-empty = off) and ``recall_weight``.
+empty = off), ``recall_weight`` and ``predict_grad`` (the scale of the gradient level 1's
+prediction terms send into its encoder, ``hierarchy.level1.predict_grad``: 0 = the encoder is
+shaped by the views and VICReg terms, the predictor learns the dynamics over it).
 """
 
 from jepa import config as config_lib
@@ -69,6 +71,7 @@ def get_config(arg=None):
         num_views=4,
         batch=16,
         frames=20,
+        predict_grad=1.0,
     )
     c = config_lib.base_config()
     # Sequences of 20 frames (``frames``): 16 of them are 320 frames per step.
@@ -96,6 +99,7 @@ def get_config(arg=None):
     l1.pool_grid = args.pool
     l1.inpaint_weight, l1.inpaint_block = args.inpaint, args.inpaint_block
     l1.views_weight, l1.views = args.views, args.num_views
+    l1.predict_grad = args.predict_grad
     # Small VICReg weights: the energy, not the variance term, must shape the states.
     upper = [
         dict(

@@ -285,6 +285,11 @@ def base_config() -> ml_collections.ConfigDict:
             # rescaled by up to ± views_scale and thickened with probability views_dilate,
             # pooled and projected (model.projector), must agree; SIGReg at weight
             # views_sigreg (LeJEPA's λ: (1 − λ) · invariance + λ · SIGReg).
+            # predict_grad: the scale of the gradient that level 1's prediction terms (next
+            # frame, masked context, summary, inpaint) send into its encoder; the predictor
+            # always gets its full gradient. 0 = the encoder is shaped by the other terms only
+            # and the predictor learns the dynamics in that space (as V-JEPA 2-AC's predictor
+            # over a frozen encoder); README § Hierarchical JEPA, session 17.
             level1=dict(
                 context_frames=2,
                 horizon=1,
@@ -302,6 +307,7 @@ def base_config() -> ml_collections.ConfigDict:
                 views_rotate=25.0,
                 views_scale=0.2,
                 views_dilate=0.4,
+                predict_grad=1.0,
             ),
             levels=(),
         )

@@ -149,6 +149,8 @@ def validate(config) -> None:
             f"hierarchy.level1.inpaint_block={l1.inpaint_block} must be even and in [2, {grid}] "
             f"(the {grid} × {grid} token grid; half of the block is hidden)"
         )
+    if not 0.0 <= l1.predict_grad <= 1.0:
+        raise ValueError(f"hierarchy.level1.predict_grad={l1.predict_grad} must be in [0, 1]")
     if l1.views_weight < 0:
         raise ValueError(f"hierarchy.level1.views_weight={l1.views_weight} must be >= 0")
     if l1.views_weight:
@@ -433,7 +435,8 @@ class Hierarchy:
         keep = jnp.sort(jnp.argsort(noise, axis=-1)[:, :kept], axis=-1)  # [b·W, kept]
         clips = frames[:, ctx].reshape(b * w * c, *frames.shape[2:])
         tokens, _ = self.encoder.apply({"params": enc_params}, clips, jnp.repeat(keep, c, axis=0))
-        sx = objectives.normalize_targets(tokens.astype(jnp.float32))
+        tokens = scale_gradient(tokens.astype(jnp.float32), self.config.hierarchy.level1.predict_grad)
+        sx = objectives.normalize_targets(tokens)
         sx = sx.reshape(b * w, c * kept, -1)
         ctx_idx = (jnp.arange(c)[None, :, None] * n + keep[:, None, :]).reshape(b * w, -1)
         return self.energy(self.level1_predict(pred_params, sx, ctx_idx=ctx_idx), sy).mean()
@@ -471,7 +474,8 @@ class Hierarchy:
         side = self.config.hierarchy.level1.inpaint_block
         visible, hidden = inpaint_masks(images, self.config.model.patch_size, side, key)
         tokens, _ = self.encoder.apply({"params": enc_params}, images, visible)
-        sx = objectives.normalize_targets(tokens.astype(jnp.float32))
+        tokens = scale_gradient(tokens.astype(jnp.float32), self.config.hierarchy.level1.predict_grad)
+        sx = objectives.normalize_targets(tokens)
         slot = (self.context_frames - 1 + self.horizon) * n
         pred = self.predictor.apply(
             {"params": pred_params}, sx, slot + visible, (slot + hidden)[:, None], None
@@ -623,7 +627,10 @@ class Hierarchy:
 
         lc, l1 = self.config.loss, self.config.hierarchy.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
-        sx, sy = self.level1_pairs(online, target, ctx, tgt)
+        # What the prediction terms read of the online tokens: their gradient into the encoder
+        # scaled by predict_grad (the regularizers below read ``online`` itself).
+        predicted_from = scale_gradient(online, l1.predict_grad)
+        sx, sy = self.level1_pairs(predicted_from, target, ctx, tgt)
         full = {"model": params, "latent": params.get("latent", {})}
         loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)
         if l1.mask_ratio:
@@ -648,7 +655,7 @@ class Hierarchy:
             loss1 = loss1 + l1.views_weight * ((1.0 - lam) * inv + lam * sig)
         if l1.summary_weight:
             aux1["summary_energy"] = self.summary_context_energy(
-                params["predictor"], online, ctx, sy
+                params["predictor"], predicted_from, ctx, sy
             )
             loss1 = loss1 + l1.summary_weight * aux1["summary_energy"]
         frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]

@@ -306,6 +306,47 @@ def test_joint_weight_sets_how_much_level2_trains_level1():
     assert float(jnp.abs(encoder_grad(0.5)).max()) > 0.0
 
 
+def test_predict_grad_scales_only_what_level1s_prediction_terms_send_into_the_encoder():
+    """level1.predict_grad on every prediction term (next frame, masked context, summary): the
+    loss and the predictor's gradient do not change, the encoder's gradient is scaled by it
+    (exactly linear: 0.5 gives half of 1's, 0 gives none), and a term outside the prediction
+    terms (VICReg on the frame means) still trains the encoder at 0."""
+
+    def grads(predict_grad, vicreg_var=0.0):
+        c = tiny_hierarchy_config(
+            levels=(),
+            **{
+                "hierarchy.level1.predict_grad": predict_grad,
+                "hierarchy.level1.mask_ratio": 0.5,
+                "hierarchy.level1.summary_weight": 1.0,
+                "loss.vicreg_var": vicreg_var,
+            },
+        )
+        model = hierarchy.Hierarchy(c)
+        params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+        batch = {"image": jnp.asarray(frames_batch(c)["image"])}
+        loss, grad = jax.jit(
+            jax.value_and_grad(lambda p: model.loss_fn(p, params["encoder"], batch)[0])
+        )(params)
+        return float(loss), grad
+
+    (loss1, g1), (loss_half, g_half), (loss0, g0) = grads(1.0), grads(0.5), grads(0.0)
+    assert loss1 == loss_half == loss0
+    for got in (g_half, g0):
+        for a, b in zip(jax.tree.leaves(got["predictor"]), jax.tree.leaves(g1["predictor"])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+    enc1, enc_half = jax.tree.leaves(g1["encoder"]), jax.tree.leaves(g_half["encoder"])
+    largest = max(float(jnp.abs(x).max()) for x in enc1)
+    assert largest > 1e-6  # small at init (the predictor's output projections are), not zero
+    for a, b in zip(enc_half, enc1):
+        np.testing.assert_allclose(a, 0.5 * b, rtol=1e-4, atol=1e-4 * largest)
+    assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(g0["encoder"]))
+    _, g_reg = grads(0.0, vicreg_var=1.0)
+    assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g_reg["encoder"])) > 1e-6
+    with pytest.raises(ValueError, match="hierarchy.level1.predict_grad"):
+        hierarchy.validate(tiny_hierarchy_config(**{"hierarchy.level1.predict_grad": 1.5}))
+
+
 def test_pool_grid_averages_regions_of_the_token_grid():
     c = tiny_hierarchy_config(**{"model.patch_size": 16, "hierarchy.level1.pool_grid": 2})
     model = hierarchy.Hierarchy(c)  # a 4 × 4 grid read as 2 × 2 regions of 2 × 2 tokens

@@ -358,6 +358,11 @@ class Hierarchy:
         self.tgt_idx = ((self.context_frames - 1 + self.horizon) * n + jnp.arange(n))[None, None]
 
     # ------------------------------------------------------------------------- level 1
+    @property
+    def predict_grad(self) -> float:
+        """The scale of the gradient level 1's prediction terms send into its encoder."""
+        return self.config.hierarchy.level1.predict_grad
+
     def frame_tokens(self, enc_params, frames: jax.Array) -> jax.Array:
         """[b, T, H, W, ch] → [b, T, n, width] float32, every frame encoded on its own."""
         b, t = frames.shape[:2]
@@ -435,7 +440,7 @@ class Hierarchy:
         keep = jnp.sort(jnp.argsort(noise, axis=-1)[:, :kept], axis=-1)  # [b·W, kept]
         clips = frames[:, ctx].reshape(b * w * c, *frames.shape[2:])
         tokens, _ = self.encoder.apply({"params": enc_params}, clips, jnp.repeat(keep, c, axis=0))
-        tokens = scale_gradient(tokens.astype(jnp.float32), self.config.hierarchy.level1.predict_grad)
+        tokens = scale_gradient(tokens.astype(jnp.float32), self.predict_grad)
         sx = objectives.normalize_targets(tokens)
         sx = sx.reshape(b * w, c * kept, -1)
         ctx_idx = (jnp.arange(c)[None, :, None] * n + keep[:, None, :]).reshape(b * w, -1)
@@ -474,7 +479,7 @@ class Hierarchy:
         side = self.config.hierarchy.level1.inpaint_block
         visible, hidden = inpaint_masks(images, self.config.model.patch_size, side, key)
         tokens, _ = self.encoder.apply({"params": enc_params}, images, visible)
-        tokens = scale_gradient(tokens.astype(jnp.float32), self.config.hierarchy.level1.predict_grad)
+        tokens = scale_gradient(tokens.astype(jnp.float32), self.predict_grad)
         sx = objectives.normalize_targets(tokens)
         slot = (self.context_frames - 1 + self.horizon) * n
         pred = self.predictor.apply(

@@ -333,12 +333,14 @@ def test_predict_grad_scales_only_what_level1s_prediction_terms_send_into_the_en
     (loss1, g1), (loss_half, g_half), (loss0, g0) = grads(1.0), grads(0.5), grads(0.0)
     assert loss1 == loss_half == loss0
     for got in (g_half, g0):
-        for a, b in zip(jax.tree.leaves(got["predictor"]), jax.tree.leaves(g1["predictor"])):
+        for a, b in zip(
+            jax.tree.leaves(got["predictor"]), jax.tree.leaves(g1["predictor"]), strict=True
+        ):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
     enc1, enc_half = jax.tree.leaves(g1["encoder"]), jax.tree.leaves(g_half["encoder"])
     largest = max(float(jnp.abs(x).max()) for x in enc1)
     assert largest > 1e-6  # small at init (the predictor's output projections are), not zero
-    for a, b in zip(enc_half, enc1):
+    for a, b in zip(enc_half, enc1, strict=True):
         np.testing.assert_allclose(a, 0.5 * b, rtol=1e-4, atol=1e-4 * largest)
     assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(g0["encoder"]))
     _, g_reg = grads(0.0, vicreg_var=1.0)

@@ -632,9 +632,11 @@ class Hierarchy:
 
         lc, l1 = self.config.loss, self.config.hierarchy.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
-        # What the prediction terms read of the online tokens: their gradient into the encoder
-        # scaled by predict_grad (the regularizers below read ``online`` itself).
+        # What the prediction terms read of the online tokens (and of the targets, which carry
+        # a gradient when loss.target_encoder="online"): their gradient into the encoder scaled
+        # by predict_grad. The regularizers below read ``online`` itself.
         predicted_from = scale_gradient(online, l1.predict_grad)
+        target = scale_gradient(target, l1.predict_grad)
         sx, sy = self.level1_pairs(predicted_from, target, ctx, tgt)
         full = {"model": params, "latent": params.get("latent", {})}
         loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)

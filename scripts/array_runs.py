@@ -146,6 +146,8 @@ def train(
     from jepa import step as step_lib
 
     t0 = time.time()
+    # Made before training: a missing folder used to surface only when the run was saved.
+    os.makedirs(out_dir, exist_ok=True)
     config = load_config(path, arg, overrides)
     train_split = dict(np.load(data))
     frames = train_split["frames"]

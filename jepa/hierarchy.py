@@ -635,8 +635,8 @@ class Hierarchy:
         # What the prediction terms read of the online tokens (and of the targets, which carry
         # a gradient when loss.target_encoder="online"): their gradient into the encoder scaled
         # by predict_grad. The regularizers below read ``online`` itself.
-        predicted_from = scale_gradient(online, l1.predict_grad)
-        target = scale_gradient(target, l1.predict_grad)
+        predicted_from = scale_gradient(online, self.predict_grad)
+        target = scale_gradient(target, self.predict_grad)
         sx, sy = self.level1_pairs(predicted_from, target, ctx, tgt)
         full = {"model": params, "latent": params.get("latent", {})}
         loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)

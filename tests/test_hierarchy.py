@@ -310,11 +310,11 @@ def test_joint_weight_sets_how_much_level2_trains_level1():
 def test_predict_grad_scales_only_what_level1s_prediction_terms_send_into_the_encoder(
     target_encoder,
 ):
-    """level1.predict_grad on every prediction term (next frame, masked context, summary), with
-    EMA targets and with online targets (which carry a gradient of their own): the loss and the
-    predictor's gradient do not change, the encoder's gradient is scaled by it (exactly linear:
-    0.5 gives half of 1's, 0 gives none), and a term outside the prediction terms (VICReg on
-    the frame means) still trains the encoder at 0."""
+    """level1.predict_grad on every prediction term (next frame, masked context, summary,
+    inpaint), with EMA targets and with online targets (which carry a gradient of their own):
+    the loss and the predictor's gradient do not change, the encoder's gradient is scaled by it
+    (exactly linear: 0.5 gives half of 1's, 0 gives none), and a term outside the prediction
+    terms (VICReg on the frame means) still trains the encoder at 0."""
 
     def grads(predict_grad, vicreg_var=0.0):
         c = tiny_hierarchy_config(
@@ -324,6 +324,8 @@ def test_predict_grad_scales_only_what_level1s_prediction_terms_send_into_the_en
                 "hierarchy.level1.predict_grad": predict_grad,
                 "hierarchy.level1.mask_ratio": 0.5,
                 "hierarchy.level1.summary_weight": 1.0,
+                "hierarchy.level1.inpaint_weight": 1.0,
+                "hierarchy.level1.inpaint_block": 2,
                 "loss.vicreg_var": vicreg_var,
             },
         )

@@ -15,11 +15,12 @@ are no checkpoints, metrics files or plots on the remote side (a wall-clock budg
 A job is {"name", "path" (experiment file), "arg", "data" (npz), "budget_s", overrides...};
 for a hierarchy job, "probe_data" (an exported test split) and "probe_every" (steps) add the
 level-1 digit-identity probe of ``jepa-eval --level 1`` (``levels.identity_probe``: the same
-rows, solver and selection) during the run and at its end, so a remote run reports the number
-that decides it. A greedy hierarchy job (``mode=greedy``) names an earlier job's pickle as its
-``init_from`` (``init_from=OUT_DIR/NAME.pkl``): its lower levels and level-1 target encoder
-are loaded from it (the workdir loader, ``hierarchy_modes.load_lower_levels``, needs orbax
-and grain, which such a box may lack). With ``"hierarchy.cached_inputs": true`` in such a job,
+rows, solver and selection, on the encoder ``eval.weights`` names) during the run and at its end
+(there on both encoders), so a remote run reports the number that decides it. A greedy
+hierarchy job (``mode=greedy``) names an earlier job's pickle as its ``init_from``
+(``init_from=OUT_DIR/NAME.pkl``): its lower levels and level-1 target encoder are loaded from
+it (the workdir loader, ``hierarchy_modes.load_lower_levels``, needs orbax and grain, which
+such a box may lack). With ``"hierarchy.cached_inputs": true`` in such a job,
 the frozen level 1 runs once over the exported sequences before training instead of on every
 step (same batches, same losses: tested), which makes level 2's step several times cheaper.
 """
@@ -56,9 +57,9 @@ def export(dataset: str, path: str, split: str = "train") -> None:
 
 
 def make_identity_probe(config, train, test):
-    """``target_params → level-1 digit identity (top-1, %)`` as ``jepa-eval --level 1``
-    measures it: the target encoder's tokens averaged per frame, ``levels.identity_probe`` on
-    the two splits. Built once per run, so each probe reuses the compiled encoder."""
+    """``encoder params → level-1 digit identity (top-1, %)`` as ``jepa-eval --level 1``
+    measures it: the encoder's tokens averaged per frame, ``levels.identity_probe`` on the two
+    splits. Built once per run, so each probe reuses the compiled encoder."""
     import jax
 
     from jepa import hierarchy
@@ -185,7 +186,13 @@ def train(
         if done % 250 == 0 or last or probe_now:
             values = {k: round(float(v), 4) for k, v in metrics.items() if "nonfinite" not in k}
             if probe_now:
-                values["identity_top1"] = identity_probe(state.target_params)
+                # The encoder jepa-eval --level 1 reads (eval.weights); at the end the other
+                # one too: the EMA lags the online encoder while it still improves.
+                encoders = {"target": state.target_params, "context": state.params["encoder"]}
+                values["identity_top1"] = identity_probe(encoders[config.eval.weights])
+                if last:
+                    other = "context" if config.eval.weights == "target" else "target"
+                    values[f"identity_top1_{other}"] = identity_probe(encoders[other])
             history.append((done, values))
             print(name, done, f"{time.time() - t0:.0f}s", values, flush=True)
         if over_budget:

@@ -559,6 +559,10 @@ def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_dat
     # The per-level evaluation runs end to end on this run, with finite numbers.
     r1 = levels_eval.evaluate(two, None, 1, png=False)
     assert 0.0 <= r1["top1"] <= 100.0 and np.isfinite(r1["velocity_r2"])
+    # eval.weights="context": level 1's probes read the online encoder, not the EMA one.
+    r1c = levels_eval.evaluate(two, None, 1, overrides={"eval.weights": "context"}, png=False)
+    assert (r1["level1_weights"], r1c["level1_weights"]) == ("target", "context")
+    assert r1c["position_r2"] != r1["position_r2"]
     r2 = levels_eval.evaluate(two, None, 2)
     assert set(r2["long_horizon"]) == {"2", "3"}
     for errors in r2["long_horizon"].values():
@@ -569,6 +573,32 @@ def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_dat
     wider = {**greedy, "model.width": 64, "model.num_heads": 2}
     with pytest.raises(checkpointing.CheckpointMismatchError, match="level 1"):
         train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, **wider), str(tmp_path / "w"))
+
+
+def test_level_embeddings_read_level1_from_the_encoder_asked_for():
+    """compute_embeddings: level 1's per-frame embedding is the token mean of
+    ``level1_params`` (the target encoder by default), while the common space stays the target
+    encoder's LayerNorm'd tokens and level 2 reads the online encoder either way."""
+    c = tiny_hierarchy_config()
+    model = hierarchy.Hierarchy(c)
+    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+    target = nn.unbox(model.init_params(jax.random.PRNGKey(1)))["encoder"]
+    frames = np.clip(frames_batch(c)["image"] * 40 + 100, 0, 255).astype(np.uint8)
+    default = levels_eval.compute_embeddings(model, params, target, frames)
+    online = levels_eval.compute_embeddings(
+        model, params, target, frames, level1_params=params["encoder"]
+    )
+    mean, std = tuple(c.data.mean) or None, tuple(c.data.std) or None
+    normalized = levels_eval.normalize_frames(frames, mean, std)
+    by_hand = {
+        name: np.asarray(model.frame_tokens(p, jnp.asarray(normalized)).mean(2))
+        for name, p in (("target", target), ("online", params["encoder"]))
+    }
+    np.testing.assert_allclose(default[0][0], by_hand["target"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(online[0][0], by_hand["online"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(by_hand["target"], by_hand["online"])
+    for a, b in ((default[0][1], online[0][1]), (default[1], online[1])):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_ridge_r2_by_hand():

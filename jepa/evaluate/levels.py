@@ -134,15 +134,20 @@ def _batched(fn, arrays, batch_size: int):
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
-def compute_embeddings(model: hierarchy.Hierarchy, params, target, frames_u8, batch_size=32):
+def compute_embeddings(
+    model: hierarchy.Hierarchy, params, target, frames_u8, batch_size=32, level1_params=None
+):
     """(per-level embeddings [[n, T_k, d_k]], common space [n, T, d1], LayerNorm'd online
-    tokens [n, T, tokens, d1]) of uint8 sequences [n, T, H, W, C]."""
+    tokens [n, T, tokens, d1]) of uint8 sequences [n, T, H, W, C]. Level 1's embedding is
+    read from ``level1_params`` (default: the target encoder); the common space is always the
+    target encoder's, what level 1's predictor is trained to predict."""
+    level1_params = target if level1_params is None else level1_params
     config = model.config
     mean, std = tuple(config.data.mean) or None, tuple(config.data.std) or None
 
     @jax.jit
     def run(frames):
-        levels = model.embeddings(params, frames, target)
+        levels = model.embeddings(params, frames, level1_params)
         common = objectives.normalize_targets(model.frame_tokens(target, frames)).mean(2)
         online = objectives.normalize_targets(model.frame_tokens(params["encoder"], frames))
         return levels, common, online
@@ -334,8 +339,12 @@ def evaluate(
     load = functools.partial(pipeline.load_data_source, config.data.dataset, data_dir=data_dir)
     train = sequences.load_sequences(load(split=config.data.train_split), max_train_sequences)
     test = sequences.load_sequences(load(split=config.data.test_split))
-    levels_tr, common_tr, _ = compute_embeddings(model, params, target, train["frames"])
-    levels_te, common_te, online_te = compute_embeddings(model, params, target, test["frames"])
+    # Level 1's probes read the encoder eval.weights names: "context" for a level 1 shaped by
+    # its views term alone (LeJEPA has no EMA teacher; it is also what level 2 reads).
+    probed = target if config.eval.weights == "target" else params["encoder"]
+    embed = functools.partial(compute_embeddings, model, params, target, level1_params=probed)
+    levels_tr, common_tr, _ = embed(train["frames"])
+    levels_te, common_te, online_te = embed(test["frames"])
 
     def regressions(k):
         feats_tr, feats_te = levels_tr[k - 1], levels_te[k - 1]
@@ -363,6 +372,7 @@ def evaluate(
         return {k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in out.items()}
 
     result = {"protocol": "levels", "level": level, "step": step, "dataset": config.data.dataset}
+    result["level1_weights"] = config.eval.weights
     result.update(regressions(level))
     if level == 1:
         probe = identity_probe(

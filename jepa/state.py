@@ -32,6 +32,11 @@ class TrainState:
     # Updates skipped because the loss or gradient was not finite (``config.skip_nonfinite``).
     nonfinite_skipped: jax.Array
 
+    def encoder(self, weights: str):
+        """The encoder ``weights`` names (``eval.weights``): "target", the EMA copy, or
+        "context", the online encoder being trained."""
+        return self.target_params if weights == "target" else self.params["encoder"]
+
 
 def init_boxed_params(config, rng: jax.Array) -> dict:
     """Freshly initialized params, still wrapped in flax's logical-partitioning boxes."""

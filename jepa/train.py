@@ -198,7 +198,7 @@ class Batches:
 
 def monitored_params(config, state):
     """The encoder the health monitor watches: the one the probes read (``eval.weights``)."""
-    return state.target_params if config.eval.weights == "target" else state.params["encoder"]
+    return state.encoder(config.eval.weights)
 
 
 def make_health_fn(config, mesh):

@@ -188,11 +188,10 @@ def train(
             if probe_now:
                 # The encoder jepa-eval --level 1 reads (eval.weights); at the end the other
                 # one too: the EMA lags the online encoder while it still improves.
-                encoders = {"target": state.target_params, "context": state.params["encoder"]}
-                values["identity_top1"] = identity_probe(encoders[config.eval.weights])
+                values["identity_top1"] = identity_probe(state.encoder(config.eval.weights))
                 if last:
                     other = "context" if config.eval.weights == "target" else "target"
-                    values[f"identity_top1_{other}"] = identity_probe(encoders[other])
+                    values[f"identity_top1_{other}"] = identity_probe(state.encoder(other))
             history.append((done, values))
             print(name, done, f"{time.time() - t0:.0f}s", values, flush=True)
         if over_budget:

@@ -33,9 +33,15 @@ class TrainState:
     nonfinite_skipped: jax.Array
 
     def encoder(self, weights: str):
-        """The encoder ``weights`` names (``eval.weights``): "target", the EMA copy, or
-        "context", the online encoder being trained."""
-        return self.target_params if weights == "target" else self.params["encoder"]
+        """The encoder ``weights`` names (``eval.weights``), see ``select_encoder``."""
+        return select_encoder(weights, self.params, self.target_params)
+
+
+def select_encoder(weights: str, params, target_params):
+    """The encoder ``weights`` names (``eval.weights``): "target", the EMA copy, or
+    "context", the online encoder being trained. Shared by ``TrainState.encoder`` and the
+    evaluations that hold ``(params, target)`` from a checkpoint rather than a train state."""
+    return target_params if weights == "target" else params["encoder"]
 
 
 def init_boxed_params(config, rng: jax.Array) -> dict:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jepa import hierarchy, objectives
+from jepa import state as state_lib
 from jepa.data.normalization import normalize_frames
 
 POSITION_AHEAD = (2, 4, 6, 8)  # frames ahead for the "future position" regression
@@ -341,7 +342,7 @@ def evaluate(
     test = sequences.load_sequences(load(split=config.data.test_split))
     # Level 1's probes read the encoder eval.weights names: "context" for a level 1 shaped by
     # its views term alone (LeJEPA has no EMA teacher; it is also what level 2 reads).
-    probed = target if config.eval.weights == "target" else params["encoder"]
+    probed = state_lib.select_encoder(config.eval.weights, params, target)
     embed = functools.partial(compute_embeddings, model, params, target, level1_params=probed)
     levels_tr, common_tr, _ = embed(train["frames"])
     levels_te, common_te, online_te = embed(test["frames"])

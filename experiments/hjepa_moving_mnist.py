@@ -33,7 +33,10 @@ level-1-only run needs no more than its windows and views: 8 nearly halve its st
 e.g. ``0-1-2-3``, whose inputs level 2's state must read back, ``hierarchy.levels[0].recall``;
 empty = off), ``recall_weight`` and ``predict_grad`` (the scale of the gradient level 1's
 prediction terms send into its encoder, ``hierarchy.level1.predict_grad``: 0 = the encoder is
-shaped by the views and VICReg terms, the predictor learns the dynamics over it).
+shaped by the views and VICReg terms, the predictor learns the dynamics over it), ``vicreg``
+(the scale of level 1's VICReg on the frame means: 1 = weights 1.0 / 0.04, 0 = off; session 20's
+level 1 used 0.25) and ``weights`` (``eval.weights``: the level-1 encoder the probes read,
+``target`` or ``context``).
 """
 
 from jepa import config as config_lib
@@ -72,6 +75,8 @@ def get_config(arg=None):
         batch=16,
         frames=20,
         predict_grad=1.0,
+        vicreg=1.0,
+        weights="target",
     )
     c = config_lib.base_config()
     # Sequences of 20 frames (``frames``): 16 of them are 320 frames per step.
@@ -135,9 +140,10 @@ def get_config(arg=None):
     # smmnist_latent.py; on the pooled embedding, the background tokens need not vary).
     c.loss.energy = "l2"
     c.loss.regularize = "pooled"
-    c.loss.vicreg_var = 1.0
-    c.loss.vicreg_cov = 0.04
+    # A smaller scale (``vicreg``) keeps more of the digit's identity (README, sessions 17–20).
+    c.loss.vicreg_var = 1.0 * args.vicreg
+    c.loss.vicreg_cov = 0.04 * args.vicreg
 
-    c.eval.weights = "target"
+    c.eval.weights = args.weights
     c.health_every = 250
     return config_lib.finalize(c)

@@ -108,6 +108,11 @@ def test_hjepa_experiment_args_reach_the_config():
     assert l2.data.sequence.frames == 20 and l2.hierarchy.frozen_levels == 1
     assert tuple(l2.hierarchy.levels[0]["recall"]) == (0, 1, 2, 3)
     assert l2.hierarchy.levels[0]["width"] == 256
+    # Session 20's level 1: VICReg at a quarter of its weight, probes on the online encoder.
+    l1q = load_experiment("hjepa_moving_mnist", "levels=1,vicreg=0.25,weights=context")
+    assert (l1q.loss.vicreg_var, l1q.loss.vicreg_cov) == (0.25, 0.01)
+    assert l1q.eval.weights == "context"
+    assert (l1.loss.vicreg_var, l1.loss.vicreg_cov, l1.eval.weights) == (1.0, 0.04, "target")
     with pytest.raises(ValueError, match="hierarchy.level1.views=8"):
         validation.validate(
             load_experiment("hjepa_moving_mnist", "frames=6,views=1.0,num_views=8"), 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 from absl import app, flags
-from absl import logging as absl_logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
@@ -28,13 +27,23 @@ flags.DEFINE_enum(
     "SLURM step of several tasks or on a TPU pod listing its workers; on: always, values "
     "auto-detected by JAX (TPU VM pods); off: never. --coordinator etc. override.",
 )
+flags.DEFINE_bool(
+    "verbose",
+    False,
+    "also print the libraries' log records (Orbax, TFDS, JAX) to the terminal; they always go "
+    "to WORKDIR/train.log",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     del argv
-    from jepa import sharding
+    import os
+
+    from jepa import console, sharding
+
+    console.configure(os.path.join(FLAGS.workdir, "train.log"), verbose=FLAGS.verbose)
 
     sharding.maybe_initialize_distributed(
         FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed
@@ -44,8 +53,7 @@ def main(argv):
     if jax.process_index() != 0:
         # Process 0 alone reports progress (metrics, plots and the progress bar are its too);
         # the others still report warnings and errors.
-        logging.getLogger().setLevel(logging.WARNING)
-        absl_logging.set_verbosity(absl_logging.WARNING)
+        console.configure(None, verbose=FLAGS.verbose, level=logging.WARNING)
     from jepa import checkpointing, train
     from jepa.data import records
 

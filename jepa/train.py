@@ -259,6 +259,16 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
 
     # --------------------------------------------------------------------------------- loop
     end = config.total_steps if max_steps is None else min(config.total_steps, max_steps)
+    logging.info(
+        "%s: steps %d to %d of %d, global batch %d, %d devices, mesh %s",
+        config.objective,
+        start,
+        end,
+        config.total_steps,
+        config.batch_size,
+        jax.device_count(),
+        dict(mesh.shape),
+    )
     bar = tqdm(
         total=config.total_steps,
         initial=start,
@@ -315,9 +325,8 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                         h, config.health.min_std, config.health.min_rank
                     )
                     values["collapse_alarms"] = len(alarms)
-                    if alarms and is_main:
-                        bar.write(f"[step {done}] COLLAPSE ALARM: " + "; ".join(alarms))
-                        logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))
+                    if alarms:
+                        logging.warning("step %d: COLLAPSE ALARM: %s", done, "; ".join(alarms))
                 writer.write(done, values)
                 bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}", refresh=False)
             bar.update(1)
@@ -326,8 +335,6 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
             if preempted:
                 ckpt.wait()
                 logging.warning("preempted at step %d; checkpoint saved in %s", done, workdir)
-                if is_main:
-                    bar.write(f"preempted at step {done}; checkpoint saved")
                 break
         # Still under the handlers: a signal now must not cut the last (async) save short.
         ckpt.close()
@@ -337,4 +344,11 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     writer.close()
     if is_main and not preempted:
         plot_training_curves(workdir)
+        logging.info(
+            "step %d; checkpoints, metrics.jsonl and loss.png in %s; probe with: "
+            "jepa-eval --workdir %s --protocol linear",
+            end,
+            workdir,
+            workdir,
+        )
     return state

@@ -4,7 +4,9 @@
 #   3. pretrain (CONFIG, default experiments/mnist_sigreg_jepa.py: the multiview JEPA with
 #   SIGReg; CONFIG=experiments/mnist_ijepa.py runs I-JEPA);  4. linear-probe the frozen encoder
 #   and the two baselines (pixels, random encoder) on the same split;  5. probe.json, plots.
-# WORKDIR (default workdirs/demo) is cleared first, so every demo is a fresh run.
+# WORKDIR (default workdirs/demo) is cleared first, so every demo is a fresh run. The install's
+# output goes to workdirs/install.log, the libraries' logs to WORKDIR/train.log and
+# WORKDIR/eval/eval.log; the terminal shows progress and results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -13,17 +15,23 @@ WORKDIR="${WORKDIR:-workdirs/demo}"
 DATA_DIR="${DATA_DIR:-workdirs/tfds}"
 CONFIG="${CONFIG:-experiments/mnist_sigreg_jepa.py}"
 
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
+mkdir -p workdirs
+echo "installing jepa into .venv (log: workdirs/install.log)"
+if ! {
+  if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
+  .venv/bin/python -m pip install --upgrade pip
+  .venv/bin/python -m pip install -e .
+} > workdirs/install.log 2>&1; then
+  tail -n 30 workdirs/install.log
+  echo "install failed; the whole log is in workdirs/install.log" >&2
+  exit 1
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e .
 
 rm -rf "$WORKDIR"
 mkdir -p "$WORKDIR" "$DATA_DIR"
-export TF_CPP_MIN_LOG_LEVEL=2
-.venv/bin/jepa-train --config "$CONFIG" --workdir "$WORKDIR" \
-  --config.data.data_dir="$DATA_DIR" --alsologtostderr=false
+echo "pretraining $CONFIG into $WORKDIR"
+.venv/bin/jepa-train --config "$CONFIG" --workdir "$WORKDIR" --config.data.data_dir="$DATA_DIR"
+echo "linear probe of the frozen encoder, and of pixels and a random encoder"
 .venv/bin/jepa-eval --workdir "$WORKDIR" --protocol linear --baselines \
   | tail -n 1 > "$WORKDIR/eval_linear.json"
 .venv/bin/python scripts/demo_report.py --workdir "$WORKDIR" --start "$START" --config "$CONFIG"

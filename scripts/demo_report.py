@@ -16,7 +16,7 @@ def main():
         result = json.load(f)
     probe = {
         "top1": result["top1"],
-        # DESIGN.md's probe.json contract names the linear probe on pixels "pixels_logreg".
+        # probe.json names the linear probe on pixels "pixels_logreg": a logistic regression.
         "baselines": {
             "pixels_logreg": result["baselines"]["pixels"],
             "random_encoder": result["baselines"]["random_encoder"],

@@ -23,6 +23,9 @@ which writes one JSON file per process (`process_{i}-of-{n}.json`):
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from typing import Any
 
 import grain
@@ -51,12 +54,18 @@ def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuild
     if base in BUILDERS:
         kwargs = {"config": builder_config} if builder_config else {}
         builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kwargs)
-        # A no-op once prepared. No download happens: the data ships with installed packages;
-        # `try_download_gcs=False` keeps TFDS from looking for a copy on GCS.
-        builder.download_and_prepare(
-            file_format="array_record",
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-        )
+        if builder.is_prepared():
+            return builder
+        # No download happens: the data ships with installed packages or is generated;
+        # `try_download_gcs=False` keeps TFDS from looking for a copy on GCS. TFDS prints its
+        # own banners and progress bars to stdout; one line of ours says the same.
+        logging.info("preparing dataset %s in %s (once)", name, builder.data_dir)
+        tfds.disable_progress_bar()
+        with contextlib.redirect_stdout(io.StringIO()):
+            builder.download_and_prepare(
+                file_format="array_record",
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+            )
         return builder
     try:
         builder = tfds.builder(name, data_dir=data_dir)

@@ -28,6 +28,7 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
         "all_steps": False,
         "baselines": False,
         "level": None,
+        "verbose": False,
     }
     overrides = {}
     joined, i = [], 0
@@ -46,14 +47,14 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
             if not eq:
                 raise SystemExit(f"{arg}: config overrides need --config.KEY=VALUE")
             overrides[key[len("config.") :]] = value
-        elif key in ("all_steps", "baselines"):
+        elif key in ("all_steps", "baselines", "verbose"):
             flags[key] = value.lower() not in ("0", "false", "no") if eq else True
         elif key in ("workdir", "step", "protocol", "level"):
             flags[key] = value
         else:
             raise SystemExit(
                 f"unknown flag --{key}; valid: --workdir --step --protocol --level "
-                "--all-steps --baselines --config.KEY=VALUE"
+                "--all-steps --baselines --verbose --config.KEY=VALUE"
             )
     if not flags["workdir"]:
         raise SystemExit("--workdir is required")
@@ -261,6 +262,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def run():
+    from jepa import console
+
+    flags, _ = parse_args(sys.argv[1:])
+    # Library records go to a log file beside the results, only in a directory that is a run.
+    is_run = os.path.isdir(os.path.join(flags["workdir"], "checkpoints"))
+    log_file = os.path.join(flags["workdir"], "eval", "eval.log") if is_run else None
+    console.configure(log_file, verbose=flags["verbose"])
     main()
 
 

@@ -1,0 +1,83 @@
+"""What the terminal shows: jepa's own messages and its progress bars, nothing else.
+
+Orbax, TFDS, grain and JAX log dozens of INFO lines per run (handler registration, backend
+probing, write throughput). They matter when something goes wrong, not while a run goes well,
+so they go to a log file in the workdir; ``--verbose`` sends them to the terminal too. Records
+at ERROR and above reach the terminal whoever logs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from tqdm import tqdm
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class _OwnRecords(logging.Filter):
+    """Passes jepa's records (by the file that logged them) and anything at ERROR or above."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or record.pathname.startswith(PACKAGE_DIR)
+
+
+class _AboveProgressBars(logging.Handler):
+    """Writes to stderr through tqdm, so a message lands above a running progress bar instead
+    of inside its line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+class _TerminalFormat(logging.Formatter):
+    """INFO as the bare message; other levels prefixed with their name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno == logging.INFO:
+            return message
+        return f"{record.levelname}: {message}"
+
+
+def configure(log_file: str | None, verbose: bool = False, level: int = logging.INFO) -> None:
+    """Routes every log record: to ``log_file`` (all of them, appended; None for no file) and
+    to stderr (jepa's own and errors, or all of them when ``verbose``).
+
+    Call it once at the start of a command, before JAX picks its backend, so that its probing
+    ("Unable to initialize backend 'tpu'") is routed too. ``level`` is the terminal's floor for
+    jepa's own records (multi-host: WARNING on every process but the first).
+    """
+    from absl import logging as absl_logging
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA's C++ INFO/WARNING lines
+    absl_logging.set_verbosity(absl_logging.INFO)  # absl records flow on to the handlers below
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+
+    terminal = _AboveProgressBars()
+    terminal.setLevel(logging.INFO if verbose else level)
+    terminal.setFormatter(_TerminalFormat())
+    if not verbose:
+        terminal.addFilter(_OwnRecords())
+    root.addHandler(terminal)
+
+    if log_file is None or "://" in log_file:
+        return  # no local file (a gs:// workdir): library records are dropped unless verbose
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        to_file = logging.FileHandler(log_file)
+    except OSError:
+        return  # an unwritable workdir is reported by the command's own checks, with its path
+    to_file.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s")
+    )
+    root.addHandler(to_file)

@@ -1,9 +1,9 @@
-"""Hierarchical JEPA on stochastic Moving MNIST (issue 6).
+"""Hierarchical JEPA on stochastic Moving MNIST.
 
 Level 1: the ViT encodes every 64 × 64 frame (8-px patches, an 8 × 8 grid); its predictor maps
 the tokens of 2 frames to the EMA target's tokens of the next frame (short range, detailed),
 once from the whole context and once with 90% of the grid hidden in both context frames
-(``mask``: it made level 1's position code and level 2's velocity code markedly better, README).
+(``mask``: it makes level 1's position code and level 2's velocity code markedly better).
 Level 2: a causal transformer over level 1's per-frame embeddings predicts its own state 2, 4,
 6 and 8 frames ahead (long range, abstract). Optional level 3 (``levels=3``): over pairs of
 level-2 steps, 2 and 4 of its steps (4 and 8 frames) ahead.
@@ -34,8 +34,8 @@ e.g. ``0-1-2-3``, whose inputs level 2's state must read back, ``hierarchy.level
 empty = off), ``recall_weight`` and ``predict_grad`` (the scale of the gradient level 1's
 prediction terms send into its encoder, ``hierarchy.level1.predict_grad``: 0 = the encoder is
 shaped by the views and VICReg terms, the predictor learns the dynamics over it), ``vicreg``
-(the scale of level 1's VICReg on the frame means: 1 = weights 1.0 / 0.04, 0 = off; session 20's
-level 1 used 0.25) and ``weights`` (``eval.weights``: the level-1 encoder the probes read,
+(the scale of level 1's VICReg on the frame means: 1 = weights 1.0 / 0.04, 0 = off; the
+recipe's level 1 uses 0.25) and ``weights`` (``eval.weights``: the level-1 encoder the probes read,
 ``target`` or ``context``).
 """
 
@@ -140,7 +140,7 @@ def get_config(arg=None):
     # smmnist_latent.py; on the pooled embedding, the background tokens need not vary).
     c.loss.energy = "l2"
     c.loss.regularize = "pooled"
-    # A smaller scale (``vicreg``) keeps more of the digit's identity (README, sessions 17–20).
+    # A smaller scale (``vicreg``) keeps more of the digit's identity (docs/results/hjepa.md).
     c.loss.vicreg_var = 1.0 * args.vicreg
     c.loss.vicreg_cov = 0.04 * args.vicreg
 

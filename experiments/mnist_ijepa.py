@@ -1,7 +1,7 @@
 """I-JEPA on the bundled mnist5k (4,000 train / 1,000 test digits), sized for a 2-core CPU.
 
 The demo's default: about 8 minutes of pretraining on a 2-core CPU, no download. What differs
-from the ImageNet recipe, and why (measured numbers in the README):
+from the ImageNet recipe, and why (measured on mnist5k, docs/results/mnist.md):
   * ``model.patch_embed_init="fan_in"``: 4×4 grayscale patches have 16 inputs; at the reference
     std 0.02 the tokens are almost pure position embedding, targets become predictable from
     position alone and the run collapses (feature std 0.005, mean cosine 0.9999 by step 250).

@@ -8,7 +8,7 @@ collapsing. LeJEPA's single trade-off λ = 0.05 between the two terms.
 
 This is the demo's default (``scripts/demo.sh``): on mnist5k it is the objective whose frozen
 encoder beats pixels and the random encoder under the linear probe within a few minutes of
-a 2-core CPU (README, demo results, with the I-JEPA runs it was compared with).
+a 2-core CPU (docs/results/mnist.md, with the I-JEPA runs it is compared with).
 """
 
 from jepa import config as config_lib
@@ -23,7 +23,7 @@ def get_config(arg=None):
     c.model.channels = 1
     # 7-px patches: a 4 × 4 grid (local views 2 × 2). Against 4-px patches (7 × 7) a step is
     # ~3× cheaper, so the same minutes give ~3× the epochs: 93.0% vs 92.9% flattened and 77% vs
-    # 56% average-pooled in 7 minutes (README, demo results).
+    # 56% average-pooled in 7 minutes (docs/results/mnist.md).
     c.model.patch_size = 7
     c.model.width = 96
     c.model.depth = 4

@@ -7,9 +7,8 @@ and covariance penalty (off-diagonal covariance → 0) on each view's batch of p
 the embedding from collapsing. VICReg's 25 : 25 : 1 ratio of invariance, variance and
 covariance weights (Bardes et al., 2022), written as 1 : 1 : 0.04.
 
-(Before this experiment existed under this name, it was I-JEPA plus VICReg on the pooled
-context embeddings with the EMA target kept; that run is row V1 of the README's table:
-``experiments/mnist_ijepa.py`` with ``--config.loss.vicreg_var=1 --config.loss.vicreg_cov=0.04``.)
+I-JEPA with VICReg on its pooled context embeddings, the EMA target kept, is a different run:
+``experiments/mnist_ijepa.py`` with ``--config.loss.vicreg_var=1 --config.loss.vicreg_cov=0.04``.
 """
 
 import importlib.util

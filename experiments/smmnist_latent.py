@@ -1,4 +1,4 @@
-"""A video JEPA with a latent variable on stochastic Moving MNIST (the issue-5 experiment).
+"""A video JEPA with a latent variable on stochastic Moving MNIST.
 
 Two context frames of 64 × 64 (one digit by default) predict the target encoder's tokens of
 the frame 3 steps after the last one. When a digit hits a wall in between, it leaves in a
@@ -35,7 +35,7 @@ def get_config(arg=None):
     c.model.depth = 2
     # A Gaussian low-pass (std 5 px) before the 16-px patches: without it every token changes
     # completely when the digit moves a few pixels, the z-free predictor learns no motion, and
-    # z only quantizes what it misses everywhere (README, session 8).
+    # z only quantizes what it misses everywhere (docs/results/latent.md).
     c.model.patch_blur = args.blur
 
     c.data.clip.context_frames = 2  # two frames: position and velocity are visible
@@ -50,8 +50,8 @@ def get_config(arg=None):
     c.latent.reference = True
 
     # 0: the energy compares every target token; G: G × G region means of them (1 = the frame's
-    # mean embedding). Session 8 (README) measured both: neither gives a space in which the
-    # z-free predictor learns the motion in 2,500 CPU steps.
+    # mean embedding). Measured on SM-MNIST, neither gives a space in which the z-free
+    # predictor learns the motion in 2,500 CPU steps; the low-pass above does.
     c.loss.future_target_grid = args.target_grid
     c.loss.energy = "l2"  # squared distance: the energy a mode-averaging predictor pays most
     # The EMA target alone drifts towards the empty background (target std 0.069 → 0.033 and

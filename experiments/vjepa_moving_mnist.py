@@ -1,4 +1,4 @@
-"""V-JEPA on stochastic Moving MNIST (issue 6): the masked objective on clips.
+"""V-JEPA on stochastic Moving MNIST: the masked objective on clips.
 
 A tubelet ViT (V-JEPA's video encoder) reads 8-frame windows of the 64 × 64 videos as 2-frame
 × 16 × 16-px tubelets: a (4, 4, 4) token grid. Each step draws V-JEPA's two tube-mask

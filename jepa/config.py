@@ -289,7 +289,7 @@ def base_config() -> ml_collections.ConfigDict:
             # frame, masked context, summary, inpaint) send into its encoder; the predictor
             # always gets its full gradient. 0 = the encoder is shaped by the other terms only
             # and the predictor learns the dynamics in that space (as V-JEPA 2-AC's predictor
-            # over a frozen encoder); README § Hierarchical JEPA, session 17.
+            # over a frozen encoder).
             level1=dict(
                 context_frames=2,
                 horizon=1,

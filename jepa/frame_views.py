@@ -2,7 +2,7 @@
 
 Predicting the next frame is met by features of *where* the ink is and how it moves; the shape
 of the digit, which never changes along a sequence, costs that objective more than it pays
-(README, H-JEPA: identity fell as level 1 learned, from every start). This term asks for what
+(on SM-MNIST, identity falls as level 1 learns, from every start). This term asks for what
 the frames of one sequence share. ``V`` frames of each sequence, each warped on its own (a
 rotation and a rescaling about the ink's centroid, strokes thickened at random), are encoded;
 their pooled embeddings, projected, must agree (LeJEPA's invariance: the squared distance to

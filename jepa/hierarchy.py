@@ -77,7 +77,7 @@ class UpperLevel:
     # view of the frame, its LayerNorm'd tokens averaged). Self-prediction rewards slow
     # features (what never changes is perfectly predictable); a "below" level is grounded in
     # what the level below will see, and its predictions need no probe to be read in that
-    # space. (On SM-MNIST "self" kept more velocity: README, hierarchical JEPA.)
+    # space. (On SM-MNIST "self" keeps more velocity.)
     target: str = "self"
     # Steps back (0 = now) of this level's own *input* that a small head must read back from
     # the state at t, e.g. (0, 1, 2, 3): the state then has to carry the recent trajectory of

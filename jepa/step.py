@@ -186,7 +186,7 @@ def slowness(frame_tokens: jax.Array, mode: str = "pooled") -> jax.Array:
     see (``mode`` = ``loss.regularize``): the frame's mean embedding (``pooled``) or each token
     (``tokens``). Against the information terms' variance floor the slowest features win —
     what stays, before what moves smoothly, before the patch-grid jitter that a few pixels of
-    motion scramble. (On SM-MNIST, weight 1 kept only the first: README, session 8.)"""
+    motion scramble. (On SM-MNIST, weight 1 keeps only the first.)"""
     x = frame_tokens.mean(2) if mode == "pooled" else frame_tokens
     return jnp.square(x[:, 1:] - x[:, :-1]).mean()
 
@@ -274,8 +274,8 @@ def make_masked_loss_fn(config):
             if lc.global_weight:
                 # The image-level JEPA pair: x = the context, y = the whole image (or a second
                 # augmented view of it), meant to force image-level content into s_x that the
-                # per-token targets of a small grid may not (on mnist5k it did not lift the
-                # probe: README, demo results).
+                # per-token targets of a small grid may not (on mnist5k it does not lift the
+                # linear probe).
                 whole = full
                 if other_view is not None:
                     whole = target_embeddings(params, target_params, other_view)

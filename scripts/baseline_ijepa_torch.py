@@ -1,4 +1,4 @@
-"""Time the official PyTorch I-JEPA train step on this machine: the race for README § Performance.
+"""Time the official PyTorch I-JEPA train step on this machine: the race in docs/performance.md.
 
 Imports the reference implementation from a checkout of facebookresearch/ijepa (its
 ``init_model``, ``init_opt``, ``MaskCollator``, ``apply_masks``, ``repeat_interleave_batch``)

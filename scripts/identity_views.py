@@ -14,7 +14,7 @@ TFDS, e.g. a rented GPU) and prints one JSON line per probe:
 The encoder is the hierarchy's level 1 (ViT depth 3, 4 heads, 8-px cells of a 64-px frame);
 the views term, warps, projector and SIGReg are the package's own (``jepa/frame_views.py``,
 ``model.projector``), so what this measures is what the hierarchy's term does without the
-next-frame terms beside it. README § Hierarchical JEPA has the numbers.
+next-frame terms beside it. docs/results/hjepa.md has the numbers.
 """
 
 from __future__ import annotations

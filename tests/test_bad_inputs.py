@@ -605,7 +605,7 @@ def test_preflight_accepts_what_a_run_needs(tmp_path, mnist_data_dir):
         )
 
 
-def test_the_table_covers_the_issue():
-    """At least 20 distinct cases; the bad-config table of test_config.py moved here."""
+def test_the_table_has_twenty_distinct_cases():
+    """At least 20 distinct cases, each with its own id."""
     ids = [p.id for p in CASES]
     assert len(ids) == len(set(ids)) >= 20

@@ -93,7 +93,7 @@ def test_arg_parsing():
 
 
 def test_hjepa_experiment_args_reach_the_config():
-    # The level-1-alone recipe of the README's session-15 run, then its greedy level 2.
+    # A level-1-alone run, then a greedy level 2 on it.
     l1 = load_experiment(
         "hjepa_moving_mnist", "levels=1,frames=8,stem=conv,views=3.0,num_views=8,width=128"
     )
@@ -108,7 +108,7 @@ def test_hjepa_experiment_args_reach_the_config():
     assert l2.data.sequence.frames == 20 and l2.hierarchy.frozen_levels == 1
     assert tuple(l2.hierarchy.levels[0]["recall"]) == (0, 1, 2, 3)
     assert l2.hierarchy.levels[0]["width"] == 256
-    # Session 20's level 1: VICReg at a quarter of its weight, probes on the online encoder.
+    # The recipe's level 1: VICReg at a quarter of its weight, probes on the online encoder.
     l1q = load_experiment("hjepa_moving_mnist", "levels=1,vicreg=0.25,weights=context")
     assert (l1q.loss.vicreg_var, l1q.loss.vicreg_cov) == (0.25, 0.01)
     assert l1q.eval.weights == "context"

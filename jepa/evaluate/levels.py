@@ -110,7 +110,7 @@ def identity_probe(config, train_x, train_digits, test_x, test_digits, every: in
     whitened features (``linear_probe.converged_linear_probe``; the held-out part of train
     is whole sequences). Not the SGD grid of the image probes: on these frame embeddings it
     stopped far from the optimum (a random width-256 encoder: 42 % after its 30 epochs, 49 %
-    after 100, 79 % converged; README). Returns its dict (top1, val_top1, l2, grid)."""
+    after 100, 79 % converged). Returns its dict (top1, val_top1, l2, grid)."""
     from jepa.evaluate import linear_probe
 
     x_tr = train_x[:, ::every].reshape(-1, train_x.shape[-1])

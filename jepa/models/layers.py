@@ -71,7 +71,7 @@ def einsum(
 
     Why not plain ``jnp.einsum`` on bf16 arrays: XLA:CPU runs a bf16 × bf16 → bf16 dot at the
     float32 rate (it converts), but bf16 × bf16 → f32 on native bf16 kernels (AVX512-BF16, 2×
-    the float32 rate here; README § Performance); and autodiff of a dot with
+    the float32 rate on a Zen 4/5 CPU; docs/performance.md); and autodiff of a dot with
     ``preferred_element_type=float32`` feeds float32 cotangents into the backward dots, which
     then take the slow path again. So the gradient is written out: the cotangent is rounded to
     ``dtype``, as PyTorch's autocast does, and both gradient dots accumulate in f32. The bias
@@ -292,7 +292,7 @@ class Attention(nn.Module):
             # Heads-major [3, batch, heads, length, head_dim] straight out of the projection:
             # the two attention matmuls are then plain batched matmuls with no transposes
             # between them. On XLA:CPU the forward is 2.6× faster than the [b, l, h, k] layout
-            # of jax.nn.dot_product_attention (README, performance notes).
+            # of jax.nn.dot_product_attention (predictor shapes, 2-core Zen CPU).
             kernel, bias = qkv_kernel, qkv_bias[:, None, :, None, :]
             if num_queries is None:
                 qkv = einsum("bld,dthk->tbhlk", x, kernel, bias, self.dtype)

@@ -106,7 +106,7 @@ class VisionTransformer(nn.Module):
     # LayerNorm and GELU; Xiao et al. 2021, "Early Convolutions Help Transformers See Better")
     # whose output at each grid cell is that cell's token input. Its features move with the
     # image instead of being re-cut by a fixed patch grid; with warped views it is what let
-    # level 1 learn the shape of moving digits (README, H-JEPA). Images and framewise video.
+    # level 1 learn the shape of moving digits (docs/results/hjepa.md). Images and framewise video.
     stem: str = "patch"
     # Video: frames per clip (0: an image model), frames per tubelet and the mode (module doc).
     num_frames: int = 0

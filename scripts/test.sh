@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fresh machine → green tests: create .venv, install jepa with its test extras, lint, run pytest.
+# Fresh machine → green tests: create .venv, install jepa with its test extras, lint, check the
+# repository's shape (scripts/check_repo.sh), run pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -10,6 +11,7 @@ fi
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/ruff check jepa tests experiments scripts
 .venv/bin/ruff format --check jepa tests experiments scripts
+bash scripts/check_repo.sh
 # Two workers: most of the suite's time is XLA compiling tiny programs on one core each, so two
 # processes on a 2-core machine cut the wall time by ~30% (600 s → 431 s measured; three
 # workers were slower).

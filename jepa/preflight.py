@@ -113,6 +113,8 @@ def check_data(config) -> None:
     try:
         builder = tfds.builder(name, data_dir=data_dir or None)
     except tfds.core.registered.DatasetNotFoundError:
+        if os.path.isdir(name):
+            _check_not_a_folder(f"./{name}")
         raise ValueError(
             f"data.dataset={name!r} is not a dataset jepa or TFDS knows in data.data_dir="
             f"{data_dir or DEFAULT_DATA_DIR!r}; valid: one of jepa's builders {sorted(BUILDERS)} "
@@ -135,7 +137,9 @@ def check_data(config) -> None:
 def _check_not_a_folder(name: str) -> None:
     """A path given as the dataset's name: the user's own images, not yet a dataset."""
     path = os.path.expanduser(name)
-    if os.path.isdir(path) or name.startswith(("/", "./", "../", "~")):
+    # A bare name is looked up as a dataset first (a folder "pics" may sit next to the dataset
+    # "pics"); only a name that can be nothing but a path is caught here.
+    if name.startswith(("/", "./", "../", "~")) or (os.sep in name and os.path.isdir(path)):
         stem = "".join(c if c.isalnum() else "_" for c in os.path.basename(path.rstrip("/")))
         stem = stem.lower().strip("_") or "my_images"
         raise ValueError(

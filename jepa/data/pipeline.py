@@ -118,13 +118,6 @@ def check_labelled(name: str, data_dir: str | None, splits: dict, key: str, why:
 
     Pretraining never reads labels; what does (a probe) calls this before any work."""
     info = _prepared_builder(name, data_dir).info
-    for split_key, split in splits.items():
-        base = split.split("[")[0]  # "train[:90%]" → "train"
-        if base not in info.splits:
-            raise ValueError(
-                f"{split_key}={split!r}: {key}={name!r} has no split {base!r}; valid: "
-                f"{sorted(info.splits)}, optionally sliced like 'train[:80%]' / 'train[80%:]'"
-            )
     features = info.features
     if "label" not in features:
         raise ValueError(
@@ -132,6 +125,13 @@ def check_labelled(name: str, data_dir: str | None, splits: dict, key: str, why:
             "needs labels. Valid: --config.eval.dataset=NAME (and --config.eval.data_dir=DIR) "
             "naming a labelled dataset, e.g. one `jepa-data` made from class subfolders"
         )
+    for split_key, split in splits.items():
+        base = split.split("[")[0]  # "train[:90%]" → "train"
+        if base not in info.splits:
+            raise ValueError(
+                f"{split_key}={split!r}: {key}={name!r} has no split {base!r}; valid: "
+                f"{sorted(info.splits)}, optionally sliced like 'train[:80%]' / 'train[80%:]'"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,11 +54,18 @@ def define_flags(values: flags.FlagValues, sys_argv: list[str] | None = None) ->
         sys_argv=sys_argv,
     )
     flags.DEFINE_string(
-        "workdir", None, "where checkpoints, metrics and plots go (local or gs://)", values
+        "workdir",
+        None,
+        "where checkpoints, metrics and plots go (local or gs://)",
+        flag_values=values,
     )
-    flags.DEFINE_string("coordinator", None, "multi-host: coordinator address host:port", values)
-    flags.DEFINE_integer("num_processes", None, "multi-host: number of processes", values)
-    flags.DEFINE_integer("process_id", None, "multi-host: this process's id", values)
+    flags.DEFINE_string(
+        "coordinator", None, "multi-host: coordinator address host:port", flag_values=values
+    )
+    flags.DEFINE_integer(
+        "num_processes", None, "multi-host: number of processes", flag_values=values
+    )
+    flags.DEFINE_integer("process_id", None, "multi-host: this process's id", flag_values=values)
     flags.DEFINE_enum(
         "distributed",
         None,
@@ -68,7 +75,9 @@ def define_flags(values: flags.FlagValues, sys_argv: list[str] | None = None) ->
         "auto-detected by JAX (TPU VM pods); off: never. --coordinator etc. override.",
         flag_values=values,
     )
-    flags.DEFINE_bool("debug", False, "show tracebacks instead of one-line errors", values)
+    flags.DEFINE_bool(
+        "debug", False, "show tracebacks instead of one-line errors", flag_values=values
+    )
 
 
 define_flags(flags.FLAGS)

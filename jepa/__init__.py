@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 
-def load_encoder(path_or_workdir, step=None, weights="target"):
-    """Load a pretrained encoder for downstream use; see :mod:`jepa.hub`."""
+def load_encoder(path_or_workdir, step=None, weights=None):
+    """A pretrained encoder for downstream use: ``enc(images) -> (tokens, pooled)``, plus
+    ``enc.params``, ``enc.module``, ``enc.normalize`` and ``enc.config``; see :mod:`jepa.hub`."""
     from jepa import hub
 
     return hub.load_encoder(path_or_workdir, step=step, weights=weights)

@@ -10,6 +10,7 @@ cannot see, before anything is traced or compiled, and names the offending key.
 from __future__ import annotations
 
 import math
+import os
 
 import ml_collections
 
@@ -59,7 +60,13 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         elif defaults[key] is None:
             out[key] = value
         else:
-            out[key] = kind(value)
+            try:
+                out[key] = kind(value)
+            except ValueError:
+                raise ValueError(
+                    f"config arg {key}={value!r} is not of type {kind.__name__}; valid: e.g. "
+                    f"{key}={defaults[key]!r}"
+                ) from None
     return ml_collections.ConfigDict(out)
 
 
@@ -317,7 +324,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.weights = "target"  # target (EMA) or context encoder
     c.eval.layers = "last"  # last | last4
     c.eval.pooling = "avg"  # avg | flatten | none
-    c.eval.dataset = ""  # "" = the pretraining dataset
+    c.eval.dataset = ""  # "" = the pretraining dataset; set it to probe a labelled one
+    c.eval.data_dir = ""  # "" = data.data_dir
     c.eval.train_split = ""  # "" = data.train_split
     c.eval.test_split = ""  # "" = data.test_split
     c.eval.batch_size = 256
@@ -396,6 +404,26 @@ def from_stored(stored: dict) -> ml_collections.ConfigDict:
                 node[key] = tuple(value) if isinstance(value, list) else value
 
     merge(config, stored)
+    return config
+
+
+# Keys holding local paths that a run stores with its checkpoints.
+PATH_KEYS = ("data.data_dir", "eval.data_dir", "hierarchy.init_from")
+
+
+def absolute_paths(config, base: str | None = None) -> ml_collections.ConfigDict:
+    """A copy of ``config`` whose relative ``PATH_KEYS`` are made absolute against ``base``
+    (default: the working directory), so that what a workdir stores means the same from any
+    directory. Empty values (TFDS's default) and remote paths (``gs://…``) are kept."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    for dotted in PATH_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = config
+        for p in parents:
+            node = node.get(p) if node is not None else None
+        value = node.get(leaf) if node is not None else None
+        if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
+            node[leaf] = os.path.abspath(os.path.join(base or os.getcwd(), value))
     return config
 
 

@@ -1,7 +1,9 @@
 """Reuse a pretrained encoder in your own code.
 
-  enc = jepa.load_encoder("/path/to/workdir")           # latest step, EMA target weights
+  enc = jepa.load_encoder("/path/to/workdir")           # newest good step, run's eval.weights
   tokens, pooled = enc(images_uint8_nhwc)                 # [b, patches, width], [b, width]
+  x = enc.normalize(images_uint8_nhwc)                    # the inputs training fed the model
+  tokens, blocks = enc.module.apply({"params": enc.params}, x)  # in your own jitted code
 
   export_encoder(workdir, "/path/to/export")            # params-only copy (scripts/export.py)
   enc = jepa.load_encoder("/path/to/export")             # the same encoder, from the export
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 
 import flax.linen as nn
@@ -83,20 +86,75 @@ def restore_encoder_params(ckpt: checkpointing.Checkpointer, config, step: int, 
     )
 
 
+def open_run(path: str) -> checkpointing.Checkpointer:
+    """The checkpoints of the run at ``path`` (a workdir or its ``checkpoints/`` folder), for
+    reading. A path that holds no checkpoint steps raises, and nothing is created on it."""
+    workdir = str(path).rstrip("/")
+    if workdir.endswith("/checkpoints"):
+        workdir = workdir[: -len("/checkpoints")]
+    if "://" not in workdir and not checkpointing.has_checkpoints(workdir):
+        what = "does not exist" if not os.path.exists(workdir) else "holds no checkpoints"
+        raise FileNotFoundError(
+            f"{workdir} {what}: it is not a run; valid: a jepa-train --workdir with "
+            "checkpoints/STEP folders (or that checkpoints/ folder), or a directory written by "
+            "export_encoder"
+        )
+    return checkpointing.Checkpointer(workdir, async_save=False)
+
+
+def read_good_step(ckpt: checkpointing.Checkpointer, step: int | None, read):
+    """``(step, read(step))`` for ``step``, or with ``step`` None for the newest step that
+    reads: a newer unreadable one is skipped with a one-line warning (as training does, but
+    nothing is moved: evaluation only reads). A mismatched model is raised at once."""
+    steps = ckpt.all_steps()
+    if not steps:
+        raise FileNotFoundError(f"no checkpoints under {ckpt.directory}")
+    if step is not None and step not in steps:
+        raise FileNotFoundError(f"step {step} not in {ckpt.directory}; valid: one of {steps}")
+    failed = []
+    for s in [step] if step is not None else reversed(steps):
+        try:
+            return s, read(s)
+        except checkpointing.CheckpointMismatchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            failed.append((s, reason))
+            if step is None:
+                logging.warning(
+                    "checkpoint step %d in %s is unreadable (%s); trying the previous one",
+                    s,
+                    ckpt.directory,
+                    reason,
+                )
+    if step is not None:
+        others = [s for s in steps if s != step]
+        raise checkpointing.CheckpointCorruptError(
+            f"checkpoint step {step} in {ckpt.directory} is unreadable ({failed[0][1]}); "
+            f"valid: another step {others}, or no step for the newest one that reads"
+        )
+    listing = "; ".join(f"step {s}: {r}" for s, r in failed)
+    raise checkpointing.CheckpointCorruptError(
+        f"no checkpoint in {ckpt.directory} can be read ({listing})"
+    )
+
+
 def load_model_params(workdir: str, step: int | None = None):
     """(config, step, params, target_params) of a run: every trained module (encoder,
     predictor, latent, …) without the optimizer state, for evaluators that need more than the
     encoder."""
-    ckpt = checkpointing.Checkpointer(str(workdir), async_save=False)
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
-    config = config_lib.from_stored(ckpt.read_config(step))
-    boxed = jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.PRNGKey(0))
-    expected = nn.unbox(boxed)
-    what = f"checkpoint step {step}"
-    params = restore_subtree(ckpt, step, ("params",), expected, what)
-    target = restore_subtree(ckpt, step, ("target_params",), expected["encoder"], what)
+    ckpt = open_run(workdir)
+
+    def read(s):
+        config = config_lib.from_stored(ckpt.read_config(s))
+        boxed = jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.PRNGKey(0))
+        expected = nn.unbox(boxed)
+        what = f"checkpoint step {s}"
+        params = restore_subtree(ckpt, s, ("params",), expected, what)
+        target = restore_subtree(ckpt, s, ("target_params",), expected["encoder"], what)
+        return config, params, target
+
+    step, (config, params, target) = read_good_step(ckpt, step, read)
     return config, step, params, target
 
 
@@ -105,12 +163,19 @@ class PretrainedEncoder:
 
     images: [batch, H, W, C], uint8 in [0, 255] or float in [0, 1]; normalized here exactly as
     in training. tokens: [batch, patches, width] (final-norm output); pooled: [batch, width].
+
+    Beyond the call: ``config`` (the run's config), ``step``, ``params`` (the encoder's
+    parameter tree), ``module`` (the Flax module) and ``normalize(images)`` (pixels as the
+    model saw them in training), so that in your own jitted code
+    ``enc.module.apply({"params": enc.params}, enc.normalize(images))`` returns
+    ``(tokens, per-block outputs)``, and gradients can flow through ``enc.params``.
     """
 
     def __init__(self, config, params, step: int | None = None, pos_embed=None):
         self.config = config
         self.params = params
         self.step = step
+        self.weights = None  # "target" or "context" once known (set by load_encoder)
         # A [patches, width] position table replacing the sin-cos one (imported checkpoints
         # evaluated at another resolution carry their own, resampled).
         self.pos_embed = None if pos_embed is None else jnp.asarray(pos_embed, jnp.float32)
@@ -121,8 +186,13 @@ class PretrainedEncoder:
         self._mean, self._std = mean, std
         self._apply = jax.jit(self._forward)
 
+    def normalize(self, images):
+        """uint8 [0, 255] or float [0, 1] pixels → the float32 inputs of training (per-channel
+        mean/std of ``config.data``); numpy or jax arrays, also inside ``jax.jit``."""
+        return augment.normalize_images(images, self._mean, self._std)
+
     def _forward(self, params, images):
-        x = augment.normalize_images(images, self._mean, self._std)
+        x = self.normalize(images)
         tokens, aux = self.module.apply({"params": params}, x, pos_embed=self.pos_embed)
         return tokens, tokens.mean(axis=1), aux
 
@@ -145,7 +215,7 @@ def _is_export(path: str) -> bool:
 
 
 def export_encoder(
-    workdir: str, out_dir: str, step: int | None = None, weights: str = "target"
+    workdir: str, out_dir: str, step: int | None = None, weights: str | None = "target"
 ) -> dict:
     """Write one encoder's parameters (no optimizer state, no predictor) and its config to
     ``out_dir``: ``config.json``, ``params/`` (an Orbax PyTree checkpoint) and ``export.json``
@@ -159,7 +229,7 @@ def export_encoder(
         writer.save(os.path.join(out_dir, EXPORT_PARAMS), enc.params)
     with open(os.path.join(out_dir, EXPORT_CONFIG), "w") as f:
         f.write(enc.config.to_json(indent=1))
-    info = {"source": os.path.abspath(workdir), "step": enc.step, "weights": weights}
+    info = {"source": os.path.abspath(workdir), "step": enc.step, "weights": enc.weights}
     with open(os.path.join(out_dir, EXPORT_INFO), "w") as f:
         json.dump(info, f, indent=1)
     return info
@@ -186,28 +256,36 @@ def _load_export(path: str) -> PretrainedEncoder:
                 item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)
             ),
         )
-    return PretrainedEncoder(config, params, info.get("step"))
+    enc = PretrainedEncoder(config, params, info.get("step"))
+    enc.weights = info.get("weights")
+    return enc
 
 
-def load_encoder(path_or_workdir: str, step: int | None = None, weights: str = "target"):
+def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | None = None):
     """Load the encoder of a run directory (or its ``checkpoints/`` folder) at ``step``, or of
     a params-only export (``export_encoder``; ``step`` and ``weights`` were fixed when it was
-    written)."""
+    written).
+
+    ``step`` None: the newest step that reads (a corrupt newer one is skipped with a warning).
+    ``weights``: "target" (EMA) or "context"; None: the run's ``eval.weights`` (what its probes
+    read). Returns a ``PretrainedEncoder`` (``config``, ``step``, ``params``, ``module``,
+    ``normalize``, ``weights``)."""
     workdir = str(path_or_workdir).rstrip("/")
     if _is_export(workdir):
         return _load_export(workdir)
-    if workdir.endswith("/checkpoints"):
-        workdir = workdir[: -len("/checkpoints")]
-    ckpt = checkpointing.Checkpointer(workdir, async_save=False)
-    steps = ckpt.all_steps()
-    if not steps:
-        raise FileNotFoundError(f"no checkpoints under {workdir}/checkpoints")
-    step = steps[-1] if step is None else step
-    if step not in steps:
-        raise FileNotFoundError(f"step {step} not in {workdir}/checkpoints (have {steps})")
-    config = config_lib.from_stored(ckpt.read_config(step))
-    params = restore_encoder_params(ckpt, config, step, weights)
-    return PretrainedEncoder(config, params, step)
+    if weights is not None and weights not in WEIGHTS:
+        raise ValueError(f"weights={weights!r}; valid: {sorted(WEIGHTS)} or None")
+    ckpt = open_run(workdir)
+
+    def read(s):
+        config = config_lib.from_stored(ckpt.read_config(s))
+        chosen = weights or config.eval.weights
+        return config, chosen, restore_encoder_params(ckpt, config, s, chosen)
+
+    step, (config, chosen, params) = read_good_step(ckpt, step, read)
+    enc = PretrainedEncoder(config, params, step)
+    enc.weights = chosen
+    return enc
 
 
 def from_ijepa_torch(path_or_state_dict, variant="H/14", res=224, weights="target", **kwargs):

@@ -10,37 +10,92 @@ rerun to continue), 1 on an error, e.g. a non-finite loss (the message names the
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
-flags.DEFINE_string("workdir", None, "where checkpoints, metrics and plots go (local or gs://)")
-flags.DEFINE_string("coordinator", None, "multi-host: coordinator address host:port")
-flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
-flags.DEFINE_integer("process_id", None, "multi-host: this process's id")
-flags.DEFINE_enum(
-    "distributed",
-    None,
-    ["auto", "on", "off"],
-    "multi-host: auto (default, or $JEPA_DISTRIBUTED) starts JAX's distributed runtime under a "
-    "SLURM step of several tasks or on a TPU pod listing its workers; on: always, values "
-    "auto-detected by JAX (TPU VM pods); off: never. --coordinator etc. override.",
-)
-flags.DEFINE_bool(
-    "verbose",
-    False,
-    "also print the libraries' log records (Orbax, TFDS, JAX) to the terminal; they always go "
-    "to WORKDIR/train.log",
-)
-flags.mark_flags_as_required(["config", "workdir"])
+USAGE = """\
+usage: jepa-train --config experiments/NAME.py[:ARGS] --workdir DIR [--config.KEY=VALUE ...]
+                  [--debug] [multi-host flags]
+
+Pretrain a JEPA. Rerunning with the same --workdir resumes from its latest good checkpoint.
+
+flags:
+  --config FILE[:ARGS]  an experiment in experiments/, with its arguments, e.g.
+                        experiments/mnist_ijepa.py:steps=300
+  --workdir DIR         checkpoints, metrics and plots (local or gs://)
+  --config.KEY=VALUE    override any config key, e.g. --config.batch_size=64
+  --debug               show tracebacks instead of one-line errors
+  --verbose             print the libraries' log lines too (always in WORKDIR/train.log)
+  --coordinator, --num_processes, --process_id, --distributed
+                        multi-host runs (jepa/sharding.py)
+
+examples:
+  jepa-train --config experiments/mnist_ijepa.py --workdir runs/mnist
+  jepa-data ./my_images --name my_images --data_dir ./tfds --size 32 --test_fraction 0.2
+  jepa-train --config experiments/mnist_ijepa.py --workdir runs/mine \\
+      --config.data.dataset=my_images --config.data.data_dir=./tfds \\
+      --config.model.image_size=32 --config.model.channels=3
+"""
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
+
+
+def define_flags(values: flags.FlagValues, sys_argv: list[str] | None = None) -> None:
+    """jepa-train's flags on ``values`` (``sys_argv``: where config_flags reads the
+    ``--config.*`` overrides; None: ``sys.argv``)."""
+    config_flags.DEFINE_config_file(
+        "config",
+        None,
+        "experiments/NAME.py[:ARGS]",
+        flag_values=values,
+        lock_config=True,
+        sys_argv=sys_argv,
+    )
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "where checkpoints, metrics and plots go (local or gs://)",
+        flag_values=values,
+    )
+    flags.DEFINE_string(
+        "coordinator", None, "multi-host: coordinator address host:port", flag_values=values
+    )
+    flags.DEFINE_integer(
+        "num_processes", None, "multi-host: number of processes", flag_values=values
+    )
+    flags.DEFINE_integer("process_id", None, "multi-host: this process's id", flag_values=values)
+    flags.DEFINE_enum(
+        "distributed",
+        None,
+        ["auto", "on", "off"],
+        "multi-host: auto (default, or $JEPA_DISTRIBUTED) starts JAX's distributed runtime under "
+        "a SLURM step of several tasks or on a TPU pod listing its workers; on: always, values "
+        "auto-detected by JAX (TPU VM pods); off: never. --coordinator etc. override.",
+        flag_values=values,
+    )
+    flags.DEFINE_bool(
+        "debug", False, "show tracebacks instead of one-line errors", flag_values=values
+    )
+    flags.DEFINE_bool(
+        "verbose",
+        False,
+        "also print the libraries' log records (Orbax, TFDS, JAX) to the terminal; they always "
+        "go to WORKDIR/train.log",
+        flag_values=values,
+    )
+
+
+define_flags(flags.FLAGS)
 FLAGS = flags.FLAGS
+# Errors whose message says what is wrong and what is valid: one line, no traceback (--debug
+# shows it). Anything else is a bug and keeps its traceback.
+EXPLAINED = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError)
 
 
 def main(argv):
     del argv
-    import os
-
     from jepa import console, sharding
 
     console.configure(os.path.join(FLAGS.workdir, "train.log"), verbose=FLAGS.verbose)
@@ -55,17 +110,20 @@ def main(argv):
         # the others still report warnings and errors.
         console.configure(None, verbose=FLAGS.verbose, level=logging.WARNING)
     from jepa import checkpointing, train
-    from jepa.data import records
 
     try:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (
-        train.NonFiniteLossError,
-        checkpointing.CheckpointCorruptError,
-        records.TooManyBadRecordsError,
-    ) as e:
+    except (train.NonFiniteLossError, checkpointing.CheckpointCorruptError, *EXPLAINED) as e:
         # Faults the message explains fully: exit 1 with it, without a traceback.
-        raise SystemExit(f"jepa-train: {type(e).__name__}: {e}") from None
+        if FLAGS.debug:
+            raise
+        raise SystemExit(one_line_error(e)) from None
+
+
+def one_line_error(e: BaseException) -> str:
+    """``jepa-train: Type: message`` (a KeyError's message without the repr quotes)."""
+    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    return f"jepa-train: {type(e).__name__}: {message}"
 
 
 def unknown_override(argv: list[str]) -> str | None:
@@ -91,16 +149,91 @@ def unknown_override(argv: list[str]) -> str | None:
     return None
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, except that an override of a key the config lacks (ml_collections raises
-    a bare AttributeError for it) becomes a one-line error naming the key and the valid ones."""
+def parse_flags(argv: list[str], values: flags.FlagValues | None = None) -> list[str]:
+    """absl's parsing, with a usage text for no arguments and ``-h`` / ``--help``, and every
+    error a one-line message (``SystemExit``) naming the flag or key and the valid values;
+    ``--debug`` shows the traceback instead. An override of a key the config lacks
+    (ml_collections raises a bare AttributeError for it) names the key and the valid ones."""
+    values = FLAGS if values is None else values
+    if len(argv) <= 1:
+        print(USAGE, end="", file=sys.stderr)
+        raise SystemExit(2)
+    if any(a in HELP_FLAGS for a in argv[1:]):
+        print(USAGE, end="")
+        raise SystemExit(0)
+    debug = any(a in ("--debug", "--debug=true", "--debug=True") for a in argv[1:])
+    problem = missing_experiment(argv)
+    if problem:
+        raise SystemExit(f"jepa-train: {problem}")
     try:
-        return FLAGS(argv)
-    except (AttributeError, KeyError):
+        rest = values(argv)
+        values["config"].value  # noqa: B018 - loads the experiment: its errors are raised here
+    except (AttributeError, KeyError) as e:
         message = unknown_override(argv)
-        if message is None:
+        if message is not None:
+            raise SystemExit(f"jepa-train: {message}") from None
+        if debug:
             raise
-        raise SystemExit(f"jepa-train: {message}") from None
+        raise SystemExit(one_line_error(e)) from None
+    except flags.Error as e:
+        if debug:
+            raise
+        raise SystemExit(f"jepa-train: {parse_error(e)}") from None
+    except EXPLAINED + (OSError, SyntaxError) as e:  # loading the experiment file
+        if debug:
+            raise
+        raise SystemExit(one_line_error(e)) from None
+    missing = [f"--{name}" for name in ("config", "workdir") if values[name].value is None]
+    if missing:
+        raise SystemExit(
+            f"jepa-train: {' and '.join(missing)} required; e.g. jepa-train --config "
+            "experiments/mnist_ijepa.py --workdir runs/mnist (--help for more)"
+        )
+    return rest
+
+
+def parse_error(e: Exception) -> str:
+    """absl's flag error on one line: the offending flag, and what it accepts. An experiment
+    whose ``get_config`` raised arrives with the traceback inside the message: its last line
+    is the error."""
+    text = str(e)
+    if "Traceback (most recent call last)" in text:
+        head = text.split(": Error whilst", 1)[0]  # "flag --config=FILE:ARGS"
+        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+        return f"{head}: {last}"
+    text = " ".join(text.split())
+    if text.startswith("Unknown command line flag"):
+        text += (
+            "; valid: --config --workdir --config.KEY=VALUE --debug --coordinator "
+            "--num_processes --process_id --distributed (--help for more)"
+        )
+    return text
+
+
+def missing_experiment(argv: list[str]) -> str | None:
+    """Why the ``--config`` file of ``argv`` cannot be read (None when it exists or is not
+    given), with the experiments there are."""
+    import difflib
+    import glob
+
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--config="):
+            value = arg[len("--config=") :]
+        else:
+            continue
+        path = value.split(":", 1)[0]
+        if os.path.isfile(path):
+            return None
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            folder = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments")
+        known = sorted(glob.glob(os.path.join(folder, "*.py")))
+        close = difflib.get_close_matches(path, known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"--config {value}: no such file {path!r}; {hint}valid: {known}"
+    return None
 
 
 def run():

@@ -11,6 +11,7 @@ Remote paths (``gs://…``) are left to the libraries that read them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 
@@ -75,6 +76,7 @@ def check_data(config) -> None:
 
     d = config.data
     name, data_dir = d.dataset, d.data_dir
+    _check_not_a_folder(name)
     base, _, builder_config = name.partition("/")
     ours = base in BUILDERS
     if data_dir and not _remote(data_dir):
@@ -103,6 +105,7 @@ def check_data(config) -> None:
             return  # a new data_dir: the pipeline prepares the dataset there
         kwargs = {"config": builder_config} if builder_config else {}
         builder = BUILDERS[base](data_dir=data_dir or None, **kwargs)
+        _check_pixels(config, builder)  # known from the builder's code, prepared or not
         if not builder.is_prepared():
             return  # the pipeline prepares it; its splits are known after that
         _check_split(config, builder)
@@ -110,10 +113,14 @@ def check_data(config) -> None:
     try:
         builder = tfds.builder(name, data_dir=data_dir or None)
     except tfds.core.registered.DatasetNotFoundError:
+        if os.path.isdir(name):
+            _check_not_a_folder(f"./{name}")
         raise ValueError(
-            f"data.dataset={name!r} is not a dataset jepa or TFDS knows; valid: one of jepa's "
-            f"builders {sorted(BUILDERS)} (prepared on first use) or a TFDS name such as "
-            "'cifar10' or 'imagenet2012', prepared in data.data_dir"
+            f"data.dataset={name!r} is not a dataset jepa or TFDS knows in data.data_dir="
+            f"{data_dir or DEFAULT_DATA_DIR!r}; valid: one of jepa's builders {sorted(BUILDERS)} "
+            "(prepared on first use), a TFDS name such as 'cifar10' prepared in data.data_dir, "
+            "or a folder of your images made a dataset with `jepa-data FOLDER --name NAME "
+            "--data_dir DIR`"
         ) from None
     if not builder.is_prepared():
         raise ValueError(
@@ -124,6 +131,59 @@ def check_data(config) -> None:
             f"builders {sorted(BUILDERS)}"
         )
     _check_split(config, builder)
+    _check_pixels(config, builder)
+
+
+def _check_not_a_folder(name: str) -> None:
+    """A path given as the dataset's name: the user's own images, not yet a dataset."""
+    path = os.path.expanduser(name)
+    # A bare name is looked up as a dataset first (a folder "pics" may sit next to the dataset
+    # "pics"); only a name that can be nothing but a path is caught here.
+    if name.startswith(("/", "./", "../", "~")) or (os.sep in name and os.path.isdir(path)):
+        stem = "".join(c if c.isalnum() else "_" for c in os.path.basename(path.rstrip("/")))
+        stem = stem.lower().strip("_") or "my_images"
+        raise ValueError(
+            f"data.dataset={name!r} is a path, not a dataset name; valid: a dataset name. Make "
+            f"a folder of images one with `jepa-data {name} --name {stem} --data_dir DIR`, then "
+            f"--config.data.dataset={stem} --config.data.data_dir=DIR"
+        )
+
+
+def _check_pixels(config, builder) -> None:
+    """The dataset's channels are the model's, and ``data.mean`` / ``data.std`` have one value
+    per channel: otherwise the first batch fails inside the model (a parameter shape error),
+    after compiling."""
+    from jepa.data import records
+
+    d, m = config.data, config.model
+    features = builder.info.features
+    key = next((k for k in records.PIXEL_KEYS if k in features), None)
+    shape = tuple(features[key].shape) if key else ()
+    channels = shape[-1] if shape else None
+    if channels is not None and channels != m.channels:
+        raise ValueError(
+            f"data.dataset={d.dataset!r} has {channels}-channel images (shape {shape}) but "
+            f"model.channels={m.channels}; valid: --config.model.channels={channels}, or "
+            f"rewrite the dataset with `jepa-data … --channels {m.channels}`"
+        )
+    for k in ("mean", "std"):
+        values = tuple(d[k])
+        if values and len(values) != m.channels:
+            raise ValueError(
+                f"data.{k}={values} has {len(values)} values for {m.channels}-channel images "
+                f"(model.channels={m.channels}); valid: {m.channels} values, one per channel, or "
+                "() for the defaults"
+            )
+    if key == "image" and len(shape) == 3 and None not in shape[:2]:
+        if min(shape[:2]) < m.image_size:
+            logging.warning(
+                "data.dataset=%r has %dx%d images, smaller than model.image_size=%d: they are "
+                "upsampled",
+                d.dataset,
+                shape[0],
+                shape[1],
+                m.image_size,
+            )
 
 
 def _check_split(config, builder) -> None:

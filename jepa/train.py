@@ -219,7 +219,9 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     """Pretrain (or resume) in ``workdir``. ``max_steps`` stops early (tests, preemption drills)
     without changing the schedules. Returns the final train state."""
     # ------------------------------------------------------------------------------- config
-    config = prepare_config(config)
+    # Paths absolute before the config is stored with the checkpoints: jepa-eval and
+    # load_encoder then find the data from any working directory.
+    config = config_lib.absolute_paths(prepare_config(config))
     preflight.check(config, workdir)  # workdir, data, an existing checkpoint
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0

@@ -165,6 +165,82 @@ def checkpoint_of_another_model(**overrides):
     return make
 
 
+def own_datasets(data_dir: str) -> str:
+    """In ``data_dir`` (once): ``own_rgb``, 24 labelled 32-px RGB images, a train split only,
+    and ``own_flat``, 16 unlabeled grayscale 28-px images with a test split, both written by
+    jepa-data's code path (no compile)."""
+    from jepa.data import folder
+
+    rng = np.random.default_rng(0)
+    if not os.path.isdir(os.path.join(data_dir, "own_rgb")):
+        rgb = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+        folder.write_arrays(rgb, np.arange(24) % 2, name="own_rgb", data_dir=data_dir)
+    if not os.path.isdir(os.path.join(data_dir, "own_flat")):
+        gray = rng.integers(0, 256, (16, 28, 28), dtype=np.uint8)
+        folder.write_arrays(gray, name="own_flat", data_dir=data_dir, test_fraction=0.25)
+    return data_dir
+
+
+def own(**overrides):
+    """The tiny MNIST run on one of ``own_datasets``."""
+
+    def make(tmp, data_dir):
+        c = tiny_mnist_config(own_datasets(data_dir), **overrides)
+        return lambda: train.train_and_evaluate(c, str(tmp / "w"))
+
+    return make
+
+
+def jepa_eval(*args, dataset="mnist5k", workdir=None):
+    """``jepa-eval ARGS`` on a saved (untrained) tiny run of ``dataset``; ``workdir(tmp)``
+    instead points it at a path of the case's choosing."""
+
+    def make(tmp, data_dir):
+        from jepa.evaluate import main as eval_main
+
+        run = str(tmp / "run")
+        if workdir is None:
+            save_checkpoint(
+                tiny_mnist_config(own_datasets(data_dir), **{"data.dataset": dataset}), run
+            )
+        target = workdir(tmp) if workdir else run
+        return lambda: eval_main.main(["--workdir", target, *args])
+
+    return make
+
+
+def jepa_train(*args):
+    """``jepa-train ARGS`` through its own flag parsing (one-line errors), on fresh flags."""
+
+    def make(tmp, data_dir):
+        from jepa import main as train_main
+
+        argv = ["jepa-train", *args]
+        values = flags.FlagValues()
+        train_main.define_flags(values, sys_argv=argv)
+        return lambda: train_main.parse_flags(argv, values)
+
+    return make
+
+
+def jepa_data(*args):
+    """``jepa-data ARGS`` on a folder of four PNGs, two per class (``FOLDER`` in ARGS)."""
+
+    def make(tmp, data_dir):
+        from PIL import Image
+
+        from jepa.data import main as data_main
+
+        for cls in ("a", "b"):
+            (tmp / "pics" / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8)).save(tmp / "pics" / cls / f"{i}.png")
+        argv = [a.replace("FOLDER", str(tmp / "pics")) for a in args]
+        return lambda: data_main.main([*argv, "--data_dir", str(tmp / "tfds")])
+
+    return make
+
+
 def misspelled_before_lock(c):
     c.model.widht = 48  # an experiment's typo: the config is not locked yet, so it is added
 
@@ -557,6 +633,161 @@ CASES = [
         "a directory you can write to",
         id="workdir-read-only",
     ),
+    # -- your own data (jepa/data/folder.py, preflight's pixel checks)
+    pytest.param(
+        mnist(**{"data.dataset": "/home/me/pictures"}),
+        E,
+        r"data\.dataset='/home/me/pictures' is a path",
+        r"jepa-data /home/me/pictures --name pictures --data_dir DIR",
+        id="dataset-is-a-folder",
+    ),
+    pytest.param(
+        mnist(**{"data.dataset": "my_pictures"}),
+        E,
+        r"data\.dataset='my_pictures' is not a dataset jepa or TFDS knows",
+        r"jepa-data FOLDER --name NAME --data_dir DIR",
+        id="dataset-unknown-points-to-jepa-data",
+    ),
+    pytest.param(
+        own(**{"data.dataset": "own_rgb", "model.image_size": 32, "model.patch_size": 8}),
+        E,
+        r"data\.dataset='own_rgb' has 3-channel images .* model\.channels=1",
+        r"valid: --config\.model\.channels=3",
+        id="rgb-images-gray-model",
+    ),
+    pytest.param(
+        mnist(**{"model.channels": 3}),
+        E,
+        r"data\.dataset='mnist5k' has 1-channel images .* model\.channels=3",
+        r"valid: --config\.model\.channels=1",
+        id="gray-images-rgb-model",
+    ),
+    pytest.param(
+        mnist(**{"data.mean": (0.5, 0.5, 0.5)}),
+        E,
+        r"data\.mean=\(0\.5, 0\.5, 0\.5\) has 3 values for 1-channel images",
+        r"valid: 1 values, one per channel, or \(\) for the defaults",
+        id="mean-length-not-channels",
+    ),
+    pytest.param(
+        mnist(**{"data.std": (0.2, 0.2)}),
+        E,
+        r"data\.std=\(0\.2, 0\.2\)",
+        r"one per channel",
+        id="std-length-not-channels",
+    ),
+    pytest.param(
+        jepa_data("FOLDER", "--name", "My Pets!"),
+        SystemExit,
+        r"--name 'My Pets!' is not a valid dataset name",
+        r"e\.g\. 'my_pets'",
+        id="jepa-data-bad-name",
+    ),
+    pytest.param(
+        jepa_data("FOLDER", "--name", "mnist"),
+        SystemExit,
+        r"--name 'mnist' is taken",
+        r"another name, e\.g\. 'my_mnist'",
+        id="jepa-data-name-taken",
+    ),
+    pytest.param(
+        jepa_data("FOLDER/a/0.png", "--name", "pets"),
+        SystemExit,
+        r"0\.png is not a folder",
+        r"valid: a folder of images",
+        id="jepa-data-not-a-folder",
+    ),
+    pytest.param(
+        jepa_data("FOLDER", "--name", "pets", "--test_fraction", "1.5"),
+        SystemExit,
+        r"--test_fraction 1\.5",
+        r"\[0, 1\)",
+        id="jepa-data-bad-fraction",
+    ),
+    # -- jepa-eval: probes need labels; a path that is not a run is left untouched
+    pytest.param(
+        jepa_eval(dataset="own_flat"),
+        SystemExit,
+        r"data\.dataset='own_flat' has no 'label' field",
+        r"--config\.eval\.dataset=NAME",
+        id="eval-unlabeled-dataset",
+    ),
+    pytest.param(
+        jepa_eval("--config.eval.dataset=own_rgb"),
+        SystemExit,
+        r"data\.test_split='test': eval\.dataset='own_rgb' has no split 'test'",
+        r"valid: \['train'\]",
+        id="eval-dataset-without-test-split",
+    ),
+    pytest.param(
+        jepa_eval(workdir=lambda tmp: str(tmp / "not_a_run")),
+        SystemExit,
+        r"not_a_run does not exist: it is not a run",
+        r"valid: a jepa-train --workdir",
+        id="eval-path-not-a-run",
+    ),
+    pytest.param(
+        jepa_eval("--step", "7"),
+        SystemExit,
+        r"step 7 not in .*checkpoints",
+        r"valid: one of \[1\]",
+        id="eval-step-missing",
+    ),
+    pytest.param(
+        jepa_eval("--step=abc"), SystemExit, r"--step='abc'", "an integer", id="eval-step-text"
+    ),
+    # -- jepa-train's command line: one line, never a traceback
+    pytest.param(
+        jepa_train("--config", os.path.join(ROOT, "experiments/mnist_ijepaa.py"), "--workdir=w"),
+        SystemExit,
+        r"--config .*mnist_ijepaa\.py: no such file",
+        r"did you mean .*experiments/mnist_ijepa\.py\?",
+        id="train-experiment-typo",
+    ),
+    pytest.param(
+        jepa_train(
+            "--config", os.path.join(ROOT, "experiments/mnist_ijepa.py:stepz=3"), "--workdir=w"
+        ),
+        SystemExit,
+        r"unknown config arg 'stepz'",
+        r"valid: \['data_dir', 'steps'\]",
+        id="train-experiment-bad-arg",
+    ),
+    pytest.param(
+        jepa_train(
+            "--config", os.path.join(ROOT, "experiments/mnist_ijepa.py:steps=many"), "--workdir=w"
+        ),
+        SystemExit,
+        r"config arg steps='many' is not of type int",
+        r"valid: e\.g\. steps=1200",
+        id="train-experiment-arg-type",
+    ),
+    pytest.param(
+        jepa_train(
+            "--config",
+            os.path.join(ROOT, "experiments/mnist_ijepa.py"),
+            "--workdir=w",
+            "--config.batch_size=abc",
+        ),
+        SystemExit,
+        r"--config\.batch_size=abc",
+        r"invalid literal for int",
+        id="train-override-type",
+    ),
+    pytest.param(
+        jepa_train("--config", os.path.join(ROOT, "experiments/mnist_ijepa.py"), "--workdri=w"),
+        SystemExit,
+        r"Unknown command line flag 'workdri'",
+        r"valid: --config --workdir",
+        id="train-unknown-flag",
+    ),
+    pytest.param(
+        jepa_train("--config", os.path.join(ROOT, "experiments/mnist_ijepa.py")),
+        SystemExit,
+        r"--workdir required",
+        r"e\.g\. jepa-train --config",
+        id="train-workdir-missing",
+    ),
     pytest.param(
         checkpoint_of_another_model(**{"model.width": 48}),
         E,
@@ -584,6 +815,8 @@ def test_bad_input_fails_before_compiling_naming_key_and_remedy(
         call()
     message = str(raised.value)
     assert not compiles, f"compiled {compiles} before failing with: {message}"
+    if error is SystemExit:  # the command-line tools: one line, never a traceback
+        assert "\n" not in message and "Traceback" not in message, message
     assert re.search(key, message), f"{key!r} not in: {message}"
     assert re.search(valid, message), f"{valid!r} not in: {message}"
 

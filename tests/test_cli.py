@@ -83,3 +83,44 @@ def test_unknown_override_fails_naming_the_key(tmp_path):
     assert "unknown config key model.widht" in out.stderr
     assert "did you mean --config.model.width?" in out.stderr
     assert not os.path.exists(tmp_path / "checkpoints")
+
+
+@pytest.mark.parametrize(
+    "module,args,code",
+    [
+        ("jepa.main", [], 2),
+        ("jepa.main", ["-h"], 0),
+        ("jepa.main", ["--help"], 0),
+        ("jepa.evaluate.main", [], 2),
+        ("jepa.evaluate.main", ["--help"], 0),
+        ("jepa.data.main", ["--help"], 0),
+    ],
+)
+def test_help_lists_flags_and_examples(module, args, code):
+    """No arguments or -h/--help: the flags and worked examples, never a traceback."""
+    out = run(["-m", module, *args])
+    text = out.stdout + out.stderr
+    assert out.returncode == code, text[-2000:]
+    assert "Traceback" not in text and "helpfull" not in text
+    assert "examples:" in text and "usage: jepa-" in text
+    flags = ["--data_dir", "--test_fraction", "--size"] if module == "jepa.data.main" else []
+    assert all(f in text for f in flags or ["--workdir", "--config.KEY=VALUE", "--debug"])
+
+
+def test_a_config_error_met_in_the_run_is_one_line(tmp_path, mnist_data_dir):
+    """The check that a dataset's channels match the model runs in train_and_evaluate; the
+    real entry point prints its message alone (``--debug`` would show the traceback)."""
+    out = train_cli(
+        tmp_path / "w", f"--config.data.data_dir={mnist_data_dir}", "--config.model.channels=3"
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("jepa-train: ValueError: data.dataset='mnist5k' has 1-channel images")
+    assert "--config.model.channels=1" in last
+    debug = train_cli(
+        tmp_path / "w",
+        f"--config.data.data_dir={mnist_data_dir}",
+        "--config.model.channels=3",
+        "--debug",
+    )
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

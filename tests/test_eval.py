@@ -137,6 +137,7 @@ def test_load_encoder_normalizes_like_training(trained_workdir):
     # Same as applying the module to the training normalization by hand.
     mean, std = augment.resolve_mean_std(None, None, 1)
     x = (images / 255.0 - np.array(mean)) / np.array(std)
+    np.testing.assert_allclose(enc.normalize(images), x, rtol=1e-5, atol=1e-6)  # the public way
     manual, _ = enc.module.apply({"params": enc.params}, jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(tokens, manual, rtol=1e-4, atol=1e-5)
     context = jepa.load_encoder(trained_workdir, weights="context")
@@ -156,7 +157,7 @@ def test_jepa_eval_prints_one_json_line(trained_workdir, capsys):
 
 
 def test_jepa_eval_rejects_unknown_keys(trained_workdir):
-    with pytest.raises(KeyError, match="eval.poolin"):
+    with pytest.raises(SystemExit, match="jepa-eval: KeyError: unknown config key 'eval.poolin'"):
         eval_main.main(["--workdir", trained_workdir, "--config.eval.poolin=avg"])
     with pytest.raises(SystemExit, match="--protocol"):
         eval_main.main(["--workdir", trained_workdir, "--protocol", "svm"])

@@ -160,7 +160,8 @@ def _as_hwc(image) -> np.ndarray:
 class TrainPreprocess(grain.transforms.RandomMap):
     """Random resized crop, optional flip, normalization: record → training example.
 
-    Output: `{'image': float32 [image_size, image_size, C], 'label': int32 []}`; with
+    Output: `{'image': float32 [image_size, image_size, C], 'label': int32 []}` (`label` only
+    when the record has one: an unlabeled dataset pretrains as well); with
     `num_views > 1`, `image` is `[num_views, image_size, image_size, C]`: independent crops
     (and flips) of the same record, for objectives that compare views of one image. With
     `local_views > 0`, also `'local': float32 [local_views, local_size, local_size, C]`: small
@@ -192,7 +193,9 @@ class TrainPreprocess(grain.transforms.RandomMap):
             out = self._view(image, rng)
         else:
             out = np.stack([self._view(image, rng) for _ in range(self.num_views)])
-        example = {"image": out, "label": np.int32(element["label"])}
+        example = {"image": out}
+        if "label" in element:  # pretraining reads no labels: unlabeled datasets have none
+            example["label"] = np.int32(element["label"])
         if self.local_views:
             local = [
                 self._view(image, rng, self.local_size, self.local_crop_scale)

@@ -72,7 +72,8 @@ def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuild
     except tfds.core.registered.DatasetNotFoundError as e:
         raise ValueError(
             f"unknown dataset {name!r}: neither one of jepa's builders {sorted(BUILDERS)} "
-            f"nor a TFDS dataset found in data_dir={data_dir!r}"
+            f"nor a TFDS dataset found in data_dir={data_dir!r}; a folder of images becomes "
+            "one with `jepa-data FOLDER --name NAME --data_dir DIR`"
         ) from e
     if not builder.is_prepared():
         raise FileNotFoundError(
@@ -106,16 +107,40 @@ def load_data_source(name: str, split: str, data_dir: str | None = None):
 def dataset_info(
     name: str, data_dir: str | None = None, split: str = "train"
 ) -> tuple[int, tuple[int | None, ...], int]:
-    """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info.
+    """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info;
+    num_classes is 0 for an unlabeled dataset (no `label` field).
 
     Used to turn epochs into steps; preparing our own builders first if needed.
     """
     info = _prepared_builder(name, data_dir).info
+    label = info.features["label"] if "label" in info.features else None
     return (
         info.splits[split].num_examples,
         tuple(info.features["image"].shape),
-        info.features["label"].num_classes,
+        label.num_classes if label is not None else 0,
     )
+
+
+def check_labelled(name: str, data_dir: str | None, splits: dict, key: str, why: str) -> None:
+    """Raise naming the dataset (set by config key ``key``) when its records have no `label`,
+    or naming the config key of a split (``splits``: key → split string) it lacks.
+
+    Pretraining never reads labels; what does (a probe) calls this before any work."""
+    info = _prepared_builder(name, data_dir).info
+    features = info.features
+    if "label" not in features:
+        raise ValueError(
+            f"{key}={name!r} has no 'label' field (its features: {sorted(features)}); {why} "
+            "needs labels. Valid: --config.eval.dataset=NAME (and --config.eval.data_dir=DIR) "
+            "naming a labelled dataset, e.g. one `jepa-data` made from class subfolders"
+        )
+    for split_key, split in splits.items():
+        base = split.split("[")[0]  # "train[:90%]" → "train"
+        if base not in info.splits:
+            raise ValueError(
+                f"{split_key}={split!r}: {key}={name!r} has no split {base!r}; valid: "
+                f"{sorted(info.splits)}, optionally sliced like 'train[:80%]' / 'train[80%:]'"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

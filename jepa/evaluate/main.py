@@ -18,6 +18,33 @@ import sys
 import time
 
 PROTOCOLS = ("linear", "knn", "attentive", "fewshot")
+USAGE = """\
+usage: jepa-eval --workdir DIR [--step N | --all-steps] [--protocol P] [--baselines]
+                 [--level N] [--config.KEY=VALUE ...] [--debug]
+
+Probe the frozen encoder of a jepa-train run; prints progress, then one JSON line.
+
+flags:
+  --workdir DIR         the run (its checkpoints/), from any working directory
+  --step N              this checkpoint step (default: the newest that reads)
+  --all-steps           every step, plus DIR/probe_vs_step.png
+  --protocol P          linear (default), knn, attentive or fewshot
+  --baselines           also probe raw pixels and a random encoder
+  --level N             a hierarchy run: level N's probes
+  --config.KEY=VALUE    override the stored config, e.g. --config.eval.pooling=flatten;
+                        --config.eval.dataset=NAME --config.eval.data_dir=DIR probe another
+                        (labelled) dataset than the one pretrained on
+  --debug               show tracebacks instead of one-line errors
+  --verbose             print the libraries' log lines too (always in DIR/eval/eval.log)
+
+examples:
+  jepa-eval --workdir runs/mnist
+  jepa-eval --workdir runs/frames --config.eval.dataset=pics --config.eval.data_dir=./tfds
+"""
+
+
+class UsageError(ValueError):
+    """A bad command line; the message says what is valid."""
 
 
 def parse_args(argv: list[str]) -> tuple[dict, dict]:
@@ -28,6 +55,7 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
         "all_steps": False,
         "baselines": False,
         "level": None,
+        "debug": False,
         "verbose": False,
     }
     overrides = {}
@@ -39,30 +67,36 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
         joined.append(arg)
         i += 1
     for arg in joined:
+        if arg in ("-h", "--help", "--helpfull"):
+            print(USAGE, end="")
+            raise SystemExit(0)
         if not arg.startswith("--"):
-            raise SystemExit(f"unexpected argument {arg!r}")
+            raise UsageError(f"unexpected argument {arg!r}; valid: flags of the form --NAME=VALUE")
         key, eq, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key.startswith("config."):
             if not eq:
-                raise SystemExit(f"{arg}: config overrides need --config.KEY=VALUE")
+                raise UsageError(f"{arg}: config overrides need --config.KEY=VALUE")
             overrides[key[len("config.") :]] = value
-        elif key in ("all_steps", "baselines", "verbose"):
+        elif key in ("all_steps", "baselines", "debug", "verbose"):
             flags[key] = value.lower() not in ("0", "false", "no") if eq else True
         elif key in ("workdir", "step", "protocol", "level"):
             flags[key] = value
         else:
-            raise SystemExit(
+            raise UsageError(
                 f"unknown flag --{key}; valid: --workdir --step --protocol --level "
-                "--all-steps --baselines --verbose --config.KEY=VALUE"
+                "--all-steps --baselines --debug --verbose --config.KEY=VALUE (--help for more)"
             )
     if not flags["workdir"]:
-        raise SystemExit("--workdir is required")
+        raise UsageError("--workdir is required; valid: the --workdir of a jepa-train run")
     if flags["protocol"] not in PROTOCOLS:
-        raise SystemExit(f"--protocol={flags['protocol']!r}; valid: {PROTOCOLS}")
+        raise UsageError(f"--protocol={flags['protocol']!r}; valid: {PROTOCOLS}")
     for key in ("step", "level"):
         if flags[key] is not None:
-            flags[key] = int(flags[key])
+            try:
+                flags[key] = int(flags[key])
+            except ValueError:
+                raise UsageError(f"--{key}={flags[key]!r}; valid: an integer") from None
     return flags, overrides
 
 
@@ -137,6 +171,7 @@ def run_probe(
 
     from jepa import config as config_lib
     from jepa import hub, validation
+    from jepa.data import pipeline
     from jepa.evaluate import features
     from jepa.models import build_encoder
     from jepa.train import data_config
@@ -144,11 +179,12 @@ def run_probe(
     enc = hub.load_encoder(workdir, step)
     config = ml_collections.ConfigDict(enc.config.to_dict())
     config_lib.apply_overrides(config, overrides)
+    config = config_lib.absolute_paths(config)  # a relative override: from here
     if protocol == "attentive":
         config.eval.pooling = "none"  # the probe attends over tokens
     validation.validate_eval(config)
     e = config.eval
-    if e.weights != "target":
+    if e.weights != enc.weights:
         enc = hub.load_encoder(workdir, enc.step, weights=e.weights)
     if e.dtype:
         config.model.dtype = e.dtype
@@ -156,8 +192,22 @@ def run_probe(
     data_cfg = data_config(config)
     if e.dataset:
         data_cfg.dataset = e.dataset
+    if e.data_dir:
+        data_cfg.data_dir = e.data_dir
     train_split = e.train_split or config.data.train_split
     test_split = e.test_split or config.data.test_split
+    # Before any feature is computed: the probe needs labels and both splits.
+    which = "eval" if e.dataset else "data"
+    pipeline.check_labelled(
+        data_cfg.dataset,
+        data_cfg.data_dir,
+        {
+            f"{'eval' if e.train_split else 'data'}.train_split": train_split,
+            f"{'eval' if e.test_split else 'data'}.test_split": test_split,
+        },
+        f"{which}.dataset",
+        f"the {protocol} probe",
+    )
     cache = os.path.join(workdir, "eval", "features")
     classify = make_classifier(protocol, config)
 
@@ -222,8 +272,27 @@ def run_probe(
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    flags, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    from jepa import checkpointing
+    """``jepa-eval``: a bad command line, run, config or dataset ends in a one-line message
+    (``SystemExit``); ``--debug`` shows the traceback instead."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print(USAGE, end="", file=sys.stderr)
+        raise SystemExit(2)
+    debug = "--debug" in argv
+    from jepa.checkpointing import CheckpointCorruptError
+
+    try:
+        return evaluate(*parse_args(argv))
+    except (ValueError, KeyError, FileNotFoundError, CheckpointCorruptError) as e:
+        if debug:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise SystemExit(f"jepa-eval: {type(e).__name__}: {message}") from None
+
+
+def evaluate(flags: dict, overrides: dict) -> list[dict]:
+    """What the parsed command line asks for; the results, last one printed as JSON."""
+    from jepa import hub
 
     workdir = flags["workdir"]
     if flags["level"] is not None:
@@ -240,7 +309,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return [result]
     steps = [flags["step"]]
     if flags["all_steps"]:
-        steps = checkpointing.Checkpointer(workdir, async_save=False).all_steps()
+        steps = hub.open_run(workdir).all_steps()
     results = []
     for step in steps:
         result = run_probe(workdir, step, overrides, flags["baselines"], flags["protocol"])
@@ -264,11 +333,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
 def run():
     from jepa import console
 
-    flags, _ = parse_args(sys.argv[1:])
-    # Library records go to a log file beside the results, only in a directory that is a run.
-    is_run = os.path.isdir(os.path.join(flags["workdir"], "checkpoints"))
-    log_file = os.path.join(flags["workdir"], "eval", "eval.log") if is_run else None
-    console.configure(log_file, verbose=flags["verbose"])
+    argv = sys.argv[1:]
+    workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
+    if "--workdir" in argv[:-1]:
+        workdir = argv[argv.index("--workdir") + 1]
+    # Library records go to a log file beside the results, only in a directory that is a run
+    # (main() reports a bad command line or a path that is not a run).
+    is_run = workdir is not None and os.path.isdir(os.path.join(workdir, "checkpoints"))
+    log_file = os.path.join(workdir, "eval", "eval.log") if is_run else None
+    console.configure(log_file, verbose="--verbose" in argv)
     main()
 
 

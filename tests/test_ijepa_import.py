@@ -358,6 +358,20 @@ def test_torch_checkpoint_round_trip(tmp_path):
     # Tensors in an already-loaded dict work too.
     tensors = from_ijepa_torch(as_torch, VARIANT, res=RES, weights="context")
     assert leaves_equal(tensors.params, direct.params)
+    # A bfloat16 checkpoint (NumPy has no bfloat16) reads as its values in float32.
+    half = {
+        k: {n: t.to(torch.bfloat16) for n, t in v.items()} if isinstance(v, dict) else v
+        for k, v in as_torch.items()
+    }
+    torch.save(half, tmp_path / "half.pth.tar")
+    rounded = {
+        k: {n: t.float().numpy() for n, t in v.items()} if isinstance(v, dict) else v
+        for k, v in half.items()
+    }
+    loaded = from_ijepa_torch(str(tmp_path / "half.pth.tar"), VARIANT, res=RES, weights="context")
+    assert leaves_equal(
+        loaded.params, from_ijepa_torch(rounded, VARIANT, res=RES, weights="context").params
+    )
 
 
 def test_importing_the_module_does_not_import_hub():

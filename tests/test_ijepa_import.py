@@ -359,6 +359,25 @@ def test_torch_checkpoint_round_trip(tmp_path):
     tensors = from_ijepa_torch(as_torch, VARIANT, res=RES, weights="context")
     assert leaves_equal(tensors.params, direct.params)
 
+    # bfloat16 weights (NumPy has no bfloat16) read as their values in float32. The fixed
+    # sin-cos table stays float32: rounded, it would fail the importer's sin-cos check.
+    def bf16(name, t):
+        return t if name.endswith("pos_embed") else t.to(torch.bfloat16)
+
+    half = {
+        k: {n: bf16(n, t) for n, t in v.items()} if isinstance(v, dict) else v
+        for k, v in as_torch.items()
+    }
+    torch.save(half, tmp_path / "half.pth.tar")
+    rounded = {
+        k: {n: t.float().numpy() for n, t in v.items()} if isinstance(v, dict) else v
+        for k, v in half.items()
+    }
+    loaded = from_ijepa_torch(str(tmp_path / "half.pth.tar"), VARIANT, res=RES, weights="context")
+    assert leaves_equal(
+        loaded.params, from_ijepa_torch(rounded, VARIANT, res=RES, weights="context").params
+    )
+
 
 def test_importing_the_module_does_not_import_hub():
     """jepa.hub re-exports from_ijepa_torch: a module-level import of hub here would be a

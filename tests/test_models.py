@@ -301,3 +301,31 @@ def test_conv_stem_tokens_move_with_the_image():
     )
     with pytest.raises(ValueError, match="tubelet"):
         tube.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 64, 64, 1)))
+
+
+@pytest.mark.parametrize("num_queries", [None, 3])
+def test_fused_attention_matches_einsum_attention(num_queries):
+    """attention_impl="xla" (jax.nn.dot_product_attention, the path the cuDNN kernel takes on
+    GPUs) against the einsum attention with the same parameters: outputs and every gradient,
+    for full attention and for the predictor's last-block queries."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 32))
+
+    def module(impl):
+        return layers.Attention(num_heads=4, attention_impl=impl)
+
+    params = module(None).init(jax.random.PRNGKey(1), x)
+    # Non-zero biases, so a bias routed to the wrong one of q, k, v shows.
+    params = jax.tree.map(lambda p: p + 0.1 * jnp.sin(jnp.arange(p.size).reshape(p.shape)), params)
+    outputs, grads = {}, {}
+    for impl in (None, "xla"):
+        apply = lambda p, x, impl=impl: module(impl).apply(p, x, num_queries)  # noqa: E731
+        outputs[impl] = jax.jit(apply)(params, x)
+        loss = lambda p, x, apply=apply: jnp.sum(apply(p, x) * jnp.cos(apply(p, x)))  # noqa: E731
+        grads[impl] = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+    assert outputs["xla"].shape == (2, num_queries or 7, 32)
+    np.testing.assert_allclose(outputs["xla"], outputs[None], rtol=1e-5, atol=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        grads["xla"],
+        grads[None],
+    )

@@ -328,7 +328,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                     )
                     values["collapse_alarms"] = len(alarms)
                     if alarms:
-                        logging.warning("step %d: COLLAPSE ALARM: %s", done, "; ".join(alarms))
+                        logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))
                 writer.write(done, values)
                 bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}", refresh=False)
             bar.update(1)

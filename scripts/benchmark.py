@@ -3,6 +3,12 @@
   python scripts/benchmark.py --config experiments/ijepa_in1k.py:variant=S/16,res=224 \
       --batch 16 --steps 5 [--config.model.dtype=float32] [--memory] [--profile_dir DIR] \
       [--config.model.remat=full] [--config.optim.grad_accum_steps=4]
+  python scripts/benchmark.py --suite=device   # I-JEPA ViT-B/16, L/16, H/14 at 224 px
+  python scripts/benchmark.py --suite=tiny     # the same suite at toy size (CPU, CI)
+
+On an accelerator ``mfu`` is the step's FLOPs per second over the device's nominal dense bf16
+peak (``nominal_peak_flops_per_s``, named by ``device_kind``); everywhere ``utilization`` is
+relative to a dense matmul measured in this process.
 
 Images are synthetic, so data loading is excluded; masks are sampled on the host each step as
 in training, and their cost is reported separately (``mask_s_median``). FLOPs come from XLA's
@@ -39,6 +45,7 @@ from jepa.models import layers
 config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
 flags.DEFINE_integer("steps", 10, "timed steps (after one compile step and one warm-up step)")
 flags.DEFINE_integer("batch", 0, "global batch size (0: the config's)")
+flags.DEFINE_integer("per_device_batch", 0, "images per device (0: --batch)")
 flags.DEFINE_bool(
     "memory",
     False,
@@ -46,7 +53,60 @@ flags.DEFINE_bool(
     "other arguments, temporaries (activations), outputs (from XLA's memory analysis)",
 )
 flags.DEFINE_string("profile_dir", "", "also trace one step with jax.profiler into this folder")
+flags.DEFINE_enum(
+    "suite",
+    "",
+    ["", "device", "tiny"],
+    "device: the I-JEPA step of ViT-B/16, L/16 and H/14 at 224 px (bf16, the paper's masks and "
+    "predictor, 128 images per device, halved until it fits), each in its own process; tiny: the "
+    "same at toy size",
+)
 FLAGS = flags.FLAGS
+
+# Nominal dense bf16 FLOP/s per device, the MFU denominator (vendor data sheets; SXM parts).
+# Matched against ``device_kind`` in order: the first substring found wins.
+NOMINAL_BF16_PEAK = (
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("TPU v6", 918e12),
+    ("TPU v5 lite", 197e12),
+    ("TPU v5", 459e12),
+    ("TPU v4", 275e12),
+)
+
+# (experiment, images per device): the paper's 2048 images on 16 GPUs for ViT-H/14.
+SUITES = {
+    "device": [
+        ("experiments/ijepa_in1k.py:variant=B/16,res=224", 128),
+        ("experiments/ijepa_in1k.py:variant=L/16,res=224", 128),
+        ("experiments/ijepa_in1k.py:variant=H/14,res=224", 128),
+    ],
+    "tiny": [
+        ("experiments/ijepa_in1k.py:variant=Ti/8,res=64", 2),
+        ("experiments/ijepa_in1k.py:variant=Ti/16,res=96", 2),
+    ],
+}
+
+
+def nominal_peak(device_kind: str) -> float | None:
+    """The device's dense bf16 FLOP/s from ``NOMINAL_BF16_PEAK`` (None: unknown, e.g. a CPU)."""
+    return next((peak for name, peak in NOMINAL_BF16_PEAK if name in device_kind), None)
+
+
+def peak_memory_bytes(compiled) -> int | None:
+    """Bytes the device allocator held at most in this process (GPU/TPU), else XLA's estimate
+    for the step: arguments + temporaries + outputs not aliased to arguments."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return int(stats["peak_bytes_in_use"])
+    m = memory.compiled_memory(compiled)
+    if not m:
+        return None
+    return m["argument_bytes"] + m["temp_bytes"] + m["output_bytes"] - m["alias_bytes"]
 
 
 def log(msg: str) -> None:
@@ -121,11 +181,61 @@ def top_ops(trace_dir: str, compiled_text: str, limit: int = 15) -> list[dict]:
     ]
 
 
+def run_suite(name: str, steps: int) -> list[dict]:
+    """Each config of ``SUITES[name]`` in its own process, at its per-device batch, halved
+    while the device runs out of memory; a line per config on stderr as it finishes. This
+    process never opens the devices: a TPU admits one process, and on a GPU each config gets a
+    clean allocator, so one config's peak memory and fragmentation do not leak into the next."""
+    import subprocess
+
+    results = []
+    for experiment, per_device in SUITES[name]:
+        while True:
+            here = os.path.abspath(__file__)
+            config = os.path.join(os.path.dirname(os.path.dirname(here)), experiment)
+            cmd = [sys.executable, here, "--config", config]
+            cmd += ["--per_device_batch", str(per_device), "--steps", str(steps)]
+            log(f"$ benchmark.py --config {experiment} --per_device_batch {per_device}")
+            run = subprocess.run(cmd, capture_output=True, text=True)
+            out_of_memory = "RESOURCE_EXHAUSTED" in run.stderr or "out of memory" in run.stderr
+            if run.returncode == 0 or not out_of_memory or per_device == 1:
+                break
+            log(f"out of memory at {per_device} images per device; halving")
+            per_device //= 2
+        if run.returncode != 0:
+            tail = run.stderr.strip().splitlines()[-5:]
+            failed = {"experiment": experiment, "per_device_batch": per_device, "error": tail}
+            results.append(failed)
+            log("\n".join(tail))
+            continue
+        result = {"experiment": experiment, **json.loads(run.stdout.strip().splitlines()[-1])}
+        results.append(result)
+        mfu = f"{result['mfu']:.1%}" if result["mfu"] is not None else "n/a"
+        mem = (result["peak_memory_bytes"] or 0) / 2**30
+        log(
+            f"{result['config']:>6} batch {result['batch']}: {result['step_s_median']:.3f} s/step, "
+            f"{result['images_per_s']:.1f} img/s, MFU {mfu}, peak memory {mem:.1f} GiB, "
+            f"compiles {result['compiles']}"
+        )
+    return results
+
+
 def main(_):
+    if FLAGS.suite:
+        results = run_suite(FLAGS.suite, FLAGS.steps)
+        ran = [r for r in results if "error" not in r]
+        summary = {"suite": FLAGS.suite, "results": results}
+        for key in ("backend", "device_kind", "devices", "nominal_peak_flops_per_s"):
+            summary[key] = ran[0][key] if ran else None
+        print(json.dumps(summary), flush=True)
+        if len(ran) < len(results):
+            raise SystemExit(1)
+        return
     config = FLAGS.config
-    if FLAGS.batch:
+    batch = FLAGS.per_device_batch * jax.device_count() if FLAGS.per_device_batch else FLAGS.batch
+    if batch:
         config.unlock()
-        config.batch_size = FLAGS.batch
+        config.batch_size = batch
         config.lock()
     if not config.total_steps:
         config.unlock()
@@ -193,6 +303,8 @@ def main(_):
             log(f"{row['ms']:9.1f} ms  {row['kind']:28s} {row['op'][-100:]}")
 
     median = statistics.median(step_times)
+    device_kind = jax.devices()[0].device_kind
+    nominal = nominal_peak(device_kind) if jax.default_backend() != "cpu" else None
     result = {
         "config": m.variant,
         "image_size": m.image_size,
@@ -210,9 +322,13 @@ def main(_):
         "achieved_flops_per_s": flops / median,
         "peak_matmul_flops_per_s": peak,
         "utilization": flops / median / peak,
+        "nominal_peak_flops_per_s": nominal,
+        "mfu": flops / median / (nominal * jax.device_count()) if nominal else None,
+        "peak_memory_bytes": peak_memory_bytes(compiled),
         "compiles": train_step._cache_size(),
         "devices": jax.device_count(),
-        "platform": jax.default_backend(),
+        "backend": jax.default_backend(),
+        "device_kind": device_kind,
         "mesh": dict(zip(mesh.axis_names, mesh.devices.shape, strict=True)),
         "context_tokens": config.mask.context_tokens,
         "target_tokens": config.mask.target_tokens,

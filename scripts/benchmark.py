@@ -5,6 +5,8 @@
       [--config.model.remat=full] [--config.optim.grad_accum_steps=4]
   python scripts/benchmark.py --suite=device   # I-JEPA ViT-B/16, L/16, H/14 at 224 px
   python scripts/benchmark.py --suite=tiny     # the same suite at toy size (CPU, CI)
+  python scripts/benchmark.py --input_pipeline --config experiments/ijepa_in1k.py:variant=H/14 \
+      [--workers=0,1,2]                        # images/s the host's input pipeline feeds
 
 On an accelerator ``mfu`` is the step's FLOPs per second over the device's nominal dense bf16
 peak (``nominal_peak_flops_per_s``, named by ``device_kind``); everywhere ``utilization`` is
@@ -61,6 +63,15 @@ flags.DEFINE_enum(
     "predictor, 128 images per device, halved until it fits), each in its own process; tiny: the "
     "same at toy size",
 )
+flags.DEFINE_bool(
+    "input_pipeline",
+    False,
+    "measure the training input pipeline instead of the step: JPEG-encoded array_record records "
+    "of ImageNet size decoded and augmented as --config says (I-JEPA's crops and flips), images/s "
+    "for each --workers, beside the rate the step needs",
+)
+flags.DEFINE_list("workers", ["0", "1", "2"], "--input_pipeline: grain worker processes to try")
+flags.DEFINE_integer("images", 512, "--input_pipeline: synthetic JPEGs to write")
 FLAGS = flags.FLAGS
 
 # Nominal dense bf16 FLOP/s per device, the MFU denominator (vendor data sheets; SXM parts).
@@ -220,7 +231,103 @@ def run_suite(name: str, steps: int) -> list[dict]:
     return results
 
 
+def synthetic_photos(n: int, seed: int = 0) -> np.ndarray:
+    """uint8 [n, 375, 500, 3], ImageNet's typical size: smooth colour fields plus fine noise,
+    so that JPEG files come out at a photograph's size (tens of KB) and decode like one."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (n, 12, 16, 3)).astype(np.float32)
+    smooth = coarse.repeat(32, axis=1).repeat(32, axis=2)[:, :375, :500]
+    grain = rng.normal(0, 12, smooth.shape).astype(np.float32)
+    return np.clip(smooth + grain, 0, 255).astype(np.uint8)
+
+
+def step_flops_per_image(config) -> float:
+    """FLOPs of one image's train step from the lowered program (abstract state: nothing is
+    allocated or compiled, so a ViT-H/14 step is counted on any host)."""
+    mesh = sharding.make_mesh(config)
+    tx = optim.make_optimizer(config)
+    abstract, shardings = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))
+    spec = config_lib.mask_spec(config)
+    m, b = config.model, config.batch_size
+    masks = masking.masks_for_step(config.seed, 0, b, spec)
+    batch = {
+        "image": jax.ShapeDtypeStruct((b, m.image_size, m.image_size, m.channels), jnp.float32),
+        "context": jax.ShapeDtypeStruct(masks.context.shape, masks.context.dtype),
+        "targets": jax.ShapeDtypeStruct(masks.targets.shape, masks.targets.dtype),
+    }
+    train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
+    with jax.set_mesh(mesh):
+        return cost_flops(train_step.lower(abstract, batch)) / b
+
+
+def run_input_pipeline(config, workers: list[int], batches: int = 8) -> dict:
+    """Images/s of ``jepa.data.pipeline.make_train_iterator`` on JPEG records of ImageNet size
+    with ``config``'s augmentations, per worker count; and the images/s one device's step needs
+    at 40 % and 55 % MFU of an H200 (989 TFLOP/s bf16), from the step's FLOPs per image."""
+    import tempfile
+
+    from jepa.data import folder, pipeline
+    from jepa.train import data_config
+
+    data_dir = tempfile.mkdtemp(prefix="jepa-input-")
+    t = time.perf_counter()
+    folder.write_arrays(
+        synthetic_photos(FLAGS.images),
+        name="synthetic_photos",
+        data_dir=data_dir,
+        encoding="jpeg",
+    )
+    log(f"wrote {FLAGS.images} JPEGs of 500 x 375 in {time.perf_counter() - t:.0f}s")
+    config.unlock()
+    config.data.dataset, config.data.data_dir = "synthetic_photos", data_dir
+    config.lock()
+    batch = 64
+    rates = []
+    for w in workers:
+        config.unlock()
+        config.data.worker_count = w
+        config.lock()
+        it = pipeline.make_train_iterator(data_config(config), batch, seed=0)
+        next(it)  # worker start-up and the first reads
+        t = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        rate = batches * batch / (time.perf_counter() - t)
+        per_core = rate / max(w, 1)  # 0 workers: decoding threads of this one process
+        rates.append({"workers": w, "images_per_s": rate, "images_per_s_per_core": per_core})
+        log(f"{w} workers: {rate:.0f} images/s ({rate / max(w, 1):.0f} per worker)")
+        del it
+    per_image = step_flops_per_image(config)
+    need = {f"mfu_{p}": p / 100 * 989e12 / per_image for p in (40, 55)}
+    log(
+        f"the step: {per_image / 1e9:.0f} GFLOP per image; one H200 at 40% MFU needs "
+        f"{need['mfu_40']:.0f} images/s, at 55% {need['mfu_55']:.0f}"
+    )
+    return {
+        "input_pipeline": config.model.variant,
+        "image_size": config.model.image_size,
+        "crop_scale": list(config.data.crop_scale),
+        "record": "jpeg 500x375x3",
+        "batch": batch,
+        "cpu_cores": os.cpu_count(),
+        "rates": rates,
+        "step_flops_per_image": per_image,
+        "h200_needs_images_per_s": need,
+    }
+
+
 def main(_):
+    from jepa import console
+
+    console.configure(None)  # the libraries' INFO lines would bury the measurements
+    if FLAGS.input_pipeline:
+        if FLAGS.config is None:
+            raise SystemExit(
+                "--input_pipeline needs --config, e.g. experiments/ijepa_in1k.py:variant=H/14"
+            )
+        result = run_input_pipeline(FLAGS.config, [int(w) for w in FLAGS.workers])
+        print(json.dumps(result), flush=True)
+        return
     if FLAGS.suite:
         results = run_suite(FLAGS.suite, FLAGS.steps)
         ran = [r for r in results if "error" not in r]

@@ -296,13 +296,18 @@ def image_shape(image_set: ImageSet, channels: int, size: int | None) -> tuple:
 # Writing.
 
 
-def _builder(name: str, data_dir: str, image_set: ImageSet, shape: tuple, channels: int, size):
+ENCODINGS = ("png", "jpeg")
+
+
+def _builder(
+    name: str, data_dir: str, image_set: ImageSet, shape: tuple, channels: int, size, encoding
+):
     """A TFDS builder of ``image_set``, defined per call and kept out of TFDS's registry (its
     name is the user's, read back from the files)."""
     import tensorflow_datasets as tfds
     from etils import epath
 
-    features = {"image": tfds.features.Image(shape=shape, encoding_format="png")}
+    features = {"image": tfds.features.Image(shape=shape, encoding_format=encoding)}
     if image_set.labelled:
         features["label"] = tfds.features.ClassLabel(names=list(image_set.class_names))
     dataset_name = name
@@ -345,9 +350,11 @@ def write(
     size: int | None = None,
     channels: int | None = None,
     overwrite: bool = False,
+    encoding: str = "png",
 ) -> dict:
     """Write ``image_set`` as TFDS dataset ``name`` under ``data_dir``; returns the summary
-    (``summary_lines`` prints it)."""
+    (``summary_lines`` prints it). ``encoding``: ``png`` (lossless) or ``jpeg`` (PIL quality 75,
+    several times smaller for photographs; how TFDS stores ImageNet)."""
     import tensorflow_datasets as tfds
 
     check_name(name)
@@ -355,6 +362,8 @@ def write(
         raise FolderError(f"--size {size}; valid: a positive number of pixels")
     if channels not in (None, 1, 3):
         raise FolderError(f"--channels {channels}; valid: 1 (grayscale) or 3 (RGB)")
+    if encoding not in ENCODINGS:
+        raise FolderError(f"--encoding {encoding}; valid: one of {ENCODINGS}")
     data_dir = os.path.abspath(os.path.expanduser(data_dir))
     target = os.path.join(data_dir, name)
     if os.path.exists(target):
@@ -365,7 +374,7 @@ def write(
         shutil.rmtree(target)
     channels = channels or detect_channels(image_set)
     shape = image_shape(image_set, channels, size)
-    builder = _builder(name, data_dir, image_set, shape, channels, size)
+    builder = _builder(name, data_dir, image_set, shape, channels, size, encoding)
     builder.download_and_prepare(
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(try_download_gcs=False),

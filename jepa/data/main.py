@@ -46,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--channels", type=int, choices=(1, 3), help="default: 1 if every image is gray, else 3"
     )
+    p.add_argument(
+        "--encoding",
+        choices=("png", "jpeg"),
+        default="png",
+        help="how images are stored: png (lossless, default) or jpeg (smaller, for photos)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace DATA_DIR/NAME if it exists")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -68,7 +74,9 @@ def _arrays(path: str) -> tuple:
 def write(args) -> dict:
     from jepa.data import folder
 
-    kw = dict(size=args.size, channels=args.channels, overwrite=args.overwrite)
+    kw = dict(
+        size=args.size, channels=args.channels, overwrite=args.overwrite, encoding=args.encoding
+    )
     common = dict(name=args.name, data_dir=args.data_dir, test_fraction=args.test_fraction)
     if args.source.endswith((".npy", ".npz")) and os.path.isfile(args.source):
         images, labels = _arrays(args.source)

@@ -66,6 +66,23 @@ def test_arrays_become_a_dataset_tfds_reads_by_name(tmp_path):
     assert got == want  # lossless, every image once, with its label
 
 
+def test_jpeg_encoding_stores_smaller_records_that_decode_close_to_the_images(tmp_path):
+    smooth = np.linspace(0, 255, 48 * 64 * 3).reshape(48, 64, 3)
+    images = np.stack([smooth, smooth[::-1], 255 - smooth]).astype(np.uint8)
+    for encoding in ("png", "jpeg"):
+        folder.write_arrays(images, name=encoding, data_dir=str(tmp_path), encoding=encoding)
+    source = pipeline.load_data_source("jpeg", "train", str(tmp_path))
+    decoded = sorted((source[i]["image"] for i in range(3)), key=lambda x: int(x[0, 0, 0]))
+    want = sorted(images, key=lambda x: int(x[0, 0, 0]))
+    error = np.abs(np.stack(decoded).astype(int) - np.stack(want)).mean()
+    assert 0 < error < 3  # lossy, but the same pictures
+    for encoding in ("png", "jpeg"):
+        with open(tmp_path / encoding / "1.0.0" / "features.json") as f:
+            assert f'"encodingFormat": "{encoding}"' in f.read()
+    with pytest.raises(folder.FolderError, match="valid: one of"):
+        folder.write_arrays(images, name="webp", data_dir=str(tmp_path), encoding="webp")
+
+
 # ---------------------------------------------------------------------------- end to end
 def tiny_own_config(name, data_dir, **overrides):
     """The 32-px RGB tiny ViT on dataset ``name``: 4 steps, checkpoints at 2 and 4."""

@@ -42,6 +42,7 @@ from jepa import config as config_lib
 from jepa import masking, memory, optim, sharding, validation
 from jepa import state as state_lib
 from jepa import step as step_lib
+from jepa.hardware import nominal_peak
 from jepa.models import layers
 
 config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
@@ -74,21 +75,6 @@ flags.DEFINE_list("workers", ["0", "1", "2"], "--input_pipeline: grain worker pr
 flags.DEFINE_integer("images", 512, "--input_pipeline: synthetic JPEGs to write")
 FLAGS = flags.FLAGS
 
-# Nominal dense bf16 FLOP/s per device, the MFU denominator (vendor data sheets; SXM parts).
-# Matched against ``device_kind`` in order: the first substring found wins.
-NOMINAL_BF16_PEAK = (
-    ("H200", 989e12),
-    ("H100 PCIe", 756e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("L40S", 362e12),
-    ("L4", 121e12),
-    ("TPU v6", 918e12),
-    ("TPU v5 lite", 197e12),
-    ("TPU v5", 459e12),
-    ("TPU v4", 275e12),
-)
-
 # (experiment, images per device): the paper's 2048 images on 16 GPUs for ViT-H/14.
 SUITES = {
     "device": [
@@ -101,11 +87,6 @@ SUITES = {
         ("experiments/ijepa_in1k.py:variant=Ti/16,res=96", 2),
     ],
 }
-
-
-def nominal_peak(device_kind: str) -> float | None:
-    """The device's dense bf16 FLOP/s from ``NOMINAL_BF16_PEAK`` (None: unknown, e.g. a CPU)."""
-    return next((peak for name, peak in NOMINAL_BF16_PEAK if name in device_kind), None)
 
 
 def peak_memory_bytes(compiled) -> int | None:

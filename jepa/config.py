@@ -95,7 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.num_heads = 6
     c.model.mlp_ratio = 4.0
     c.model.patch_size = 16
-    c.model.dtype = "float32"  # compute dtype; parameters and optimizer state stay float32
+    # Compute dtype: float32, bfloat16, or auto (chosen for the backend by measured speed,
+    # jepa/hardware.py). Parameters and optimizer state stay float32.
+    c.model.dtype = "float32"
     # Rematerialization of every transformer block (encoder and predictor): "none", "full"
     # (keep only block inputs, recompute the rest in the backward pass), "dots" (keep matmul
     # outputs), "dots_no_batch" (keep only matmuls without batch dims, i.e. none of the

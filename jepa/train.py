@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jepa import checkpointing, masking, optim, preflight, sharding, validation
+from jepa import checkpointing, hardware, masking, optim, preflight, sharding, validation
 from jepa import config as config_lib
 from jepa import state as state_lib
 from jepa import step as step_lib
@@ -150,7 +150,9 @@ def data_config(config) -> ml_collections.ConfigDict:
 
 
 def prepare_config(config, num_train_examples: int | None = None):
-    """Resolve epochs → steps from the dataset size, then validate against the device count."""
+    """Resolve ``model.dtype="auto"`` for this backend and epochs → steps from the dataset
+    size, then validate against the device count."""
+    config = hardware.resolve_auto_dtype(config)
     validation.validate(config, jax.device_count())
     if not config.total_steps or (config.optim.warmup_epochs and not config.optim.warmup_steps):
         n = num_train_examples or config.data.num_train_examples

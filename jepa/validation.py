@@ -305,8 +305,8 @@ def validate(config, device_count: int | None = None) -> None:
             f"model.predictor.width={p.width} must be divisible by 4 and by "
             f"model.predictor.num_heads={p.num_heads}"
         )
-    if m.dtype not in DTYPES:
-        raise ValueError(f"model.dtype={m.dtype!r}; valid: {DTYPES}")
+    if m.dtype not in (*DTYPES, "auto"):
+        raise ValueError(f"model.dtype={m.dtype!r}; valid: {(*DTYPES, 'auto')}")
     if m.remat not in REMAT_POLICIES:
         raise ValueError(f"model.remat={m.remat!r}; valid: {tuple(REMAT_POLICIES)}")
     if config.loss.energy not in ENERGIES:

@@ -39,7 +39,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jepa import config as config_lib
-from jepa import masking, memory, optim, sharding, validation
+from jepa import hardware, masking, memory, optim, sharding, validation
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.hardware import nominal_peak
@@ -329,6 +329,7 @@ def main(_):
         config.unlock()
         config.total_steps = 100_000
         config.lock()
+    config = hardware.resolve_auto_dtype(config)  # the JSON names the dtype that ran
     validation.validate(config, jax.device_count())
     mesh = sharding.make_mesh(config)
     tx = optim.make_optimizer(config)

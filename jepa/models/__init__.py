@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jepa.models.predictor import Predictor
@@ -9,6 +10,16 @@ from jepa.models.projector import Projector
 from jepa.models.vit import VisionTransformer
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+    """``model.dtype`` as a jnp dtype; ``auto``: the one chosen for this backend (a run stores
+    the resolved name, see ``jepa.hardware.resolve_auto_dtype``)."""
+    if name == "auto":
+        from jepa import hardware
+
+        name = hardware.auto_compute_dtype(jax.default_backend())[0]
+    return DTYPES[name]
 
 
 def build_encoder(config) -> VisionTransformer:
@@ -20,7 +31,7 @@ def build_encoder(config) -> VisionTransformer:
         depth=m.depth,
         num_heads=m.num_heads,
         mlp_ratio=m.mlp_ratio,
-        dtype=DTYPES[m.dtype],
+        dtype=compute_dtype(m.dtype),
         remat=m.remat,
         attention_impl=m.attention_impl or None,
         patch_embed_init=m.patch_embed_init,
@@ -55,7 +66,7 @@ def build_predictor(config) -> Predictor:
         depth=m.predictor.depth,
         num_heads=m.predictor.num_heads,
         mlp_ratio=m.mlp_ratio,
-        dtype=DTYPES[m.dtype],
+        dtype=compute_dtype(m.dtype),
         remat=m.remat,
         attention_impl=m.attention_impl or None,
     )
@@ -63,4 +74,6 @@ def build_predictor(config) -> Predictor:
 
 def build_projector(config) -> Projector:
     p = config.model.projector
-    return Projector(hidden=p.hidden, depth=p.depth, out=p.out, dtype=DTYPES[config.model.dtype])
+    return Projector(
+        hidden=p.hidden, depth=p.depth, out=p.out, dtype=compute_dtype(config.model.dtype)
+    )

@@ -66,6 +66,21 @@ def test_arrays_become_a_dataset_tfds_reads_by_name(tmp_path):
     assert got == want  # lossless, every image once, with its label
 
 
+def test_a_list_of_files_becomes_a_dataset_with_its_classes(tmp_path):
+    write_pngs(tmp_path / "pics", ["a", "b"], 3)
+    lines = [f"pics/{c}/{i}.png {c}" for c in ("b", "a") for i in range(3)]
+    (tmp_path / "list.txt").write_text("# path class\n" + "\n".join(lines) + "\n")
+    data_main.main([str(tmp_path / "list.txt"), "--name", "listed", "--data_dir", str(tmp_path)])
+    source = pipeline.load_data_source("listed", "train", str(tmp_path))
+    labels = sorted(int(source[i]["label"]) for i in range(len(source)))
+    assert labels == [0, 0, 0, 1, 1, 1]  # classes sorted by name: a → 0, b → 1
+    a0 = np.asarray(Image.open(tmp_path / "pics" / "a" / "0.png"))
+    assert any(np.array_equal(source[i]["image"], a0) for i in range(len(source)))
+    (tmp_path / "mixed.txt").write_text("pics/a/0.png a\npics/a/1.png\n")
+    with pytest.raises(SystemExit, match="some lines name a class"):
+        data_main.main([str(tmp_path / "mixed.txt"), "--name", "mixed", "--data_dir", "x"])
+
+
 def test_jpeg_encoding_stores_smaller_records_that_decode_close_to_the_images(tmp_path):
     smooth = np.linspace(0, 255, 48 * 64 * 3).reshape(48, 64, 3)
     images = np.stack([smooth, smooth[::-1], 255 - smooth]).astype(np.uint8)

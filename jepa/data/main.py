@@ -18,6 +18,7 @@ examples:
   jepa-data ./pets --name pets --data_dir ./tfds --test_fraction 0.2 --size 32
   jepa-data ./frames --name frames --data_dir ./tfds           # unlabeled
   jepa-data images.npz --name digits --data_dir ./tfds         # arrays 'images' [, 'labels']
+  jepa-data files.txt --name mine --data_dir ./tfds            # a list: PATH [CLASS] per line
 
 then: jepa-train --config experiments/mnist_ijepa.py --workdir runs/pets \\
         --config.data.dataset=pets --config.data.data_dir=./tfds \\
@@ -33,7 +34,12 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", metavar="FOLDER", help="folder of images, or a .npy/.npz file")
+    p.add_argument(
+        "source",
+        metavar="FOLDER",
+        help="folder of images, a .npy/.npz file, or a .txt list of image paths (relative to the "
+        "list), each optionally followed by its class",
+    )
     p.add_argument("--name", required=True, help="dataset name: lowercase, digits, underscores")
     p.add_argument("--data_dir", required=True, help="TFDS data directory to write into")
     p.add_argument(
@@ -71,6 +77,28 @@ def _arrays(path: str) -> tuple:
         return f["images"], f["labels"] if "labels" in f else None
 
 
+def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None]:
+    """(paths, labels, class names) of a list file: one image path per line, relative to the
+    list's folder, optionally followed by whitespace and a class name (all lines or none)."""
+    from jepa.data.folder import FolderError
+
+    root = os.path.dirname(os.path.abspath(path))
+    with open(path) as f:
+        rows = [line.split(None, 1) for line in f if line.strip() and not line.startswith("#")]
+    paths = [os.path.join(root, os.path.expanduser(r[0])) for r in rows]
+    named = [len(r) == 2 for r in rows]
+    if any(named) and not all(named):
+        first = named.index(not named[0]) + 1
+        raise FolderError(
+            f"{path}: some lines name a class and some do not (first differing entry: {first}); "
+            "valid: PATH on every line (unlabeled), or PATH CLASS on every line"
+        )
+    if not all(named):
+        return paths, None, None
+    classes = sorted({r[1].strip() for r in rows})
+    return paths, [classes.index(r[1].strip()) for r in rows], classes
+
+
 def write(args) -> dict:
     from jepa.data import folder
 
@@ -81,6 +109,9 @@ def write(args) -> dict:
     if args.source.endswith((".npy", ".npz")) and os.path.isfile(args.source):
         images, labels = _arrays(args.source)
         return folder.write_arrays(images, labels, **common, **kw)
+    if args.source.endswith(".txt") and os.path.isfile(args.source):
+        paths, labels, classes = _file_list(args.source)
+        return folder.write_files(paths, labels, class_names=classes, **common, **kw)
     return folder.write_folder(args.source, **common, **kw)
 
 

@@ -222,7 +222,15 @@ def test_hierarchy_loss_equals_level1_next_frame_plus_level2_self_prediction():
     target_params = jax.tree.map(lambda x: x * 1.1 + 0.01, params["encoder"])  # EMA ≠ online
     frames = jnp.asarray(frames_batch(config)["image"][:2])  # [2 sequences, 6 frames, ...]
     loss_fn = step_lib.make_loss_fn(config)
-    loss, aux = jax.jit(loss_fn)(params, target_params, {"image": frames}, 0)
+    p2 = params["levels"]["level2"]
+
+    def level2_energy_of(encoder_params):  # one program: the loss, its parts and a gradient
+        full = {**params, "levels": {"level2": {**p2, "encoder": encoder_params}}}
+        loss, aux = loss_fn(full, target_params, {"image": frames}, 0)
+        return aux["level2/energy"], (loss, aux)
+
+    grad_fn = jax.jit(jax.grad(level2_energy_of, has_aux=True))
+    level2_grad, (loss, aux) = grad_fn(p2["encoder"])
 
     # The networks' outputs, each frame through the ViT on its own.
     encoder = build_encoder(config)
@@ -254,7 +262,6 @@ def test_hierarchy_loss_equals_level1_next_frame_plus_level2_self_prediction():
     loss1 = energy1 + 0.5 * var1
 
     seq_encoder, step_predictor = model.seq_encoders[0], model.step_predictors[0]
-    p2 = params["levels"]["level2"]
     below = online.mean(2).astype(np.float32)  # level 1's online frame means
 
     def level2_energy(encoder_params, state_targets):
@@ -287,13 +294,8 @@ def test_hierarchy_loss_equals_level1_next_frame_plus_level2_self_prediction():
     assert min(energy1, var1, energy2, var2, cov2) > 1e-4  # every term is felt
 
     # Gradient into level 2's encoder: the predictions' path only, the targets held fixed.
-    def level2_energy_of(encoder_params):
-        full = {**params, "levels": {"level2": {**p2, "encoder": encoder_params}}}
-        return loss_fn(full, target_params, {"image": frames}, 0)[1]["level2/energy"]
-
-    got = jax.jit(jax.grad(level2_energy_of))(p2["encoder"])
-    want = jax.grad(level2_energy)(p2["encoder"], jnp.asarray(states, jnp.float32))
-    flat_got, flat_want = jax.tree.leaves(got), jax.tree.leaves(want)
+    want = jax.jit(jax.grad(level2_energy))(p2["encoder"], jnp.asarray(states, jnp.float32))
+    flat_got, flat_want = jax.tree.leaves(level2_grad), jax.tree.leaves(want)
     for g, w in zip(flat_got, flat_want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)
     assert max(float(np.abs(w).max()) for w in flat_want) > 1e-4

@@ -71,8 +71,13 @@ def test_train_then_eval_from_the_command_line(tmp_path, mnist_data_dir):
     ev = run(["-m", "jepa.evaluate.main", "--workdir", workdir, "--protocol", "linear"])
     assert ev.returncode == 0, ev.stderr[-3000:]
     result = json.loads(ev.stdout.strip().splitlines()[-1])
-    assert {"protocol", "step", "dataset", "top1"} <= set(result) and result["step"] == 3
-    assert os.path.exists(os.path.join(workdir, "eval", "linear_step3.json"))
+    assert (result["protocol"], result["step"], result["dataset"]) == ("linear", 3, "mnist5k")
+    assert result["weights"] == "target"  # the EMA encoder, the default eval.weights
+    # The printed line is the saved result, and the probe learned: chance is 10 %.
+    with open(os.path.join(workdir, "eval", "linear_step3.json")) as f:
+        saved = json.load(f)
+    assert saved["top1"] == result["top1"] and saved["step"] == 3
+    assert result["top1"] > 30.0
 
 
 def test_unknown_override_fails_naming_the_key(tmp_path):

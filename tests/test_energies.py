@@ -190,3 +190,112 @@ def test_future_discrete_latent_loss_equals_winner_take_all_plus_code_usage():
     np.testing.assert_allclose(loss, wta + 0.7 * kl + reference_energy, rtol=1e-5)
     # The codes' energies differ, so a mean (not a min) over codes would not pass.
     assert np.ptp(energies, axis=1).min() > 1e-5 and kl > 1e-2
+
+
+def test_hierarchy_loss_equals_level1_next_frame_plus_level2_self_prediction():
+    """Two levels, level 1 predicting the frame 2 steps after 2 context frames, level 2 (target
+    "self") predicting its own state 1 and 3 steps later. loss = 1.3 · (mean smooth-L1(pred,
+    LayerNorm(target tokens of frame s + 3)) over every window s + 0.5 · VICReg variance of the
+    online tokens) + 0.7 · (per-sequence mean over the (horizon h, step t) with t + h inside the
+    sequence of smooth-L1(pred_h(t), state(t + h)) + 0.4 · variance + 0.03 · covariance of the
+    states). The target state is a constant: the gradient into level 2 is the reference's with
+    the targets frozen."""
+    import jax.numpy as jnp
+    from flax import linen as nn
+    from test_hierarchy import LEVEL2, frames_batch, tiny_hierarchy_config
+
+    from jepa import hierarchy
+
+    level2 = dict(LEVEL2, horizons=(1, 3), vicreg_var=0.4, vicreg_cov=0.03, weight=0.7)
+    config = tiny_hierarchy_config(
+        levels=(level2,),
+        **{
+            "data.sequence.frames": 6,
+            "hierarchy.level1.horizon": 2,
+            "hierarchy.level1.weight": 1.3,
+            "loss.energy": "smooth_l1",
+            "loss.vicreg_var": 0.5,
+        },
+    )
+    model = hierarchy.Hierarchy(config)
+    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
+    target_params = jax.tree.map(lambda x: x * 1.1 + 0.01, params["encoder"])  # EMA ≠ online
+    frames = jnp.asarray(frames_batch(config)["image"][:2])  # [2 sequences, 6 frames, ...]
+    loss_fn = step_lib.make_loss_fn(config)
+    p2 = params["levels"]["level2"]
+
+    def level2_energy_of(encoder_params):  # one program: the loss, its parts and a gradient
+        full = {**params, "levels": {"level2": {**p2, "encoder": encoder_params}}}
+        loss, aux = loss_fn(full, target_params, {"image": frames}, 0)
+        return aux["level2/energy"], (loss, aux)
+
+    grad_fn = jax.jit(jax.grad(level2_energy_of, has_aux=True))
+    level2_grad, (loss, aux) = grad_fn(p2["encoder"])
+
+    # The networks' outputs, each frame through the ViT on its own.
+    encoder = build_encoder(config)
+
+    def tokens(p):
+        out = [encoder.apply({"params": p}, frames[:, t])[0] for t in range(frames.shape[1])]
+        return np.stack([np.asarray(o, np.float64) for o in out], 1)  # [b, T, n, d]
+
+    online, target = tokens(params["encoder"]), tokens(target_params)
+    b, frames_n, n, d = online.shape
+    context_frames, horizon = 2, 2
+    preds, targets = [], []
+    for s in range(frames_n - context_frames - horizon + 1):
+        ctx = ref.layer_norm(online[:, s : s + context_frames]).reshape(b, -1, d)
+        # Predictor positions: the context frames' tokens at time slots 0, 1, the target frame's
+        # tokens `horizon` slots after the last context frame.
+        ctx_idx = np.arange(context_frames * n, dtype=np.int32)[None].repeat(b, 0)
+        tgt_idx = (context_frames - 1 + horizon) * n + np.arange(n, dtype=np.int32)
+        pred = model.predictor.apply(
+            {"params": params["predictor"]},
+            ctx.astype(np.float32),
+            ctx_idx,
+            tgt_idx[None, None].repeat(b, 0),
+        )
+        preds.append(np.asarray(pred)[:, 0])
+        targets.append(ref.layer_norm(target[:, s + context_frames - 1 + horizon]))
+    energy1 = ref.smooth_l1(np.stack(preds), np.stack(targets))
+    var1 = ref.vicreg_variance(online.reshape(-1, d))
+    loss1 = energy1 + 0.5 * var1
+
+    seq_encoder, step_predictor = model.seq_encoders[0], model.step_predictors[0]
+    below = online.mean(2).astype(np.float32)  # level 1's online frame means
+
+    def level2_energy(encoder_params, state_targets):
+        states = seq_encoder.apply({"params": encoder_params}, below)
+        pred = step_predictor.apply({"params": p2["predictor"]}, states)  # [b, H, T, width]
+        per_sequence = []
+        for i in range(b):
+            errors = []
+            for j, h in enumerate(level2["horizons"]):
+                for t in range(frames_n - h):
+                    e = jnp.abs(pred[i, j, t] - state_targets[i, t + h])
+                    errors.append(jnp.where(e < 1.0, 0.5 * e * e, e - 0.5).mean())
+            per_sequence.append(jnp.mean(jnp.stack(errors)))
+        return jnp.mean(jnp.stack(per_sequence))
+
+    states = np.asarray(seq_encoder.apply({"params": p2["encoder"]}, below), np.float64)
+    energy2 = float(level2_energy(p2["encoder"], states.astype(np.float32)))
+    var2, cov2 = (
+        ref.vicreg_variance(states.reshape(-1, 32)),
+        ref.vicreg_covariance(states.reshape(-1, 32)),
+    )
+    loss2 = energy2 + 0.4 * var2 + 0.03 * cov2
+
+    np.testing.assert_allclose(aux["level1/energy"], energy1, rtol=1e-5)
+    np.testing.assert_allclose(aux["level1/vicreg_var"], var1, rtol=1e-5)
+    np.testing.assert_allclose(aux["level2/energy"], energy2, rtol=1e-5)
+    np.testing.assert_allclose(aux["level2/vicreg_var"], var2, rtol=1e-5)
+    np.testing.assert_allclose(aux["level2/vicreg_cov"], cov2, rtol=1e-4)
+    np.testing.assert_allclose(loss, 1.3 * loss1 + 0.7 * loss2, rtol=1e-5)
+    assert min(energy1, var1, energy2, var2, cov2) > 1e-4  # every term is felt
+
+    # Gradient into level 2's encoder: the predictions' path only, the targets held fixed.
+    want = jax.jit(jax.grad(level2_energy))(p2["encoder"], jnp.asarray(states, jnp.float32))
+    flat_got, flat_want = jax.tree.leaves(level2_grad), jax.tree.leaves(want)
+    for g, w in zip(flat_got, flat_want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)
+    assert max(float(np.abs(w).max()) for w in flat_want) > 1e-4

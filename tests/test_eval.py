@@ -36,15 +36,18 @@ def test_mean_cosine_and_std_against_hand_values():
     # pairs: (a,b)=0, (a,c)=1/√2, (b,c)=1/√2 → mean √2/3
     assert float(health.mean_cosine(x)) == pytest.approx(np.sqrt(2) / 3, rel=1e-5)
     assert float(health.per_dim_std(x)) == pytest.approx(np.std([1, 0, 1]), rel=1e-5)
-    alarms = health.collapse_alarms({"feature_std": 1e-4, "rankme": 1.1}, 1e-2, 2.0)
+    alarms = health.collapse_alarms({"feature_std": 1e-4, "rankme_centered": 1.1}, 1e-2, 2.0)
     assert len(alarms) == 2
 
 
 def test_collapse_alarms_at_the_default_floors():
     """At the defaults of ``config.health``, on pooled embeddings [64, 32] built to be what
-    each case names: isotropic Gaussian (healthy: no alarm), one direction plus 0.1 % noise
-    (dimensional collapse: per-dimension std ≈ 0.7 but effective rank ≈ 1, so the rank alarm
-    alone), every sample the same vector plus 1e-4 noise (complete collapse: both alarms)."""
+    each case names: isotropic Gaussian (healthy: no alarm); the same spread around a large
+    mean vector every sample shares (healthy: RankMe on the raw matrix reads ≈ 1, the centred
+    rank the alarm reads is unchanged, no alarm); one direction plus 0.1 % noise (dimensional
+    collapse: per-dimension std ≈ 0.7 but effective rank ≈ 1, so the rank alarm alone); every
+    sample the same vector plus 1e-4 noise (complete collapse: the std alarm; centred, what is
+    left is isotropic noise, so not the rank alarm)."""
     from jepa import config as config_lib
 
     floors = config_lib.base_config().health
@@ -55,22 +58,47 @@ def test_collapse_alarms_at_the_default_floors():
         return health.collapse_alarms(health.health_metrics(jnp.asarray(z)), min_std, min_rank)
 
     healthy = rng.standard_normal((64, 32))
+    shifted = healthy + 500.0 * rng.standard_normal(32)
     direction = rng.standard_normal(32)
     one_direction = np.outer(rng.standard_normal(64), direction)
     one_direction += 1e-3 * rng.standard_normal((64, 32))
     constant = np.tile(rng.standard_normal(32), (64, 1)) + 1e-4 * rng.standard_normal((64, 32))
     m = health.health_metrics(jnp.asarray(one_direction))
-    assert float(m["feature_std"]) > 50 * min_std and float(m["rankme"]) < 1.2
+    assert float(m["feature_std"]) > 50 * min_std and float(m["rankme_centered"]) < 1.2
     assert alarms(healthy) == []
+    m, m0 = health.health_metrics(jnp.asarray(shifted)), health.health_metrics(jnp.asarray(healthy))
+    assert float(m["rankme"]) < 1.2 < 20 < float(m["rankme_centered"])
+    np.testing.assert_allclose(m["rankme_centered"], m0["rankme_centered"], rtol=1e-3)
+    assert alarms(shifted) == []
     dimensional = alarms(one_direction)
     assert len(dimensional) == 1 and dimensional[0].startswith("effective rank")
     complete = alarms(constant)
-    assert len(complete) == 2 and complete[0].startswith("feature std")
-    # Two orthogonal directions of equal energy: effective rank exactly 2, above the floor.
+    assert len(complete) == 1 and complete[0].startswith("feature std")
+    # Two orthogonal directions of equal energy around their mean: effective rank exactly 2.
     two = np.zeros((64, 32))
-    two[::2, 0], two[1::2, 1] = 1.0, 1.0
-    assert float(health.rankme(jnp.asarray(two))) == pytest.approx(2.0, abs=1e-4)
-    assert alarms(two) == []
+    two[::4, 0], two[1::4, 0], two[2::4, 1], two[3::4, 1] = 1.0, -1.0, 1.0, -1.0
+    assert float(health.rankme_centered(jnp.asarray(two + 3.0))) == pytest.approx(2.0, abs=1e-4)
+    assert alarms(two + 3.0) == []
+
+
+def test_centred_rankme_is_rankme_of_the_mean_removed_matrix_by_hand():
+    """[[1, 0], [3, 0], [0, 2], [0, 4]] minus its column means (1, 1.5): the singular values of
+    the centred 4 × 2 matrix are the square roots of the eigenvalues of its 2 × 2 Gram matrix,
+    (trace / 2 ± sqrt(trace² / 4 − det)); RankMe of those differs from RankMe of the raw
+    matrix."""
+    x = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])
+    c = x - x.mean(0)
+    gram = [[0.0, 0.0], [0.0, 0.0]]
+    for i in range(2):
+        for j in range(2):
+            gram[i][j] = sum(a * b for a, b in zip(c[:, i], c[:, j], strict=True))
+    tr, det = gram[0][0] + gram[1][1], gram[0][0] * gram[1][1] - gram[0][1] * gram[1][0]
+    disc = (tr * tr / 4 - det) ** 0.5
+    s = np.sqrt([tr / 2 + disc, tr / 2 - disc])
+    p = s / s.sum() + 1e-7
+    expected = float(np.exp(-(p * np.log(p)).sum()))
+    assert float(health.rankme_centered(jnp.asarray(x))) == pytest.approx(expected, rel=1e-5)
+    assert abs(expected - float(health.rankme(jnp.asarray(x)))) > 0.05
 
 
 def gaussian_clusters(seed: int, n: int, classes: int, dim: int, spread: float):

@@ -150,7 +150,31 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
     loss, aux = loss_fn(params, params["encoder"], {"image": frames})
     context = tokens_model.encode_x(params, frames[:, :2]).reshape(2, 2, 16, -1)
     assert float(aux["slowness"]) == pytest.approx(float(step_lib.slowness(context)), rel=1e-5)
-    assert np.isfinite(float(loss))
+    # The winner-take-all energy over the codes, recomputed: per clip, the smallest mean
+    # smooth-L1 between the pooled prediction under code k and the pooled, LayerNorm'd target.
+    import references as ref
+
+    codes = pooled_cfg.latent.num_codes
+    energies = np.array(
+        [
+            [
+                ref.smooth_l1(
+                    pooled_model.predict(full, frames[:, :2], jnp.full((2,), k))[i], want_y[i]
+                )
+                for k in range(codes)
+            ]
+            for i in range(2)
+        ]
+    )
+    np.testing.assert_allclose(aux["energy"], energies.min(1).mean(), rtol=1e-5)
+    assert np.ptp(energies, axis=1).min() > 1e-6  # a mean over codes would not pass
+    expected = (
+        aux["energy"]
+        + pooled_cfg.latent.usage_weight * aux["code_usage_kl"]
+        + aux["reference_energy"]
+        + 0.5 * aux["slowness"]
+    )
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
 
 def test_energy_summary_by_hand():

@@ -558,7 +558,11 @@ def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_dat
 
     # The per-level evaluation runs end to end on this run, with finite numbers.
     r1 = levels_eval.evaluate(two, None, 1, png=False)
-    assert 0.0 <= r1["top1"] <= 100.0 and np.isfinite(r1["velocity_r2"])
+    # top-1 over the 8 test sequences' frames 0, 4, …, 16 (the identity probe's frames): a
+    # whole number of those 40 frames. (Three steps teach level 1 no digit: its value is near
+    # chance; the probe's arithmetic is checked by hand in the identity-probe test.)
+    assert np.isfinite(r1["velocity_r2"])
+    assert r1["top1"] * 40 / 100 == pytest.approx(round(r1["top1"] * 40 / 100), abs=1e-6)
     # eval.weights="context": level 1's probes read the online encoder, not the EMA one.
     r1c = levels_eval.evaluate(two, None, 1, overrides={"eval.weights": "context"}, png=False)
     assert (r1["level1_weights"], r1c["level1_weights"]) == ("target", "context")
@@ -599,6 +603,29 @@ def test_level_embeddings_read_level1_from_the_encoder_asked_for():
     assert not np.allclose(by_hand["target"], by_hand["online"])
     for a, b in ((default[0][1], online[0][1]), (default[1], online[1])):
         np.testing.assert_array_equal(a, b)
+
+
+def test_identity_probe_reads_the_digit_from_every_fourth_frame_by_hand():
+    """Embeddings that are the one-hot of the sequence's digit (×3, plus 1 % noise) on frames
+    0, 4, 8, … and of another digit on every other frame: the probe, reading frames 0, 4, …
+    only, is right on every test frame (top-1 100 %); test labels shifted by 5 digits from what
+    the features say: top-1 0 %."""
+    config = tiny_hierarchy_config()
+    rng = np.random.default_rng(0)
+
+    def embeddings(digits):
+        t = np.arange(20)[None]
+        shown = np.where(t % 4 == 0, digits[:, None], (digits[:, None] + 1 + t) % 10)
+        return 3.0 * np.eye(10)[shown] + 0.01 * rng.standard_normal((len(digits), 20, 10))
+
+    train_digits, test_digits = np.arange(40) % 10, np.arange(10)
+    train_x, test_x = embeddings(train_digits), embeddings(test_digits)
+    probe = levels_eval.identity_probe(config, train_x, train_digits, test_x, test_digits)
+    assert probe["top1"] == 1.0 and probe["val_top1"] == 1.0
+    shifted = levels_eval.identity_probe(
+        config, train_x, train_digits, test_x, (test_digits + 5) % 10
+    )
+    assert shifted["top1"] == 0.0
 
 
 def test_ridge_r2_by_hand():

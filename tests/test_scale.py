@@ -191,3 +191,36 @@ def test_fsdp_divides_parameter_and_optimizer_bytes():
     param_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract.params))
     assert 0 <= per_device[1] - 3 * param_bytes < 64
     assert per_device[8] <= per_device[1] / 7
+
+
+def test_fsdp_divides_the_compiled_steps_argument_bytes_ema_target_included():
+    """XLA's own figure: the compiled train step's per-device argument bytes (online params,
+    EMA target encoder, Adam moments, counters and the device's rows of the batch) on a
+    (1, 8, 1) mesh are at most 1/7 of those on one device. Each figure is the sum of the
+    state's per-device bytes from its shardings (EMA target included: it is an argument of its
+    own, not a view of the params) and the device's rows of the batch."""
+    arguments, target = {}, {}
+    for fsdp in (1, 8):
+        config = tiny_config()
+        config.mesh.data, config.mesh.fsdp = 1, fsdp
+        mesh = sharding.make_mesh(config, jax.devices()[:fsdp])
+        tx = optim.make_optimizer(config)
+        abstract, shardings = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))
+        state = jax.device_put(initial_state(), shardings)
+        host_batch = synthetic_batch(config, 0)
+        batch = sharding.global_batch(host_batch, mesh)
+        with jax.set_mesh(mesh):
+            train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
+            compiled = train_step.lower(state, batch).compile(FAST)
+        arguments[fsdp] = memory.compiled_memory(compiled)["argument_bytes"]
+        parts = memory.state_bytes(abstract, shardings)
+        target[fsdp] = parts["target_params"]
+        rows = sum(x.nbytes for x in host_batch.values()) // fsdp
+        assert 0 <= arguments[fsdp] - sum(parts.values()) - rows < 64, (arguments, parts, rows)
+    param_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract.params))
+    encoder_bytes = sum(
+        x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract.params["encoder"])
+    )
+    assert target[1] == encoder_bytes and target[8] <= target[1] / 7
+    assert arguments[1] > 4 * param_bytes  # params, EMA encoder, two moments, the batch
+    assert arguments[8] <= arguments[1] / 7, arguments

@@ -286,10 +286,81 @@ def test_mean_block_and_union_match_the_formula(gen):
         assert abs(np.mean(samples) - expect) < 4 * se + 1e-9, (np.mean(samples), expect, se)
 
 
+def reference_block_sides(u, grid, gen):
+    """V-JEPA's ``_sample_block_size`` for one draw u = (time, area, aspect), from its
+    definition: t = ⌊T·scale_t⌋, area = ⌊H·W·scale_s⌋, h = round(√(area·ratio)),
+    w = round(√(area / ratio)), each side within [1, the grid's side]."""
+    frames, height, width = grid
+    (t0, t1), (s0, s1), (a0, a1) = gen.temporal_scale, gen.spatial_scale, gen.aspect
+    t = max(1, math.floor(frames * (t0 + u[0] * (t1 - t0))))
+    area = math.floor(height * width * (s0 + u[1] * (s1 - s0)))
+    ratio = a0 + u[2] * (a1 - a0)
+    h = min(max(1, round(math.sqrt(area * ratio))), height)
+    w = min(max(1, round(math.sqrt(area / ratio))), width)
+    return t, h, w
+
+
+def reference_union_mean(grid, gen, draws: int) -> float:
+    """The mean union of ``num_blocks`` uniformly placed blocks on ``grid``: for each block size
+    (midpoint rule over the aspect draw; V-JEPA's generators have fixed scales), a token at
+    (t, r, c) lies in one block with probability (tops covering r / tops) × (lefts covering c /
+    lefts) × (starts covering t / starts), in the union with 1 − (1 − p)^num_blocks."""
+    frames, height, width = grid
+    total = 0.0
+    for i in range(draws):
+        t, h, w = reference_block_sides((0.5, 0.5, (i + 0.5) / draws), grid, gen)
+        union = 0.0
+        for f in range(frames):
+            pt = sum(s <= f < s + t for s in range(frames - t + 1)) / (frames - t + 1)
+            for r in range(height):
+                ph = sum(s <= r < s + h for s in range(height - h + 1)) / (height - h + 1)
+                for c in range(width):
+                    pw = sum(s <= c < s + w for s in range(width - w + 1)) / (width - w + 1)
+                    union += 1.0 - (1.0 - pt * ph * pw) ** gen.num_blocks
+        total += union
+    return total / draws
+
+
+def reference_per_step_counts(grid, gen, batches: int, seed: int):
+    """V-JEPA's collator per step, restated: one block size per batch, per sample of its batch
+    of 24 ``num_blocks`` blocks at uniform positions (a sample whose blocks cover the whole grid
+    is redrawn), the target the union, the context the rest; per batch the smallest union and
+    the smallest context (the reference trims every sample to them). Returns the per-batch
+    (smallest context, smallest union) [batches, 2]."""
+    rng = np.random.default_rng(seed)
+    n = math.prod(grid)
+    out = []
+    for _ in range(batches):
+        t, h, w = reference_block_sides(rng.random(3), grid, gen)
+        unions = []
+        while len(unions) < 24:  # V-JEPA's per-GPU batch (vitl16.yaml, vith16.yaml)
+            inside = np.zeros(grid, bool)
+            for _ in range(gen.num_blocks):
+                f = rng.integers(0, grid[0] - t + 1)
+                r = rng.integers(0, grid[1] - h + 1)
+                c = rng.integers(0, grid[2] - w + 1)
+                inside[f : f + t, r : r + h, c : c + w] = True
+            if inside.sum() < n:
+                unions.append(int(inside.sum()))
+        out.append((n - max(unions), min(unions)))
+    return np.array(out, np.float64)
+
+
 def test_default_counts_are_the_references_per_step_counts():
+    """The defaults against V-JEPA's collator restated in this test: the mean union from its
+    definition (short range: 8 blocks of ⌊196 · 0.15⌋ = 29 patches, every frame, 62.7 % of
+    the 1568 tokens), and the per-step counts (batch minima at its batch of 24) from an
+    independent simulation, within 4 standard errors."""
     short, long = vjepa_spec().generators
     assert (short.context_tokens, short.target_tokens) == (364, 745)
     assert (long.context_tokens, long.target_tokens) == (98, 1100)
+    assert reference_union_mean(GRID, short, draws=60) / 1568 == pytest.approx(0.627, abs=0.002)
+    assert reference_union_mean(GRID, long, draws=60) / 1568 == pytest.approx(0.816, abs=0.002)
+    for g in (short, long):
+        counts = reference_per_step_counts(GRID, g, batches=300, seed=5)
+        mean, se = counts.mean(0), counts.std(0) / np.sqrt(len(counts))
+        assert abs(mean[0] - g.context_tokens) < 4 * se[0] + 1, (mean, se)
+        assert abs(mean[1] - g.target_tokens) < 4 * se[1] + 1, (mean, se)
     # A batch minimum lies below the mean: fewer tokens than the expected union/complement.
     for g in vjepa_spec().generators:
         _, union = masking.expected_tube_sizes(GRID, g)

@@ -235,8 +235,8 @@ def test_collapse_alarms_at_the_default_floors_end_to_end(tmp_path, mnist_data_d
     ]
     assert [r["collapse_alarms"] > 0 for r in rows] == below
     first = rows[below.index(True)]["step"]
-    assert f"step {first}: COLLAPSE ALARM: feature std" in caplog.text
-    assert f"step {first - 2}: COLLAPSE ALARM" not in caplog.text
+    assert f"step {first}: collapse alarm: feature std" in caplog.text
+    assert f"step {first - 2}: collapse alarm" not in caplog.text
 
     healthy = tiny_mnist_config(
         mnist_data_dir, **common, **{"loss.vicreg_var": 1.0, "loss.vicreg_cov": 0.04}

@@ -58,7 +58,6 @@ def get_config(arg=None):
     c.optim.weight_decay = 0.05
     c.optim.final_weight_decay = 0.05
 
-    c.eval.weights = "context"  # the trained encoder itself; no EMA copy is involved
     c.eval.pooling = "flatten"  # as for mnist_ijepa: the stroke layout is the digit
     c.eval.probe_epochs = 30
 

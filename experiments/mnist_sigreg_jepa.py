@@ -17,7 +17,7 @@ from jepa import config as config_lib
 
 
 def get_config(arg=None):
-    args = config_lib.parse_arg(arg, steps=1600, data_dir="")
+    args = config_lib.parse_arg(arg, steps=2400, data_dir="")
     c = config_lib.base_config()
     c.objective = "multiview"
     c.model.variant = "mnist"

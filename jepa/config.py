@@ -323,7 +323,9 @@ def base_config() -> ml_collections.ConfigDict:
     )
 
     c.eval = ml_collections.ConfigDict()
-    c.eval.weights = "target"  # target (EMA) or context encoder
+    # The encoder the probes (and load_encoder, and the health monitor) read: "target" (the EMA
+    # copy) or "context" (the online encoder). "": the method's own (``eval_weights``).
+    c.eval.weights = ""
     c.eval.layers = "last"  # last | last4
     c.eval.pooling = "avg"  # avg | flatten | none
     c.eval.dataset = ""  # "" = the pretraining dataset; set it to probe a labelled one
@@ -433,6 +435,19 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Lock the config so that overrides of unknown keys fail with the key's name."""
     config.lock()
     return config
+
+
+def eval_weights(config) -> str:
+    """The encoder a run's probes read: ``eval.weights``, or when it is "" the one the method
+    trains as its representation: "context" when no EMA encoder enters the loss (the multiview
+    objective, or ``loss.target_encoder="online"``), for there the EMA copy is only a lagging
+    average nobody was trained against; otherwise "target", the EMA encoder I-JEPA and V-JEPA
+    evaluate."""
+    if config.eval.weights:
+        return config.eval.weights
+    if config.objective == "multiview" or config.loss.target_encoder == "online":
+        return "context"
+    return "target"
 
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> None:

@@ -1,6 +1,6 @@
 """Reuse a pretrained encoder in your own code.
 
-  enc = jepa.load_encoder("/path/to/workdir")           # newest good step, run's eval.weights
+  enc = jepa.load_encoder("/path/to/workdir")           # newest good step, the probes' encoder
   tokens, pooled = enc(images_uint8_nhwc)                 # [b, patches, width], [b, width]
   x = enc.normalize(images_uint8_nhwc)                    # the inputs training fed the model
   tokens, blocks = enc.module.apply({"params": enc.params}, x)  # in your own jitted code
@@ -215,11 +215,12 @@ def _is_export(path: str) -> bool:
 
 
 def export_encoder(
-    workdir: str, out_dir: str, step: int | None = None, weights: str | None = "target"
+    workdir: str, out_dir: str, step: int | None = None, weights: str | None = None
 ) -> dict:
     """Write one encoder's parameters (no optimizer state, no predictor) and its config to
     ``out_dir``: ``config.json``, ``params/`` (an Orbax PyTree checkpoint) and ``export.json``
-    (source, step, weights). ``load_encoder(out_dir)`` reads it back."""
+    (source, step, weights; ``weights`` None: the one the run's probes read, as in
+    ``load_encoder``). ``load_encoder(out_dir)`` reads it back."""
     enc = load_encoder(workdir, step, weights)
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and os.listdir(out_dir):
@@ -267,9 +268,11 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
     written).
 
     ``step`` None: the newest step that reads (a corrupt newer one is skipped with a warning).
-    ``weights``: "target" (EMA) or "context"; None: the run's ``eval.weights`` (what its probes
-    read). Returns a ``PretrainedEncoder`` (``config``, ``step``, ``params``, ``module``,
-    ``normalize``, ``weights``)."""
+    ``weights``: "target" (EMA) or "context"; None: the encoder the run's probes read
+    (``config.eval_weights``: its ``eval.weights``, else the method's own — "context" for the
+    multiview objective, "target" for the EMA-target ones), so that ``jepa-eval`` and this
+    return the same features. Returns a ``PretrainedEncoder`` (``config``, ``step``,
+    ``params``, ``module``, ``normalize``, ``weights``)."""
     workdir = str(path_or_workdir).rstrip("/")
     if _is_export(workdir):
         return _load_export(workdir)
@@ -279,7 +282,7 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
 
     def read(s):
         config = config_lib.from_stored(ckpt.read_config(s))
-        chosen = weights or config.eval.weights
+        chosen = weights or config_lib.eval_weights(config)
         return config, chosen, restore_encoder_params(ckpt, config, s, chosen)
 
     step, (config, chosen, params) = read_good_step(ckpt, step, read)

@@ -200,7 +200,7 @@ class Batches:
 
 def monitored_params(config, state):
     """The encoder the health monitor watches: the one the probes read (``eval.weights``)."""
-    return state.encoder(config.eval.weights)
+    return state.encoder(config_lib.eval_weights(config))
 
 
 def make_health_fn(config, mesh):

@@ -47,7 +47,7 @@ def _validate_multiview(config) -> None:
 
 
 EVAL_CHOICES = {
-    "weights": ("target", "context"),
+    "weights": ("", "target", "context"),
     "layers": ("last", "last4"),
     "pooling": ("avg", "flatten", "none"),
     "dtype": ("", *DTYPES),

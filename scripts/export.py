@@ -20,7 +20,12 @@ def main(argv=None):
     parser.add_argument("--workdir", required=True, help="a jepa-train run directory")
     parser.add_argument("--out", required=True, help="new (or empty) directory to write")
     parser.add_argument("--step", type=int, default=None, help="default: the latest")
-    parser.add_argument("--weights", default="target", choices=sorted(hub.WEIGHTS))
+    parser.add_argument(
+        "--weights",
+        default=None,
+        choices=sorted(hub.WEIGHTS),
+        help="default: the encoder the run's probes read (as jepa.load_encoder)",
+    )
     args = parser.parse_args(argv)
     info = hub.export_encoder(args.workdir, args.out, args.step, args.weights)
     size = sum(

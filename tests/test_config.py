@@ -69,7 +69,7 @@ def test_mnist_experiment_is_valid():
 def test_multiview_experiment_is_valid():
     c = load_experiment("mnist_sigreg_jepa", "steps=50")
     validation.validate(c, 1)
-    assert (c.objective, c.total_steps, c.loss.sigreg, c.eval.weights) == (
+    assert (c.objective, c.total_steps, c.loss.sigreg, config_lib.eval_weights(c)) == (
         "multiview",
         50,
         0.05,

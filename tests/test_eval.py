@@ -496,3 +496,43 @@ def test_jepa_eval_protocols_print_their_results(trained_workdir, protocol, caps
     if protocol == "fewshot":
         assert parsed["subsets"]["5-shot"]["labels"] == 50
         assert parsed["top1"] == parsed["subsets"]["5-shot"]["top1"]
+
+
+def test_heldout_digits_sit_on_mnists_canvas():
+    from jepa.evaluate import transfer
+
+    images, labels = transfer.heldout_digits()
+    assert images.shape == (1797, 28, 28, 1) and images.dtype == np.uint8
+    assert sorted(set(labels.tolist())) == list(range(10))
+    # MNIST's 4-px empty border around a 20 × 20 digit box, ink up to white
+    assert images[:, :4].max() == 0 and images[:, -4:].max() == 0 and images.max() == 255
+
+
+def test_demo_report_sets_the_pooled_embedding_beside_pixels_on_heldout_digits(
+    trained_workdir, tmp_path, capsys
+):
+    """scripts/demo_report.py on a run: the pooled probe is the headline, flattened tokens a
+    second column, and the held-out digits check reads the encoder load_encoder gives."""
+    import importlib.util
+    import shutil
+
+    workdir = str(tmp_path / "demo")
+    shutil.copytree(trained_workdir, workdir)
+    for name, top1 in (("eval_linear.json", 91.0), ("eval_linear_flatten.json", 95.0)):
+        result = {"top1": top1, "pooling": "avg", "weights": "target", "step": 2}
+        result["baselines"] = {"pixels": 87.8, "random_encoder": 80.0}
+        with open(os.path.join(workdir, name), "w") as f:
+            json.dump(result, f)
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "demo_report.py")
+    spec = importlib.util.spec_from_file_location("demo_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    probe = module.main(["--workdir", workdir, "--start", "0", "--config", "tiny"])
+    out = capsys.readouterr().out
+    assert "held-out digits" in out and "pooled embedding (32-d)" in out
+    assert (probe["top1"], probe["flatten"]["top1"]) == (91.0, 95.0)
+    held = probe["heldout_digits"]
+    assert held["weights"] == jepa.load_encoder(workdir).weights == "target"
+    assert (held["train"], held["test"], held["pooled_dim"]) == (898, 899, 32)
+    assert 10.0 < held["pooled"] <= 100.0 and held["pixels"] > 90.0  # pixels: a real baseline
+    assert json.load(open(os.path.join(workdir, "probe.json"))) == probe

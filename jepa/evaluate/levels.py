@@ -342,6 +342,7 @@ def evaluate(
     test = sequences.load_sequences(load(split=config.data.test_split))
     # Level 1's probes read the encoder eval.weights names: "context" for a level 1 shaped by
     # its views term alone (LeJEPA has no EMA teacher; it is also what level 2 reads).
+    config.eval.weights = config_lib.eval_weights(config)
     probed = state_lib.select_encoder(config.eval.weights, params, target)
     embed = functools.partial(compute_embeddings, model, params, target, level1_params=probed)
     levels_tr, common_tr, _ = embed(train["frames"])

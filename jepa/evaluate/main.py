@@ -183,6 +183,7 @@ def run_probe(
     if protocol == "attentive":
         config.eval.pooling = "none"  # the probe attends over tokens
     validation.validate_eval(config)
+    config.eval.weights = config_lib.eval_weights(config)  # "" → the method's, as load_encoder
     e = config.eval
     if e.weights != enc.weights:
         enc = hub.load_encoder(workdir, enc.step, weights=e.weights)

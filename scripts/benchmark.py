@@ -329,7 +329,11 @@ def main(_):
         config.unlock()
         config.total_steps = 100_000
         config.lock()
-    config = hardware.resolve_auto_dtype(config)  # the JSON names the dtype that ran
+    # The JSON names the dtype that ran and, for model.dtype="auto", why it was chosen.
+    dtype_choice = "set by the config"
+    if config.model.dtype == "auto":
+        dtype_choice = hardware.auto_compute_dtype(jax.default_backend())[1]
+    config = hardware.resolve_auto_dtype(config)
     validation.validate(config, jax.device_count())
     mesh = sharding.make_mesh(config)
     tx = optim.make_optimizer(config)
@@ -418,6 +422,8 @@ def main(_):
         "devices": jax.device_count(),
         "backend": jax.default_backend(),
         "device_kind": device_kind,
+        "dtype_choice": dtype_choice,
+        "cpu": hardware.cpu_info() if jax.default_backend() == "cpu" else None,
         "mesh": dict(zip(mesh.axis_names, mesh.devices.shape, strict=True)),
         "context_tokens": config.mask.context_tokens,
         "target_tokens": config.mask.target_tokens,

@@ -18,6 +18,8 @@ FIELDS = {
     "config",
     "batch",
     "dtype",
+    "dtype_choice",
+    "cpu",
     "step_s_median",
     "images_per_s",
     "flops_per_step",
@@ -68,5 +70,6 @@ def test_tiny_suite_reports_every_field_for_every_config():
         assert result["compiles"] == 1
         assert result["batch"] == 2 * result["devices"]
         assert result["mfu"] is None  # no nominal peak for a CPU; utilization instead
+        assert set(result["cpu"]) == {"vendor", "model", "flags"}
         assert 0 < result["utilization"] and result["peak_memory_bytes"] > 0
         assert result["images_per_s"] == pytest.approx(result["batch"] / result["step_s_median"])

@@ -32,24 +32,6 @@ def test_clip_window_and_uncertainty_by_hand():
     np.testing.assert_allclose(clip[2] * 255.0, frames[9], rtol=1e-6)
 
 
-def test_shift_image_by_hand_and_the_shifted_target_frame():
-    image = np.arange(9.0).reshape(3, 3, 1)
-    # down 1, left 1: row 0 repeats the top edge, the last column the right edge
-    np.testing.assert_array_equal(
-        augment.shift_image(image, 1, -1)[..., 0], [[1, 2, 2], [1, 2, 2], [4, 5, 5]]
-    )
-    np.testing.assert_array_equal(augment.shift_image(image, 0, 0), image)
-    record = {"frames": np.random.default_rng(0).integers(0, 255, (20, 8, 8, 1), np.uint8)}
-    plain = augment.ClipPreprocess(2, 3).random_map(record, np.random.default_rng(1))["image"]
-    shifted = augment.ClipPreprocess(2, 3, target_shift=2)
-    out = shifted.random_map(record, np.random.default_rng(1))["image"]
-    np.testing.assert_array_equal(out[:2], plain[:2])  # the context frames are untouched
-    rng = np.random.default_rng(1)
-    rng.integers(0, 20 - 5 + 1)  # the clip start, drawn first
-    dy, dx = rng.integers(-2, 3, size=2)
-    np.testing.assert_array_equal(out[2], augment.shift_image(plain[2], int(dy), int(dx)))
-
-
 def tiny_future_config(data_dir, **overrides):
     c = config_lib.base_config()
     c.objective = "future"
@@ -223,9 +205,6 @@ def test_future_config_errors_name_the_key():
         validation.validate(c)
     c = tiny_future_config("", **{"loss.slowness": 1.0, "data.clip.context_frames": 1})
     with pytest.raises(ValueError, match="loss.slowness=1.0"):
-        validation.validate(c)
-    c = tiny_future_config("", **{"data.clip.target_shift": -1})
-    with pytest.raises(ValueError, match="data.clip.target_shift=-1"):
         validation.validate(c)
     c = tiny_future_config("", **{"loss.future_target_grid": 3})
     with pytest.raises(ValueError, match="loss.future_target_grid=3"):

@@ -37,20 +37,16 @@ def level_update_mask(config) -> optax.GradientTransformation:
     of the levels that are frozen (greedy)."""
     if config.hierarchy.mode == "joint":
         return optax.identity()
-
-    def init(params):
-        del params
-        return {"count": jnp.zeros((), jnp.int32)}
+    active = active_levels(config, 0)
 
     def update(updates, state, params=None):
         del params
-        active = active_levels(config, state["count"])
         masked = jax.tree_util.tree_map_with_path(
             lambda path, u: u * active[level_of(path) - 1].astype(u.dtype), updates
         )
-        return masked, {"count": state["count"] + 1}
+        return masked, state
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def load_lower_levels(config, state, shardings):

@@ -162,11 +162,6 @@ def base_config() -> ml_collections.ConfigDict:
     # G >= 1 = the target tokens averaged over G × G regions of the grid, then LayerNorm'd, and
     # the predicted tokens averaged the same way (1 = one embedding per frame).
     c.loss.future_target_grid = 0
-    # Weight of the slowness term (step.slowness): the change of the embeddings from one frame to
-    # the next (frame means or every token, as ``regularize`` says); objective="future": the
-    # context frames (needs data.clip.context_frames >= 2); "hierarchy": all of level 1's
-    # frames. Pair it with an information term (VICReg / SIGReg), or it is trivially 0.
-    c.loss.slowness = 0.0
     # Information regularizers on the context embeddings s_x (0 disables a term). ``regularize``
     # picks the samples: "pooled" (one mean embedding per image) or "tokens" (every token).
     c.loss.regularize = "pooled"

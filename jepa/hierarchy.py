@@ -478,10 +478,7 @@ class Hierarchy:
             lam = l1.views_sigreg  # LeJEPA's trade-off: (1 − λ) · invariance + λ · SIGReg
             loss1 = loss1 + l1.views_weight * ((1.0 - lam) * inv + lam * sig)
         frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
-        # slowness (when weighted): over the sequence's consecutive frames
-        weighted, terms = regularizer_terms(
-            frames_tokens, lc, jax.random.fold_in(key, 1), frames=online
-        )
+        weighted, terms = regularizer_terms(frames_tokens, lc, jax.random.fold_in(key, 1))
         loss1 = loss1 + weighted
         return loss1, {**aux1, **terms, "loss": loss1}
 

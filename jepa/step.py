@@ -57,14 +57,11 @@ def weighted_sum(terms: dict, loss_config):
     return sum(loss_config[name] * value for name, value in terms.items())
 
 
-def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array, frames=None):
+def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
     """The information terms on ``embeddings`` [batch, tokens, dim], sampled as
-    ``loss.regularize`` says, and with ``frames`` ([b, consecutive frames, n, dim]) the
-    ``loss.slowness`` term on them: (their weighted sum, {name: value})."""
+    ``loss.regularize`` says: (their weighted sum, {name: value})."""
     samples = regularizer_samples(embeddings, loss_config.regularize)
     terms = information_terms(samples, loss_config, key)
-    if frames is not None and loss_config.slowness:
-        terms["slowness"] = slowness(frames, loss_config.regularize)
     return weighted_sum(terms, loss_config), terms
 
 
@@ -162,22 +159,10 @@ def make_future_loss_fn(config):
                 aux["reference_energy"] = energy(ref, jax.lax.stop_gradient(sy)).mean()
                 loss = loss + aux["reference_energy"]
         aux["target_std"] = feature_std(sy.mean(1))
-        frame_tokens = sx.reshape(sx.shape[0], context_frames, n, -1)
-        weighted, terms = regularizer_terms(sx, lc, jax.random.fold_in(key, 1), frame_tokens)
+        weighted, terms = regularizer_terms(sx, lc, jax.random.fold_in(key, 1))
         return loss + weighted, {**aux, **terms}
 
     return loss_fn, latent_model_for
-
-
-def slowness(frame_tokens: jax.Array, mode: str = "pooled") -> jax.Array:
-    """[b, frames, n, width] consecutive frames' tokens → the mean squared change from one frame
-    to the next (slow feature analysis, Wiskott & Sejnowski 2002) of what the information terms
-    see (``mode`` = ``loss.regularize``): the frame's mean embedding (``pooled``) or each token
-    (``tokens``). Against the information terms' variance floor the slowest features win —
-    what stays, before what moves smoothly, before the patch-grid jitter that a few pixels of
-    motion scramble. (On SM-MNIST, weight 1 keeps only the first.)"""
-    x = frame_tokens.mean(2) if mode == "pooled" else frame_tokens
-    return jnp.square(x[:, 1:] - x[:, :-1]).mean()
 
 
 def make_multiview_loss_fn(config):

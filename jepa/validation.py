@@ -137,11 +137,6 @@ def _validate_future(config) -> None:
         )
     if config.data.num_views != 1 or config.data.local_views:
         raise ValueError('objective="future" reads clips: data.num_views=1, data.local_views=0')
-    if config.loss.slowness and c.context_frames < 2:
-        raise ValueError(
-            f"loss.slowness={config.loss.slowness} needs data.clip.context_frames >= 2 "
-            f"(it is {c.context_frames}): the change from one frame to the next"
-        )
     target_grid = config.loss.future_target_grid
     grid = config.model.image_size // config.model.patch_size
     if target_grid < 0 or (target_grid and grid % target_grid):
@@ -346,10 +341,6 @@ def validate(config, device_count: int | None = None) -> None:
     if config.model.patch_blur < 0:
         raise ValueError(f"model.patch_blur={config.model.patch_blur} must be >= 0 (0 = off)")
     _validate_stem(config.model)
-    if config.loss.slowness < 0:
-        raise ValueError(f"loss.slowness={config.loss.slowness} must be >= 0")
-    if config.objective not in ("future", "hierarchy") and config.loss.slowness:
-        raise ValueError('loss.slowness is implemented for objective="future" and "hierarchy"')
     if config.objective != "future" and config.latent.reference:
         raise ValueError('latent.reference is implemented for objective="future"')
     _validate_accumulation(config)

@@ -88,16 +88,6 @@ def test_region_means_by_hand():
     np.testing.assert_allclose(objectives.region_means(tokens, 4, 1)[0], [[7.5, -7.5]])
 
 
-def test_slowness_by_hand():
-    # frame means: (1, 0), (3, 2), (3, 6): squared changes (4 + 4) and (0 + 16) → mean 6
-    tokens = jnp.array(
-        [[[[0.0, 0.0], [2.0, 0.0]], [[3.0, 1.0], [3.0, 3.0]], [[3.0, 6.0], [3.0, 6.0]]]]
-    )
-    assert float(step_lib.slowness(tokens)) == pytest.approx(6.0)
-    # per token: (3, 1), (1, 3) then (0, 5), (0, 3): squares 10 + 10 + 25 + 9 = 54 over 8
-    assert float(step_lib.slowness(tokens, "tokens")) == pytest.approx(54 / 8)
-
-
 @pytest.mark.parametrize("target_grid", [1, 2])
 def test_future_target_grid_compares_region_means_of_the_token_space(target_grid):
     """With loss.future_target_grid = G, s_y is LayerNorm(region means of the target tokens)
@@ -126,12 +116,8 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
         rtol=1e-5,
         atol=1e-6,
     )
-    # The slowness term: the context frames' mean embeddings, one frame to the next.
-    pooled_cfg.loss.slowness = 0.5
     loss_fn = step_lib.make_future_loss_fn(pooled_cfg)[0]
     loss, aux = loss_fn(params, params["encoder"], {"image": frames})
-    context = tokens_model.encode_x(params, frames[:, :2]).reshape(2, 2, 16, -1)
-    assert float(aux["slowness"]) == pytest.approx(float(step_lib.slowness(context)), rel=1e-5)
     # The winner-take-all energy over the codes, recomputed: per clip, the smallest mean
     # smooth-L1 between the pooled prediction under code k and the pooled, LayerNorm'd target.
     import references as ref
@@ -154,7 +140,6 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
         aux["energy"]
         + pooled_cfg.latent.usage_weight * aux["code_usage_kl"]
         + aux["reference_energy"]
-        + 0.5 * aux["slowness"]
     )
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
@@ -202,9 +187,6 @@ def test_future_config_errors_name_the_key():
         validation.validate(c)
     c = tiny_future_config("", **{"latent.kind": "gaussian"})
     with pytest.raises(ValueError, match="latent.kind"):
-        validation.validate(c)
-    c = tiny_future_config("", **{"loss.slowness": 1.0, "data.clip.context_frames": 1})
-    with pytest.raises(ValueError, match="loss.slowness=1.0"):
         validation.validate(c)
     c = tiny_future_config("", **{"loss.future_target_grid": 3})
     with pytest.raises(ValueError, match="loss.future_target_grid=3"):

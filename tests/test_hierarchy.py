@@ -260,25 +260,6 @@ def test_pool_grid_averages_regions_of_the_token_grid():
         )
 
 
-def test_level1_slowness_term_is_the_frame_means_change_over_the_sequence():
-    from jepa import step as step_lib
-
-    plain = tiny_hierarchy_config()
-    slow = tiny_hierarchy_config(**{"loss.slowness": 0.5})
-    model = hierarchy.Hierarchy(slow)
-    params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
-    batch = {"image": jnp.asarray(frames_batch(slow)["image"])}
-    loss, aux = model.loss_fn(params, params["encoder"], batch)
-    plain_loss, plain_aux = hierarchy.Hierarchy(plain).loss_fn(params, params["encoder"], batch)
-    tokens = model.frame_tokens(params["encoder"], batch["image"])
-    expected = step_lib.slowness(tokens, "tokens")  # the config regularizes every token
-    assert float(aux["level1/slowness"]) == pytest.approx(float(expected), rel=1e-5)
-    assert "level1/slowness" not in plain_aux
-    assert float(loss) == pytest.approx(float(plain_loss) + 0.5 * float(expected), rel=1e-5)
-    with pytest.raises(ValueError, match="loss.slowness=-1"):
-        validation.validate(tiny_hierarchy_config(**{"loss.slowness": -1.0}))
-
-
 def test_greedy_loss_skips_the_frozen_level_and_keeps_level2_gradient():
     """Greedy mode computes no level-1 terms (their gradients would be zeroed), and level 2's
     gradient is exactly the one of a joint run whose levels learn side by side."""

@@ -162,11 +162,6 @@ def base_config() -> ml_collections.ConfigDict:
     # G >= 1 = the target tokens averaged over G × G regions of the grid, then LayerNorm'd, and
     # the predicted tokens averaged the same way (1 = one embedding per frame).
     c.loss.future_target_grid = 0
-    # Weight of the slowness term (step.slowness): the change of the embeddings from one frame to
-    # the next (frame means or every token, as ``regularize`` says); objective="future": the
-    # context frames (needs data.clip.context_frames >= 2); "hierarchy": all of level 1's
-    # frames. Pair it with an information term (VICReg / SIGReg), or it is trivially 0.
-    c.loss.slowness = 0.0
     # Information regularizers on the context embeddings s_x (0 disables a term). ``regularize``
     # picks the samples: "pooled" (one mean embedding per image) or "tokens" (every token).
     c.loss.regularize = "pooled"
@@ -175,13 +170,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.vicreg_cov = 0.0  # VICReg covariance weight
     c.loss.sigreg = 0.0  # SIGReg (LeJEPA) weight
     c.loss.sigreg_slices = 256
-    # Also apply the terms to the target embeddings s_y (summed with s_x's, as VICReg does for
-    # its two branches); needs loss.target_encoder="online", the only case where s_y learns.
-    c.loss.regularize_targets = False
-    # Weight of an image-level term: the pooled context embedding predicts the pooled
-    # (normalized) target embedding of the whole image. 0 = the plain per-token I-JEPA loss.
-    c.loss.global_weight = 0.0
-    c.loss.token_weight = 1.0  # weight of the per-token (I-JEPA) energy
     c.loss.view_weight = 1.0  # objective="multiview": weight of the view-prediction energy
 
     # The latent variable z of the predictor (jepa/latent.py), objective="future": "none",
@@ -241,9 +229,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.test_split = "validation"
     c.data.crop_scale = (0.3, 1.0)
     c.data.hflip = False
-    # Augmented views per image. 2: the global term (loss.global_weight) compares the masked
-    # context of view 1 with the whole of view 2, adding augmentation invariance to masking.
-    # objective="multiview": the number of global views (crops at model.image_size).
+    # objective="multiview": the number of global views (crops at model.image_size); 1 for the
+    # other objectives.
     c.data.num_views = 1
     # objective="multiview": small crops (DINO/LeJEPA multi-crop) at local_size pixels; they
     # see a part of the digit and must predict the embedding of the whole.
@@ -258,8 +245,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.max_bad_records = 100
     # objective="future": clips of a video dataset whose records hold ``frames`` [T, H, W, C]
     # (e.g. stochastic_moving_mnist): context frames t0 … t0+C−1, target frame t0+C−1+horizon.
-    # target_shift: translate the target frame by a random 0…target_shift pixels per axis.
-    c.data.clip = ml_collections.ConfigDict(dict(context_frames=2, horizon=3, target_shift=0))
+    c.data.clip = ml_collections.ConfigDict(dict(context_frames=2, horizon=3))
     c.data.num_train_examples = 0  # 0 = read from the TFDS builder info
     # objective="hierarchy": windows of ``frames`` consecutive frames of a video dataset.
     c.data.sequence = ml_collections.ConfigDict(dict(frames=20))
@@ -267,38 +253,25 @@ def base_config() -> ml_collections.ConfigDict:
     # objective="hierarchy" (jepa/hierarchy.py): level 1 is the frame-wise ViT (config.model)
     # with its predictor (config.model.predictor, latent z from config.latent) predicting the
     # frame ``level1.horizon`` after ``level1.context_frames`` frames; each entry of ``levels``
-    # adds a level on top (keys: hierarchy.UpperLevel's fields). Modes: joint | greedy |
-    # alternating (module docstring).
+    # adds a level on top (keys: hierarchy.UpperLevel's fields). Modes: joint | greedy (module
+    # docstring).
     c.hierarchy = ml_collections.ConfigDict(
         dict(
             mode="joint",
             joint_weight=0.1,
             frozen_levels=0,
             init_from="",
-            alternate_every=100,
-            # cached_inputs (greedy only): batches carry the frozen levels' outputs (key
-            # "frozen_inputs", [b, steps, features]) instead of frames, computed once per run
-            # by scripts/array_runs.py: the frozen level 1 is then not re-run on every step.
-            cached_inputs=False,
             # windows: (context, target) windows per sequence and step, drawn at random
             # (0 = every window; fewer cut the predictor's cost). mask_ratio: also predict
             # the next frame from context frames with that fraction of the grid hidden (a
             # tube; 0 = off), weighted by mask_weight. pool_grid: what level 2 reads of a frame —
             # its tokens averaged over the whole grid (1) or over G × G regions, concatenated
-            # (G² · width features: where things are survives the pooling). summary_weight:
-            # also predict the next frame from those per-frame summaries alone (0 = off).
-            # inpaint_weight: also predict, inside single frames, the hidden half of the
-            # inpaint_block × inpaint_block token block on the digit (0 = off; hierarchy.py).
+            # (G² · width features: where things are survives the pooling).
             # views_weight: frames of one sequence as views (0 = off; jepa/frame_views.py):
             # ``views`` frames per sequence, each rotated by up to ± views_rotate degrees,
             # rescaled by up to ± views_scale and thickened with probability views_dilate,
             # pooled and projected (model.projector), must agree; SIGReg at weight
             # views_sigreg (LeJEPA's λ: (1 − λ) · invariance + λ · SIGReg).
-            # predict_grad: the scale of the gradient that level 1's prediction terms (next
-            # frame, masked context, summary, inpaint) send into its encoder; the predictor
-            # always gets its full gradient. 0 = the encoder is shaped by the other terms only
-            # and the predictor learns the dynamics in that space (as V-JEPA 2-AC's predictor
-            # over a frozen encoder).
             level1=dict(
                 context_frames=2,
                 horizon=1,
@@ -307,16 +280,12 @@ def base_config() -> ml_collections.ConfigDict:
                 mask_ratio=0.0,
                 mask_weight=1.0,
                 pool_grid=1,
-                summary_weight=0.0,
-                inpaint_weight=0.0,
-                inpaint_block=4,
                 views_weight=0.0,
                 views=4,
                 views_sigreg=0.05,
                 views_rotate=25.0,
                 views_scale=0.2,
                 views_dilate=0.4,
-                predict_grad=1.0,
             ),
             levels=(),
         )

@@ -7,27 +7,22 @@ window of the sequence at once. Level k+1 reads level k's embeddings, one vector
 (level 1: its tokens averaged per frame, or per G × G regions with ``level1.pool_grid``)
 averaged over windows of ``window`` steps, encodes them with a causal transformer over time
 (``models/sequence.py``: its state at step t summarizes steps ≤ t, so context = the past by
-construction) and predicts, ``horizons`` steps later, either its own state (``target="self"``)
-or the level below's embedding pooled to its steps (``target="below"``): further ahead, in a
-coarser space.
+construction) and predicts its own state ``horizons`` steps later: further ahead, in a coarser
+space.
 
 Anti-collapse per level: level 1 has the EMA target encoder (+ ``config.loss`` regularizers, as
-the future objective); "self" levels ≥ 2 predict stop-gradient copies of their own states and
-keep them informative with their own VICReg / SIGReg terms; "below" levels predict
-stop-gradient embeddings they cannot change (level 2: level 1's EMA-target view), so they
-cannot collapse onto them. Each level may have a latent z (``latent`` kind per level; level 1
-uses ``config.latent``). Level 1 may also learn what its frames share — the digit's shape, which
-predicting the next frame does not reward — from frames of one sequence as warped views
-(``level1.views_weight``, ``frame_views.py``; with ``model.stem="conv"``).
+the future objective); levels ≥ 2 predict stop-gradient copies of their own states and keep
+them informative with their own VICReg terms. Each level may have a latent z (``latent`` kind
+per level; level 1 uses ``config.latent``). Level 1 may also learn what its frames share — the
+digit's shape, which predicting the next frame does not reward — from frames of one sequence
+as warped views (``level1.views_weight``, ``frame_views.py``; with ``model.stem="conv"``).
 
 Training modes (``hierarchy.mode``; their optimizer mask and level-by-level loading live in
 ``hierarchy_modes.py``):
 - ``joint``: every level learns; level k+1's gradients flow into level k scaled by
   ``hierarchy.joint_weight`` (0 = levels learn side by side on stop-gradient inputs);
 - ``greedy``: the lowest ``hierarchy.frozen_levels`` levels are loaded from
-  ``hierarchy.init_from`` (a workdir) and frozen; the levels above learn on their outputs;
-- ``alternating``: one level learns at a time, switching every ``hierarchy.alternate_every``
-  steps (inputs are stop-gradient, the other levels' updates are zero).
+  ``hierarchy.init_from`` (a workdir) and frozen; the levels above learn on their outputs.
 
 Params: ``{"encoder", "predictor"[, "latent"][, "views_projector"]}`` for level 1 (so every
 image tool — probes, ``load_encoder``, the health monitor — sees level 1's encoder where it
@@ -49,8 +44,7 @@ from jepa import latent as latent_lib
 from jepa.models import build_encoder, build_predictor, build_projector
 from jepa.models.sequence import SequenceEncoder, StepPredictor
 
-MODES = ("joint", "greedy", "alternating")
-TARGETS = ("self", "below")
+MODES = ("joint", "greedy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +55,6 @@ class UpperLevel:
     depth: int = 2
     num_heads: int = 4
     window: int = 1  # level-below steps averaged into one step of this level
-    input_steps: int = 1  # steps (after pooling) the encoder reads at once: a time tubelet
     horizons: tuple[int, ...] = (4,)  # steps of *this* level ahead that are predicted
     predictor_hidden: int = 256
     predictor_depth: int = 2
@@ -69,16 +62,7 @@ class UpperLevel:
     vicreg_var: float = 1.0
     vicreg_gamma: float = 1.0
     vicreg_cov: float = 0.04
-    sigreg: float = 0.0
     latent: str = "none"  # none | discrete | continuous (the other latent settings: config.latent)
-    # What a prediction h steps ahead is compared with: "self" = this level's own
-    # stop-gradient state (kept informative by the VICReg / SIGReg terms above), "below" = the
-    # stop-gradient embedding of the level below at that step (level 2: level 1's EMA-target
-    # view of the frame, its LayerNorm'd tokens averaged). Self-prediction rewards slow
-    # features (what never changes is perfectly predictable); a "below" level is grounded in
-    # what the level below will see, and its predictions need no probe to be read in that
-    # space. (On SM-MNIST "self" keeps more velocity.)
-    target: str = "self"
     # Steps back (0 = now) of this level's own *input* that a small head must read back from
     # the state at t, e.g. (0, 1, 2, 3): the state then has to carry the recent trajectory of
     # what it reads (velocity is a difference of positions a few frames apart), which
@@ -134,23 +118,12 @@ def validate(config) -> None:
     frames = config.data.sequence.frames
     if l1.windows < 0:
         raise ValueError(f"hierarchy.level1.windows={l1.windows} must be >= 0 (0 = all)")
-    if l1.summary_weight < 0:
-        raise ValueError(f"hierarchy.level1.summary_weight={l1.summary_weight} must be >= 0")
     if not 0.0 <= l1.mask_ratio < 1.0 or l1.mask_weight < 0:
         raise ValueError(
             f"hierarchy.level1.mask_ratio={l1.mask_ratio} must be in [0, 1) and "
             f"hierarchy.level1.mask_weight={l1.mask_weight} >= 0"
         )
     grid = config.model.image_size // config.model.patch_size
-    if l1.inpaint_weight < 0:
-        raise ValueError(f"hierarchy.level1.inpaint_weight={l1.inpaint_weight} must be >= 0")
-    if l1.inpaint_weight and (l1.inpaint_block % 2 or not 2 <= l1.inpaint_block <= grid):
-        raise ValueError(
-            f"hierarchy.level1.inpaint_block={l1.inpaint_block} must be even and in [2, {grid}] "
-            f"(the {grid} × {grid} token grid; half of the block is hidden)"
-        )
-    if not 0.0 <= l1.predict_grad <= 1.0:
-        raise ValueError(f"hierarchy.level1.predict_grad={l1.predict_grad} must be in [0, 1]")
     if l1.views_weight < 0:
         raise ValueError(f"hierarchy.level1.views_weight={l1.views_weight} must be >= 0")
     if l1.views_weight:
@@ -185,26 +158,12 @@ def validate(config) -> None:
         )
     if h.mode == "greedy" and not h.init_from:
         raise ValueError("hierarchy.mode='greedy' needs hierarchy.init_from (a trained workdir)")
-    if h.cached_inputs and h.mode != "greedy":
-        raise ValueError(
-            f"hierarchy.cached_inputs=True needs hierarchy.mode='greedy' (got {h.mode!r}): only "
-            "frozen levels' outputs can be computed once"
-        )
-    if h.cached_inputs and any(level.target == "below" for level in upper_levels(config)):
-        raise ValueError(
-            "hierarchy.cached_inputs=True with a level whose target is 'below': that target is "
-            "level 1's EMA view, which the cache does not hold"
-        )
-    if h.mode == "alternating" and h.alternate_every < 1:
-        raise ValueError(f"hierarchy.alternate_every={h.alternate_every} must be >= 1")
     steps = frames
     for i, level in enumerate(upper_levels(config)):
         name = f"hierarchy.levels[{i}] (level {i + 2})"
         if level.window < 1:
             raise ValueError(f"{name}.window={level.window} must be >= 1")
         steps //= level.window
-        if not 1 <= level.input_steps <= steps:
-            raise ValueError(f"{name}.input_steps={level.input_steps} must be in [1, {steps}]")
         if not level.horizons or min(level.horizons) < 1 or max(level.horizons) >= steps:
             raise ValueError(
                 f"{name}.horizons={level.horizons}: each must be in [1, {steps - 1}] "
@@ -220,17 +179,6 @@ def validate(config) -> None:
             raise ValueError(f"{name}.width={level.width}: even and divisible by num_heads")
         if level.latent not in latent_lib.KINDS:
             raise ValueError(f"{name}.latent={level.latent!r}; valid: {latent_lib.KINDS}")
-        if level.target not in TARGETS:
-            raise ValueError(f"{name}.target={level.target!r}; valid: {TARGETS}")
-
-
-def target_widths(config) -> list[int]:
-    """The width of what each upper level predicts (its own state, or the level below's)."""
-    out, below = [], config.model.width
-    for level in upper_levels(config):
-        out.append(level.width if level.target == "self" else below)
-        below = level.width
-    return out
 
 
 def scale_gradient(x: jax.Array, weight: float) -> jax.Array:
@@ -258,38 +206,6 @@ def level1_windows(frames: int, context: int, horizon: int) -> tuple[np.ndarray,
     starts = np.arange(frames - context - horizon + 1)
     ctx = starts[:, None] + np.arange(context)[None]
     return ctx, ctx[:, -1] + horizon
-
-
-def inpaint_masks(images: jax.Array, patch: int, side: int, key: jax.Array):
-    """Which tokens of each image [N, H, W, C] the in-frame term hides: one half (top, bottom,
-    left or right, drawn per image) of the side × side token block centred on the image's
-    intensity centroid above its minimum (the digit, on SM-MNIST's black background), the
-    block kept inside the grid. Returns (visible [N, n − side²/2], hidden [N, side²/2]) token
-    indices, each ascending: static counts, so the step compiles once."""
-    n_img, height, width = images.shape[:3]
-    rows_n, cols_n = height // patch, width // patch
-    ink = images.astype(jnp.float32).mean(-1)
-    ink = ink - ink.min((1, 2), keepdims=True)
-    total = ink.sum((1, 2)) + 1e-6
-    cy = (ink.sum(2) * (jnp.arange(height) + 0.5)).sum(1) / total  # in pixels
-    cx = (ink.sum(1) * (jnp.arange(width) + 0.5)).sum(1) / total
-    r0 = jnp.clip(jnp.round(cy / patch - side / 2), 0, rows_n - side).astype(jnp.int32)
-    c0 = jnp.clip(jnp.round(cx / patch - side / 2), 0, cols_n - side).astype(jnp.int32)
-    r0, c0 = r0[:, None, None], c0[:, None, None]
-    rows = jnp.arange(rows_n)[None, :, None]
-    cols = jnp.arange(cols_n)[None, None, :]
-    in_block = (rows >= r0) & (rows < r0 + side) & (cols >= c0) & (cols < c0 + side)
-    half = jax.random.randint(key, (n_img, 1, 1), 0, 4)  # 0 top, 1 bottom, 2 left, 3 right
-    mid_r, mid_c = r0 + side // 2, c0 + side // 2
-    chosen = jnp.where(
-        half == 0,
-        rows < mid_r,
-        jnp.where(half == 1, rows >= mid_r, jnp.where(half == 2, cols < mid_c, cols >= mid_c)),
-    )
-    hidden = (in_block & chosen).reshape(n_img, -1)
-    order = jnp.argsort(hidden, axis=-1, stable=True)  # visible first, each part ascending
-    k = side * side // 2
-    return order[:, : rows_n * cols_n - k], order[:, rows_n * cols_n - k :]
 
 
 def shifted_targets(x: jax.Array, offsets) -> jax.Array:
@@ -337,12 +253,8 @@ class Hierarchy:
         self.energy = objectives.energy_fn(config.loss.energy)
         self.level1_latent_spec = _latent_spec(config, config.latent.kind)
         self.seq_encoders = [
-            SequenceEncoder(
-                lv.width, lv.depth, lv.num_heads, m.mlp_ratio, input_steps=lv.input_steps
-            )
-            for lv in self.levels
+            SequenceEncoder(lv.width, lv.depth, lv.num_heads, m.mlp_ratio) for lv in self.levels
         ]
-        self.target_widths = target_widths(config)
         first_input = m.width * config.hierarchy.level1.pool_grid**2  # level 1's pooled tokens
         self.input_widths = [first_input, *(lv.width for lv in self.levels)][: len(self.levels)]
         self.recall_heads = [
@@ -350,19 +262,14 @@ class Hierarchy:
             for lv, width_in in zip(self.levels, self.input_widths, strict=True)
         ]
         self.step_predictors = [
-            StepPredictor(out, lv.horizons, lv.predictor_hidden, lv.predictor_depth)
-            for lv, out in zip(self.levels, self.target_widths, strict=True)
+            StepPredictor(lv.width, lv.horizons, lv.predictor_hidden, lv.predictor_depth)
+            for lv in self.levels
         ]
         n = self.tokens_per_frame
         self.ctx_idx = jnp.arange(self.context_frames * n, dtype=jnp.int32)[None]
         self.tgt_idx = ((self.context_frames - 1 + self.horizon) * n + jnp.arange(n))[None, None]
 
     # ------------------------------------------------------------------------- level 1
-    @property
-    def predict_grad(self) -> float:
-        """The scale of the gradient level 1's prediction terms send into its encoder."""
-        return self.config.hierarchy.level1.predict_grad
-
     def frame_tokens(self, enc_params, frames: jax.Array) -> jax.Array:
         """[b, T, H, W, ch] → [b, T, n, width] float32, every frame encoded on its own."""
         b, t = frames.shape[:2]
@@ -383,7 +290,7 @@ class Hierarchy:
     def level1_predict(self, pred_params, context_tokens, z_embedding=None, ctx_idx=None):
         """context [N, C·n, width] (LayerNorm'd tokens of C frames) → [N, n, width]: the tokens
         of the frame ``horizon`` after the last context frame. ``ctx_idx`` [N, K] places a
-        context that is not all C·n tokens (a masked or summarised one)."""
+        context that is not all C·n tokens (a masked one)."""
         b = context_tokens.shape[0]
         if ctx_idx is None:
             ctx_idx = jnp.broadcast_to(self.ctx_idx, (b, self.ctx_idx.shape[1]))
@@ -440,54 +347,10 @@ class Hierarchy:
         keep = jnp.sort(jnp.argsort(noise, axis=-1)[:, :kept], axis=-1)  # [b·W, kept]
         clips = frames[:, ctx].reshape(b * w * c, *frames.shape[2:])
         tokens, _ = self.encoder.apply({"params": enc_params}, clips, jnp.repeat(keep, c, axis=0))
-        tokens = scale_gradient(tokens.astype(jnp.float32), self.predict_grad)
-        sx = objectives.normalize_targets(tokens)
+        sx = objectives.normalize_targets(tokens.astype(jnp.float32))
         sx = sx.reshape(b * w, c * kept, -1)
         ctx_idx = (jnp.arange(c)[None, :, None] * n + keep[:, None, :]).reshape(b * w, -1)
         return self.energy(self.level1_predict(pred_params, sx, ctx_idx=ctx_idx), sy).mean()
-
-    def summary_context_energy(self, pred_params, online, ctx, sy):
-        """The level-1 energy from each context frame's *summary* alone (``level1.summary_weight``):
-        the frame's tokens averaged as level 2 reads them (``frame_embedding``: the whole grid,
-        or G × G regions with ``level1.pool_grid``), LayerNorm'd and placed at the centre token
-        of their region; the predictor must still give the next frame's every token. So the
-        summary level 2 reads must carry what the frame holds and where, not only enough for
-        each token to be moved by its neighbours. No latent z on this term."""
-        b, t, n, d = online.shape
-        w, c = ctx.shape
-        g = self.config.hierarchy.level1.pool_grid
-        summaries = self.frame_embedding(online).reshape(b, t, g * g, d)
-        sx = objectives.normalize_targets(summaries)[:, ctx].reshape(b * w, c * g * g, d)
-        s = self.grid // g  # region side, in tokens; its centre token stands for the region
-        rows = np.arange(g)[:, None] * s + s // 2
-        cols = np.arange(g)[None, :] * s + s // 2
-        centres = (rows * self.grid + cols).reshape(-1)
-        idx = (np.arange(c)[:, None] * n + centres[None]).reshape(1, -1)
-        ctx_idx = jnp.broadcast_to(jnp.asarray(idx, jnp.int32), (b * w, idx.shape[1]))
-        return self.energy(self.level1_predict(pred_params, sx, ctx_idx=ctx_idx), sy).mean()
-
-    def inpaint_energy(self, enc_params, pred_params, frames, target, tgt, key):
-        """I-JEPA inside single frames (``level1.inpaint_weight``): in each window's target
-        frame, half of the ``level1.inpaint_block``² token block on the digit is hidden
-        (``inpaint_masks``), the encoder sees the rest of the frame, and the predictor must
-        give the hidden tokens' EMA-target tokens. Next-frame prediction can be met by moving
-        what the context shows; this cannot: the visible half of the digit has to say which
-        digit it is. Positions are those of the target frame's slot in the predictor's grid;
-        no latent z on this term."""
-        b, n = frames.shape[0], self.tokens_per_frame
-        images = frames[:, tgt].reshape(b * tgt.shape[0], *frames.shape[2:])
-        side = self.config.hierarchy.level1.inpaint_block
-        visible, hidden = inpaint_masks(images, self.config.model.patch_size, side, key)
-        tokens, _ = self.encoder.apply({"params": enc_params}, images, visible)
-        tokens = scale_gradient(tokens.astype(jnp.float32), self.predict_grad)
-        sx = objectives.normalize_targets(tokens)
-        slot = (self.context_frames - 1 + self.horizon) * n
-        pred = self.predictor.apply(
-            {"params": pred_params}, sx, slot + visible, (slot + hidden)[:, None], None
-        )[:, 0].astype(jnp.float32)
-        sy = target[:, tgt].reshape(images.shape[0], n, -1)
-        sy = jnp.take_along_axis(sy, hidden[..., None], axis=1)
-        return self.energy(pred, sy).mean()
 
     def views_terms(self, params, frames, key):
         """Level 1's identity term (``frame_views``): ``level1.views`` warped frames of each
@@ -527,9 +390,8 @@ class Hierarchy:
         )
 
     def upper_targets(self, k: int, states: jax.Array) -> jax.Array:
-        """[b, T_k, width] → [b, horizons, T_k, width + 1]: the (stop-gradient) state h steps
-        later for each horizon h, and a last channel 1 where that step exists. ``states`` are
-        the level's own (target "self") or the level below's pooled to this level's steps."""
+        """[b, T_k, width] → [b, horizons, T_k, width + 1]: the level's (stop-gradient) state h
+        steps later for each horizon h, and a last channel 1 where that step exists."""
         return shifted_targets(states, self.levels[k - 2].horizons)
 
     def encode_level(self, params, k: int, inputs: jax.Array) -> jax.Array:
@@ -557,16 +419,6 @@ class Hierarchy:
             out.append(below)
         return out
 
-    def frozen_outputs(self, params, frames: jax.Array) -> jax.Array:
-        """[b, T, H, W, ch] → what the lowest learning level of a greedy run reads: the
-        frozen levels' per-step outputs (level 1's ``frame_embedding`` when one level is
-        frozen). ``loss_fn`` takes them from ``batch["frozen_inputs"]`` when
-        ``hierarchy.cached_inputs`` is set, so they can be computed once per run."""
-        below = self.frame_embedding(self.frame_tokens(params["encoder"], frames))
-        for k in range(2, self.config.hierarchy.frozen_levels + 1):
-            below = self.encode_level(params, k, below)
-        return below
-
     # ---------------------------------------------------------------------------- loss
     def loss_fn(self, params, target_params, batch, step=0):
         """Σ_k weight_k · (level k's energy + its anti-collapse terms); aux has every level's
@@ -578,51 +430,31 @@ class Hierarchy:
         cross = h.joint_weight if h.mode == "joint" else 0.0
         frozen = h.frozen_levels if h.mode == "greedy" else 0
         with nn.logical_axis_rules(sharding.rules_of(config)):
-            if h.cached_inputs:  # greedy: the frozen levels ran once, before training
-                return self.upper_levels_loss(
-                    params, batch["frozen_inputs"], None, frozen + 1, frozen, 0.0, key
-                )
             frames = batch["image"]  # [b, T, H, W, ch]
             online = self.frame_tokens(params["encoder"], frames)
-            target = None
-            if frozen < 1 or any(level.target == "below" for level in self.levels):
+            loss, aux = jnp.zeros((), jnp.float32), {}
+            if frozen < 1:
                 if config.loss.target_encoder == "online":
                     target = objectives.normalize_targets(online)
                 else:
                     target = jax.lax.stop_gradient(
                         objectives.normalize_targets(self.frame_tokens(target_params, frames))
                     )
-            loss, aux = jnp.zeros((), jnp.float32), {}
-            if frozen < 1:
                 loss1, aux1 = self.level1_loss(params, online, target, frames, key)
                 aux.update({f"level1/{k}": v for k, v in aux1.items()})
                 aux["target_std"] = jnp.std(target.mean(2).reshape(-1, target.shape[-1]), 0).mean()
                 loss = h.level1.weight * loss1
             below = self.frame_embedding(online)  # what level 2 reads of each frame
-            below_target = None if target is None else target.mean(2)  # level 1's EMA view
-            upper, aux_upper = self.upper_levels_loss(
-                params, below, below_target, 2, frozen, cross, key
-            )
-        return loss + upper, {**aux, **aux_upper}
-
-    def upper_levels_loss(self, params, below, below_target, first, frozen, cross, key):
-        """Σ over levels k ≥ ``first`` of their weighted losses, level ``first`` reading
-        ``below`` (the per-step outputs of level first − 1; ``below_target`` its EMA view, for
-        targets "below"); levels ≤ ``frozen`` are only run forward."""
-        loss, aux = jnp.zeros((), jnp.float32), {}
-        for k in range(first, num_levels(self.config) + 1):
-            level = self.levels[k - 2]
-            states = self.encode_level(params, k, scale_gradient(below, cross))
-            if k > frozen:
-                future = (
-                    states if level.target == "self" else pool_windows(below_target, level.window)
-                )
-                # What the encoder read, for the recall term only.
-                inputs = pool_windows(below, level.window) if level.recall else None
-                lk, auxk = self.upper_level_loss(params, k, states, future, key, inputs)
-                aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
-                loss = loss + level.weight * lk
-            below = below_target = states
+            for k in range(2, num_levels(config) + 1):
+                level = self.levels[k - 2]
+                states = self.encode_level(params, k, scale_gradient(below, cross))
+                if k > frozen:  # the frozen levels are only run forward
+                    # What the encoder read, for the recall term only.
+                    inputs = pool_windows(below, level.window) if level.recall else None
+                    lk, auxk = self.upper_level_loss(params, k, states, key, inputs)
+                    aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
+                    loss = loss + level.weight * lk
+                below = states
         return loss, aux
 
     def level1_loss(self, params, online, target, frames, key):
@@ -632,12 +464,7 @@ class Hierarchy:
 
         lc, l1 = self.config.loss, self.config.hierarchy.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
-        # What the prediction terms read of the online tokens (and of the targets, which carry
-        # a gradient when loss.target_encoder="online"): their gradient into the encoder scaled
-        # by predict_grad. The regularizers below read ``online`` itself.
-        predicted_from = scale_gradient(online, self.predict_grad)
-        target = scale_gradient(target, self.predict_grad)
-        sx, sy = self.level1_pairs(predicted_from, target, ctx, tgt)
+        sx, sy = self.level1_pairs(online, target, ctx, tgt)
         full = {"model": params, "latent": params.get("latent", {})}
         loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)
         if l1.mask_ratio:
@@ -645,44 +472,26 @@ class Hierarchy:
                 params["encoder"], params["predictor"], frames, ctx, sy, jax.random.fold_in(key, 4)
             )
             loss1 = loss1 + l1.mask_weight * aux1["masked_energy"]
-        if l1.inpaint_weight:
-            aux1["inpaint_energy"] = self.inpaint_energy(
-                params["encoder"],
-                params["predictor"],
-                frames,
-                target,
-                tgt,
-                jax.random.fold_in(key, 5),
-            )
-            loss1 = loss1 + l1.inpaint_weight * aux1["inpaint_energy"]
         if l1.views_weight:
             inv, sig = self.views_terms(params, frames, jax.random.fold_in(key, 6))
             aux1["views_invariance"], aux1["views_sigreg"] = inv, sig
             lam = l1.views_sigreg  # LeJEPA's trade-off: (1 − λ) · invariance + λ · SIGReg
             loss1 = loss1 + l1.views_weight * ((1.0 - lam) * inv + lam * sig)
-        if l1.summary_weight:
-            aux1["summary_energy"] = self.summary_context_energy(
-                params["predictor"], predicted_from, ctx, sy
-            )
-            loss1 = loss1 + l1.summary_weight * aux1["summary_energy"]
         frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
-        # slowness (when weighted): over the sequence's consecutive frames
-        weighted, terms = regularizer_terms(
-            frames_tokens, lc, jax.random.fold_in(key, 1), frames=online
-        )
+        weighted, terms = regularizer_terms(frames_tokens, lc, jax.random.fold_in(key, 1))
         loss1 = loss1 + weighted
         return loss1, {**aux1, **terms, "loss": loss1}
 
-    def upper_level_loss(self, params, k: int, states, future, key, inputs=None):
-        """Level k ≥ 2's energy of predicting ``future`` (its targets' source, per step) from
-        ``states``, the recall energy of reading its ``inputs`` [b, T_k, d_in] back (when
-        ``recall`` is set), plus its own VICReg / SIGReg terms on the states."""
+    def upper_level_loss(self, params, k: int, states, key, inputs=None):
+        """Level k ≥ 2's energy of predicting its own (stop-gradient) ``states`` ``horizons``
+        steps ahead, the recall energy of reading its ``inputs`` [b, T_k, d_in] back (when
+        ``recall`` is set), plus its own VICReg terms on the states."""
         level = self.levels[k - 2]
         level_params = params["levels"][f"level{k}"]
         lk, auxk = self.upper_latent(k).loss_from_embeddings(
             {"model": level_params, "latent": level_params.get("latent", {})},
             states,
-            self.upper_targets(k, future),
+            self.upper_targets(k, states),
             jax.random.fold_in(key, k),
         )
         if level.recall:
@@ -697,11 +506,6 @@ class Hierarchy:
         if level.vicreg_cov:
             auxk["vicreg_cov"] = objectives.vicreg_covariance(flat)
             lk = lk + level.vicreg_cov * auxk["vicreg_cov"]
-        if level.sigreg:
-            auxk["sigreg"] = objectives.sigreg(
-                flat, jax.random.fold_in(key, 100 + k), self.config.loss.sigreg_slices
-            )
-            lk = lk + level.sigreg * auxk["sigreg"]
         auxk["loss"] = lk
         auxk["state_std"] = jnp.std(flat, 0).mean()
         return lk, auxk
@@ -745,7 +549,7 @@ class Hierarchy:
                 recall_key = jax.random.fold_in(kk[1], 1)
                 entry["recall"] = self.recall_heads[i].init(recall_key, s)["params"]
             if level.latent != "none":
-                out = self.target_widths[i]
+                out = level.width
                 entry["latent"] = self.upper_latent(k).init_latent(
                     kk[2], steps * level.width, len(level.horizons) * steps * (out + 1)
                 )

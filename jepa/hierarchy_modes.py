@@ -1,7 +1,7 @@
 """The hierarchy's training modes (``hierarchy.mode``, see ``hierarchy.py``) as optimizer and
-checkpoint plumbing: which level a parameter belongs to, which levels move at a step (greedy:
-the unfrozen ones; alternating: one at a time), the optimizer transform that zeroes the others'
-updates, and loading a trained run's lower levels into a new one (greedy training)."""
+checkpoint plumbing: which level a parameter belongs to, which levels move (greedy: the
+unfrozen ones), the optimizer transform that zeroes the others' updates, and loading a trained
+run's lower levels into a new one (greedy training)."""
 
 from __future__ import annotations
 
@@ -23,41 +23,35 @@ def level_of(path) -> int:
 
 
 def active_levels(config, step) -> jax.Array:
-    """[num_levels] 0/1 (traced): which levels' updates apply at ``step``."""
+    """[num_levels] 0/1: which levels' updates apply at ``step`` (the same at every step)."""
+    del step
     h, n = config.hierarchy, num_levels(config)
     levels = jnp.arange(1, n + 1)
     if h.mode == "greedy":
         return (levels > h.frozen_levels).astype(jnp.float32)
-    if h.mode == "alternating":
-        current = (step // h.alternate_every) % n + 1
-        return (levels == current).astype(jnp.float32)
     return jnp.ones((n,), jnp.float32)
 
 
 def level_update_mask(config) -> optax.GradientTransformation:
     """The last optimizer transform of a hierarchy: zero the updates (weight decay included)
-    of the levels that are frozen (greedy) or not on duty this step (alternating)."""
+    of the levels that are frozen (greedy)."""
     if config.hierarchy.mode == "joint":
         return optax.identity()
-
-    def init(params):
-        del params
-        return {"count": jnp.zeros((), jnp.int32)}
+    active = active_levels(config, 0)
 
     def update(updates, state, params=None):
         del params
-        active = active_levels(config, state["count"])
         masked = jax.tree_util.tree_map_with_path(
             lambda path, u: u * active[level_of(path) - 1].astype(u.dtype), updates
         )
-        return masked, {"count": state["count"] + 1}
+        return masked, state
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def load_lower_levels(config, state, shardings):
-    """Copy levels 1 … ``hierarchy.frozen_levels`` (all levels the source has, in joint or
-    alternating mode) and the level-1 target encoder from the latest checkpoint of
+    """Copy levels 1 … ``hierarchy.frozen_levels`` (all levels the source has, in joint
+    mode) and the level-1 target encoder from the latest checkpoint of
     ``hierarchy.init_from`` into a fresh ``state``. Strict: a level whose shapes differ is an
     error naming the paths, so a 2-level run starts from exactly the level 1 it names."""
     from jepa import checkpointing, hub

@@ -253,20 +253,8 @@ def check_checkpoint(config, workdir: str) -> None:
         )
 
 
-def check_trainer_inputs(config) -> None:
-    """The trainer feeds frames from the input pipeline: a config whose batches must carry
-    precomputed frozen-level outputs (``hierarchy.cached_inputs``) is for array jobs."""
-    if config.objective == "hierarchy" and config.hierarchy.cached_inputs:
-        raise ValueError(
-            "hierarchy.cached_inputs=True: jepa-train feeds frames, not precomputed level "
-            "outputs; set it to False here, or train with scripts/array_runs.py, which computes "
-            "the frozen levels' outputs once per run"
-        )
-
-
 def check(config, workdir: str) -> None:
     """Every check above, cheapest first."""
-    check_trainer_inputs(config)
     check_workdir(workdir)
     check_data(config)
     check_checkpoint(config, workdir)

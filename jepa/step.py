@@ -57,26 +57,12 @@ def weighted_sum(terms: dict, loss_config):
     return sum(loss_config[name] * value for name, value in terms.items())
 
 
-def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array, frames=None):
+def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
     """The information terms on ``embeddings`` [batch, tokens, dim], sampled as
-    ``loss.regularize`` says, and with ``frames`` ([b, consecutive frames, n, dim]) the
-    ``loss.slowness`` term on them: (their weighted sum, {name: value})."""
+    ``loss.regularize`` says: (their weighted sum, {name: value})."""
     samples = regularizer_samples(embeddings, loss_config.regularize)
     terms = information_terms(samples, loss_config, key)
-    if frames is not None and loss_config.slowness:
-        terms["slowness"] = slowness(frames, loss_config.regularize)
     return weighted_sum(terms, loss_config), terms
-
-
-def target_information_terms(full: jax.Array, loss_config, key: jax.Array):
-    """With ``loss.regularize_targets``, the information terms on s_y too, as VICReg
-    regularizes both branches (summed); only meaningful when the targets carry gradients
-    (``loss.target_encoder="online"``, checked by the config). Returns (their weighted sum,
-    {``name_targets``: value}); (0, {}) when off. SIGReg directions: key (step, 1)."""
-    if not loss_config.regularize_targets:
-        return 0.0, {}
-    weighted, terms = regularizer_terms(full, loss_config, jax.random.fold_in(key, 1))
-    return weighted, {f"{name}_targets": value for name, value in terms.items()}
 
 
 def make_loss_fn(config):
@@ -173,22 +159,10 @@ def make_future_loss_fn(config):
                 aux["reference_energy"] = energy(ref, jax.lax.stop_gradient(sy)).mean()
                 loss = loss + aux["reference_energy"]
         aux["target_std"] = feature_std(sy.mean(1))
-        frame_tokens = sx.reshape(sx.shape[0], context_frames, n, -1)
-        weighted, terms = regularizer_terms(sx, lc, jax.random.fold_in(key, 1), frame_tokens)
+        weighted, terms = regularizer_terms(sx, lc, jax.random.fold_in(key, 1))
         return loss + weighted, {**aux, **terms}
 
     return loss_fn, latent_model_for
-
-
-def slowness(frame_tokens: jax.Array, mode: str = "pooled") -> jax.Array:
-    """[b, frames, n, width] consecutive frames' tokens → the mean squared change from one frame
-    to the next (slow feature analysis, Wiskott & Sejnowski 2002) of what the information terms
-    see (``mode`` = ``loss.regularize``): the frame's mean embedding (``pooled``) or each token
-    (``tokens``). Against the information terms' variance floor the slowest features win —
-    what stays, before what moves smoothly, before the patch-grid jitter that a few pixels of
-    motion scramble. (On SM-MNIST, weight 1 keeps only the first.)"""
-    x = frame_tokens.mean(2) if mode == "pooled" else frame_tokens
-    return jnp.square(x[:, 1:] - x[:, :-1]).mean()
 
 
 def make_multiview_loss_fn(config):
@@ -233,7 +207,7 @@ def make_multiview_loss_fn(config):
 
 
 def make_masked_loss_fn(config):
-    """The I-JEPA loss (module docstring) with the optional global and information terms."""
+    """The I-JEPA loss (module docstring) with the optional information terms."""
     encoder, predictor = build_encoder(config), build_predictor(config)
     energy = objectives.energy_fn(config.loss.energy)
     rules = sharding.rules_of(config)
@@ -254,9 +228,6 @@ def make_masked_loss_fn(config):
 
     def loss_fn(params, target_params, batch, step=0):
         images, ctx_idx, tgt_idx = batch["image"], batch["context"], batch["targets"]
-        other_view = None
-        if images.ndim == 5:  # [batch, 2 views, h, w, c]: masks apply to view 1
-            images, other_view = images[:, 0], images[:, 1]
         b, n_blocks, n_tgt = tgt_idx.shape
         # Logical-axis rules are read while tracing; entering them here keeps the function pure.
         with nn.logical_axis_rules(rules):
@@ -269,26 +240,11 @@ def make_masked_loss_fn(config):
             preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
             pred_energy = energy(preds.astype(jnp.float32), targets).mean()
             context = context.astype(jnp.float32)
-            loss = lc.token_weight * pred_energy
             aux = {"energy": pred_energy, "target_std": feature_std(full.mean(axis=1))}
-            if lc.global_weight:
-                # The image-level JEPA pair: x = the context, y = the whole image (or a second
-                # augmented view of it), meant to force image-level content into s_x that the
-                # per-token targets of a small grid may not (on mnist5k it does not lift the
-                # linear probe).
-                whole = full
-                if other_view is not None:
-                    whole = target_embeddings(params, target_params, other_view)
-                aux["global_energy"] = energy(
-                    objectives.normalize_targets(context.mean(axis=1)),
-                    objectives.normalize_targets(whole.mean(axis=1)),
-                ).mean()
-                loss = loss + lc.global_weight * aux["global_energy"]
         # SIGReg directions: re-drawn every step, the same on every device (one key per step).
         key = jax.random.fold_in(base_key, step)
         weighted, terms = regularizer_terms(context, lc, key)
-        extra, on_targets = target_information_terms(full, lc, key)
-        return loss + weighted + extra, {**aux, **terms, **on_targets}
+        return pred_energy + weighted, {**aux, **terms}
 
     return loss_fn
 
@@ -326,10 +282,9 @@ def make_tube_loss_fn(config, encoder, predictor, energy, target_embeddings):
                 energies.append(energy(preds.astype(jnp.float32), targets).mean())
                 contexts.append(context.astype(jnp.float32))
         pred_energy = jnp.mean(jnp.stack(energies))
-        loss = lc.token_weight * pred_energy
         aux = {"energy": pred_energy, "target_std": feature_std(full.mean(axis=1))}
         aux.update({f"energy_{g}": e for g, e in enumerate(energies)})
-        # Generator g's SIGReg directions: key (step, 2 + g); 1 is the targets' (as for images).
+        # Generator g's SIGReg directions: key (step, 2 + g).
         per_gen = [
             information_terms(
                 regularizer_samples(c, lc.regularize), lc, jax.random.fold_in(key, 2 + g)
@@ -337,9 +292,7 @@ def make_tube_loss_fn(config, encoder, predictor, energy, target_embeddings):
             for g, c in enumerate(contexts)
         ]
         terms = {name: jnp.mean(jnp.stack([t[name] for t in per_gen])) for name in per_gen[0]}
-        loss = loss + weighted_sum(terms, lc)
-        extra, on_targets = target_information_terms(full, lc, key)
-        return loss + extra, {**aux, **terms, **on_targets}
+        return pred_energy + weighted_sum(terms, lc), {**aux, **terms}
 
     return loss_fn
 
@@ -461,8 +414,6 @@ def batch_shardings(mesh, config) -> dict:
     d = config.data
     # [batch, frames, h, w, c]: the video objectives' clips, and clips of a video encoder
     video = config.objective in ("future", "hierarchy") or config.model.num_frames > 0
-    if config.objective == "hierarchy" and config.hierarchy.cached_inputs:
-        return {"frozen_inputs": sharding.batch_sharding(mesh, 3)}  # [b, steps, features]
     out = {"image": sharding.batch_sharding(mesh, 4 + (d.num_views > 1 or video))}
     if d.local_views:
         out["local"] = sharding.batch_sharding(mesh, 5)

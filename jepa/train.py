@@ -143,7 +143,6 @@ def data_config(config) -> ml_collections.ConfigDict:
             max_bad_records=d.max_bad_records,
             clip_context_frames=d.clip.context_frames if config.objective == "future" else 0,
             clip_horizon=d.clip.horizon,
-            clip_target_shift=d.clip.target_shift,
             sequence_frames=frames.get(config.objective, 0),
         )
     )

@@ -92,28 +92,31 @@ def test_arg_parsing():
     assert (args.variant, args.res, args.runlocal) == ("B/16", 256, True)
 
 
-def test_hjepa_experiment_args_reach_the_config():
-    # A level-1-alone run, then a greedy level 2 on it.
-    l1 = load_experiment(
-        "hjepa_moving_mnist", "levels=1,frames=8,stem=conv,views=3.0,num_views=8,width=128"
-    )
+def test_hjepa_experiment_defaults_are_the_documented_recipe():
+    """docs/results/hjepa.md, "The recipe": level 1 alone, then a greedy level 2 on it, each
+    from the short command; the schedule follows ``levels`` unless given."""
+    l1 = load_experiment("hjepa_moving_mnist", "levels=1")
     validation.validate(l1, 1)
-    assert (l1.data.sequence.frames, l1.model.stem, l1.model.width) == (8, "conv", 128)
-    assert (l1.hierarchy.level1.views_weight, l1.hierarchy.level1.views) == (3.0, 8)
-    assert len(l1.hierarchy.levels) == 0
-    l2 = load_experiment(
-        "hjepa_moving_mnist", "levels=2,mode=greedy,init_from=/tmp/l1,recall=0-1-2-3,width2=256"
-    )
+    m, h, lv1 = l1.model, l1.hierarchy, l1.hierarchy.level1
+    assert (m.stem, m.patch_blur, m.width, m.depth, m.patch_size) == ("conv", 0.0, 128, 3, 8)
+    assert (lv1.views_weight, lv1.views, lv1.windows, lv1.pool_grid) == (3.0, 8, 2, 4)
+    assert (lv1.mask_ratio, lv1.context_frames, lv1.horizon) == (0.9, 2, 1)
+    assert (l1.loss.vicreg_var, l1.loss.vicreg_cov, l1.eval.weights) == (0.25, 0.01, "context")
+    assert (l1.data.sequence.frames, l1.batch_size, l1.total_steps) == (8, 32, 1600)
+    assert (h.mode, h.frozen_levels, len(h.levels)) == ("joint", 0, 0)
+    l2 = load_experiment("hjepa_moving_mnist", "levels=2,mode=greedy,init_from=/tmp/l1")
     validation.validate(l2, 1)
-    assert l2.data.sequence.frames == 20 and l2.hierarchy.frozen_levels == 1
-    assert tuple(l2.hierarchy.levels[0]["recall"]) == (0, 1, 2, 3)
-    assert l2.hierarchy.levels[0]["width"] == 256
-    # The recipe's level 1: VICReg at a quarter of its weight, probes on the online encoder.
-    l1q = load_experiment("hjepa_moving_mnist", "levels=1,vicreg=0.25,weights=context")
-    assert (l1q.loss.vicreg_var, l1q.loss.vicreg_cov) == (0.25, 0.01)
-    assert l1q.eval.weights == "context"
-    assert (l1.loss.vicreg_var, l1.loss.vicreg_cov, l1.eval.weights) == (1.0, 0.04, "target")
+    level2 = l2.hierarchy.levels[0]
+    assert (l2.data.sequence.frames, l2.batch_size, l2.total_steps) == (20, 16, 12000)
+    assert (l2.hierarchy.frozen_levels, l2.hierarchy.init_from) == (1, "/tmp/l1")
+    assert (level2["width"], tuple(level2["recall"])) == (256, (0, 1, 2, 3))
+    assert tuple(level2["horizons"]) == (2, 4, 6, 8)
+    # Level 1's keys are the same in both runs, so level 2 loads exactly the level 1 trained.
+    assert l2.model.to_dict() == l1.model.to_dict()
+    assert l2.hierarchy.level1.to_dict() == l1.hierarchy.level1.to_dict()
+    short = load_experiment("hjepa_moving_mnist", "levels=2,steps=3000,batch=8,frames=12")
+    assert (short.total_steps, short.batch_size, short.data.sequence.frames) == (3000, 8, 12)
     with pytest.raises(ValueError, match="hierarchy.level1.views=8"):
-        validation.validate(
-            load_experiment("hjepa_moving_mnist", "frames=6,views=1.0,num_views=8"), 1
-        )
+        validation.validate(load_experiment("hjepa_moving_mnist", "frames=6"), 1)
+    with pytest.raises(ValueError, match="unknown config arg 'width2'"):
+        load_experiment("hjepa_moving_mnist", "width2=256")

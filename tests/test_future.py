@@ -32,24 +32,6 @@ def test_clip_window_and_uncertainty_by_hand():
     np.testing.assert_allclose(clip[2] * 255.0, frames[9], rtol=1e-6)
 
 
-def test_shift_image_by_hand_and_the_shifted_target_frame():
-    image = np.arange(9.0).reshape(3, 3, 1)
-    # down 1, left 1: row 0 repeats the top edge, the last column the right edge
-    np.testing.assert_array_equal(
-        augment.shift_image(image, 1, -1)[..., 0], [[1, 2, 2], [1, 2, 2], [4, 5, 5]]
-    )
-    np.testing.assert_array_equal(augment.shift_image(image, 0, 0), image)
-    record = {"frames": np.random.default_rng(0).integers(0, 255, (20, 8, 8, 1), np.uint8)}
-    plain = augment.ClipPreprocess(2, 3).random_map(record, np.random.default_rng(1))["image"]
-    shifted = augment.ClipPreprocess(2, 3, target_shift=2)
-    out = shifted.random_map(record, np.random.default_rng(1))["image"]
-    np.testing.assert_array_equal(out[:2], plain[:2])  # the context frames are untouched
-    rng = np.random.default_rng(1)
-    rng.integers(0, 20 - 5 + 1)  # the clip start, drawn first
-    dy, dx = rng.integers(-2, 3, size=2)
-    np.testing.assert_array_equal(out[2], augment.shift_image(plain[2], int(dy), int(dx)))
-
-
 def tiny_future_config(data_dir, **overrides):
     c = config_lib.base_config()
     c.objective = "future"
@@ -106,16 +88,6 @@ def test_region_means_by_hand():
     np.testing.assert_allclose(objectives.region_means(tokens, 4, 1)[0], [[7.5, -7.5]])
 
 
-def test_slowness_by_hand():
-    # frame means: (1, 0), (3, 2), (3, 6): squared changes (4 + 4) and (0 + 16) → mean 6
-    tokens = jnp.array(
-        [[[[0.0, 0.0], [2.0, 0.0]], [[3.0, 1.0], [3.0, 3.0]], [[3.0, 6.0], [3.0, 6.0]]]]
-    )
-    assert float(step_lib.slowness(tokens)) == pytest.approx(6.0)
-    # per token: (3, 1), (1, 3) then (0, 5), (0, 3): squares 10 + 10 + 25 + 9 = 54 over 8
-    assert float(step_lib.slowness(tokens, "tokens")) == pytest.approx(54 / 8)
-
-
 @pytest.mark.parametrize("target_grid", [1, 2])
 def test_future_target_grid_compares_region_means_of_the_token_space(target_grid):
     """With loss.future_target_grid = G, s_y is LayerNorm(region means of the target tokens)
@@ -144,12 +116,8 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
         rtol=1e-5,
         atol=1e-6,
     )
-    # The slowness term: the context frames' mean embeddings, one frame to the next.
-    pooled_cfg.loss.slowness = 0.5
     loss_fn = step_lib.make_future_loss_fn(pooled_cfg)[0]
     loss, aux = loss_fn(params, params["encoder"], {"image": frames})
-    context = tokens_model.encode_x(params, frames[:, :2]).reshape(2, 2, 16, -1)
-    assert float(aux["slowness"]) == pytest.approx(float(step_lib.slowness(context)), rel=1e-5)
     # The winner-take-all energy over the codes, recomputed: per clip, the smallest mean
     # smooth-L1 between the pooled prediction under code k and the pooled, LayerNorm'd target.
     import references as ref
@@ -172,7 +140,6 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
         aux["energy"]
         + pooled_cfg.latent.usage_weight * aux["code_usage_kl"]
         + aux["reference_energy"]
-        + 0.5 * aux["slowness"]
     )
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
@@ -220,12 +187,6 @@ def test_future_config_errors_name_the_key():
         validation.validate(c)
     c = tiny_future_config("", **{"latent.kind": "gaussian"})
     with pytest.raises(ValueError, match="latent.kind"):
-        validation.validate(c)
-    c = tiny_future_config("", **{"loss.slowness": 1.0, "data.clip.context_frames": 1})
-    with pytest.raises(ValueError, match="loss.slowness=1.0"):
-        validation.validate(c)
-    c = tiny_future_config("", **{"data.clip.target_shift": -1})
-    with pytest.raises(ValueError, match="data.clip.target_shift=-1"):
         validation.validate(c)
     c = tiny_future_config("", **{"loss.future_target_grid": 3})
     with pytest.raises(ValueError, match="loss.future_target_grid=3"):

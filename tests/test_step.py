@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from helpers import synthetic_batch, tiny_config, train_on_mesh
 
-from jepa import objectives, optim, sharding, validation
+from jepa import objectives, optim, sharding
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.models import build_encoder
@@ -100,44 +100,15 @@ def test_target_encoder_gets_no_gradient():
     assert all(float(abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
 
 
-def test_regularizing_online_targets_adds_the_terms_of_s_y():
-    """No EMA (targets from the online encoder): with loss.regularize_targets the VICReg terms
-    of the pooled s_y (the online encoder on the whole image) are added with the same weights,
-    and the target encoder now receives gradients."""
-    base = {"loss.target_encoder": "online", "loss.vicreg_var": 0.5, "loss.vicreg_cov": 0.02}
-    config = tiny_config(**base, **{"loss.regularize_targets": True})
-    tx = optim.make_optimizer(config)
-    state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
-    batch = synthetic_batch(config, 0)
-    loss_fn = step_lib.make_loss_fn(config)
-    loss, aux = jax.jit(loss_fn)(state.params, state.target_params, batch, 3)
-    plain, plain_aux = jax.jit(step_lib.make_loss_fn(tiny_config(**base)))(
-        state.params, state.target_params, batch, 3
-    )
-    full, _ = build_encoder(config).apply({"params": state.params["encoder"]}, batch["image"])
-    sy = full.mean(axis=1)
-    np.testing.assert_allclose(aux["vicreg_var_targets"], objectives.vicreg_variance(sy), rtol=1e-4)
-    np.testing.assert_allclose(
-        aux["vicreg_cov_targets"], objectives.vicreg_covariance(sy), rtol=1e-4
-    )
-    extra = 0.5 * aux["vicreg_var_targets"] + 0.02 * aux["vicreg_cov_targets"]
-    np.testing.assert_allclose(loss, plain + extra, rtol=1e-5)
-    np.testing.assert_allclose(aux["energy"], plain_aux["energy"], rtol=1e-6)
-    with pytest.raises(ValueError, match="loss.regularize_targets"):
-        validation.validate(tiny_config(**{"loss.regularize_targets": True}))
-
-
 def test_information_regularizers_add_to_the_energy_with_their_weights():
-    """loss = energy + 0.3·global + 0.5·vicreg_var + 0.02·vicreg_cov + 0.1·sigreg, the
-    regularizers computed on the per-image mean of the context encoder's tokens, the global
-    energy between that mean and the target encoder's mean over the whole image (both
-    normalized); weights of 0 leave the plain I-JEPA loss."""
+    """loss = energy + 0.5·vicreg_var + 0.02·vicreg_cov + 0.1·sigreg, the regularizers
+    computed on the per-image mean of the context encoder's tokens; weights of 0 leave the
+    plain I-JEPA loss."""
     config = tiny_config(
         **{
             "loss.vicreg_var": 0.5,
             "loss.vicreg_cov": 0.02,
             "loss.sigreg": 0.1,
-            "loss.global_weight": 0.3,
         }
     )
     config.loss.sigreg_slices = 16
@@ -155,34 +126,12 @@ def test_information_regularizers_add_to_the_energy_with_their_weights():
         "vicreg_cov": objectives.vicreg_covariance(z),
         "sigreg": objectives.sigreg(z, key, 16),
     }
-    full, _ = build_encoder(config).apply({"params": state.target_params}, batch["image"])
-    expected["global_energy"] = objectives.smooth_l1_energy(
-        objectives.normalize_targets(z), objectives.normalize_targets(full.mean(axis=1))
-    ).mean()
     for name, value in expected.items():
         np.testing.assert_allclose(aux[name], value, rtol=1e-4, err_msg=name)
-    total = aux["energy"] + 0.3 * aux["global_energy"]
-    total += 0.5 * aux["vicreg_var"] + 0.02 * aux["vicreg_cov"] + 0.1 * aux["sigreg"]
+    total = aux["energy"] + 0.5 * aux["vicreg_var"] + 0.02 * aux["vicreg_cov"]
+    total += 0.1 * aux["sigreg"]
     np.testing.assert_allclose(loss, total, rtol=1e-6)
     assert float(aux["vicreg_var"]) > 0  # fresh-init pooled embeddings have std < 1
-
-    # Two views: the global target is the second view's pooled embedding; a second view equal
-    # to the first gives the single-view value.
-    two_views = tiny_config(**{"loss.global_weight": 0.3, "data.num_views": 2})
-    two_loss = jax.jit(step_lib.make_loss_fn(two_views))
-    same = dict(batch, image=np.stack([batch["image"]] * 2, axis=1))
-    _, same_aux = two_loss(state.params, state.target_params, same, 3)
-    np.testing.assert_allclose(same_aux["global_energy"], aux["global_energy"], rtol=1e-5)
-    flipped = dict(batch, image=np.stack([batch["image"], batch["image"][:, ::-1]], axis=1))
-    _, flipped_aux = two_loss(state.params, state.target_params, flipped, 3)
-    other, _ = build_encoder(config).apply({"params": state.target_params}, batch["image"][:, ::-1])
-    np.testing.assert_allclose(
-        flipped_aux["global_energy"],
-        objectives.smooth_l1_energy(
-            objectives.normalize_targets(z), objectives.normalize_targets(other.mean(axis=1))
-        ).mean(),
-        rtol=1e-4,
-    )
 
     plain = tiny_config()
     plain_loss, plain_aux = step_lib.make_loss_fn(plain)(state.params, state.target_params, batch)

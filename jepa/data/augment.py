@@ -249,15 +249,6 @@ def make_clip(frames, t0: int, context_frames: int, horizon: int, mean, std) -> 
     return normalize_images(clip, mean, std)
 
 
-def shift_image(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """[H, W, C] translated by (dy, dx) pixels (down, right), the uncovered border filled by
-    repeating the edge (the background, on frames like Moving MNIST's)."""
-    h, w = image.shape[:2]
-    pad = max(abs(dy), abs(dx))
-    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-    return padded[pad - dy : pad - dy + h, pad - dx : pad - dx + w]
-
-
 @dataclasses.dataclass(frozen=True)
 class ClipPreprocess(grain.transforms.RandomMap):
     """A random clip of a video record (``frames`` [T, H, W, C] uint8): ``{'image': [C + 1, H,
@@ -267,10 +258,6 @@ class ClipPreprocess(grain.transforms.RandomMap):
     horizon: int
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    # Translate the target frame by up to this many pixels (each axis, uniform): features that
-    # a shift this small scrambles become unpredictable, which should push the encoder (when
-    # the targets carry gradients) to drop them.
-    target_shift: int = 0
 
     def random_map(self, element, rng: np.random.Generator):
         frames = element["frames"]
@@ -282,9 +269,6 @@ class ClipPreprocess(grain.transforms.RandomMap):
             )
         t0 = int(rng.integers(0, last_start + 1))
         clip = make_clip(frames, t0, self.context_frames, self.horizon, self.mean, self.std)
-        if self.target_shift:
-            dy, dx = rng.integers(-self.target_shift, self.target_shift + 1, size=2)
-            clip[-1] = shift_image(clip[-1], int(dy), int(dx))
         uncertain = "bounce" in element and clip_is_uncertain(
             element["bounce"], t0, self.context_frames, self.horizon
         )

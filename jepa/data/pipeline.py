@@ -221,7 +221,6 @@ def _train_preprocess(cfg):
         return augment.ClipPreprocess(
             context_frames=int(cfg.clip_context_frames),
             horizon=int(cfg.clip_horizon),
-            target_shift=int(cfg.get("clip_target_shift", 0)),
             **_mean_std(cfg),
         )
     return augment.TrainPreprocess(
@@ -261,7 +260,7 @@ def make_train_iterator(
       cfg: `config.data`: `dataset`, `data_dir`, `train_split`, `image_size`, `crop_scale`,
         `hflip`, `mean`, `std` (None → defaults by channel count, see
         `augment.resolve_mean_std`), optional `worker_count` and `read_threads`; with
-        `clip_context_frames`, `clip_horizon` (and optional `clip_target_shift`), random clips
+        `clip_context_frames` and `clip_horizon`, random clips
         of a video dataset instead (`augment.ClipPreprocess`, images `[local_batch, C + 1, S,
         S, ch]`).
         `worker_count=0` decodes and augments in threads of this process; N > 0 adds N worker

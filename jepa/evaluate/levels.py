@@ -12,8 +12,7 @@ On the labelled sequences of a video dataset (stochastic Moving MNIST: ``digits`
 - **long horizon** (levels ≥ 2): the prediction error at every horizon of the level, measured in
   one common space — level 1's view of the true future frame (its LayerNorm'd target tokens,
   averaged) — for (a) the level's own prediction mapped back by a ridge probe fitted on true
-  (predicted-space vector → level-1 embedding) pairs of the train split (no probe for a level
-  2 that predicts level 1's view itself, ``target="below"``), (b) rolling the level-1 predictor
+  (level state → level-1 embedding) pairs of the train split, (b) rolling the level-1 predictor
   forward one frame at a time, its predictions fed back as context, and (c) copying the last
   frame (no prediction at all);
 - a PNG: for a few test sequences, the true future frames beside the nearest test frames (in
@@ -205,18 +204,11 @@ def _mse(a, b) -> float:
     return float(((a[ok] - b[ok]) ** 2).mean())
 
 
-def prediction_space_map(config, model, level, levels_tr, common_tr):
+def prediction_space_map(config, level, levels_tr, common_tr):
     """The map from level ``level``'s predictions to the common space: a ridge probe fitted on
-    true (vector → level-1 view of the step's last frame) pairs of the train split, where the
-    vectors are what the level predicts — its own states (target "self") or the level below's
-    pooled to its steps ("below"; level 2's "below" is the common space itself: no map)."""
-    spec = model.levels[level - 2]
-    if spec.target == "below" and level == 2:
-        return lambda x: x
-    if spec.target == "self":
-        space_tr = levels_tr[level - 1]
-    else:
-        space_tr = np.asarray(hierarchy.pool_windows(levels_tr[level - 2], spec.window))
+    true (state → level-1 view of the step's last frame) pairs of the train split: a level
+    predicts its own states."""
+    space_tr = levels_tr[level - 1]
     frames_tr = step_frames(config, level, space_tr.shape[1])
     return ridge_map(
         space_tr.reshape(-1, space_tr.shape[-1]),
@@ -233,7 +225,7 @@ def long_horizon(
     spec = model.levels[level - 2]
     t_len = common_te.shape[1]
     states_te = levels_te[level - 1]
-    to_common = prediction_space_map(config, model, level, levels_tr, common_tr)
+    to_common = prediction_space_map(config, level, levels_tr, common_tr)
     preds = level_predictions(model, params, level, states_te)  # [n, H, T_k, d_k]
     frames_te = step_frames(config, level, states_te.shape[1])
     horizons = [h * f for h in spec.horizons]

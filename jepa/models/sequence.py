@@ -61,30 +61,19 @@ class CausalBlock(nn.Module):
 
 class SequenceEncoder(nn.Module):
     """[batch, steps, in_width] → [batch, steps, width]: input projection, 1-D sin-cos time
-    positions, ``depth`` causal blocks, final LayerNorm.
-
-    ``input_steps`` > 1 projects the last ``input_steps`` inputs at once (zeros before the
-    first step): a tubelet over time, as V-JEPA's 2-frame tubelets, so that a change between
-    steps (a velocity) is a linear function of what the first layer reads rather than
-    something attention must find."""
+    positions, ``depth`` causal blocks, final LayerNorm."""
 
     width: int = 128
     depth: int = 2
     num_heads: int = 4
     mlp_ratio: float = 4.0
     dtype: Any = jnp.float32
-    input_steps: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         steps = x.shape[1]
         # The input is another network's embedding, with its own scale: normalize it first.
         x = layers.layer_norm("input_norm", self.dtype)(x.astype(self.dtype))
-        if self.input_steps > 1:  # [x(t), x(t-1), …]: each copy delayed by j steps, causal
-            delayed = [
-                jnp.pad(x, ((0, 0), (j, 0), (0, 0)))[:, :steps] for j in range(self.input_steps)
-            ]
-            x = jnp.concatenate(delayed, axis=-1)
         x = _dense(self.width, ("mlp", "embed"), self.dtype, "embed")(x)
         pos = layers.sincos_1d(self.width, np.arange(steps))
         x = x + jnp.asarray(pos, self.dtype)[None]

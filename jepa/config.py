@@ -21,7 +21,6 @@ ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
 DTYPES = ("float32", "bfloat16")
 TARGET_ENCODERS = ("ema", "online")
 REGULARIZE_ON = ("pooled", "tokens")
-OBJECTIVES = ("masked", "multiview", "future", "hierarchy")
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis → mesh axes. Parameters: FSDP shards the ``embed`` side of every kernel, tensor
@@ -324,7 +323,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     # The encoder the probes (and load_encoder, and the health monitor) read: "target" (the EMA
-    # copy) or "context" (the online encoder). "": the method's own (``eval_weights``).
+    # copy) or "context" (the online encoder). "": the method's own (``jepa.methods.eval_weights``).
     c.eval.weights = ""
     c.eval.layers = "last"  # last | last4
     c.eval.pooling = "avg"  # avg | flatten | none
@@ -435,19 +434,6 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Lock the config so that overrides of unknown keys fail with the key's name."""
     config.lock()
     return config
-
-
-def eval_weights(config) -> str:
-    """The encoder a run's probes read: ``eval.weights``, or when it is "" the one the method
-    trains as its representation: "context" when no EMA encoder enters the loss (the multiview
-    objective, or ``loss.target_encoder="online"``), for there the EMA copy is only a lagging
-    average nobody was trained against; otherwise "target", the EMA encoder I-JEPA and V-JEPA
-    evaluate."""
-    if config.eval.weights:
-        return config.eval.weights
-    if config.objective == "multiview" or config.loss.target_encoder == "online":
-        return "context"
-    return "target"
 
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> None:

@@ -21,7 +21,7 @@ predicting the next frame does not reward — from frames of one sequence as war
 (``level1.views_weight``, ``frame_views.py``; with ``model.stem="conv"``).
 
 Training modes (``hierarchy.mode``; their optimizer mask and level-by-level loading live in
-``hierarchy_modes.py``):
+``methods/hjepa.py``):
 - ``joint``: every level learns; level k+1's gradients flow into level k scaled by
   ``hierarchy.joint_weight`` (0 = levels learn side by side on stop-gradient inputs);
 - ``greedy``: the lowest ``hierarchy.frozen_levels`` levels are loaded from
@@ -326,13 +326,13 @@ class Hierarchy:
         self.config = config
         self.levels = upper_levels(config)
         self.encoder = build_encoder(config)
-        self.predictor = build_predictor(config)
         self.views_projector = build_projector(config)
         m = config.model
         self.grid = m.image_size // m.patch_size
         self.tokens_per_frame = self.grid**2
         l1 = config.hierarchy.level1
         self.context_frames, self.horizon = l1.context_frames, l1.horizon
+        self.predictor = build_predictor(config, (l1.context_frames + l1.horizon, *[self.grid] * 2))
         self.frames = config.data.sequence.frames
         self.energy = objectives.energy_fn(config.loss.energy)
         self.level1_latent_spec = _latent_spec(config, config.latent.kind)
@@ -628,8 +628,6 @@ class Hierarchy:
     def level1_loss(self, params, online, target, frames, key):
         """Level 1's energy over its (context frames → next frame) windows, the optional
         masked-context term and the ``config.loss`` regularizers on its tokens."""
-        from jepa.step import regularizer_terms
-
         lc, l1 = self.config.loss, self.config.hierarchy.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
         # What the prediction terms read of the online tokens (and of the targets, which carry
@@ -667,7 +665,7 @@ class Hierarchy:
             loss1 = loss1 + l1.summary_weight * aux1["summary_energy"]
         frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
         # slowness (when weighted): over the sequence's consecutive frames
-        weighted, terms = regularizer_terms(
+        weighted, terms = objectives.regularizer_terms(
             frames_tokens, lc, jax.random.fold_in(key, 1), frames=online
         )
         loss1 = loss1 + weighted

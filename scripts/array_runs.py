@@ -19,7 +19,7 @@ rows, solver and selection, on the encoder ``eval.weights`` names) during the ru
 (there on both encoders), so a remote run reports the number that decides it. A greedy
 hierarchy job (``mode=greedy``) names an earlier job's pickle as its ``init_from``
 (``init_from=OUT_DIR/NAME.pkl``): its lower levels and level-1 target encoder are loaded from
-it (the workdir loader, ``hierarchy_modes.load_lower_levels``, needs orbax and grain, which
+it (the workdir loader, ``methods.hjepa.load_lower_levels``, needs orbax and grain, which
 such a box may lack). With ``"hierarchy.cached_inputs": true`` in such a job,
 the frozen level 1 runs once over the exported sequences before training instead of on every
 step (same batches, same losses: tested), which makes level 2's step several times cheaper.

@@ -376,7 +376,7 @@ def test_pool_grid_averages_regions_of_the_token_grid():
 
 
 def test_level1_slowness_term_is_the_frame_means_change_over_the_sequence():
-    from jepa import step as step_lib
+    from jepa import objectives
 
     plain = tiny_hierarchy_config()
     slow = tiny_hierarchy_config(**{"loss.slowness": 0.5})
@@ -386,7 +386,7 @@ def test_level1_slowness_term_is_the_frame_means_change_over_the_sequence():
     loss, aux = model.loss_fn(params, params["encoder"], batch)
     plain_loss, plain_aux = hierarchy.Hierarchy(plain).loss_fn(params, params["encoder"], batch)
     tokens = model.frame_tokens(params["encoder"], batch["image"])
-    expected = step_lib.slowness(tokens, "tokens")  # the config regularizes every token
+    expected = objectives.slowness(tokens, "tokens")  # the config regularizes every token
     assert float(aux["level1/slowness"]) == pytest.approx(float(expected), rel=1e-5)
     assert "level1/slowness" not in plain_aux
     assert float(loss) == pytest.approx(float(plain_loss) + 0.5 * float(expected), rel=1e-5)

@@ -1,0 +1,51 @@
+"""The training methods, each a ``Method`` (``base.py``) registered under its
+``config.objective``: ``masked`` (I-JEPA, ``ijepa.py``; V-JEPA's tube masks, ``vjepa.py``),
+``multiview``, ``future`` (``video.py``) and ``hierarchy`` (``hjepa.py``). Importing this
+package registers them; ``get(config.objective)`` is how everything else reaches one."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jepa.methods import hjepa, masked, multiview, video  # noqa: F401  (they register)
+from jepa.methods.base import REGISTRY, Method, get, register  # noqa: F401
+
+
+def of(config) -> Method:
+    """The method ``config.objective`` names."""
+    return get(config.objective)
+
+
+def eval_weights(config) -> str:
+    """The encoder a run's probes read: ``eval.weights``, or when it is "" the one the method
+    trains as its representation (``Method.eval_weights``)."""
+    return config.eval.weights or of(config).eval_weights(config)
+
+
+def data_config(config) -> ml_collections.ConfigDict:
+    """``config.data`` plus what the input pipeline needs from ``config.model`` and from the
+    method (the clip or window lengths it reads from a video dataset)."""
+    d = config.data
+    cfg = dict(
+        dataset=d.dataset,
+        data_dir=d.data_dir or None,
+        train_split=d.train_split,
+        test_split=d.test_split,
+        image_size=config.model.image_size,
+        crop_scale=tuple(d.crop_scale),
+        hflip=d.hflip,
+        num_views=d.num_views,
+        local_views=d.local_views,
+        local_size=d.local_size,
+        local_crop_scale=tuple(d.local_crop_scale),
+        mean=tuple(d.mean) or None,
+        std=tuple(d.std) or None,
+        worker_count=d.worker_count,
+        max_bad_records=d.max_bad_records,
+        clip_context_frames=0,
+        clip_horizon=d.clip.horizon,
+        clip_target_shift=d.clip.target_shift,
+        sequence_frames=0,
+    )
+    cfg.update(of(config).pipeline(config))
+    return ml_collections.ConfigDict(cfg)

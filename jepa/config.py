@@ -81,7 +81,12 @@ def base_config() -> ml_collections.ConfigDict:
     # "future": video — the frame-wise encoder's tokens of ``data.clip.context_frames`` frames
     # predict the target encoder's tokens of the frame ``data.clip.horizon`` steps after the
     # last of them, optionally through a latent variable z (``latent``).
+    # The methods are ``jepa/methods/`` (``config.objective`` picks one from its registry).
     c.objective = "masked"
+    # A .py file that defines and registers ``objective`` when it is not one of jepa's (e.g.
+    # tests/toy_method.py): imported before the method is looked up, by jepa-train, jepa-eval
+    # and load_encoder alike, as it is stored with the run's config.
+    c.method_file = ""
     c.total_steps = 0  # 0: derive from ``epochs`` and the dataset size
     c.epochs = 0.0
 
@@ -411,7 +416,7 @@ def from_stored(stored: dict) -> ml_collections.ConfigDict:
 
 
 # Keys holding local paths that a run stores with its checkpoints.
-PATH_KEYS = ("data.data_dir", "eval.data_dir", "hierarchy.init_from")
+PATH_KEYS = ("data.data_dir", "eval.data_dir", "hierarchy.init_from", "method_file")
 
 
 def absolute_paths(config, base: str | None = None) -> ml_collections.ConfigDict:

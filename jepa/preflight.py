@@ -254,9 +254,14 @@ def check_checkpoint(config, workdir: str) -> None:
         )
 
 
+def check_trainer_inputs(config) -> None:
+    """What the method needs when ``jepa-train`` feeds its batches (``Method.check_trainer``)."""
+    methods.of(config).check_trainer(config)
+
+
 def check(config, workdir: str) -> None:
     """Every check above, cheapest first."""
-    methods.of(config).check_trainer(config)
+    check_trainer_inputs(config)
     check_workdir(workdir)
     check_data(config)
     check_checkpoint(config, workdir)

@@ -98,7 +98,7 @@ def _validate_method_keys(config) -> None:
     for path, default in METHOD_KEYS.items():
         group, leaf = path.split(".")
         value = config[group][leaf]
-        if value == default or path in methods.of(config).reads:
+        if value == default or path in methods.get(config.objective).reads:
             continue
         readers = " or ".join(f'objective="{m.name}"' for m in REGISTRY.values() if path in m.reads)
         raise ValueError(
@@ -268,7 +268,7 @@ def validate(config, device_count: int | None = None) -> None:
         )
     if config.loss.regularize not in REGULARIZE_ON:
         raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
-    method = methods.get(config.objective)  # raises naming objective and the valid names
+    method = methods.of(config)  # raises naming objective and the valid names
     latent_spec(config).validate()
     validate_eval(config)
     if config.batch_size <= 0:

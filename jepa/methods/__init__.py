@@ -5,6 +5,10 @@ package registers them; ``get(config.objective)`` is how everything else reaches
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
+
 import ml_collections
 
 from jepa.methods import hjepa, masked, multiview, video  # noqa: F401  (they register)
@@ -12,8 +16,26 @@ from jepa.methods.base import REGISTRY, Method, get, register  # noqa: F401
 
 
 def of(config) -> Method:
-    """The method ``config.objective`` names."""
+    """The method ``config.objective`` names; one defined outside jepa is first imported from
+    ``config.method_file``."""
+    path = config.get("method_file", "")
+    if path and config.objective not in REGISTRY:
+        import_method_file(path)
     return get(config.objective)
+
+
+def import_method_file(path: str) -> None:
+    """Run the module at ``path`` (which registers its method), under its file name."""
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"method_file={path!r} is not a file; valid: the path of a .py file that registers "
+            "the method config.objective names"
+        )
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
 
 
 def eval_weights(config) -> str:

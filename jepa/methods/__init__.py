@@ -48,22 +48,15 @@ def data_config(config) -> ml_collections.ConfigDict:
     """``config.data`` plus what the input pipeline needs from ``config.model`` and from the
     method (the clip or window lengths it reads from a video dataset)."""
     d = config.data
-    cfg = dict(
-        dataset=d.dataset,
+    same = ("dataset", "train_split", "test_split", "hflip", "num_views", "local_views")
+    cfg = {k: d[k] for k in (*same, "local_size", "worker_count", "max_bad_records")}
+    cfg.update(
         data_dir=d.data_dir or None,
-        train_split=d.train_split,
-        test_split=d.test_split,
         image_size=config.model.image_size,
         crop_scale=tuple(d.crop_scale),
-        hflip=d.hflip,
-        num_views=d.num_views,
-        local_views=d.local_views,
-        local_size=d.local_size,
         local_crop_scale=tuple(d.local_crop_scale),
         mean=tuple(d.mean) or None,
         std=tuple(d.std) or None,
-        worker_count=d.worker_count,
-        max_bad_records=d.max_bad_records,
         clip_context_frames=0,
         clip_horizon=d.clip.horizon,
         clip_target_shift=d.clip.target_shift,

@@ -30,51 +30,32 @@ def target_or_context(config) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """What one objective owns; every callable takes the run's config first.
+    """What one objective owns; every callable takes the run's config first."""
 
-    Required:
-      name: the ``config.objective`` that selects it.
-      init_params: (config, rng) → freshly initialized params, still in flax's
-        logical-partitioning boxes; ``params["encoder"]`` is what the target encoder copies.
-      make_loss_fn: config → ``loss_fn(params, target_params, batch, step) → (loss, aux)``,
-        pure (for ``jax.grad``, accumulation and tests).
-      batch_ndims: config → {batch key: ndim}; every key sharded over the batch axis.
-    Optional:
-      validate: raises ``ValueError`` naming the key for a setting this method cannot run.
-      step_inputs: config → ``fn(seed, step, batch_size) → {key: [batch, ...] array}``, what the
-        host adds to each global batch from (seed, step) alone (masks), so that they do not
-        depend on the number of hosts or on where a run resumed.
-      pipeline: config → entries of the input pipeline's config (``data_config``): clip or
-        sequence lengths the method reads from a video dataset.
-      predictor_grid: config → the token grid the predictor's positions index.
-      optimizer_tail: config → an optax transform applied after AdamW (which parameters move
-        at a step).
-      ema_scale: (config, step) → the factor on the target encoder's EMA step (0: it stays).
-      load_at_start: (config, state, shardings, load_params) → the state a fresh run starts
-        from, given ``load_params(workdir) → (config, step, params, target_params)``.
-      eval_weights: config → the encoder its probes read when ``eval.weights`` is "".
-      reads: optional config keys (dotted) that only some methods read; set on a method that
-        does not list them, validation stops the run rather than ignoring them.
-      model_parts: the ``config.model`` groups besides the encoder whose settings shape its
-        params (a checkpoint's other groups may differ).
-      check_trainer: checks that hold only when ``jepa-train`` feeds the batches.
-    """
-
-    name: str
+    name: str  # the config.objective that selects it
+    # (config, rng) → fresh params in flax's partitioning boxes; "encoder" is what the EMA copies
     init_params: Callable
+    # config → loss_fn(params, target_params, batch, step) → (loss, aux), pure
     make_loss_fn: Callable
-    batch_ndims: Callable
-    validate: Callable = _no_check
+    batch_ndims: Callable  # config → {batch key: ndim}, each sharded over the batch axis
+    validate: Callable = _no_check  # raises ValueError naming the key
+    # config → fn(seed, step, batch_size) → {key: [batch, ...]}: what the host adds to a global
+    # batch from (seed, step) alone (masks), the same whatever the hosts or the resume point
     step_inputs: Callable | None = None
-    pipeline: Callable = _no_pipeline_keys
-    predictor_grid: Callable | None = None
-    optimizer_tail: Callable | None = None
-    ema_scale: Callable | None = None
+    pipeline: Callable = _no_pipeline_keys  # config → entries of the input pipeline's config
+    predictor_grid: Callable | None = None  # config → the token grid predictor positions index
+    optimizer_tail: Callable | None = None  # config → optax transform after AdamW
+    ema_scale: Callable | None = None  # (config, step) → factor on the target encoder's EMA step
+    # (config, state, shardings, load_params) → the state a fresh run starts from; load_params
+    # is jepa.hub.load_model_params
     load_at_start: Callable | None = None
-    eval_weights: Callable = target_or_context
+    eval_weights: Callable = target_or_context  # the encoder probes read when eval.weights=""
+    # Keys only some methods read (validation.METHOD_KEYS): set on another method, an error
     reads: tuple[str, ...] = ()
+    # The config.model groups besides the encoder that shape its params (a checkpoint's other
+    # groups may differ)
     model_parts: tuple[str, ...] = ("predictor",)
-    check_trainer: Callable = _no_check
+    check_trainer: Callable = _no_check  # checks that hold only when jepa-train feeds batches
 
 
 REGISTRY: dict[str, Method] = {}

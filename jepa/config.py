@@ -9,12 +9,13 @@ cannot see, before anything is traced or compiled, and names the offending key.
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 
 import ml_collections
 
-from jepa import masking
+from jepa import latent, masking
 from jepa.models.vit import parse_variant
 
 ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
@@ -372,8 +373,6 @@ def base_config() -> ml_collections.ConfigDict:
 def apply_overrides(config, overrides: dict[str, str]) -> None:
     """Apply ``{"eval.pooling": "flatten"}``-style string overrides, typed like the existing
     value; an unknown key raises naming it."""
-    import ast
-
     for dotted, raw in overrides.items():
         node = config
         *parents, leaf = dotted.split(".")
@@ -513,8 +512,6 @@ def mesh_shape(config, device_count: int) -> tuple[int, int, int]:
 
 
 def latent_spec(config):
-    from jepa import latent  # local: jepa.latent imports jax/flax
-
     fields = {k: v for k, v in config.latent.items() if k != "reference"}
     return latent.LatentSpec(**fields)
 

@@ -4,9 +4,12 @@ compiled; every error names the offending key and what would be valid."""
 
 from __future__ import annotations
 
+import difflib
+import warnings
+
 import ml_collections
 
-from jepa import methods
+from jepa import latent, methods
 from jepa.config import (
     DTYPES,
     ENERGIES,
@@ -108,8 +111,6 @@ def _validate_method_keys(config) -> None:
 
 
 def _validate_accumulation(config) -> None:
-    import warnings
-
     steps = config.optim.grad_accum_steps
     if steps < 1 or config.batch_size % steps:
         raise ValueError(
@@ -178,8 +179,6 @@ def _expected_type(default) -> tuple[type, ...] | None:
 
 
 def _check_node(node, defaults, prefix: str) -> None:
-    import difflib
-
     for key in node.keys():
         path = prefix + key
         if key not in defaults:
@@ -222,8 +221,6 @@ def check_keys_and_types(config) -> None:
         value = node[leaf]
         if len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
             raise ValueError(f"{path}={tuple(value)!r}; valid: a pair of numbers (low, high)")
-    from jepa import latent  # local: jepa.latent imports jax/flax
-
     # latent.penalty before LatentSpec.validate(), which tries it on JAX arrays.
     choices = {**CHOICES, "latent.kind": latent.KINDS, "latent.penalty": latent.PENALTIES}
     for path, valid in choices.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jepa import hardware
 from jepa.models.predictor import Predictor
 from jepa.models.projector import Projector
 from jepa.models.vit import VisionTransformer
@@ -16,8 +17,6 @@ def compute_dtype(name: str):
     """``model.dtype`` as a jnp dtype; ``auto``: the one chosen for this backend (a run stores
     the resolved name, see ``jepa.hardware.resolve_auto_dtype``)."""
     if name == "auto":
-        from jepa import hardware
-
         name = hardware.auto_compute_dtype(jax.default_backend())[0]
     return DTYPES[name]
 

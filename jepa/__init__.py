@@ -13,6 +13,6 @@ def load_encoder(path_or_workdir, step=None, weights=None):
 
 def from_ijepa_torch(path_or_state_dict, variant="H/14", res=224, weights="target", **kwargs):
     """Official I-JEPA PyTorch weights as a pretrained encoder; see :mod:`jepa.ijepa_import`."""
-    from jepa import hub
+    from jepa import ijepa_import
 
-    return hub.from_ijepa_torch(path_or_state_dict, variant, res, weights, **kwargs)
+    return ijepa_import.from_ijepa_torch(path_or_state_dict, variant, res, weights, **kwargs)

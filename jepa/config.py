@@ -9,19 +9,19 @@ cannot see, before anything is traced or compiled, and names the offending key.
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 
 import ml_collections
 
-from jepa import masking
+from jepa import latent, masking
 from jepa.models.vit import parse_variant
 
 ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
 DTYPES = ("float32", "bfloat16")
 TARGET_ENCODERS = ("ema", "online")
 REGULARIZE_ON = ("pooled", "tokens")
-OBJECTIVES = ("masked", "multiview", "future", "hierarchy")
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis → mesh axes. Parameters: FSDP shards the ``embed`` side of every kernel, tensor
@@ -82,7 +82,12 @@ def base_config() -> ml_collections.ConfigDict:
     # "future": video — the frame-wise encoder's tokens of ``data.clip.context_frames`` frames
     # predict the target encoder's tokens of the frame ``data.clip.horizon`` steps after the
     # last of them, optionally through a latent variable z (``latent``).
+    # The methods are ``jepa/methods/`` (``config.objective`` picks one from its registry).
     c.objective = "masked"
+    # A .py file that defines and registers ``objective`` when it is not one of jepa's (e.g.
+    # tests/toy_method.py): imported before the method is looked up, by jepa-train, jepa-eval
+    # and load_encoder alike, as it is stored with the run's config.
+    c.method_file = ""
     c.total_steps = 0  # 0: derive from ``epochs`` and the dataset size
     c.epochs = 0.0
 
@@ -293,7 +298,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     # The encoder the probes (and load_encoder, and the health monitor) read: "target" (the EMA
-    # copy) or "context" (the online encoder). "": the method's own (``eval_weights``).
+    # copy) or "context" (the online encoder). "": the method's own (``jepa.methods.eval_weights``).
     c.eval.weights = ""
     c.eval.layers = "last"  # last | last4
     c.eval.pooling = "avg"  # avg | flatten | none
@@ -337,8 +342,6 @@ def base_config() -> ml_collections.ConfigDict:
 def apply_overrides(config, overrides: dict[str, str]) -> None:
     """Apply ``{"eval.pooling": "flatten"}``-style string overrides, typed like the existing
     value; an unknown key raises naming it."""
-    import ast
-
     for dotted, raw in overrides.items():
         node = config
         *parents, leaf = dotted.split(".")
@@ -381,7 +384,7 @@ def from_stored(stored: dict) -> ml_collections.ConfigDict:
 
 
 # Keys holding local paths that a run stores with its checkpoints.
-PATH_KEYS = ("data.data_dir", "eval.data_dir", "hierarchy.init_from")
+PATH_KEYS = ("data.data_dir", "eval.data_dir", "hierarchy.init_from", "method_file")
 
 
 def absolute_paths(config, base: str | None = None) -> ml_collections.ConfigDict:
@@ -404,19 +407,6 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Lock the config so that overrides of unknown keys fail with the key's name."""
     config.lock()
     return config
-
-
-def eval_weights(config) -> str:
-    """The encoder a run's probes read: ``eval.weights``, or when it is "" the one the method
-    trains as its representation: "context" when no EMA encoder enters the loss (the multiview
-    objective, or ``loss.target_encoder="online"``), for there the EMA copy is only a lagging
-    average nobody was trained against; otherwise "target", the EMA encoder I-JEPA and V-JEPA
-    evaluate."""
-    if config.eval.weights:
-        return config.eval.weights
-    if config.objective == "multiview" or config.loss.target_encoder == "online":
-        return "context"
-    return "target"
 
 
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> None:
@@ -491,8 +481,6 @@ def mesh_shape(config, device_count: int) -> tuple[int, int, int]:
 
 
 def latent_spec(config):
-    from jepa import latent  # local: jepa.latent imports jax/flax
-
     fields = {k: v for k, v in config.latent.items() if k != "reference"}
     return latent.LatentSpec(**fields)
 

@@ -18,7 +18,7 @@ digit's shape, which predicting the next frame does not reward — from frames o
 as warped views (``level1.views_weight``, ``frame_views.py``; with ``model.stem="conv"``).
 
 Training modes (``hierarchy.mode``; their optimizer mask and level-by-level loading live in
-``hierarchy_modes.py``):
+``methods/hjepa.py``):
 - ``joint``: every level learns; level k+1's gradients flow into level k scaled by
   ``hierarchy.joint_weight`` (0 = levels learn side by side on stop-gradient inputs);
 - ``greedy``: the lowest ``hierarchy.frozen_levels`` levels are loaded from
@@ -242,13 +242,13 @@ class Hierarchy:
         self.config = config
         self.levels = upper_levels(config)
         self.encoder = build_encoder(config)
-        self.predictor = build_predictor(config)
         self.views_projector = build_projector(config)
         m = config.model
         self.grid = m.image_size // m.patch_size
         self.tokens_per_frame = self.grid**2
         l1 = config.hierarchy.level1
         self.context_frames, self.horizon = l1.context_frames, l1.horizon
+        self.predictor = build_predictor(config, (l1.context_frames + l1.horizon, *[self.grid] * 2))
         self.frames = config.data.sequence.frames
         self.energy = objectives.energy_fn(config.loss.energy)
         self.level1_latent_spec = _latent_spec(config, config.latent.kind)
@@ -460,8 +460,6 @@ class Hierarchy:
     def level1_loss(self, params, online, target, frames, key):
         """Level 1's energy over its (context frames → next frame) windows, the optional
         masked-context term and the ``config.loss`` regularizers on its tokens."""
-        from jepa.step import regularizer_terms
-
         lc, l1 = self.config.loss, self.config.hierarchy.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
         sx, sy = self.level1_pairs(online, target, ctx, tgt)
@@ -478,7 +476,9 @@ class Hierarchy:
             lam = l1.views_sigreg  # LeJEPA's trade-off: (1 − λ) · invariance + λ · SIGReg
             loss1 = loss1 + l1.views_weight * ((1.0 - lam) * inv + lam * sig)
         frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
-        weighted, terms = regularizer_terms(frames_tokens, lc, jax.random.fold_in(key, 1))
+        weighted, terms = objectives.regularizer_terms(
+            frames_tokens, lc, jax.random.fold_in(key, 1)
+        )
         loss1 = loss1 + weighted
         return loss1, {**aux1, **terms, "loss": loss1}
 

@@ -7,7 +7,7 @@
 
   export_encoder(workdir, "/path/to/export")            # params-only copy (scripts/export.py)
   enc = jepa.load_encoder("/path/to/export")             # the same encoder, from the export
-  enc = from_ijepa_torch("IN1K-vit.h.14-300e.pth.tar")   # official I-JEPA weights
+  enc = jepa.from_ijepa_torch("IN1K-vit.h.14-300e.pth.tar")  # official I-JEPA weights
 
 Only the encoder's parameters are read (no optimizer state), onto whatever devices this process
 has. Loading is strict: a checkpoint whose parameters differ from the config's model raises
@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from jepa import checkpointing
+from jepa import checkpointing, methods
 from jepa import config as config_lib
 from jepa.data import augment
 from jepa.models import build_encoder
@@ -269,7 +269,7 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
 
     ``step`` None: the newest step that reads (a corrupt newer one is skipped with a warning).
     ``weights``: "target" (EMA) or "context"; None: the encoder the run's probes read
-    (``config.eval_weights``: its ``eval.weights``, else the method's own — "context" for the
+    (``jepa.methods.eval_weights``: its ``eval.weights``, else the method's own — "context" for the
     multiview objective, "target" for the EMA-target ones), so that ``jepa-eval`` and this
     return the same features. Returns a ``PretrainedEncoder`` (``config``, ``step``,
     ``params``, ``module``, ``normalize``, ``weights``)."""
@@ -282,17 +282,10 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
 
     def read(s):
         config = config_lib.from_stored(ckpt.read_config(s))
-        chosen = weights or config_lib.eval_weights(config)
+        chosen = weights or methods.eval_weights(config)
         return config, chosen, restore_encoder_params(ckpt, config, s, chosen)
 
     step, (config, chosen, params) = read_good_step(ckpt, step, read)
     enc = PretrainedEncoder(config, params, step)
     enc.weights = chosen
     return enc
-
-
-def from_ijepa_torch(path_or_state_dict, variant="H/14", res=224, weights="target", **kwargs):
-    """Official I-JEPA PyTorch weights as a ``PretrainedEncoder`` (``jepa/ijepa_import.py``)."""
-    from jepa.ijepa_import import from_ijepa_torch as convert
-
-    return convert(path_or_state_dict, variant=variant, res=res, weights=weights, **kwargs)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa import checkpointing, masking
+from jepa import checkpointing, hub, masking
 from jepa import config as config_lib
 from jepa.data import augment
 from jepa.models import build_encoder, layers
@@ -358,9 +358,6 @@ def from_ijepa_torch(
     params = convert_params(state, hp["depth"], hp["num_heads"])
     checkpointing.check_tree_matches(params, _abstract_params(config), "converted I-JEPA weights")
     params = jax.tree.map(jnp.asarray, params)
-
-    # Imported here: jepa.hub re-exports from_ijepa_torch, so a top-level import would be circular.
-    from jepa import hub
 
     grid = res // hp["patch_size"]
     if grid == ckpt_grid:

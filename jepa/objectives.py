@@ -1,4 +1,6 @@
-"""Energies D(s_y, ŝ_y) between target and predicted representations, and target normalization.
+"""Energies D(s_y, ŝ_y) between target and predicted representations, target normalization,
+and the anti-collapse terms every method can add (VICReg, SIGReg) with the way they
+are sampled and weighted from ``config.loss``.
 
 Each energy returns one value per token (averaged over the feature axis), so that callers can
 average over tokens, or take a minimum over latent samples per token or per block.
@@ -118,3 +120,52 @@ def sigreg(
     directions = jax.random.normal(key, (z.shape[-1], num_slices), jnp.float32)
     directions = directions / jnp.linalg.norm(directions, axis=0, keepdims=True)
     return epps_pulley(z @ directions, t_max, num_points).mean()
+
+
+# --- The information terms as ``config.loss`` enables and weights them ------------------------
+
+
+def feature_std(features: jax.Array) -> jax.Array:
+    """Mean over feature dims of the std across samples; [batch, dim] → scalar.
+
+    Falls towards 0 when the representation collapses to a constant."""
+    return jnp.std(features.astype(jnp.float32), axis=0).mean()
+
+
+def regularizer_samples(context: jax.Array, mode: str) -> jax.Array:
+    """The samples the information regularizers see: ``pooled`` = one mean embedding per image
+    (information about the image as a whole), ``tokens`` = every context token."""
+    if mode == "pooled":
+        return context.mean(axis=1)
+    return context.reshape(-1, context.shape[-1])
+
+
+def information_terms(z: jax.Array, loss_config, key: jax.Array) -> dict:
+    """The enabled anti-collapse terms on embeddings ``z`` [samples, dim], unweighted, keyed by
+    the name of their weight in ``config.loss``."""
+    terms = {}
+    if loss_config.vicreg_var:
+        terms["vicreg_var"] = vicreg_variance(z, loss_config.vicreg_gamma)
+    if loss_config.vicreg_cov:
+        terms["vicreg_cov"] = vicreg_covariance(z)
+    if loss_config.sigreg:
+        terms["sigreg"] = sigreg(z, key, loss_config.sigreg_slices)
+    return terms
+
+
+def mean_terms(per_group: list[dict]) -> dict:
+    """{name: mean over the groups} of several ``information_terms`` results (views, masks)."""
+    return {name: jnp.mean(jnp.stack([t[name] for t in per_group])) for name in per_group[0]}
+
+
+def weighted_sum(terms: dict, loss_config):
+    """Σ weight · term, each term weighted by the ``config.loss`` key it is named after."""
+    return sum(loss_config[name] * value for name, value in terms.items())
+
+
+def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
+    """The information terms on ``embeddings`` [batch, tokens, dim], sampled as
+    ``loss.regularize`` says: (their weighted sum, {name: value})."""
+    samples = regularizer_samples(embeddings, loss_config.regularize)
+    terms = information_terms(samples, loss_config, key)
+    return weighted_sum(terms, loss_config), terms

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jepa import methods
+
 NO_DECAY_NAMES = ("bias", "scale", "qkv_bias", "proj_bias")
 
 
@@ -78,7 +80,8 @@ def schedules_from_config(config):
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
-    """AdamW with the scheduled LR and WD, decay masked, optional global-norm clipping."""
+    """AdamW with the scheduled LR and WD, decay masked, optional global-norm clipping, then
+    the method's own transform, if it has one."""
     o = config.optim
     sched = schedules_from_config(config)
     adamw = optax.adamw(
@@ -91,8 +94,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
     )
     chain = [optax.clip_by_global_norm(o.grad_clip)] if o.grad_clip else []
     chain.append(adamw)
-    if config.objective == "hierarchy":
-        from jepa.hierarchy_modes import level_update_mask
-
-        chain.append(level_update_mask(config))  # frozen / off-duty levels do not move
+    tail = methods.of(config).optimizer_tail
+    if tail is not None:
+        chain.append(tail(config))  # which parameters move at a step, as the method says
     return chain[0] if len(chain) == 1 else optax.chain(*chain)

@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 
-from jepa import checkpointing
+from jepa import checkpointing, methods
 
 # TFDS's stand-in for "the default data directory" in our messages.
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
@@ -234,9 +234,10 @@ def check_checkpoint(config, workdir: str) -> None:
     # Through JSON, as it was stored: tuples become lists on both sides.
     want = _flat(json.loads(json.dumps(checkpointing.model_signature(config))))
     got = _flat(saved)
-    # The multiview objective has a projector and no predictor, the others the reverse: the
-    # settings of the part a model does not have cannot make a checkpoint unusable.
-    unused = "predictor." if config.objective == "multiview" else "projector."
+    # The settings of a part the method's model does not have (a projector, a predictor)
+    # cannot make a checkpoint unusable.
+    parts = methods.of(config).model_parts
+    unused = tuple(f"{p}." for p in ("predictor", "projector") if p not in parts)
     differ = [
         k for k in sorted(set(want) & set(got)) if not k.startswith(unused) and want[k] != got[k]
     ]

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from jepa import checkpointing, hardware, masking, optim, preflight, sharding, validation
+from jepa import checkpointing, hardware, hub, methods, optim, preflight, sharding, validation
 from jepa import config as config_lib
 from jepa import state as state_lib
 from jepa import step as step_lib
@@ -119,35 +119,6 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
             signal.signal(s, signal.SIG_DFL if h is None else h)
 
 
-def data_config(config) -> ml_collections.ConfigDict:
-    """``config.data`` plus what the input pipeline needs from ``config.model``."""
-    d = config.data
-    # Windows of a video dataset: hierarchy's sequences; the clips of masked on a video encoder.
-    frames = {"hierarchy": d.sequence.frames, "masked": config.model.num_frames}
-    return ml_collections.ConfigDict(
-        dict(
-            dataset=d.dataset,
-            data_dir=d.data_dir or None,
-            train_split=d.train_split,
-            test_split=d.test_split,
-            image_size=config.model.image_size,
-            crop_scale=tuple(d.crop_scale),
-            hflip=d.hflip,
-            num_views=d.num_views,
-            local_views=d.local_views,
-            local_size=d.local_size,
-            local_crop_scale=tuple(d.local_crop_scale),
-            mean=tuple(d.mean) or None,
-            std=tuple(d.std) or None,
-            worker_count=d.worker_count,
-            max_bad_records=d.max_bad_records,
-            clip_context_frames=d.clip.context_frames if config.objective == "future" else 0,
-            clip_horizon=d.clip.horizon,
-            sequence_frames=frames.get(config.objective, 0),
-        )
-    )
-
-
 def prepare_config(config, num_train_examples: int | None = None):
     """Resolve ``model.dtype="auto"`` for this backend and epochs → steps from the dataset
     size, then validate against the device count."""
@@ -163,43 +134,36 @@ def prepare_config(config, num_train_examples: int | None = None):
 
 @dataclasses.dataclass
 class Batches:
-    """Per-step global batches: images from the data iterator, masks from (seed, step)."""
+    """Per-step global batches: images from the data iterator, and what the method draws from
+    (seed, step) on the host (masks)."""
 
     iterator: object
     config: ml_collections.ConfigDict
     mesh: jax.sharding.Mesh
 
     def __post_init__(self):
-        tube = self.config.objective == "masked" and self.config.mask.kind == "tube"
-        self.spec = config_lib.tube_spec(self.config) if tube else config_lib.mask_spec(self.config)
+        step_inputs = methods.of(self.config).step_inputs
+        self.draw = None if step_inputs is None else step_inputs(self.config)
         self.local = self.config.batch_size // jax.process_count()
 
     def get(self, step: int) -> tuple[dict, float]:
         """(global batch, checksum of this host's images — logged to prove exact resumes)."""
         record = next(self.iterator)
-        # Every host draws the *global* batch's masks and keeps its slice, so the masks do not
-        # depend on the number of hosts (multi-host == single-host, bit for bit).
         local = {"image": np.asarray(record["image"], np.float32)}
         if "local" in record:
             local["local"] = np.asarray(record["local"], np.float32)
-        seed, batch = self.config.seed, self.config.batch_size
-        lo = jax.process_index() * self.local
-        if isinstance(self.spec, masking.TubeSpec):  # one (context, targets) pair per generator
-            tube = masking.tube_masks_for_step(seed, step, batch, self.spec)
-            keys = step_lib.tube_mask_keys(self.config)
-            for (ctx_key, tgt_key), masks in zip(keys, tube, strict=True):
-                local[ctx_key] = masks.context[lo : lo + self.local]
-                local[tgt_key] = masks.targets[lo : lo + self.local]
-        elif self.config.objective == "masked":
-            masks = masking.masks_for_step(seed, step, batch, self.spec)
-            local["context"] = masks.context[lo : lo + self.local]
-            local["targets"] = masks.targets[lo : lo + self.local]
+        if self.draw is not None:
+            # Every host draws the *global* batch's masks and keeps its slice, so the masks do
+            # not depend on the number of hosts (multi-host == single-host, bit for bit).
+            lo = jax.process_index() * self.local
+            drawn = self.draw(self.config.seed, step, self.config.batch_size)
+            local.update({k: v[lo : lo + self.local] for k, v in drawn.items()})
         return sharding.global_batch(local, self.mesh), float(local["image"].sum(dtype=np.float64))
 
 
 def monitored_params(config, state):
     """The encoder the health monitor watches: the one the probes read (``eval.weights``)."""
-    return state.encoder(config_lib.eval_weights(config))
+    return state.encoder(methods.eval_weights(config))
 
 
 def make_health_fn(config, mesh):
@@ -232,7 +196,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
 
     # -------------------------------------------------------------------------------- input
     train_iter = pipeline.make_train_iterator(
-        data_config(config), config.batch_size, seed=config.seed
+        methods.data_config(config), config.batch_size, seed=config.seed
     )
     batches = Batches(train_iter, config, mesh)
 
@@ -247,10 +211,9 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     if state is None:
         state, _ = state_lib.create_train_state(config, tx, mesh)
         start = 0
-        if config.objective == "hierarchy" and config.hierarchy.init_from:
-            from jepa import hierarchy_modes  # greedy stacking: trained lower levels, loaded
-
-            state = hierarchy_modes.load_lower_levels(config, state, shardings)
+        load_at_start = methods.of(config).load_at_start
+        if load_at_start is not None:  # e.g. a hierarchy's trained lower levels
+            state = load_at_start(config, state, shardings, hub.load_model_params)
     else:
         logging.info("resumed from step %d in %s", start, workdir)
 

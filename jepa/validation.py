@@ -1,48 +1,28 @@
-"""Config validation: every key and type against the base config, then the combinations a
-type check cannot see, per objective. Runs before anything is traced or compiled; every error
-names the offending key and what would be valid."""
+"""Config validation: every key and type against the base config, the combinations a type check
+cannot see, then the method's own (``Method.validate``). Runs before anything is traced or
+compiled; every error names the offending key and what would be valid."""
 
 from __future__ import annotations
 
+import difflib
+import warnings
+
 import ml_collections
 
+from jepa import latent, methods
 from jepa.config import (
     DTYPES,
     ENERGIES,
-    OBJECTIVES,
     REGULARIZE_ON,
     TARGET_ENCODERS,
     base_config,
     batch_statistic_terms,
     latent_spec,
-    mask_spec,
     mesh_shape,
-    tube_spec,
 )
+from jepa.methods import REGISTRY
 from jepa.models.layers import REMAT_POLICIES
 from jepa.models.vit import VIDEO_MODES
-
-
-def _validate_multiview(config) -> None:
-    d, m = config.data, config.model
-    if d.num_views < 1 or d.local_views < 0 or d.num_views + d.local_views < 2:
-        raise ValueError(
-            f"data.num_views={d.num_views}, data.local_views={d.local_views}: the multiview "
-            "objective needs at least one global view and two views in all"
-        )
-    if d.local_views and (d.local_size <= 0 or d.local_size % m.patch_size):
-        raise ValueError(
-            f"data.local_size={d.local_size} must be a positive multiple of "
-            f"model.patch_size={m.patch_size}"
-        )
-    if not config.loss.view_weight:
-        raise ValueError(
-            'loss.view_weight=0 with objective="multiview": nothing to predict; valid: > 0'
-        )
-    p = m.projector
-    if p.hidden <= 0 or p.out <= 0 or p.depth < 0:
-        raise ValueError(f"model.projector={dict(p)}: sizes must be positive")
-
 
 EVAL_CHOICES = {
     "weights": ("", "target", "context"),
@@ -101,54 +81,35 @@ def _validate_video(config) -> None:
             f"model.num_frames={m.num_frames} is not divisible by model.tubelet_size="
             f"{m.tubelet_size}"
         )
-    kind = config.mask.kind
-    if kind not in MASK_KINDS:
-        raise ValueError(f"mask.kind={kind!r}; valid: {MASK_KINDS}")
-    if kind == "tube":
-        if not m.num_frames or m.video_mode != "tubelet":
-            raise ValueError(
-                f'mask.kind="tube" masks the tubelet grid; model.num_frames={m.num_frames}, '
-                f'model.video_mode={m.video_mode!r}: valid: num_frames > 0, video_mode="tubelet"'
-            )
-        if config.objective != "masked":
-            raise ValueError(
-                f'mask.kind="tube" is the masks of objective="masked"; objective='
-                f'{config.objective!r}: valid: objective="masked", or mask.kind="multiblock"'
-            )
-        tube_spec(config)
-    elif config.objective == "masked" and m.num_frames:
-        raise ValueError(
-            f'objective="masked" on clips (model.num_frames={m.num_frames}) needs V-JEPA\'s 3D '
-            f'masks; mask.kind={kind!r}: valid: mask.kind="tube" (with video_mode="tubelet"), '
-            "or model.num_frames=0 for images"
-        )
+    if config.mask.kind not in MASK_KINDS:
+        raise ValueError(f"mask.kind={config.mask.kind!r}; valid: {MASK_KINDS}")
 
 
-def _validate_future(config) -> None:
-    c = config.data.clip
-    if c.context_frames < 1:
-        raise ValueError(f"data.clip.context_frames={c.context_frames} must be >= 1")
-    if c.horizon < 1:
-        raise ValueError(f"data.clip.horizon={c.horizon} must be >= 1")
-    if config.model.predictor.width % 8:
+# Keys read by some methods only (``Method.reads``), at their base values: any other value on a
+# method that does not read the key stops the run instead of being silently ignored.
+METHOD_KEYS = {
+    "mask.kind": "multiblock",
+    "latent.kind": "none",
+    "latent.reference": False,
+    "loss.future_target_grid": 0,
+}
+
+
+def _validate_method_keys(config) -> None:
+    """No key set that only other methods read."""
+    for path, default in METHOD_KEYS.items():
+        group, leaf = path.split(".")
+        value = config[group][leaf]
+        if value == default or path in methods.get(config.objective).reads:
+            continue
+        readers = " or ".join(f'objective="{m.name}"' for m in REGISTRY.values() if path in m.reads)
         raise ValueError(
-            f"model.predictor.width={config.model.predictor.width} must be divisible by 8 "
-            "(3D sin-cos embedding of the (time, h, w) grid)"
-        )
-    if config.data.num_views != 1 or config.data.local_views:
-        raise ValueError('objective="future" reads clips: data.num_views=1, data.local_views=0')
-    target_grid = config.loss.future_target_grid
-    grid = config.model.image_size // config.model.patch_size
-    if target_grid < 0 or (target_grid and grid % target_grid):
-        raise ValueError(
-            f"loss.future_target_grid={target_grid} must be 0 (every token) or divide the "
-            f"{grid} × {grid} token grid"
+            f"{path}={value!r} is read by {readers}, not by objective={config.objective!r}: "
+            f"valid: {readers}, or {path}={default!r}"
         )
 
 
 def _validate_accumulation(config) -> None:
-    import warnings
-
     steps = config.optim.grad_accum_steps
     if steps < 1 or config.batch_size % steps:
         raise ValueError(
@@ -217,8 +178,6 @@ def _expected_type(default) -> tuple[type, ...] | None:
 
 
 def _check_node(node, defaults, prefix: str) -> None:
-    import difflib
-
     for key in node.keys():
         path = prefix + key
         if key not in defaults:
@@ -261,8 +220,6 @@ def check_keys_and_types(config) -> None:
         value = node[leaf]
         if len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
             raise ValueError(f"{path}={tuple(value)!r}; valid: a pair of numbers (low, high)")
-    from jepa import latent  # local: jepa.latent imports jax/flax
-
     # latent.penalty before LatentSpec.validate(), which tries it on JAX arrays.
     choices = {**CHOICES, "latent.kind": latent.KINDS, "latent.penalty": latent.PENALTIES}
     for path, valid in choices.items():
@@ -302,25 +259,8 @@ def validate(config, device_count: int | None = None) -> None:
         )
     if config.loss.regularize not in REGULARIZE_ON:
         raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
-    if config.objective not in OBJECTIVES:
-        raise ValueError(f"objective={config.objective!r}; valid: {OBJECTIVES}")
-    d = config.data
+    method = methods.of(config)  # raises naming objective and the valid names
     latent_spec(config).validate()
-    if config.objective == "multiview":
-        _validate_multiview(config)
-    elif config.objective == "future":
-        _validate_future(config)
-    elif config.objective == "hierarchy":
-        from jepa import hierarchy
-
-        hierarchy.validate(config)
-    else:
-        if d.num_views != 1:
-            raise ValueError(
-                f'data.num_views={d.num_views}; valid: 1 (views are objective="multiview"\'s)'
-            )
-        if d.local_views:
-            raise ValueError('data.local_views > 0 needs objective="multiview"')
     validate_eval(config)
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")
@@ -332,17 +272,11 @@ def validate(config, device_count: int | None = None) -> None:
     if config.optim.schedule_scale < 1:
         raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
     _validate_video(config)
-    if config.objective == "masked" and config.mask.kind == "multiblock":
-        mask_spec(config).validate()
-    if config.objective not in ("future", "hierarchy") and config.latent.kind != "none":
-        raise ValueError('latent.kind is implemented for objective="future" and "hierarchy"')
-    if config.objective != "future" and config.loss.future_target_grid:
-        raise ValueError('loss.future_target_grid is implemented for objective="future"')
+    _validate_method_keys(config)
+    method.validate(config)
     if config.model.patch_blur < 0:
         raise ValueError(f"model.patch_blur={config.model.patch_blur} must be >= 0 (0 = off)")
     _validate_stem(config.model)
-    if config.objective != "future" and config.latent.reference:
-        raise ValueError('latent.reference is implemented for objective="future"')
     _validate_accumulation(config)
     if device_count is not None:
         data, fsdp, _ = mesh_shape(config, device_count)

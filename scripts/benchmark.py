@@ -248,7 +248,7 @@ def run_input_pipeline(config, workers: list[int], batches: int = 8) -> dict:
     import tempfile
 
     from jepa.data import folder, pipeline
-    from jepa.train import data_config
+    from jepa.methods import data_config
 
     data_dir = tempfile.mkdtemp(prefix="jepa-input-")
     t = time.perf_counter()

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from jepa import config as config_lib
-from jepa import validation
+from jepa import methods, validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,7 +69,7 @@ def test_mnist_experiment_is_valid():
 def test_multiview_experiment_is_valid():
     c = load_experiment("mnist_sigreg_jepa", "steps=50")
     validation.validate(c, 1)
-    assert (c.objective, c.total_steps, c.loss.sigreg, config_lib.eval_weights(c)) == (
+    assert (c.objective, c.total_steps, c.loss.sigreg, methods.eval_weights(c)) == (
         "multiview",
         50,
         0.05,

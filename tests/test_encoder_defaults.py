@@ -10,7 +10,7 @@ from test_hierarchy import tiny_hierarchy_config
 
 import jepa
 from jepa import config as config_lib
-from jepa import train
+from jepa import methods, train
 from jepa.data import augment, pipeline
 from jepa.evaluate import main as eval_main
 
@@ -81,7 +81,7 @@ def test_load_encoder_reads_what_jepa_eval_probes(
 
     # The probe's images as [0, 1] pixels (resized to the model's resolution, undoing only the
     # normalization), through the encoder a user loads: its pooled output is the probe's input.
-    data_cfg = train.data_config(eval_config)
+    data_cfg = methods.data_config(eval_config)
     data_cfg.dataset, data_cfg.data_dir = "mnist5k", mnist_data_dir
     (batch,) = list(pipeline.make_eval_batches(data_cfg, "test[:32]", 32))
     mean, std = augment.resolve_mean_std(None, None, config.model.channels)
@@ -109,8 +109,8 @@ def test_eval_weights_is_the_methods_own_unless_set():
     c = config_lib.base_config()
     for objective, weights in (("masked", "target"), ("multiview", "context")):
         c.objective = objective
-        assert config_lib.eval_weights(c) == weights
+        assert methods.eval_weights(c) == weights
     c.objective, c.loss.target_encoder = "masked", "online"  # no EMA in the loss
-    assert config_lib.eval_weights(c) == "context"
+    assert methods.eval_weights(c) == "context"
     c.eval.weights = "target"
-    assert config_lib.eval_weights(c) == "target"
+    assert methods.eval_weights(c) == "target"

@@ -12,6 +12,7 @@ from jepa import config as config_lib
 from jepa import optim
 from jepa import state as state_lib
 from jepa import step as step_lib
+from jepa.methods import video
 from jepa.models import build_encoder, build_predictor
 
 
@@ -41,7 +42,8 @@ def test_masked_loss_equals_the_ijepa_energy_plus_weighted_terms(regularize):
     batch = synthetic_batch(config, step)
     loss, aux = jax.jit(step_lib.make_loss_fn(config))(state.params, target, batch, step)
 
-    encoder, predictor = build_encoder(config), build_predictor(config)
+    encoder = build_encoder(config)
+    predictor = build_predictor(config, config_lib.grid_of(config))
     full = np.asarray(encoder.apply({"params": target}, batch["image"])[0])
     ctx_idx, tgt_idx = batch["context"], batch["targets"]
     context, _ = encoder.apply({"params": state.params["encoder"]}, batch["image"], ctx_idx)
@@ -149,7 +151,7 @@ def test_future_discrete_latent_loss_equals_winner_take_all_plus_code_usage():
     params = params.params
     target = jax.tree.map(lambda x: x * 1.5 + 0.01, params["encoder"])
     frames = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (4, 3, 32, 32, 1)))
-    loss_fn, model_for = step_lib.make_future_loss_fn(config)
+    loss_fn, model_for = video.make_loss_and_model(config)
     loss, aux = jax.jit(loss_fn)(params, target, {"image": frames}, 2)
 
     encoder = build_encoder(config)
@@ -167,7 +169,7 @@ def test_future_discrete_latent_loss_equals_winner_take_all_plus_code_usage():
     soft = np.exp(-(energies - energies.min(1, keepdims=True)) / 1e-3)
     usage = (soft / soft.sum(1, keepdims=True)).mean(0)
     kl = float(sum(p * np.log(p * k) for p in usage))
-    reference = build_predictor(config)
+    reference = build_predictor(config, config_lib.clip_grid(config))
     sx = model.encode_x(params, frames[:, :2])
     n = target_tokens.shape[1]
     # Positions on the predictor's (time, h, w) grid: context frames at times 0 and 1, the

@@ -12,8 +12,8 @@ from helpers import tiny_smm_overrides, with_overrides
 
 from jepa import config as config_lib
 from jepa import objectives, state, train, validation
-from jepa import step as step_lib
 from jepa.data import augment
+from jepa.methods import video
 
 
 def test_clip_window_and_uncertainty_by_hand():
@@ -98,8 +98,8 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
     )
     params = nn.unbox(state.init_boxed_params(tokens_cfg, jax.random.PRNGKey(0)))
     frames = jax.random.uniform(jax.random.PRNGKey(1), (2, 3, 64, 64, 1))
-    tokens_model = step_lib.make_future_loss_fn(tokens_cfg)[1](params["encoder"])
-    pooled_model = step_lib.make_future_loss_fn(pooled_cfg)[1](params["encoder"])
+    tokens_model = video.make_loss_and_model(tokens_cfg)[1](params["encoder"])
+    pooled_model = video.make_loss_and_model(pooled_cfg)[1](params["encoder"])
 
     raw = tokens_model.encode_x(params, frames[:, 2:])  # the target frame's tokens, [2, 16, w]
     want_y = objectives.normalize_targets(objectives.region_means(raw, 4, target_grid))
@@ -116,7 +116,7 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
         rtol=1e-5,
         atol=1e-6,
     )
-    loss_fn = step_lib.make_future_loss_fn(pooled_cfg)[0]
+    loss_fn = video.make_loss_and_model(pooled_cfg)[0]
     loss, aux = loss_fn(params, params["encoder"], {"image": frames})
     # The winner-take-all energy over the codes, recomputed: per clip, the smallest mean
     # smooth-L1 between the pooled prediction under code k and the pooled, LayerNorm'd target.

@@ -5,8 +5,7 @@ the TFDS format the recipe reads."""
 import numpy as np
 from test_config import load_experiment
 
-from jepa import config as config_lib
-from jepa import train, validation
+from jepa import methods, train, validation
 from jepa.data import folder
 from jepa.evaluate import main as eval_main
 
@@ -31,7 +30,7 @@ def test_recipe_matches_lejepa_minimal_where_it_can():
     assert (c.loss.sigreg, c.loss.view_weight, c.loss.sigreg_slices) == (0.02, 0.98, 256)
     assert (c.batch_size, c.epochs, c.optim.lr, c.optim.weight_decay) == (256, 800, 2e-3, 0.05)
     assert (c.optim.start_lr, c.optim.final_lr, c.optim.warmup_epochs) == (2e-5, 1e-3, 1.0)
-    assert (c.objective, config_lib.eval_weights(c), c.eval.pooling) == (
+    assert (c.objective, methods.eval_weights(c), c.eval.pooling) == (
         "multiview",
         "context",
         "avg",

@@ -423,14 +423,14 @@ def test_vjepa_config_errors_name_the_key():
 
 def clip_batch(config, step: int) -> dict:
     """Random clips and the step's tube masks, under the batch keys the loss reads."""
-    from jepa import step as step_lib
+    from jepa.methods import vjepa
 
     m = config.model
     rng = np.random.default_rng([step, 7])
     shape = (config.batch_size, m.num_frames, m.image_size, m.image_size, m.channels)
     batch = {"image": rng.standard_normal(shape).astype(np.float32)}
     tube = masking.tube_masks_for_step(0, step, config.batch_size, config_lib.tube_spec(config))
-    for (ctx_key, tgt_key), masks in zip(step_lib.tube_mask_keys(config), tube, strict=True):
+    for (ctx_key, tgt_key), masks in zip(vjepa.tube_mask_keys(config), tube, strict=True):
         batch[ctx_key], batch[tgt_key] = masks.context, masks.targets
     return batch
 

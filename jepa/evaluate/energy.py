@@ -64,9 +64,9 @@ def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: 
     the minimizing code (−1 unless z is discrete), and {baseline: energy} of two predictors
     without dynamics: ``mean_target`` (every clip's s_y predicted by the mean s_y of all clips)
     and ``copy_last`` (by the s_y of the last context frame)."""
-    from jepa import step as step_lib
+    from jepa.methods import video
 
-    _, model_for = step_lib.make_future_loss_fn(config)
+    _, model_for = video.make_loss_and_model(config)
     model = model_for(target_params)
     full = {"model": params, "latent": params.get("latent", {})}
     context_frames = config.data.clip.context_frames
@@ -158,9 +158,9 @@ def plot_modes(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jepa import step as step_lib
+    from jepa.methods import video
 
-    _, model_for = step_lib.make_future_loss_fn(config)
+    _, model_for = video.make_loss_and_model(config)
     model = model_for(target_params)
     full = {"model": params, "latent": params.get("latent", {})}
     c = config.data.clip.context_frames
@@ -235,8 +235,13 @@ def evaluate(
     from jepa.data import pipeline
 
     config, step, params, target = hub.load_model_params(workdir, step)
-    if config.objective != "future":
-        raise ValueError(f"{workdir} was trained with objective={config.objective!r}, not 'future'")
+    from jepa import methods
+    from jepa.methods import video
+
+    if methods.get(config.objective) is not video.METHOD:
+        raise ValueError(
+            f"{workdir} was trained with objective={config.objective!r}, not {video.METHOD.name!r}"
+        )
     split = split or config.data.test_split
     clips, uncertain, where = test_clips(config, split, max_sequences)
     free, ref, codes, baselines = clip_energies(config, params, target, clips)

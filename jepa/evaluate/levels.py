@@ -27,9 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa import hierarchy, objectives
+from jepa import hierarchy, methods, objectives
 from jepa import state as state_lib
 from jepa.data.normalization import normalize_frames
+from jepa.methods import hjepa
 
 POSITION_AHEAD = (2, 4, 6, 8)  # frames ahead for the "future position" regression
 
@@ -321,7 +322,7 @@ def evaluate(
     config, step, params, target = hub.load_model_params(workdir, step)
     if overrides:
         config_lib.apply_overrides(config, overrides)
-    if config.objective != "hierarchy":
+    if methods.get(config.objective) is not hjepa.METHOD:
         raise ValueError(
             f"--level needs a hierarchy run; {workdir} has objective={config.objective!r}"
         )
@@ -334,7 +335,7 @@ def evaluate(
     test = sequences.load_sequences(load(split=config.data.test_split))
     # Level 1's probes read the encoder eval.weights names: "context" for a level 1 shaped by
     # its views term alone (LeJEPA has no EMA teacher; it is also what level 2 reads).
-    config.eval.weights = config_lib.eval_weights(config)
+    config.eval.weights = methods.eval_weights(config)
     probed = state_lib.select_encoder(config.eval.weights, params, target)
     embed = functools.partial(compute_embeddings, model, params, target, level1_params=probed)
     levels_tr, common_tr, _ = embed(train["frames"])

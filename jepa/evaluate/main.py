@@ -170,11 +170,10 @@ def run_probe(
     import ml_collections
 
     from jepa import config as config_lib
-    from jepa import hub, validation
+    from jepa import hub, methods, validation
     from jepa.data import pipeline
     from jepa.evaluate import features
     from jepa.models import build_encoder
-    from jepa.train import data_config
 
     enc = hub.load_encoder(workdir, step)
     config = ml_collections.ConfigDict(enc.config.to_dict())
@@ -183,14 +182,14 @@ def run_probe(
     if protocol == "attentive":
         config.eval.pooling = "none"  # the probe attends over tokens
     validation.validate_eval(config)
-    config.eval.weights = config_lib.eval_weights(config)  # "" → the method's, as load_encoder
+    config.eval.weights = methods.eval_weights(config)  # "" → the method's, as load_encoder
     e = config.eval
     if e.weights != enc.weights:
         enc = hub.load_encoder(workdir, enc.step, weights=e.weights)
     if e.dtype:
         config.model.dtype = e.dtype
     module = build_encoder(config)
-    data_cfg = data_config(config)
+    data_cfg = methods.data_config(config)
     if e.dataset:
         data_cfg.dataset = e.dataset
     if e.data_dir:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jepa import hardware
 from jepa.models.predictor import Predictor
 from jepa.models.projector import Projector
 from jepa.models.vit import VisionTransformer
@@ -16,8 +17,6 @@ def compute_dtype(name: str):
     """``model.dtype`` as a jnp dtype; ``auto``: the one chosen for this backend (a run stores
     the resolved name, see ``jepa.hardware.resolve_auto_dtype``)."""
     if name == "auto":
-        from jepa import hardware
-
         name = hardware.auto_compute_dtype(jax.default_backend())[0]
     return DTYPES[name]
 
@@ -43,22 +42,10 @@ def build_encoder(config) -> VisionTransformer:
     )
 
 
-def build_predictor(config) -> Predictor:
+def build_predictor(config, grid: tuple[int, ...]) -> Predictor:
+    """The predictor of ``config.model.predictor`` on the token ``grid`` its positions index:
+    (h, w) for images, (time, h, w) for clips; each method says which (``predictor_grid``)."""
     m = config.model
-    if config.objective == "future":  # (time, h, w): context frames through the target frame
-        from jepa.config import clip_grid
-
-        grid = clip_grid(config)
-    elif config.objective == "hierarchy":  # level 1: context frames through the target frame
-        g = m.image_size // m.patch_size
-        level1 = config.hierarchy.level1
-        grid = (level1.context_frames + level1.horizon, g, g)
-    elif m.num_frames:  # objective="masked" on clips (V-JEPA): the encoder's tubelet grid
-        from jepa.config import video_grid
-
-        grid = video_grid(config)
-    else:
-        grid = (m.image_size // m.patch_size,) * 2
     return Predictor(
         grid=grid,
         out_width=m.width,

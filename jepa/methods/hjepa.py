@@ -1,7 +1,8 @@
-"""The hierarchy's training modes (``hierarchy.mode``, see ``hierarchy.py``) as optimizer and
-checkpoint plumbing: which level a parameter belongs to, which levels move (greedy: the
-unfrozen ones), the optimizer transform that zeroes the others' updates, and loading a trained
-run's lower levels into a new one (greedy training)."""
+"""``objective="hierarchy"``: the hierarchical JEPA over video (``jepa/hierarchy.py`` holds the
+model and its loss), with its training modes (``hierarchy.mode``) as optimizer and checkpoint
+plumbing: which level a parameter belongs to, which levels move (greedy: the unfrozen ones),
+the optimizer transform that zeroes the others' updates, and loading a trained run's lower
+levels into a new one (greedy training)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jepa.hierarchy import num_levels
+from jepa import checkpointing, hierarchy
+from jepa.methods.base import Method, register
+
+Hierarchy = hierarchy.Hierarchy
 
 
 def level_of(path) -> int:
@@ -25,7 +29,7 @@ def level_of(path) -> int:
 def active_levels(config, step) -> jax.Array:
     """[num_levels] 0/1: which levels' updates apply at ``step`` (the same at every step)."""
     del step
-    h, n = config.hierarchy, num_levels(config)
+    h, n = config.hierarchy, hierarchy.num_levels(config)
     levels = jnp.arange(1, n + 1)
     if h.mode == "greedy":
         return (levels > h.frozen_levels).astype(jnp.float32)
@@ -49,16 +53,17 @@ def level_update_mask(config) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def load_lower_levels(config, state, shardings):
-    """Copy levels 1 … ``hierarchy.frozen_levels`` (all levels the source has, in joint
-    mode) and the level-1 target encoder from the latest checkpoint of
-    ``hierarchy.init_from`` into a fresh ``state``. Strict: a level whose shapes differ is an
-    error naming the paths, so a 2-level run starts from exactly the level 1 it names."""
-    from jepa import checkpointing, hub
-
+def load_lower_levels(config, state, shardings, load_params):
+    """With ``hierarchy.init_from``, copy levels 1 … ``hierarchy.frozen_levels`` (all levels
+    the source has, in joint mode) and the level-1 target encoder from that
+    run's latest checkpoint (read by ``load_params``, ``jepa.hub.load_model_params``) into a
+    fresh ``state``. Strict: a level whose shapes differ is an error naming the paths, so a
+    2-level run starts from exactly the level 1 it names."""
     source = config.hierarchy.init_from
-    src_config, step, params, target = hub.load_model_params(source)
-    available = num_levels(src_config) if src_config.objective == "hierarchy" else 0
+    if not source:
+        return state
+    src_config, step, params, target = load_params(source)
+    available = hierarchy.num_levels(src_config) if src_config.objective == METHOD.name else 0
     if available < 1:
         raise ValueError(
             f"hierarchy.init_from={source!r} holds an objective={src_config.objective!r} run; "
@@ -96,3 +101,37 @@ def load_lower_levels(config, state, shardings):
     loaded = state.replace(params=new_params, target_params=target)
     logging.info("loaded levels 1-%d from %s (step %d)", wanted, source, step)
     return jax.device_put(loaded, shardings)
+
+
+def predictor_grid(config) -> tuple[int, int, int]:
+    """Level 1's (time, h, w): its context frames through its target frame."""
+    g = config.model.image_size // config.model.patch_size
+    level1 = config.hierarchy.level1
+    return level1.context_frames + level1.horizon, g, g
+
+
+def batch_ndims(config) -> dict:
+    """Windows of frames [batch, T, h, w, c]."""
+    out = {"image": 5}
+    if config.data.local_views:
+        out["local"] = 5
+    return out
+
+
+METHOD = register(
+    Method(
+        name="hierarchy",
+        init_params=lambda config, rng: Hierarchy(config).init_params(rng),
+        make_loss_fn=lambda config: Hierarchy(config).loss_fn,
+        batch_ndims=batch_ndims,
+        validate=hierarchy.validate,
+        # Windows of ``data.sequence.frames`` consecutive frames of a video dataset.
+        pipeline=lambda config: {"sequence_frames": config.data.sequence.frames},
+        predictor_grid=predictor_grid,
+        optimizer_tail=level_update_mask,  # frozen / off-duty levels do not move
+        # A frozen / off-duty level 1 keeps its target encoder too.
+        ema_scale=lambda config, step: active_levels(config, step)[0],
+        load_at_start=load_lower_levels,
+        reads=("latent.kind",),
+    )
+)

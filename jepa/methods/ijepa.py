@@ -1,0 +1,138 @@
+"""I-JEPA: masked prediction on images with multi-block masks (``objective="masked"``,
+``mask.kind="multiblock"``).
+
+One step, as in ``src/train.py`` of facebookresearch/ijepa:
+  1. targets: the EMA target encoder on the full image, LayerNorm (no affine) per token,
+     gathered at each target block's indices, under ``stop_gradient``;
+  2. context: the online encoder on the context tokens only, then the predictor per target block;
+  3. energy (smooth-L1 by default) averaged over blocks, tokens and features, plus the optional
+     information regularizers on the context embeddings s_x (VICReg variance/covariance,
+     SIGReg), which keep s_x informative where the EMA target alone lets it partially collapse;
+  4. AdamW update, then the EMA of the updated encoder into the target encoder (``jepa/step.py``).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jepa import config as config_lib
+from jepa import masking, objectives, sharding
+from jepa.models import build_encoder, build_predictor
+from jepa.models.vit import gather_tokens
+
+
+def predictor_grid(config) -> tuple[int, ...]:
+    """The image's (h, w) patch grid."""
+    return config_lib.grid_of(config)
+
+
+def target_embeddings_fn(config, encoder):
+    """``(params, target_params, images) → s_y`` [batch, tokens, width]: the EMA target encoder
+    under stop-gradient (I-JEPA), or with ``loss.target_encoder="online"`` the online encoder
+    itself, gradients on both sides (no EMA: the information terms must then prevent
+    collapse)."""
+
+    def target_embeddings(params, target_params, images):
+        if config.loss.target_encoder == "online":
+            return encoder.apply({"params": params["encoder"]}, images)[0].astype(jnp.float32)
+        full, _ = encoder.apply({"params": target_params}, images)
+        return jax.lax.stop_gradient(full.astype(jnp.float32))
+
+    return target_embeddings
+
+
+def init_masked_params(config, rng, images, grid, n_ctx: int, n_blocks: int, n_tgt: int):
+    """Boxed params: the encoder on ``images``, the predictor on ``grid`` for (n_ctx context,
+    n_blocks × n_tgt target) tokens."""
+    m = config.model
+    k_enc, k_pred = jax.random.split(rng)
+    ctx_idx = jnp.zeros((1, n_ctx), jnp.int32)
+    tgt_idx = jnp.zeros((1, n_blocks, n_tgt), jnp.int32)
+    context = jnp.zeros((1, n_ctx, m.width), jnp.float32)
+    predictor = build_predictor(config, grid)
+    return {
+        "encoder": build_encoder(config).init(k_enc, images)["params"],
+        "predictor": predictor.init(k_pred, context, ctx_idx, tgt_idx)["params"],
+    }
+
+
+def init_params(config, rng) -> dict:
+    m, mk = config.model, config.mask
+    images = jnp.zeros((1, m.image_size, m.image_size, m.channels), jnp.float32)
+    grid = predictor_grid(config)
+    return init_masked_params(
+        config, rng, images, grid, mk.context_tokens, mk.num_targets, mk.target_tokens
+    )
+
+
+def make_loss_fn(config):
+    """The I-JEPA loss (module docstring) with the optional information terms."""
+    encoder = build_encoder(config)
+    predictor = build_predictor(config, predictor_grid(config))
+    target_embeddings = target_embeddings_fn(config, encoder)
+    energy = objectives.energy_fn(config.loss.energy)
+    rules = sharding.rules_of(config)
+    lc = config.loss
+    base_key = jax.random.PRNGKey(config.seed)
+
+    def loss_fn(params, target_params, batch, step=0):
+        images, ctx_idx, tgt_idx = batch["image"], batch["context"], batch["targets"]
+        b, n_blocks, n_tgt = tgt_idx.shape
+        # Logical-axis rules are read while tracing; entering them here keeps the function pure.
+        with nn.logical_axis_rules(rules):
+            full = target_embeddings(params, target_params, images)
+            h = objectives.normalize_targets(full)
+            targets = gather_tokens(h, tgt_idx.reshape(b, n_blocks * n_tgt))
+            targets = targets.reshape(b, n_blocks, n_tgt, -1)
+
+            context, _ = encoder.apply({"params": params["encoder"]}, images, ctx_idx)
+            preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
+            pred_energy = energy(preds.astype(jnp.float32), targets).mean()
+            context = context.astype(jnp.float32)
+            aux = {"energy": pred_energy, "target_std": objectives.feature_std(full.mean(axis=1))}
+        # SIGReg directions: re-drawn every step, the same on every device (one key per step).
+        key = jax.random.fold_in(base_key, step)
+        weighted, terms = objectives.regularizer_terms(context, lc, key)
+        return pred_energy + weighted, {**aux, **terms}
+
+    return loss_fn
+
+
+def batch_ndims(config) -> dict:
+    """Images and the block masks."""
+    return {"image": 4, "context": 2, "targets": 3}
+
+
+def step_inputs(config):
+    """The step's multi-block masks for the global batch, from (seed, step)."""
+    spec = config_lib.mask_spec(config)
+
+    def draw(seed: int, step: int, batch: int) -> dict:
+        masks = masking.masks_for_step(seed, step, batch, spec)
+        return {"context": masks.context, "targets": masks.targets}
+
+    return draw
+
+
+def validate_common(config) -> None:
+    """What every masked-prediction config needs, images or clips."""
+    d = config.data
+    if d.num_views != 1:
+        raise ValueError(
+            f'data.num_views={d.num_views}; valid: 1 (views are objective="multiview"\'s)'
+        )
+    if d.local_views:
+        raise ValueError('data.local_views > 0 needs objective="multiview"')
+
+
+def validate(config) -> None:
+    validate_common(config)
+    if config.model.num_frames:
+        raise ValueError(
+            f'objective="masked" on clips (model.num_frames={config.model.num_frames}) needs '
+            f'V-JEPA\'s 3D masks; mask.kind={config.mask.kind!r}: valid: mask.kind="tube" '
+            '(with video_mode="tubelet"), or model.num_frames=0 for images'
+        )
+    config_lib.mask_spec(config).validate()

@@ -1,0 +1,113 @@
+"""``objective="multiview"``: the LeJEPA-style loss on views of an image. Every view v, global
+or local, gives s_v = Proj(mean of Enc(view) tokens); each predicts the mean of the global
+views' s (no stop-gradient, no EMA: LeJEPA's choice), and the information terms (SIGReg,
+VICReg) on each view's batch of s keep the embedding spread out, so that agreeing is not
+trivial. ``params`` = {"encoder", "projector"}; the EMA copy of the encoder is kept as a weight
+average the loss does not read."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jepa import objectives, sharding
+from jepa.methods.base import Method, register
+from jepa.models import build_encoder, build_projector
+
+
+def init_params(config, rng) -> dict:
+    m = config.model
+    k_enc, k_proj = jax.random.split(rng)
+    images = jnp.zeros((1, m.image_size, m.image_size, m.channels), jnp.float32)
+    pooled = jnp.zeros((1, m.width), jnp.float32)
+    return {
+        "encoder": build_encoder(config).init(k_enc, images)["params"],
+        "projector": build_projector(config).init(k_proj, pooled)["params"],
+    }
+
+
+def make_loss_fn(config):
+    encoder, projector = build_encoder(config), build_projector(config)
+    energy = objectives.energy_fn(config.loss.energy)
+    rules = sharding.rules_of(config)
+    lc = config.loss
+    base_key = jax.random.PRNGKey(config.seed)
+
+    def embed(params, views):
+        """[batch, n_views, h, w, c] → [n_views, batch, out]: batch-major reshapes, so the
+        batch axis keeps its sharding."""
+        b, v = views.shape[:2]
+        tokens, _ = encoder.apply(
+            {"params": params["encoder"]}, views.reshape(b * v, *views.shape[2:])
+        )
+        z = projector.apply({"params": params["projector"]}, tokens.astype(jnp.float32).mean(1))
+        return jnp.swapaxes(z.astype(jnp.float32).reshape(b, v, -1), 0, 1)
+
+    def loss_fn(params, target_params, batch, step=0):
+        del target_params  # the multiview loss has no target encoder
+        global_views = batch["image"]
+        if global_views.ndim == 4:
+            global_views = global_views[:, None]
+        with nn.logical_axis_rules(rules):
+            z = embed(params, global_views)
+            if "local" in batch:
+                z = jnp.concatenate([z, embed(params, batch["local"])])
+        center = z[: global_views.shape[1]].mean(0)
+        view_energy = energy(z, center[None]).mean()
+        key = jax.random.fold_in(base_key, step)
+        terms = objectives.mean_terms(
+            [
+                objectives.information_terms(z[v], lc, jax.random.fold_in(key, v))
+                for v in range(len(z))
+            ]
+        )
+        loss = lc.view_weight * view_energy + objectives.weighted_sum(terms, lc)
+        aux = {"energy": view_energy, "embedding_std": objectives.feature_std(center)}
+        return loss, {**aux, **terms}
+
+    return loss_fn
+
+
+def batch_ndims(config) -> dict:
+    """The global views ([batch, views, h, w, c]; [batch, h, w, c] for one) and the local ones."""
+    d = config.data
+    out = {"image": 4 + (d.num_views > 1)}
+    if d.local_views:
+        out["local"] = 5
+    return out
+
+
+def validate(config) -> None:
+    d, m = config.data, config.model
+    if d.num_views < 1 or d.local_views < 0 or d.num_views + d.local_views < 2:
+        raise ValueError(
+            f"data.num_views={d.num_views}, data.local_views={d.local_views}: the multiview "
+            "objective needs at least one global view and two views in all"
+        )
+    if d.local_views and (d.local_size <= 0 or d.local_size % m.patch_size):
+        raise ValueError(
+            f"data.local_size={d.local_size} must be a positive multiple of "
+            f"model.patch_size={m.patch_size}"
+        )
+    if not config.loss.view_weight:
+        raise ValueError(
+            'loss.view_weight=0 with objective="multiview": nothing to predict; valid: > 0'
+        )
+    p = m.projector
+    if p.hidden <= 0 or p.out <= 0 or p.depth < 0:
+        raise ValueError(f"model.projector={dict(p)}: sizes must be positive")
+
+
+METHOD = register(
+    Method(
+        name="multiview",
+        init_params=init_params,
+        make_loss_fn=make_loss_fn,
+        batch_ndims=batch_ndims,
+        validate=validate,
+        # No EMA encoder enters the loss: the online encoder is the representation trained.
+        eval_weights=lambda config: "context",
+        model_parts=("projector",),
+    )
+)

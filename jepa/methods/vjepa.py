@@ -1,0 +1,122 @@
+"""V-JEPA: masked prediction on clips with 3D tube masks (``objective="masked"``,
+``mask.kind="tube"``, ``model.num_frames`` > 0, ``model.video_mode="tubelet"``).
+
+The targets are the EMA target encoder's LayerNorm'd tokens of the whole clip, computed once;
+for each mask generator g, the context encoder sees g's context tokens and the predictor (on
+the tubelet grid) predicts g's target tokens; the energy is averaged over the generators, as
+V-JEPA averages its per-mask losses. The information terms, if any, are likewise the mean over
+the generators' context embeddings.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jepa import config as config_lib
+from jepa import masking, objectives, sharding
+from jepa.methods import ijepa
+from jepa.models import build_encoder, build_predictor
+from jepa.models.vit import gather_tokens
+
+
+def predictor_grid(config) -> tuple[int, ...]:
+    """The encoder's (time, h, w) tubelet grid."""
+    return config_lib.video_grid(config)
+
+
+def tube_mask_keys(config) -> list[tuple[str, str]]:
+    """The batch keys of each tube-mask generator's (context [batch, Kc_g], targets
+    [batch, 1, Kt_g]) pair: one pair of keys per generator, as their token counts differ."""
+    return [(f"context_{g}", f"targets_{g}") for g in range(len(config.mask.tube.num_blocks))]
+
+
+def init_params(config, rng) -> dict:
+    """Encoder on clips; the predictor's params fit every generator's pair (they do not depend
+    on the token counts), so the first generator's shapes initialize it."""
+    m = config.model
+    gen = config_lib.tube_spec(config).generators[0]
+    clips = jnp.zeros((1, m.num_frames, m.image_size, m.image_size, m.channels), jnp.float32)
+    grid = predictor_grid(config)
+    return ijepa.init_masked_params(
+        config, rng, clips, grid, gen.context_tokens, 1, gen.target_tokens
+    )
+
+
+def make_loss_fn(config):
+    """V-JEPA's loss on clips ``[batch, T, H, W, C]`` (module docstring)."""
+    encoder = build_encoder(config)
+    predictor = build_predictor(config, predictor_grid(config))
+    target_embeddings = ijepa.target_embeddings_fn(config, encoder)
+    energy = objectives.energy_fn(config.loss.energy)
+    rules = sharding.rules_of(config)
+    lc = config.loss
+    base_key = jax.random.PRNGKey(config.seed)
+    keys = tube_mask_keys(config)
+
+    def loss_fn(params, target_params, batch, step=0):
+        clips = batch["image"]
+        key = jax.random.fold_in(base_key, step)
+        energies, contexts = [], []
+        with nn.logical_axis_rules(rules):
+            full = target_embeddings(params, target_params, clips)
+            h = objectives.normalize_targets(full)
+            for ctx_key, tgt_key in keys:
+                ctx_idx, tgt_idx = batch[ctx_key], batch[tgt_key]  # [b, Kc], [b, 1, Kt]
+                targets = gather_tokens(h, tgt_idx[:, 0])[:, None]  # [b, 1, Kt, width]
+                context, _ = encoder.apply({"params": params["encoder"]}, clips, ctx_idx)
+                preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
+                energies.append(energy(preds.astype(jnp.float32), targets).mean())
+                contexts.append(context.astype(jnp.float32))
+        pred_energy = jnp.mean(jnp.stack(energies))
+        loss = pred_energy
+        aux = {"energy": pred_energy, "target_std": objectives.feature_std(full.mean(axis=1))}
+        aux.update({f"energy_{g}": e for g, e in enumerate(energies)})
+        # Generator g's SIGReg directions: key (step, 2 + g).
+        terms = objectives.mean_terms(
+            [
+                objectives.information_terms(
+                    objectives.regularizer_samples(c, lc.regularize),
+                    lc,
+                    jax.random.fold_in(key, 2 + g),
+                )
+                for g, c in enumerate(contexts)
+            ]
+        )
+        return loss + objectives.weighted_sum(terms, lc), {**aux, **terms}
+
+    return loss_fn
+
+
+def batch_ndims(config) -> dict:
+    """Clips, and one (context, targets) pair of keys per mask generator."""
+    out = {"image": 5}
+    for ctx_key, tgt_key in tube_mask_keys(config):
+        out[ctx_key], out[tgt_key] = 2, 3
+    return out
+
+
+def step_inputs(config):
+    """The step's tube masks for the global batch, one pair per generator, from (seed, step)."""
+    spec, keys = config_lib.tube_spec(config), tube_mask_keys(config)
+
+    def draw(seed: int, step: int, batch: int) -> dict:
+        out = {}
+        tube = masking.tube_masks_for_step(seed, step, batch, spec)
+        for (ctx_key, tgt_key), masks in zip(keys, tube, strict=True):
+            out[ctx_key], out[tgt_key] = masks.context, masks.targets
+        return out
+
+    return draw
+
+
+def validate(config) -> None:
+    ijepa.validate_common(config)
+    m = config.model
+    if not m.num_frames or m.video_mode != "tubelet":
+        raise ValueError(
+            f'mask.kind="tube" masks the tubelet grid; model.num_frames={m.num_frames}, '
+            f'model.video_mode={m.video_mode!r}: valid: num_frames > 0, video_mode="tubelet"'
+        )
+    config_lib.tube_spec(config)

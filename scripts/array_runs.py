@@ -1,6 +1,6 @@
 """Train the video experiments on a machine without TFDS/grain (a rented GPU box), then bring
-the run home as an ordinary workdir for ``jepa-eval --level N`` / ``python -m
-jepa.evaluate.energy``. The step is the repo's own jitted train step; only the input differs:
+the run home as an ordinary workdir for ``jepa-eval --level N`` / ``jepa-eval --protocol
+energy``. The step is the repo's own jitted train step; only the input differs:
 batches are drawn with numpy from exported sequences instead of the grain pipeline, and there
 are no checkpoints, metrics files or plots on the remote side (a wall-clock budget ends it).
 

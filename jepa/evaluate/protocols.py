@@ -77,7 +77,9 @@ class Probe:
     tokens, its own grid) or ``fewshot`` (closed-form ridge on ``eval.fewshot`` subsets of the
     labels). Features are cached under ``WORKDIR/eval/features`` when there is a workdir."""
 
-    def __init__(self, config, workdir=None, *, protocol="linear", baselines=False, **options):
+    def __init__(
+        self, config, workdir=None, *, protocol="linear", baselines=False, progress=True, **_
+    ):
         from jepa import config as config_lib
         from jepa import validation
         from jepa.data import pipeline
@@ -93,7 +95,7 @@ class Probe:
         if e.dtype:
             config.model.dtype = e.dtype
         self.config, self.protocol, self.baselines = config, protocol, baselines
-        self.log = print_progress if options.get("progress", True) else logging.debug
+        self.log = print_progress if progress else logging.debug  # quiet during training
         self.module = build_encoder(config)
         self.data = data_cfg = data_config(config)
         if e.dataset:

@@ -26,26 +26,14 @@ def define_common(values: flags.FlagValues, workdir_help: str, log_file: str) ->
     )
 
 
-def usage(synopsis: str, about: str, rows, examples: str, *, workdir: str, config: str, log: str):
-    """The ``--help`` text: synopsis, what the tool does, a flag table (``rows`` of (flag,
-    help), then the common flags) and worked examples."""
-    rows = [
-        *rows,
-        ("--workdir DIR", workdir),
-        ("--config.KEY=VALUE", config),
-        ("--debug", DEBUG_HELP),
-        ("--verbose", f"print the libraries' log lines too (always in {log})"),
-    ]
-    table = []
-    for flag, text in rows:
-        lines = text.splitlines()
-        if len(flag) > 20:
-            table.append(f"  {flag}")
-            table += [f"  {'':20}  {line}" for line in lines]
-        else:
-            table.append(f"  {flag:20}  {lines[0]}")
-            table += [f"  {'':20}  {line}" for line in lines[1:]]
-    return f"{synopsis}\n\n{about}\n\nflags:\n" + "\n".join(table) + f"\n\nexamples:\n{examples}"
+def common_usage(workdir: str, config: str, log: str) -> str:
+    """The ``--help`` lines of the common flags (``config``'s continuation lines indented)."""
+    return (
+        f"  --workdir DIR         {workdir}\n"
+        f"  --config.KEY=VALUE    {config}\n"
+        f"  --debug               {DEBUG_HELP}\n"
+        f"  --verbose             print the libraries' log lines too (always in {log})\n"
+    )
 
 
 def is_debug(argv: list[str]) -> bool:

@@ -17,32 +17,28 @@ from ml_collections import config_flags
 
 from jepa import cli
 
-USAGE = cli.usage(
-    "usage: jepa-train --config experiments/NAME.py[:ARGS] --workdir DIR [--config.KEY=VALUE ...]\n"
-    "                  [--debug] [multi-host flags]",
-    "Pretrain a JEPA. Rerunning with the same --workdir resumes from its latest good checkpoint.",
-    [
-        (
-            "--config FILE[:ARGS]",
-            "an experiment in experiments/, with its arguments, e.g.\n"
-            "experiments/mnist_ijepa.py:steps=300",
-        ),
-        (
-            "--coordinator, --num_processes, --process_id, --distributed",
-            "multi-host runs (jepa/sharding.py)",
-        ),
-    ],
-    """\
+WORKDIR_HELP = "checkpoints, metrics and plots (local or gs://)"
+CONFIG_HELP = "override any config key, e.g. --config.batch_size=64"
+USAGE = f"""\
+usage: jepa-train --config experiments/NAME.py[:ARGS] --workdir DIR [--config.KEY=VALUE ...]
+                  [--debug] [multi-host flags]
+
+Pretrain a JEPA. Rerunning with the same --workdir resumes from its latest good checkpoint.
+
+flags:
+  --config FILE[:ARGS]  an experiment in experiments/, with its arguments, e.g.
+                        experiments/mnist_ijepa.py:steps=300
+{cli.common_usage(WORKDIR_HELP, CONFIG_HELP, "WORKDIR/train.log")}\
+  --coordinator, --num_processes, --process_id, --distributed
+                        multi-host runs (jepa/sharding.py)
+
+examples:
   jepa-train --config experiments/mnist_ijepa.py --workdir runs/mnist
   jepa-data ./my_images --name my_images --data_dir ./tfds --size 32 --test_fraction 0.2
   jepa-train --config experiments/mnist_ijepa.py --workdir runs/mine \\
       --config.data.dataset=my_images --config.data.data_dir=./tfds \\
       --config.model.image_size=32 --config.model.channels=3
-""",
-    workdir="checkpoints, metrics and plots (local or gs://)",
-    config="override any config key, e.g. --config.batch_size=64",
-    log="WORKDIR/train.log",
-)
+"""
 VALID_FLAGS = (
     "--config --workdir --config.KEY=VALUE --debug --verbose --coordinator --num_processes "
     "--process_id --distributed"
@@ -60,9 +56,7 @@ def define_flags(values: flags.FlagValues, sys_argv: list[str] | None = None) ->
         lock_config=True,
         sys_argv=sys_argv,
     )
-    cli.define_common(
-        values, "where checkpoints, metrics and plots go (local or gs://)", "WORKDIR/train.log"
-    )
+    cli.define_common(values, WORKDIR_HELP, "WORKDIR/train.log")
     flags.DEFINE_string(
         "coordinator", None, "multi-host: coordinator address host:port", flag_values=values
     )

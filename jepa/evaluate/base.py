@@ -1,23 +1,13 @@
-"""Evaluators: every protocol of ``jepa-eval --protocol NAME``, and of ``config.evals`` during
-training, is a class (or factory) registered here under its name.
+"""Evaluators: each protocol of ``jepa-eval --protocol NAME`` and of ``config.evals`` during
+training is a class (or factory) registered here under its name (``register``, also from
+outside the package; docs/evaluation.md has an example).
 
-An evaluator is built once, from the run's config (``--config.*`` overrides applied), the
-run's workdir (None during training: nothing to cache, no checkpoint to read) and keyword
-options from the command line (``baselines``, ``level``, ``overrides``, ``progress``; take the
-ones you use and ``**_``). Building it checks what can be checked (keys, datasets) before
-anything compiles. ``run(encoder)`` reads a frozen encoder (a ``hub.PretrainedEncoder``:
-``params``, ``step``, ``weights``, ``config``, callable on images) and returns a flat dict
-for JSON; ``top1`` (percent), when there is one, is what the terminal line, the metrics and
-the ``--all-steps`` plot show. Code outside the package adds one with ``register``:
-
-    from jepa.evaluate import base, main
-
-    @base.register("toy")
-    class Toy:
-        def __init__(self, config, workdir, **_): ...
-        def run(self, encoder): return {"top1": ...}
-
-    main.main(["--workdir", "runs/mnist", "--protocol", "toy"])
+An evaluator is built once from the run's config (overrides applied), the workdir (None during
+training: nothing cached, no checkpoint read) and keyword options of the command line
+(``baselines``, ``level``, ``overrides``, ``progress``: it takes what it uses and ``**_``),
+and checks there what it can, before anything compiles. ``run(encoder)`` reads a frozen
+``hub.PretrainedEncoder`` (``params``, ``step``, ``weights``, ``config``, callable on images)
+and returns a flat JSON-able dict whose ``top1`` (percent), if any, is the headline.
 """
 
 from __future__ import annotations

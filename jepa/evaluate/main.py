@@ -21,31 +21,29 @@ from absl import flags
 
 from jepa import cli
 
-USAGE = cli.usage(
-    "usage: jepa-eval --workdir DIR [--step N | --all-steps] [--protocol P] [--baselines]\n"
-    "                 [--level N] [--config.KEY=VALUE ...] [--debug]",
-    "Evaluate the frozen encoder of a jepa-train run; prints progress, then one JSON line.",
-    [
-        ("--step N", "this checkpoint step (default: the newest that reads)"),
-        ("--all-steps", "every step, plus DIR/eval/probe_vs_step.png"),
-        (
-            "--protocol P",
-            "linear (default), knn, attentive, fewshot, levels, energy, transfer,\n"
-            "or one added with jepa.evaluate.base.register",
-        ),
-        ("--baselines", "also probe raw pixels and a random encoder"),
-        ("--level N", "a hierarchy run: level N's report (--protocol levels)"),
-    ],
-    """\
+WORKDIR_HELP = "the run (its checkpoints/), from any working directory"
+CONFIG_HELP = """override the stored config, e.g. --config.eval.pooling=flatten;
+                        --config.eval.dataset=NAME --config.eval.data_dir=DIR probe another
+                        (labelled) dataset than the one pretrained on"""
+USAGE = f"""\
+usage: jepa-eval --workdir DIR [--step N | --all-steps] [--protocol P] [--baselines]
+                 [--level N] [--config.KEY=VALUE ...] [--debug]
+
+Evaluate the frozen encoder of a jepa-train run; prints progress, then one JSON line.
+
+flags:
+{cli.common_usage(WORKDIR_HELP, CONFIG_HELP, "DIR/eval/eval.log")}\
+  --step N              this checkpoint step (default: the newest that reads)
+  --all-steps           every step, plus DIR/eval/probe_vs_step.png
+  --protocol P          linear (default), knn, attentive, fewshot, levels, energy, transfer,
+                        or one added with jepa.evaluate.base.register
+  --baselines           also probe raw pixels and a random encoder
+  --level N             a hierarchy run: level N's report (--protocol levels)
+
+examples:
   jepa-eval --workdir runs/mnist
   jepa-eval --workdir runs/frames --config.eval.dataset=pics --config.eval.data_dir=./tfds
-""",
-    workdir="the run (its checkpoints/), from any working directory",
-    config="override the stored config, e.g. --config.eval.pooling=flatten;\n"
-    "--config.eval.dataset=NAME --config.eval.data_dir=DIR probe another\n"
-    "(labelled) dataset than the one pretrained on",
-    log="DIR/eval/eval.log",
-)
+"""
 VALID_FLAGS = (
     "--workdir --step --protocol --level --all-steps --baselines --debug --verbose "
     "--config.KEY=VALUE"
@@ -56,7 +54,7 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
     """(flags, ``--config.KEY=VALUE`` overrides) of a jepa-eval command line (no program
     name); a bad one ends in a one-line ``SystemExit``."""
     values = flags.FlagValues()
-    cli.define_common(values, "the run (its checkpoints/)", "DIR/eval/eval.log")
+    cli.define_common(values, WORKDIR_HELP, "DIR/eval/eval.log")
     flags.DEFINE_string("step", None, "checkpoint step", flag_values=values)
     flags.DEFINE_string("protocol", None, "evaluator name", flag_values=values)
     flags.DEFINE_string("level", None, "hierarchy level", flag_values=values)

@@ -308,7 +308,9 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
             # Asked to stop (SIGTERM/SIGINT, or all hosts agreed on a preemption step): save
             # this step whatever the interval, wait for it, return normally.
             preempted = signals.received is not None or ckpt.reached_preemption(done)
-            should_log = done % config.log_every == 0 or last_step or preempted or evals.due(done)
+            # Evaluators run at their interval, but not when asked to stop: the save comes first.
+            evaluate = evals.due(done) and not preempted
+            should_log = done % config.log_every == 0 or last_step or preempted or evaluate
             should_save = done % config.checkpoint_every == 0 or last_step or preempted
             # A step about to be logged or saved is checked now: no state past a non-finite
             # step is ever saved.
@@ -333,7 +335,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                     values["collapse_alarms"] = len(alarms)
                     if alarms:
                         logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))
-                if evals.due(done):
+                if evaluate:
                     values.update(evals.run(done, monitored_params(config, state)))
                     t_last = time.perf_counter()  # evaluating is not training throughput
                 writer.write(done, values)

@@ -7,7 +7,7 @@ the average.
 
   jepa-train --config experiments/smmnist_latent.py:z=discrete --workdir /tmp/smm_discrete
   jepa-train --config experiments/smmnist_latent.py:z=none --workdir /tmp/smm_none
-  python -m jepa.evaluate.energy --workdir /tmp/smm_discrete   # F vs E, by bounce; PNG
+  jepa-eval --workdir /tmp/smm_discrete --protocol energy   # F vs E, by bounce; PNG
 
 Args (``:key=value,...``): ``z`` = none | discrete | continuous, ``steps``, ``codes`` (K),
 ``data_dir``, ``digits`` (the builder config: 1, 2 or 1-2), ``blur`` (``model.patch_blur``),

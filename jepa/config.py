@@ -330,6 +330,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every = 50
     c.health_every = 500  # steps between health readings (RankMe, feature std); 0 disables
     c.health = ml_collections.ConfigDict(dict(min_std=1e-2, min_rank=1.5))  # collapse alarms
+    # jepa-eval protocols run during training (e.g. ("knn",)) every eval_every steps (0 = off),
+    # on the encoder the probes read; their numbers go to the metrics as NAME/KEY.
+    c.evals = ()
+    c.eval_every = 0
     c.checkpoint_every = 1000
     c.keep_checkpoints = 3
     # A step whose loss or gradient is NaN/inf: False = stop with an error naming the step (the

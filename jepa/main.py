@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
-USAGE = """\
+from jepa import cli
+
+WORKDIR_HELP = "checkpoints, metrics and plots (local or gs://)"
+CONFIG_HELP = "override any config key, e.g. --config.batch_size=64"
+USAGE = f"""\
 usage: jepa-train --config experiments/NAME.py[:ARGS] --workdir DIR [--config.KEY=VALUE ...]
                   [--debug] [multi-host flags]
 
@@ -25,10 +28,7 @@ Pretrain a JEPA. Rerunning with the same --workdir resumes from its latest good 
 flags:
   --config FILE[:ARGS]  an experiment in experiments/, with its arguments, e.g.
                         experiments/mnist_ijepa.py:steps=300
-  --workdir DIR         checkpoints, metrics and plots (local or gs://)
-  --config.KEY=VALUE    override any config key, e.g. --config.batch_size=64
-  --debug               show tracebacks instead of one-line errors
-  --verbose             print the libraries' log lines too (always in WORKDIR/train.log)
+{cli.common_usage(WORKDIR_HELP, CONFIG_HELP, "WORKDIR/train.log")}\
   --coordinator, --num_processes, --process_id, --distributed
                         multi-host runs (jepa/sharding.py)
 
@@ -39,7 +39,10 @@ examples:
       --config.data.dataset=my_images --config.data.data_dir=./tfds \\
       --config.model.image_size=32 --config.model.channels=3
 """
-HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
+VALID_FLAGS = (
+    "--config --workdir --config.KEY=VALUE --debug --verbose --coordinator --num_processes "
+    "--process_id --distributed"
+)
 
 
 def define_flags(values: flags.FlagValues, sys_argv: list[str] | None = None) -> None:
@@ -53,12 +56,7 @@ def define_flags(values: flags.FlagValues, sys_argv: list[str] | None = None) ->
         lock_config=True,
         sys_argv=sys_argv,
     )
-    flags.DEFINE_string(
-        "workdir",
-        None,
-        "where checkpoints, metrics and plots go (local or gs://)",
-        flag_values=values,
-    )
+    cli.define_common(values, WORKDIR_HELP, "WORKDIR/train.log")
     flags.DEFINE_string(
         "coordinator", None, "multi-host: coordinator address host:port", flag_values=values
     )
@@ -73,16 +71,6 @@ def define_flags(values: flags.FlagValues, sys_argv: list[str] | None = None) ->
         "multi-host: auto (default, or $JEPA_DISTRIBUTED) starts JAX's distributed runtime under "
         "a SLURM step of several tasks or on a TPU pod listing its workers; on: always, values "
         "auto-detected by JAX (TPU VM pods); off: never. --coordinator etc. override.",
-        flag_values=values,
-    )
-    flags.DEFINE_bool(
-        "debug", False, "show tracebacks instead of one-line errors", flag_values=values
-    )
-    flags.DEFINE_bool(
-        "verbose",
-        False,
-        "also print the libraries' log records (Orbax, TFDS, JAX) to the terminal; they always "
-        "go to WORKDIR/train.log",
         flag_values=values,
     )
 
@@ -111,19 +99,10 @@ def main(argv):
         console.configure(None, verbose=FLAGS.verbose, level=logging.WARNING)
     from jepa import checkpointing, train
 
-    try:
+    # Faults the message explains fully: exit 1 with it, without a traceback.
+    faults = (train.NonFiniteLossError, checkpointing.CheckpointCorruptError, *EXPLAINED)
+    with cli.one_line_errors("jepa-train", FLAGS.debug, faults):
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (train.NonFiniteLossError, checkpointing.CheckpointCorruptError, *EXPLAINED) as e:
-        # Faults the message explains fully: exit 1 with it, without a traceback.
-        if FLAGS.debug:
-            raise
-        raise SystemExit(one_line_error(e)) from None
-
-
-def one_line_error(e: BaseException) -> str:
-    """``jepa-train: Type: message`` (a KeyError's message without the repr quotes)."""
-    message = e.args[0] if isinstance(e, KeyError) and e.args else e
-    return f"jepa-train: {type(e).__name__}: {message}"
 
 
 def unknown_override(argv: list[str]) -> str | None:
@@ -150,39 +129,28 @@ def unknown_override(argv: list[str]) -> str | None:
 
 
 def parse_flags(argv: list[str], values: flags.FlagValues | None = None) -> list[str]:
-    """absl's parsing, with a usage text for no arguments and ``-h`` / ``--help``, and every
-    error a one-line message (``SystemExit``) naming the flag or key and the valid values;
-    ``--debug`` shows the traceback instead. An override of a key the config lacks
-    (ml_collections raises a bare AttributeError for it) names the key and the valid ones."""
+    """The shared parsing (``cli.parse``: usage for no arguments and ``-h`` / ``--help``, every
+    error one line naming the flag or key and the valid values; ``--debug`` shows the
+    traceback instead), plus what loading the experiment can meet: a missing file, and an
+    override of a key the config lacks (ml_collections raises a bare AttributeError for it),
+    named with the valid ones."""
     values = FLAGS if values is None else values
-    if len(argv) <= 1:
-        print(USAGE, end="", file=sys.stderr)
-        raise SystemExit(2)
-    if any(a in HELP_FLAGS for a in argv[1:]):
-        print(USAGE, end="")
-        raise SystemExit(0)
-    debug = any(a in ("--debug", "--debug=true", "--debug=True") for a in argv[1:])
+    cli.help_or_usage(argv, USAGE)
+    debug = cli.is_debug(argv)
     problem = missing_experiment(argv)
     if problem:
         raise SystemExit(f"jepa-train: {problem}")
-    try:
-        rest = values(argv)
-        values["config"].value  # noqa: B018 - loads the experiment: its errors are raised here
-    except (AttributeError, KeyError) as e:
-        message = unknown_override(argv)
-        if message is not None:
-            raise SystemExit(f"jepa-train: {message}") from None
-        if debug:
+    with cli.one_line_errors(
+        "jepa-train", debug, EXPLAINED + (AttributeError, OSError, SyntaxError)
+    ):
+        try:
+            rest = cli.parse(argv, values, "jepa-train", VALID_FLAGS)
+            values["config"].value  # noqa: B018 - loads the experiment: its errors are raised here
+        except (AttributeError, KeyError):
+            message = unknown_override(argv)
+            if message is not None:
+                raise SystemExit(f"jepa-train: {message}") from None
             raise
-        raise SystemExit(one_line_error(e)) from None
-    except flags.Error as e:
-        if debug:
-            raise
-        raise SystemExit(f"jepa-train: {parse_error(e)}") from None
-    except EXPLAINED + (OSError, SyntaxError) as e:  # loading the experiment file
-        if debug:
-            raise
-        raise SystemExit(one_line_error(e)) from None
     missing = [f"--{name}" for name in ("config", "workdir") if values[name].value is None]
     if missing:
         raise SystemExit(
@@ -190,24 +158,6 @@ def parse_flags(argv: list[str], values: flags.FlagValues | None = None) -> list
             "experiments/mnist_ijepa.py --workdir runs/mnist (--help for more)"
         )
     return rest
-
-
-def parse_error(e: Exception) -> str:
-    """absl's flag error on one line: the offending flag, and what it accepts. An experiment
-    whose ``get_config`` raised arrives with the traceback inside the message: its last line
-    is the error."""
-    text = str(e)
-    if "Traceback (most recent call last)" in text:
-        head = text.split(": Error whilst", 1)[0]  # "flag --config=FILE:ARGS"
-        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
-        return f"{head}: {last}"
-    text = " ".join(text.split())
-    if text.startswith("Unknown command line flag"):
-        text += (
-            "; valid: --config --workdir --config.KEY=VALUE --debug --coordinator "
-            "--num_processes --process_id --distributed (--help for more)"
-        )
-    return text
 
 
 def missing_experiment(argv: list[str]) -> str | None:

@@ -28,6 +28,7 @@ from jepa import config as config_lib
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.data import pipeline, records
+from jepa.evaluate import base as evaluators
 from jepa.evaluate import health
 from jepa.metrics import MetricWriter
 from jepa.models import build_encoder
@@ -188,6 +189,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     # load_encoder then find the data from any working directory.
     config = config_lib.absolute_paths(prepare_config(config))
     preflight.check(config, workdir)  # workdir, data, an existing checkpoint
+    evals = evaluators.TrainingEvals(config)  # config.evals: their names and data, checked now
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
 
@@ -268,7 +270,9 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
             # Asked to stop (SIGTERM/SIGINT, or all hosts agreed on a preemption step): save
             # this step whatever the interval, wait for it, return normally.
             preempted = signals.received is not None or ckpt.reached_preemption(done)
-            should_log = done % config.log_every == 0 or last_step or preempted
+            # Evaluators run at their interval, but not when asked to stop: the save comes first.
+            evaluate = evals.due(done) and not preempted
+            should_log = done % config.log_every == 0 or last_step or preempted or evaluate
             should_save = done % config.checkpoint_every == 0 or last_step or preempted
             # A step about to be logged or saved is checked now: no state past a non-finite
             # step is ever saved.
@@ -293,6 +297,9 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                     values["collapse_alarms"] = len(alarms)
                     if alarms:
                         logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))
+                if evaluate:
+                    values.update(evals.run(done, monitored_params(config, state)))
+                    t_last = time.perf_counter()  # evaluating is not training throughput
                 writer.write(done, values)
                 bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}", refresh=False)
             bar.update(1)

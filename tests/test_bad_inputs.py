@@ -431,6 +431,13 @@ CASES = [
     ),
     pytest.param(cfg(**{"model.stem": "vit"}), E, r"model\.stem='vit'", "conv", id="stem"),
     pytest.param(
+        mnist(evals=("svm",), eval_every=2),
+        E,
+        r"evals='svm'",
+        r"valid: \(.*'knn'",
+        id="evals-unknown-evaluator",
+    ),
+    pytest.param(
         cfg(**{"model.stem": "conv", "model.patch_size": 12, "model.image_size": 48}),
         E,
         r"model\.stem='conv'.*model\.patch_size=12",

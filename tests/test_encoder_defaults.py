@@ -13,6 +13,7 @@ from jepa import config as config_lib
 from jepa import methods, train
 from jepa.data import augment, pipeline
 from jepa.evaluate import main as eval_main
+from jepa.evaluate import protocols
 
 MULTIVIEW = {
     "objective": "multiview",
@@ -50,7 +51,7 @@ def probed_features(workdir, mnist_data_dir, monkeypatch, *flags):
 
         return classify
 
-    monkeypatch.setattr(eval_main, "make_classifier", capture)
+    monkeypatch.setattr(protocols, "make_classifier", capture)
     result = eval_main.main(
         [
             f"--workdir={workdir}",

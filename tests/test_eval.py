@@ -282,13 +282,13 @@ def test_knn_sharded_over_8_devices_equals_one_device():
 def test_ridge_matches_normal_equations_and_brute_force_leave_one_out():
     """The SVD path equals (XcᵀXc + λI)⁻¹XcᵀYc with an unpenalized intercept, and its
     leave-one-out predictions equal refitting without each sample."""
-    from jepa.evaluate import fewshot
+    from jepa.evaluate import ridge
 
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
     y1 = np.eye(3)[y]
     alphas = np.array([1e-2, 1.0])
-    w, b, loo = fewshot._ridge_path(jnp.asarray(x), jnp.asarray(y1), jnp.asarray(alphas))
+    w, b, loo = ridge.ridge_path(jnp.asarray(x), jnp.asarray(y1), jnp.asarray(alphas))
     xc = x - x.mean(0)
     lam = alphas * np.mean(np.linalg.svd(xc, compute_uv=False) ** 2)
 

@@ -78,6 +78,11 @@ def test_future_objective_trains_and_evaluates_energies(tmp_path, smm_data_dir, 
         nz = freq[freq > 0]
         assert result["perplexity"] == pytest.approx(np.exp(-(nz * np.log(nz)).sum()), rel=1e-3)
     assert os.path.exists(result["png"])
+    if kind == "discrete":  # the same report through jepa-eval's registry
+        from jepa.evaluate import main as eval_main
+
+        (via_cli,) = eval_main.main(["--workdir", workdir, "--protocol", "energy"])
+        assert via_cli == {"protocol": "energy", **result}
 
 
 def test_region_means_by_hand():

@@ -11,6 +11,7 @@ from helpers import train_on_mesh, with_overrides
 from jepa import config as config_lib
 from jepa import hierarchy, train, validation
 from jepa.evaluate import levels as levels_eval
+from jepa.evaluate import main as eval_main
 from jepa.models.sequence import SequenceEncoder
 
 LEVEL2 = dict(width=32, depth=1, num_heads=2, horizons=(2, 3), predictor_hidden=32)
@@ -372,6 +373,8 @@ def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_dat
     # chance; the probe's arithmetic is checked by hand in the identity-probe test.)
     assert np.isfinite(r1["velocity_r2"])
     assert r1["top1"] * 40 / 100 == pytest.approx(round(r1["top1"] * 40 / 100), abs=1e-6)
+    (via_cli,) = eval_main.main(["--workdir", two, "--level", "1"])  # the levels evaluator
+    assert {**via_cli, "wall_s": 0} == {**r1, "wall_s": 0}
     # eval.weights="context": level 1's probes read the online encoder, not the EMA one.
     r1c = levels_eval.evaluate(two, None, 1, overrides={"eval.weights": "context"}, png=False)
     assert (r1["level1_weights"], r1c["level1_weights"]) == ("target", "context")

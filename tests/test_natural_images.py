@@ -7,7 +7,7 @@ from test_config import load_experiment
 
 from jepa import methods, train, validation
 from jepa.data import folder
-from jepa.evaluate import main as eval_main
+from jepa.evaluate import protocols as eval_main
 
 
 def test_recipe_matches_lejepa_minimal_where_it_can():

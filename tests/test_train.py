@@ -145,7 +145,7 @@ def test_relative_workdir(tmp_path, monkeypatch):
 def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_dir):
     """mnist5k through the grain path with 2 global and 2 local views, 2 steps, then the
     probe reads the online encoder (the multiview objective's own) from the checkpoint."""
-    from jepa.evaluate import main as eval_main
+    from jepa.evaluate import protocols as eval_main
 
     config = tiny_mnist_config(
         mnist_data_dir,

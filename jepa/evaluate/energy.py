@@ -1,6 +1,6 @@
 """Energies of true futures on held-out clips: does the latent variable z model uncertainty?
 
-  python -m jepa.evaluate.energy --workdir DIR [--step N] [--split test]
+  jepa-eval --workdir DIR --protocol energy [--step N] [--config.eval.test_split=SPLIT]
 
 For every clip of the test videos (every start t0), with the run's own target embedding s_y of
 the true future frame:
@@ -21,10 +21,8 @@ see them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -260,19 +258,3 @@ def evaluate(
     with open(os.path.join(workdir, "eval", f"energy_step{step}.json"), "w") as f:
         json.dump(result, f, indent=1)
     return result
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--step", type=int, default=None)
-    parser.add_argument("--split", default=None, help="default: the config's test split")
-    parser.add_argument("--max-sequences", type=int, default=None)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    result = evaluate(args.workdir, args.step, args.split, args.max_sequences)
-    print(json.dumps(result), flush=True)
-    return result
-
-
-if __name__ == "__main__":
-    main()

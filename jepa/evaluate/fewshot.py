@@ -2,9 +2,8 @@
 evaluator does the same), on 1 % / 10 % of the labels or N labelled images per class.
 
 With a handful of labels there is no validation set worth carving, so the ridge strength is
-chosen by exact leave-one-out accuracy, which ridge gives for free: with the centered features'
-SVD X = U S Vᵀ the hat matrix is H = U diag(s²/(s²+λ)) Uᵀ + 11ᵀ/n (unpenalized intercept), and
-the prediction for sample i fitted without it is (ŷᵢ − hᵢᵢ yᵢ)/(1 − hᵢᵢ). One SVD serves every λ.
+chosen by exact leave-one-out accuracy, which ridge gives for free (``ridge.py``: one SVD serves
+every λ and its leave-one-out predictions).
 Subsets are drawn per class, ``seeds`` times; the mean and std over draws are reported.
 """
 
@@ -13,11 +12,11 @@ from __future__ import annotations
 import re
 import zlib
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jepa.evaluate.linear_probe import standardize
+from jepa.evaluate.ridge import ridge_classifier
 
 # λ = alpha · mean squared singular value of the centered features: the grid then means the
 # same thing whatever the feature scale and width.
@@ -46,36 +45,6 @@ def subset_indices(labels: np.ndarray, spec: str, seed) -> np.ndarray:
             raise ValueError(f"{spec}: class {c} has only {len(members)} training samples")
         picked.append(rng.choice(members, k, replace=False))
     return np.sort(np.concatenate(picked))
-
-
-@jax.jit
-def _ridge_path(x, y_onehot, alphas):
-    """Ridge fits for every alpha: weights [a, f, k], bias [a, k], leave-one-out predictions
-    [a, n, k]."""
-    n = x.shape[0]
-    mu_x, mu_y = x.mean(0), y_onehot.mean(0)
-    xc, yc = x - mu_x, y_onehot - mu_y
-    u, s, vt = jnp.linalg.svd(xc, full_matrices=False)
-    lams = alphas * jnp.mean(s**2)
-    shrink = s[None] ** 2 / (s[None] ** 2 + lams[:, None])  # [a, r]
-    uty = u.T @ yc  # [r, k]
-    fitted = jnp.einsum("nr,ar,rk->ank", u, shrink, uty) + mu_y
-    weights = jnp.einsum("rf,ar,rk->afk", vt, shrink / jnp.where(s > 0, s, 1.0)[None], uty)
-    bias = mu_y[None] - jnp.einsum("f,afk->ak", mu_x, weights)
-    leverage = jnp.einsum("nr,ar->an", u**2, shrink) + 1.0 / n
-    loo = (fitted - leverage[..., None] * y_onehot[None]) / jnp.maximum(
-        1.0 - leverage[..., None], 1e-6
-    )
-    return weights, bias, loo
-
-
-def ridge_classifier(x, y, num_classes: int, alphas=DEFAULT_ALPHAS) -> dict:
-    """Fit one-hot ridge for every alpha, keep the one with the best leave-one-out accuracy."""
-    y1 = jax.nn.one_hot(jnp.asarray(y), num_classes)
-    w, b, loo = _ridge_path(jnp.asarray(x, jnp.float32), y1, jnp.asarray(alphas, jnp.float32))
-    loo_acc = np.asarray((loo.argmax(-1) == jnp.asarray(y)[None]).mean(-1))
-    best = int(np.argmax(loo_acc))
-    return {"w": w[best], "b": b[best], "alpha": float(alphas[best]), "loo_top1": loo_acc[best]}
 
 
 def fewshot_probe(

@@ -30,54 +30,13 @@ import numpy as np
 from jepa import hierarchy, methods, objectives
 from jepa import state as state_lib
 from jepa.data.normalization import normalize_frames
+from jepa.evaluate.ridge import ridge_map, ridge_r2
 from jepa.methods import hjepa
 
 POSITION_AHEAD = (2, 4, 6, 8)  # frames ahead for the "future position" regression
 
 
 # ----------------------------------------------------------------------------- regressions
-def ridge_r2(train_x, train_y, test_x, test_y, alphas=(1e-3, 1e-2, 1e-1, 1.0, 10.0)) -> dict:
-    """Ridge regression of standardized features onto ``y`` [n, outputs]; alpha (relative to
-    the mean squared singular value) chosen on the last 10% of the train rows; returns the
-    test R² = 1 − SSE/SST, pooled over outputs, and the alpha."""
-    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
-    xs, ts = (train_x - mu) / sd, (test_x - mu) / sd
-    ym = train_y.mean(0)
-    n_val = max(len(xs) // 10, 1)
-
-    def fit(x, y, alpha):
-        x1 = np.concatenate([x, np.ones((len(x), 1))], 1)
-        gram = x1.T @ x1
-        reg = alpha * np.trace(gram) / len(gram) * np.eye(len(gram))
-        reg[-1, -1] = 0.0  # no penalty on the intercept
-        return np.linalg.solve(gram + reg, x1.T @ y)
-
-    def predict(w, x):
-        return np.concatenate([x, np.ones((len(x), 1))], 1) @ w
-
-    def r2(pred, y):
-        return 1.0 - ((pred - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
-
-    val_scores = [
-        r2(predict(fit(xs[:-n_val], train_y[:-n_val] - ym, a), xs[-n_val:]) + ym, train_y[-n_val:])
-        for a in alphas
-    ]
-    alpha = alphas[int(np.argmax(val_scores))]
-    w = fit(xs, train_y - ym, alpha)
-    return {"r2": float(r2(predict(w, ts) + ym, test_y)), "alpha": alpha}
-
-
-def ridge_map(train_x, train_y, alpha: float = 1e-2):
-    """A fitted ridge map x → y (standardized x), as a function."""
-    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
-    x1 = np.concatenate([(train_x - mu) / sd, np.ones((len(train_x), 1))], 1)
-    gram = x1.T @ x1
-    reg = alpha * np.trace(gram) / len(gram) * np.eye(len(gram))
-    reg[-1, -1] = 0.0
-    w = np.linalg.solve(gram + reg, x1.T @ train_y)
-    return lambda x: np.concatenate([(x - mu) / sd, np.ones((len(x), 1))], 1) @ w
-
-
 def step_frames(config, level: int, steps: int) -> np.ndarray:
     """The frame that labels each step of ``level``: the last frame of the step's window."""
     f = hierarchy.frames_per_step(config)[level - 1]

@@ -1,0 +1,275 @@
+"""The built-in evaluators (``base.py``): the probes on frozen features (``linear``, ``knn``,
+``attentive``, ``fewshot``), a hierarchy run's per-level report (``levels``), a latent-variable
+run's energies (``energy``) and the held-out digits check (``transfer``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+
+import ml_collections
+
+from jepa.evaluate import base
+
+
+def make_classifier(protocol: str, config):
+    """(train_x, train_y, test_x, test_y) → result dict (``top1`` in [0, 1]) for ``protocol``."""
+    from jepa.evaluate import attentive_probe, fewshot, knn, linear_probe
+
+    e = config.eval
+    if protocol == "knn":
+        return functools.partial(knn.knn_probe, k=e.knn_k, temperature=e.knn_temperature)
+    if protocol == "fewshot":
+        return functools.partial(
+            fewshot.fewshot_probe,
+            subsets=tuple(e.fewshot),
+            seeds=e.fewshot_seeds,
+            batchnorm=e.batchnorm,
+            seed=config.seed,
+        )
+    grid = dict(val_fraction=e.val_fraction, seed=config.seed)
+    if protocol == "attentive":
+        return functools.partial(
+            attentive_probe.attentive_probe,
+            num_heads=e.attentive_heads or config.model.num_heads,
+            lrs=tuple(e.attentive_lrs),
+            wds=tuple(e.attentive_wds),
+            epochs=e.attentive_epochs,
+            batch_size=e.attentive_batch_size,
+            **grid,
+        )
+    return functools.partial(
+        linear_probe.linear_probe,
+        lrs=tuple(e.lrs),
+        wds=tuple(e.wds),
+        epochs=e.probe_epochs,
+        batch_size=e.probe_batch_size,
+        batchnorm=e.batchnorm,
+        **grid,
+    )
+
+
+def summarize(protocol: str, out: dict) -> dict:
+    """The JSON-worthy part of a classifier's result, accuracies in percent."""
+    pct = lambda v: round(100 * v, 2)  # noqa: E731
+    if protocol in ("linear", "attentive"):
+        return dict(
+            val_top1=pct(out["val_top1"]), lr=out["lr"], wd=out["wd"], compiles=out["compiles"]
+        )
+    if protocol == "knn":
+        return dict(k=out["k"], temperature=out["temperature"])
+    return {
+        "subsets": {
+            spec: dict(top1=pct(r["top1"]), top1_std=pct(r["top1_std"]), labels=r["labels"])
+            for spec, r in out["subsets"].items()
+        }
+    }
+
+
+class Probe:
+    """Features of the frozen encoder (and of the baselines) on the train and test splits, then
+    the ``protocol``'s classifier: ``linear`` (LR × WD grid, selection on a held-out part of
+    train), ``knn`` (cosine, ``eval.knn_k`` neighbours, votes weighted by
+    exp(sim / ``eval.knn_temperature``)), ``attentive`` (V-JEPA's cross-attention probe on the
+    tokens, its own grid) or ``fewshot`` (closed-form ridge on ``eval.fewshot`` subsets of the
+    labels). Features are cached under ``WORKDIR/eval/features`` when there is a workdir."""
+
+    def __init__(
+        self, config, workdir=None, *, protocol="linear", baselines=False, progress=True, **_
+    ):
+        from jepa import methods, validation
+        from jepa.data import pipeline
+        from jepa.methods import data_config
+        from jepa.models import build_encoder
+
+        config = ml_collections.ConfigDict(config.to_dict())  # this probe's own settings
+        if protocol == "attentive":
+            config.eval.pooling = "none"  # the probe attends over tokens
+        validation.validate_eval(config)
+        config.eval.weights = methods.eval_weights(config)
+        e = config.eval
+        if e.dtype:
+            config.model.dtype = e.dtype
+        self.config, self.protocol, self.baselines = config, protocol, baselines
+        self.log = print_progress if progress else logging.debug  # quiet during training
+        self.module = build_encoder(config)
+        self.data = data_cfg = data_config(config)
+        if e.dataset:
+            data_cfg.dataset = e.dataset
+        if e.data_dir:
+            data_cfg.data_dir = e.data_dir
+        self.splits = (
+            e.train_split or config.data.train_split,
+            e.test_split or config.data.test_split,
+        )
+        # Before any feature is computed: the probe needs labels and both splits.
+        which = "eval" if e.dataset else "data"
+        pipeline.check_labelled(
+            data_cfg.dataset,
+            data_cfg.data_dir,
+            {
+                f"{'eval' if e.train_split else 'data'}.train_split": self.splits[0],
+                f"{'eval' if e.test_split else 'data'}.test_split": self.splits[1],
+            },
+            f"{which}.dataset",
+            f"the {protocol} probe",
+        )
+        self.cache = os.path.join(workdir, "eval", "features") if workdir else None
+        self.classify = make_classifier(protocol, config)
+
+    def features(self, params, key):
+        """(train, test) (features, labels) of the encoder ``params``; cached under ``key``."""
+        from jepa.evaluate import features
+
+        e = self.config.eval
+        kw = dict(
+            depth=self.config.model.depth,
+            layers=e.layers,
+            pooling=e.pooling,
+            batch_size=e.batch_size,
+            cache_dir=self.cache if key else None,
+            cache_key=key,
+        )
+        return [
+            features.extract_features(self.module, params, self.data, s, **kw) for s in self.splits
+        ]
+
+    def probe(self, params, key, label):
+        t = time.perf_counter()
+        tr, te = self.features(params, key)
+        self.log(
+            f"[{label}] features {tr[0].shape} train, {te[0].shape} test "
+            f"({time.perf_counter() - t:.1f}s); running the {self.protocol} probe…"
+        )
+        out = self.classify(tr[0], tr[1], te[0], te[1])
+        summary = json.dumps(summarize(self.protocol, out))
+        self.log(f"[{label}] top-1 {100 * out['top1']:.2f}% {summary}")
+        return out
+
+    def run(self, encoder) -> dict:
+        config, e, protocol = self.config, self.config.eval, self.protocol
+        t0 = time.perf_counter()
+        key = {"step": encoder.step, "weights": e.weights, "dtype": config.model.dtype}
+        out = self.probe(encoder.params, key if self.cache else None, f"step {encoder.step}")
+        result = {
+            "protocol": protocol,
+            "step": encoder.step,
+            "dataset": self.data.dataset,
+            "top1": round(100 * out["top1"], 2),
+            "layers": e.layers,
+            "pooling": e.pooling,
+            "weights": e.weights,
+            **summarize(protocol, out),
+        }
+        if self.baselines:
+            result["baselines"] = self.run_baselines()
+        result["wall_s"] = round(time.perf_counter() - t0, 1)
+        return result
+
+    def run_baselines(self) -> dict:
+        """The same probe on raw pixels and on a randomly initialized encoder."""
+        import flax.linen as nn
+        import jax
+
+        from jepa.evaluate import features
+        from jepa.state import init_boxed_params
+
+        config, e, protocol = self.config, self.config.eval, self.protocol
+        patch = config.model.patch_size if e.pooling == "none" else None
+        px_tr, px_te = (
+            features.pixel_features(self.data, s, e.batch_size, patch) for s in self.splits
+        )
+        px = self.classify(px_tr[0], px_tr[1], px_te[0], px_te[1])
+        self.log(f"[pixels] top-1 {100 * px['top1']:.2f}% {json.dumps(summarize(protocol, px))}")
+        random_params = nn.unbox(
+            init_boxed_params(config, jax.random.PRNGKey(config.seed + 1))["encoder"]
+        )
+        rnd = self.probe(random_params, None, "random encoder")
+        out = {"pixels": round(100 * px["top1"], 2), "random_encoder": round(100 * rnd["top1"], 2)}
+        if protocol == "fewshot":
+            out["subsets"] = {
+                "pixels": summarize(protocol, px)["subsets"],
+                "random_encoder": summarize(protocol, rnd)["subsets"],
+            }
+        return out
+
+
+def print_progress(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)
+
+
+for _name in ("linear", "knn", "attentive", "fewshot"):
+    base.register(_name, functools.partial(Probe, protocol=_name))
+
+
+def run_probe(
+    workdir: str, step: int | None, overrides: dict, baselines: bool, protocol: str = "linear"
+) -> dict:
+    """``jepa-eval --protocol PROTOCOL`` on checkpoint ``step`` of ``workdir``: its result."""
+    config, encoder = base.load_run(workdir, step, overrides)
+    return Probe(config, workdir, protocol=protocol, baselines=baselines).run(encoder)
+
+
+def needs_workdir(name: str, workdir: str | None) -> str:
+    if workdir is None:
+        raise ValueError(
+            f"evals=({name!r},) reads more of a saved checkpoint than the encoder; valid: "
+            f"jepa-eval --workdir W --protocol {name} after training"
+        )
+    return workdir
+
+
+@base.register("levels")
+class Levels:
+    """A hierarchy run's level ``--level N`` (``levels.py``); the whole model from the step's
+    checkpoint. Results go to ``level<N>_step<S>.json``."""
+
+    def __init__(self, config, workdir, *, level=None, overrides=None, **_):
+        self.workdir = needs_workdir("levels", workdir)
+        if level is None:
+            raise ValueError("--protocol levels needs --level N; valid: a level of the hierarchy")
+        self.level, self.overrides, self.stem = level, overrides or {}, f"level{level}"
+
+    def run(self, encoder) -> dict:
+        from jepa.evaluate import levels
+
+        return levels.evaluate(self.workdir, encoder.step, self.level, self.overrides)
+
+
+@base.register("energy")
+class Energy:
+    """A latent-variable (``future``) run's energies on the test clips (``energy.py``)."""
+
+    def __init__(self, config, workdir, **_):
+        self.workdir = needs_workdir("energy", workdir)
+        self.split = config.eval.test_split or None
+
+    def run(self, encoder) -> dict:
+        from jepa.evaluate import energy
+
+        return {"protocol": "energy", **energy.evaluate(self.workdir, encoder.step, self.split)}
+
+
+@base.register("transfer")
+class Transfer:
+    """Held-out digits (``transfer.py``): the pooled embedding against raw pixels; ``top1``
+    is the pooled embedding's."""
+
+    def __init__(self, config, workdir=None, **_):
+        m = config.model
+        if (m.image_size, m.channels) != (28, 1):
+            raise ValueError(
+                f"model.image_size={m.image_size}, model.channels={m.channels}: the transfer "
+                "check reads 28-px grayscale digits; valid: a 28-px grayscale encoder"
+            )
+
+    def run(self, encoder) -> dict:
+        from jepa.evaluate import transfer
+
+        result = transfer.transfer_check(encoder)
+        return {"protocol": "transfer", "step": encoder.step, "top1": result["pooled"], **result}

@@ -21,9 +21,10 @@ What we change, and why:
     and its CEM's clip); eb_jepa's env steps any action it is given.
   * Intersections are computed parametrically; eb_jepa's slope form divides by zero on a move
     with no x component and returns NaN when such a move meets the top or bottom border.
-  * ``render`` takes any ``image_size``: pixel ``j`` sits at coordinate ``j·(arena-1)/(size-1)``;
-    a wall lights every pixel its extent overlaps, the door clears every row whose centre it
-    spans. At 65 px this is eb_jepa's image exactly; channels are last (dot, walls).
+  * ``render`` takes any ``image_size`` up to the arena's: pixel ``j`` sits at coordinate
+    ``j·(arena-1)/(size-1)``; the dot is sampled there, the walls are the arena-size image
+    max-pooled over each pixel's footprint (a wall never vanishes at a coarser size). At 65 px
+    this is eb_jepa's image exactly; channels are last (dot, walls).
 """
 
 from __future__ import annotations
@@ -325,24 +326,31 @@ def step(state, action, key=None, settings: TwoRoomsSettings = DEFAULT) -> TwoRo
 
 def _pixel_centres(settings):
     size = settings.image_size
+    if not 2 <= size <= settings.arena:
+        raise ValueError(f"image_size must be in [2, arena={settings.arena}], got {size}")
     spacing = (settings.arena - 1) / (size - 1)
     return jnp.arange(size, dtype=jnp.float32) * spacing, spacing
 
 
 def render_walls(wall_x, door_y, settings: TwoRoomsSettings = DEFAULT) -> jax.Array:
-    """uint8 [S, S]: 255 on the border lines and on the dividing wall outside its door."""
+    """uint8 [S, S]: 255 on the border lines and on the dividing wall outside its door; at
+    S < arena, the max-pool of the arena-size image over each pixel's footprint."""
     s = settings
     c, spacing = _pixel_centres(s)
+    # The arena-grid rows (columns) each pixel covers: [first, last], the integers in
+    # [c - spacing/2, c + spacing/2); the small slack keeps float error off the edges.
+    first = jnp.ceil(c - spacing / 2 - 1e-4)
+    last = jnp.ceil(c + spacing / 2 - 1e-4) - 1
     left_face, right_face = _wall_faces(wall_x, s)
     lo, hi = _door_edges(door_y, s)
 
-    def overlaps(start, end):  # the pixels whose extent overlaps the open interval
-        return (c - spacing / 2 < end) & (c + spacing / 2 > start)
+    def covers(a, b):
+        return jnp.maximum(first, a) <= jnp.minimum(last, b)
 
-    wall_cols = overlaps(left_face - 0.5, right_face + 0.5)
-    door_rows = (c >= lo - 0.5) & (c <= hi + 0.5)
-    border = overlaps(s.low - 0.5, s.low + 0.5) | overlaps(s.high - 0.5, s.high + 0.5)
-    walls = (wall_cols[None, :] & ~door_rows[:, None]) | border[None, :] | border[:, None]
+    wall_cols = covers(left_face, right_face)
+    outside_door = (first < lo) | (last > hi)
+    border = covers(s.low, s.low) | covers(s.high, s.high)
+    walls = (wall_cols[None, :] & outside_door[:, None]) | border[None, :] | border[:, None]
     return walls.astype(jnp.uint8) * 255
 
 

@@ -271,6 +271,9 @@ def test_rollout_follows_the_data_rule_and_renders_every_position():
     crosses = np.sign(p[..., 0] - wall_x[:, None]) != np.sign(q[..., 0] - wall_x[:, None])
     assert (leaves | (near <= 1) | crosses)[stayed].all()
     # Frames are the render of the positions; the walls never change within a trajectory.
+    first, _, pos_again = jax.vmap(lambda k: tr.explore(k, S))(keys)
+    np.testing.assert_allclose(np.asarray(pos_again), pos, atol=1e-4)
+    np.testing.assert_allclose(_wall_column(obs), np.asarray(first.wall_x))
     dot_rows, dot_cols = np.unravel_index(obs[..., 0].reshape(32, 91, -1).argmax(-1), (65, 65))
     # Nearest pixel; at a half-integer the floor can tie the two neighbours.
     assert (np.abs(dot_cols - pos[..., 0]) <= 0.51).all()
@@ -280,7 +283,7 @@ def test_rollout_follows_the_data_rule_and_renders_every_position():
 
 def test_rollout_heading_drifts_as_the_von_mises_walk():
     keys = jax.random.split(jax.random.key(9), 256)
-    _, actions, _ = jax.jit(jax.vmap(lambda k: tr.rollout(k, S)))(keys)
+    _, actions, _ = jax.jit(jax.vmap(lambda k: tr.explore(k, S)))(keys)
     a = np.asarray(actions)
     heading = np.arctan2(a[..., 1], a[..., 0])
     turn = np.angle(np.exp(1j * (heading[:, 1:] - heading[:, :-1])))
@@ -292,8 +295,8 @@ def test_rollout_heading_drifts_as_the_von_mises_walk():
 
 def test_rollout_crosses_the_wall_in_about_the_cross_wall_share():
     keys = jax.random.split(jax.random.key(10), 512)
-    obs, _, pos = jax.jit(jax.vmap(lambda k: tr.rollout(k, S)))(keys)
-    side = np.asarray(pos[..., 0]) > _wall_column(np.asarray(obs))[:, None]
+    first, _, pos = jax.jit(jax.vmap(lambda k: tr.explore(k, S)))(keys)
+    side = np.asarray(pos[..., 0]) > np.asarray(first.wall_x)[:, None]
     crossed = (side != side[:, :1]).any(-1)
     # 35 % of trajectories are planned through the door; a few clamped starts miss it and a
     # few free walks find it.

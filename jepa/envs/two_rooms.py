@@ -431,12 +431,12 @@ def _cross_wall_plan(key, wall_x, door_y, steps: int, s: TwoRoomsSettings):
     return jnp.clip(start, s.low + 0.01, s.high - 0.01), actions
 
 
-def rollout(key: jax.Array, settings: TwoRoomsSettings = DEFAULT, steps: int | None = None):
-    """One trajectory of eb_jepa's exploratory data policy: a layout, then with probability
-    ``cross_wall_rate`` a door-crossing plan, otherwise a free start and a random-heading
-    walk; moved under ``data_collision``. Returns (observations uint8 [T+1, S, S, 2],
-    actions float32 [T, 2] as commanded, positions float32 [T+1, 2]); T defaults to
-    ``trajectory_steps``. Jit and vmap it over keys for a batch."""
+def explore(key: jax.Array, settings: TwoRoomsSettings = DEFAULT, steps: int | None = None):
+    """One trajectory of eb_jepa's exploratory data policy, unrendered: a layout, then with
+    probability ``cross_wall_rate`` a door-crossing plan, otherwise a free start and a
+    random-heading walk; moved under ``data_collision``. Returns (first state, actions
+    float32 [T, 2] as commanded, positions float32 [T+1, 2]); T defaults to
+    ``trajectory_steps``."""
     s = settings
     steps = s.trajectory_steps if steps is None else steps
     kg, kp, kh, kw, kc, kuse, kmove = jax.random.split(key, 7)
@@ -456,6 +456,12 @@ def rollout(key: jax.Array, settings: TwoRoomsSettings = DEFAULT, steps: int | N
 
     first = TwoRoomsState(start, wall_x, door_y)
     _, later = jax.lax.scan(advance, first, (actions, jax.random.split(kmove, steps)))
-    positions = jnp.concatenate([start[None], later], axis=0)
-    observations = jax.vmap(lambda p: render(first._replace(position=p), s))(positions)
+    return first, actions, jnp.concatenate([start[None], later], axis=0)
+
+
+def rollout(key: jax.Array, settings: TwoRoomsSettings = DEFAULT, steps: int | None = None):
+    """``explore``'s trajectory rendered: (observations uint8 [T+1, S, S, 2], actions float32
+    [T, 2], positions float32 [T+1, 2]). Jit and vmap it over keys for a batch."""
+    first, actions, positions = explore(key, settings, steps)
+    observations = jax.vmap(lambda p: render(first._replace(position=p), settings))(positions)
     return observations, actions, positions

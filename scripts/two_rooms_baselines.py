@@ -52,7 +52,7 @@ def plan(args) -> dict:
             config=config,
             episodes=args.episodes,
             settings=settings,
-            cost_builder=tp.true_dynamics_cost(settings, args.cost),
+            cost_builder=tp.true_dynamics_cost(settings, args.cost, args.metric),
             replan_every=args.replan_every,
             warm_start=args.warm_start,
         )
@@ -77,6 +77,7 @@ def plan(args) -> dict:
     summary = dict(
         planner=dataclasses.asdict(config) | dict(name=args.planner),
         cost=args.cost,
+        metric=args.metric,
         replan_every=args.replan_every,
         warm_start=args.warm_start,
         episodes=args.episodes,
@@ -121,6 +122,7 @@ def main():
     p.add_argument("--replan-every", type=int, default=1)
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--cost", choices=["sum", "last"], default="sum")
+    p.add_argument("--metric", choices=["euclidean", "geodesic"], default="euclidean")
     p.add_argument("--horizon", type=int)
     p.add_argument("--iterations", type=int)
     p.add_argument("--samples", type=int)

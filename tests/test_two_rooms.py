@@ -301,3 +301,21 @@ def test_rollout_crosses_the_wall_in_about_the_cross_wall_share():
     # 35 % of trajectories are planned through the door; a few clamped starts miss it and a
     # few free walks find it.
     assert 0.2 < crossed.mean() < 0.5
+
+
+def test_path_length_goes_through_the_door():
+    def length(p, g):
+        return float(tr.path_length(jnp.array(p), jnp.array(g), WALL, DOOR))
+
+    # Same room: straight.
+    assert length([20, 40], [25, 10]) == pytest.approx(math.hypot(5, 30), rel=1e-5)
+    # Level with the door: straight through it, 9 + 2 (the wall's width) + 9.
+    assert length([20, 18], [40, 18]) == pytest.approx(20, rel=1e-5)
+    # The line to the goal moved back by the wall's width, (20, 10) → (38, 26), meets face 29
+    # at y = 18, inside the door: 2·hypot(9, 8) + 2.
+    assert length([20, 10], [40, 26]) == pytest.approx(2 * math.hypot(9, 8) + 2, rel=1e-5)
+    # Both below the door (rows grow downwards): to its edge row 22 and back down.
+    assert length([20, 40], [40, 40]) == pytest.approx(2 * math.hypot(9, 18) + 2, rel=1e-5)
+    # Symmetric from the right.
+    assert length([40, 40], [20, 40]) == pytest.approx(2 * math.hypot(9, 18) + 2, rel=1e-5)
+    assert length([40, 26], [20, 10]) == pytest.approx(2 * math.hypot(9, 8) + 2, rel=1e-5)

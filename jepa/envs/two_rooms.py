@@ -166,6 +166,32 @@ def distance(state: TwoRoomsState, goal: TwoRoomsState) -> jax.Array:
     return jnp.linalg.norm(state.position - goal.position)
 
 
+def path_length(position, goal, wall_x, door_y, settings: TwoRoomsSettings = DEFAULT):
+    """The shortest path from ``position`` to ``goal`` ([2] each) that keeps out of the
+    dividing wall: straight within a room; otherwise straight to a point of the door on the
+    near face, across the wall's width, straight on. Over the door rows the length is convex,
+    so its minimum is the unconstrained one (the straight line to the goal moved back by the
+    wall's width) clipped to the door, or a door edge."""
+    near, far = _wall_faces(wall_x, settings)
+    right_side = position[0] > wall_x
+    near, far = jnp.where(right_side, far, near), jnp.where(right_side, near, far)
+    same_room = right_side == (goal[0] > wall_x)
+    lo, hi = _door_edges(door_y, settings)
+    shifted_x = goal[0] - (far - near)
+    dx = jnp.where(shifted_x == position[0], 1e-6, shifted_x - position[0])
+    y_line = position[1] + (near - position[0]) * (goal[1] - position[1]) / dx
+
+    def through(y):
+        return (
+            jnp.hypot(near - position[0], y - position[1])
+            + jnp.abs(far - near)
+            + jnp.hypot(goal[0] - far, goal[1] - y)
+        )
+
+    via_door = jnp.minimum(jnp.minimum(through(jnp.clip(y_line, lo, hi)), through(lo)), through(hi))
+    return jnp.where(same_room, jnp.linalg.norm(goal - position), via_door)
+
+
 # ---------------------------------------------------------------------------------------------
 # Dynamics
 # ---------------------------------------------------------------------------------------------

@@ -21,11 +21,29 @@ from jepa import planning
 from jepa.envs import two_rooms as tr
 
 
-def true_dynamics_cost(settings: tr.TwoRoomsSettings = tr.DEFAULT, mode: str = "sum"):
+def true_dynamics_cost(
+    settings: tr.TwoRoomsSettings = tr.DEFAULT, mode: str = "sum", metric: str = "euclidean"
+):
     """A ``cost_builder`` for ``plan_episode``: the environment's own deterministic step
-    (mean push at walls) rolled out from the current state, scored by the distance of each
-    position to the goal position, summed over the horizon (or the last, ``mode="last"``):
-    eb_jepa's planning cost with the true state in place of the predicted embedding."""
+    (mean push at walls) rolled out from the current state, scored by each position's distance
+    to the goal position, summed over the horizon (or the last, ``mode="last"``).
+
+    ``metric="euclidean"`` is eb_jepa's planning cost with the true state in place of the
+    predicted embedding: it has a local minimum against the wall opposite the goal.
+    ``"geodesic"`` measures the path through the door (``two_rooms.path_length``): the cost an
+    ideal representation would give, and the planner's ceiling."""
+    if metric == "euclidean":
+
+        def dist(p, g):
+            return jnp.linalg.norm(p - g.position)
+
+    elif metric == "geodesic":
+
+        def dist(p, g):
+            return tr.path_length(p, g.position, g.wall_x, g.door_y, settings)
+
+    else:
+        raise ValueError(f"metric must be 'euclidean' or 'geodesic', got {metric!r}")
 
     def build(state, goal, steps_left):
         def cost(actions):
@@ -34,7 +52,7 @@ def true_dynamics_cost(settings: tr.TwoRoomsSettings = tr.DEFAULT, mode: str = "
                 return s, s.position
 
             _, positions = jax.lax.scan(advance, state, actions)
-            per_step = jnp.linalg.norm(positions - goal.position, axis=-1)
+            per_step = jax.vmap(lambda p: dist(p, goal))(positions)
             return planning.reduce_horizon(per_step, steps_left, mode)
 
         return cost

@@ -1,12 +1,15 @@
 """CEM and MPPI on a known quadratic; the receding-horizon loop's cadence, warm start and
 horizon cut on a stub planner; the true-dynamics planner against random actions on Two Rooms."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jepa import planning
+from jepa.envs import two_rooms_planning as tp
 
 H, A = 8, 2
 
@@ -133,3 +136,33 @@ def test_plan_episode_tells_the_cost_the_steps_left():
 def test_plan_episode_rejects_a_cadence_that_does_not_divide_the_episode():
     with pytest.raises(ValueError):
         _stub_episode(warm_start=True, replan_every=4, steps=6, horizon=4)
+
+
+def _two_rooms_rates(episodes, key):
+    """A cheaper planner than eb_jepa's (horizon 60, 8 iterations of 100 samples, re-planning
+    every 10 steps) on true dynamics, and random actions, on the same tasks."""
+    config = planning.MPPIConfig(horizon=60, iterations=8, samples=100, elites=10)
+    rates = {}
+    for metric in ("geodesic", "euclidean"):
+        run = jax.jit(
+            functools.partial(
+                tp.evaluate_planner,
+                config=config,
+                episodes=episodes,
+                cost_builder=tp.true_dynamics_cost(metric=metric),
+                replan_every=10,
+            )
+        )
+        rates[metric] = np.asarray(run(key).success)
+    rates["random"] = np.asarray(tp.evaluate_random(key, episodes=episodes).success)
+    return rates
+
+
+def test_true_dynamics_planner_reaches_most_goals_and_random_actions_rarely_do():
+    rates = _two_rooms_rates(16, jax.random.key(11))
+    # Measured with this config over 16 episodes at keys 11, 12, 13: geodesic 16, 16, 16;
+    # Euclidean (its local minimum at the wall) 13, 9, 9; random actions 0, 0, 0 (0.8 % over
+    # 1,000 episodes).
+    assert rates["geodesic"].sum() >= 14
+    assert rates["euclidean"].sum() >= 6
+    assert rates["random"].sum() <= 2

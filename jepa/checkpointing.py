@@ -116,10 +116,18 @@ def _save_replicated_arrays_whole_on_cpu() -> None:
     of a tiny model on 8 simulated devices). On CPU, replica 0 writes each array whole."""
     global _whole_array_handler_registered
     if jax.default_backend() == "cpu" and not _whole_array_handler_registered:
-        _whole_array_handler_registered = True  # once: Orbax logs a warning per registration
-        ocp.type_handlers.register_type_handler(
-            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
-        )
+        _whole_array_handler_registered = True
+        # Orbax warns that the override replaces its handler, which is the point: the warning
+        # would reach the terminal of any script that opens a checkpoint.
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        absl_logger.setLevel(logging.ERROR)
+        try:
+            ocp.type_handlers.register_type_handler(
+                jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
+            )
+        finally:
+            absl_logger.setLevel(level)
 
 
 class Checkpointer:

@@ -129,3 +129,17 @@ def test_a_config_error_met_in_the_run_is_one_line(tmp_path, mnist_data_dir):
         "--debug",
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_opening_a_checkpointer_prints_nothing():
+    """Scripts that open a checkpoint (the demo's report, ``load_encoder`` in a notebook) print
+    no library warning: the checkpointer's deliberate override of Orbax's array handler is
+    registered quietly."""
+    code = (
+        "from jepa import checkpointing; import tempfile; "
+        "checkpointing.Checkpointer(tempfile.mkdtemp()); print('opened')"
+    )
+    out = run(["-c", code])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "opened"
+    assert "WARNING" not in out.stderr and "overriding" not in out.stderr, out.stderr

@@ -8,6 +8,11 @@ import json
 import os
 import sys
 
+import numpy as np
+
+from jepa.data import folder
+from jepa.data.folder import FolderError, summary_lines
+
 EPILOG = """\
 layouts of FOLDER:
   FOLDER/CLASS/*.png                 labelled: one class per subfolder
@@ -65,10 +70,6 @@ def parser() -> argparse.ArgumentParser:
 
 def _arrays(path: str) -> tuple:
     """(images, labels or None) of a .npy (images) or .npz (``images``, optional ``labels``)."""
-    import numpy as np
-
-    from jepa.data.folder import FolderError
-
     if path.endswith(".npy"):
         return np.load(path), None
     with np.load(path) as f:
@@ -80,8 +81,6 @@ def _arrays(path: str) -> tuple:
 def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None]:
     """(paths, labels, class names) of a list file: one image path per line, relative to the
     list's folder, optionally followed by whitespace and a class name (all lines or none)."""
-    from jepa.data.folder import FolderError
-
     root = os.path.dirname(os.path.abspath(path))
     with open(path) as f:
         rows = [line.split(None, 1) for line in f if line.strip() and not line.startswith("#")]
@@ -100,8 +99,6 @@ def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None
 
 
 def write(args) -> dict:
-    from jepa.data import folder
-
     kw = dict(
         size=args.size, channels=args.channels, overwrite=args.overwrite, encoding=args.encoding
     )
@@ -117,8 +114,6 @@ def write(args) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from jepa.data.folder import FolderError, summary_lines
-
     try:
         summary = write(args)
     except (FolderError, OSError) as e:

@@ -36,6 +36,7 @@ from absl import flags
 
 from jepa.data import augment, records
 from jepa.data.builders import BUILDERS
+from jepa.data.sequences import SequencePreprocess
 
 # Threads decoding and augmenting records in this process (Pillow releases the GIL); override
 # with `config.data.read_threads`.
@@ -214,8 +215,6 @@ def _read_options(cfg) -> grain.ReadOptions:
 
 def _train_preprocess(cfg):
     if cfg.get("sequence_frames"):  # objective="hierarchy": whole windows of a video dataset
-        from jepa.data.sequences import SequencePreprocess
-
         return SequencePreprocess(frames=int(cfg.sequence_frames), **_mean_std(cfg))
     if cfg.get("clip_context_frames"):  # objective="future": clips of a video dataset
         return augment.ClipPreprocess(

@@ -28,12 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jepa import hub, methods, plots
+from jepa.data import augment, pipeline
+from jepa.data.builders import stochastic_moving_mnist as smm
+from jepa.methods import video
+
 
 def test_clips(config, split: str, max_sequences: int | None = None):
     """(clips [n, C + 1, H, W, ch] normalized, uncertain [n] bool, (sequence, t0) [n, 2]) for
     every start of every sequence of ``split``."""
-    from jepa.data import augment, pipeline
-
     d, c = config.data, config.data.clip
     source = pipeline.load_data_source(d.dataset, split, d.data_dir or None)
     mean, std = tuple(d.mean) or None, tuple(d.std) or None
@@ -62,8 +65,6 @@ def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: 
     the minimizing code (−1 unless z is discrete), and {baseline: energy} of two predictors
     without dynamics: ``mean_target`` (every clip's s_y predicted by the mean s_y of all clips)
     and ``copy_last`` (by the s_y of the last context frame)."""
-    from jepa.methods import video
-
     _, model_for = video.make_loss_and_model(config)
     model = model_for(target_params)
     full = {"model": params, "latent": params.get("latent", {})}
@@ -126,9 +127,6 @@ def own_digit_bank(config, record, t0: int, stride: int = 2) -> np.ndarray | Non
     of a ``stride``-px grid, normalized like the clips ([P, H, W, 1]); None for other records.
     Nearest neighbours among these show *where* a prediction puts the digit, which nearest
     test frames (other digits, other shapes) blur with what it looks like."""
-    from jepa.data import augment
-    from jepa.data.builders import stochastic_moving_mnist as smm
-
     digits = np.asarray(record["digits"])
     if (digits >= 0).sum() != 1:
         return None
@@ -151,13 +149,7 @@ def plot_modes(
     """Context | true future | nearest frame to each z's prediction (and to the reference's)
     for ``num_clips`` clips with a bounce. ``banks(clip_index)`` → frames to search (e.g.
     ``own_digit_bank``), or None for every test clip's true future."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jepa.methods import video
-
+    plt = plots.pyplot()
     _, model_for = video.make_loss_and_model(config)
     model = model_for(target_params)
     full = {"model": params, "latent": params.get("latent", {})}
@@ -229,13 +221,7 @@ def evaluate(
     split: str | None = None,
     max_sequences: int | None = None,
 ) -> dict:
-    from jepa import hub
-    from jepa.data import pipeline
-
     config, step, params, target = hub.load_model_params(workdir, step)
-    from jepa import methods
-    from jepa.methods import video
-
     if methods.get(config.objective) is not video.METHOD:
         raise ValueError(
             f"{workdir} was trained with objective={config.objective!r}, not {video.METHOD.name!r}"

@@ -18,8 +18,8 @@ def pyplot():
     return plt
 
 
-def plot_training_curves(workdir: str, out_name: str = "loss.png") -> str | None:
-    """Loss (and, when logged, effective rank and feature std) against step."""
+def plot_training_curves(workdir: str) -> str | None:
+    """``workdir/loss.png``: loss (and, when logged, effective rank and feature std) by step."""
     plt = pyplot()
     rows = read_metrics(workdir)
     loss = [(r["step"], r["loss"]) for r in rows if "loss" in r]
@@ -41,7 +41,7 @@ def plot_training_curves(workdir: str, out_name: str = "loss.png") -> str | None
         for a in axes[0][1:]:
             a.grid(alpha=0.3)
     fig.tight_layout()
-    path = os.path.join(workdir, out_name)
+    path = os.path.join(workdir, "loss.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

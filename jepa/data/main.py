@@ -11,7 +11,6 @@ import sys
 import numpy as np
 
 from jepa.data import folder
-from jepa.data.folder import FolderError, summary_lines
 
 EPILOG = """\
 layouts of FOLDER:
@@ -74,7 +73,9 @@ def _arrays(path: str) -> tuple:
         return np.load(path), None
     with np.load(path) as f:
         if "images" not in f:
-            raise FolderError(f"{path} has arrays {sorted(f.files)}; valid: 'images' [, 'labels']")
+            raise folder.FolderError(
+                f"{path} has arrays {sorted(f.files)}; valid: 'images' [, 'labels']"
+            )
         return f["images"], f["labels"] if "labels" in f else None
 
 
@@ -88,7 +89,7 @@ def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None
     named = [len(r) == 2 for r in rows]
     if any(named) and not all(named):
         first = named.index(not named[0]) + 1
-        raise FolderError(
+        raise folder.FolderError(
             f"{path}: some lines name a class and some do not (first differing entry: {first}); "
             "valid: PATH on every line (unlabeled), or PATH CLASS on every line"
         )
@@ -116,11 +117,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         summary = write(args)
-    except (FolderError, OSError) as e:
+    except (folder.FolderError, OSError) as e:
         if args.debug:
             raise
         raise SystemExit(f"jepa-data: {e}") from None
-    for line in summary_lines(summary):
+    for line in folder.summary_lines(summary):
         print(line, file=sys.stderr)
     print(
         f"read it with: --config.data.dataset={summary['name']} "

@@ -6,19 +6,8 @@ the shuffling, per-host sharding, augmentation and batching, all in numpy.
 Checkpointing the train iterator. `make_train_iterator` returns a `grain.DatasetIterator`;
 `it.get_state()` is a small JSON-serializable dict (the position in the shuffled, repeated
 stream) and `it.set_state(state)` on a fresh iterator built from the same config and seed
-resumes at exactly the next batch. With Orbax, save it as an item handled by grain's handler,
-which writes one JSON file per process (`process_{i}-of-{n}.json`):
-
-    import grain, orbax.checkpoint as ocp
-    manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(train_state),
-        data=grain.checkpoint.CheckpointSave(it)))
-    manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(it)))  # calls it.set_state(...) in place
-
-(`grain.checkpoint.CheckpointHandler` is the handler; the older names
-`grain.python.PyGrainCheckpointSave/Restore` are the same classes.)
+resumes at exactly the next batch. `jepa.checkpointing.Checkpointer` saves it as the `data`
+item, with grain's Orbax handler (one JSON file per process).
 """
 
 from __future__ import annotations
@@ -275,7 +264,7 @@ def make_train_iterator(
     Returns:
       A `grain.DatasetIterator` of `{'image': float32 [local_batch, S, S, C],
       'label': int32 [local_batch]}`, local_batch = global_batch_size / process_count, with
-      `get_state()` / `set_state()` (see the module docstring for saving it with Orbax).
+      `get_state()` / `set_state()` (the module docstring).
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count

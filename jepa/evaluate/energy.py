@@ -31,17 +31,18 @@ import numpy as np
 from jepa import hub, methods, plots
 from jepa.data import augment, pipeline
 from jepa.data.builders import stochastic_moving_mnist as smm
+from jepa.data.normalization import normalize_frames
 from jepa.methods import video
 
 
-def test_clips(config, split: str, max_sequences: int | None = None):
+def test_clips(config, split: str):
     """(clips [n, C + 1, H, W, ch] normalized, uncertain [n] bool, (sequence, t0) [n, 2]) for
     every start of every sequence of ``split``."""
     d, c = config.data, config.data.clip
     source = pipeline.load_data_source(d.dataset, split, d.data_dir or None)
     mean, std = tuple(d.mean) or None, tuple(d.std) or None
     clips, flags, where = [], [], []
-    for i in range(len(source) if max_sequences is None else min(max_sequences, len(source))):
+    for i in range(len(source)):
         record = source[i]
         frames = np.asarray(record["frames"])
         for t0 in range(len(frames) - c.context_frames - c.horizon + 1):
@@ -138,9 +139,7 @@ def own_digit_bank(config, record, t0: int, stride: int = 2) -> np.ndarray | Non
     grid = np.arange(0, size - d + 1, stride)
     positions = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 1, 2)  # [P, 1, (x, y)]
     frames = smm.render_frames(sprite[None], np.array([0]), positions, size)
-    d_cfg = config.data
-    mean, std = augment.resolve_mean_std(tuple(d_cfg.mean) or None, tuple(d_cfg.std) or None, 1)
-    return augment.normalize_images(frames.astype(np.float32) / 255.0, mean, std)
+    return normalize_frames(frames, tuple(config.data.mean), tuple(config.data.std))
 
 
 def plot_modes(
@@ -215,19 +214,14 @@ def plot_modes(
     return path
 
 
-def evaluate(
-    workdir: str,
-    step: int | None = None,
-    split: str | None = None,
-    max_sequences: int | None = None,
-) -> dict:
+def evaluate(workdir: str, step: int | None = None, split: str | None = None) -> dict:
     config, step, params, target = hub.load_model_params(workdir, step)
     if methods.get(config.objective) is not video.METHOD:
         raise ValueError(
             f"{workdir} was trained with objective={config.objective!r}, not {video.METHOD.name!r}"
         )
     split = split or config.data.test_split
-    clips, uncertain, where = test_clips(config, split, max_sequences)
+    clips, uncertain, where = test_clips(config, split)
     free, ref, codes, baselines = clip_energies(config, params, target, clips)
     result = {"step": step, "latent": config.latent.kind, "dataset": config.data.dataset}
     result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes, baselines))

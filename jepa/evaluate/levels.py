@@ -265,7 +265,6 @@ def evaluate(
     step: int | None,
     level: int,
     overrides: dict | None = None,
-    max_train_sequences: int | None = None,
     png: bool = True,
 ) -> dict:
     """The per-level report of one checkpoint (module docstring); a PNG for levels ≥ 2."""
@@ -282,7 +281,7 @@ def evaluate(
     model = hierarchy.Hierarchy(config)
     data_dir = config.data.data_dir or None
     load = functools.partial(pipeline.load_data_source, config.data.dataset, data_dir=data_dir)
-    train = sequences.load_sequences(load(split=config.data.train_split), max_train_sequences)
+    train = sequences.load_sequences(load(split=config.data.train_split))
     test = sequences.load_sequences(load(split=config.data.test_split))
     # Level 1's probes read the encoder eval.weights names: "context" for a level 1 shaped by
     # its views term alone (LeJEPA has no EMA teacher; it is also what level 2 reads).

@@ -71,7 +71,7 @@ def make_classifier(protocol: str, config):
 
 def summarize(protocol: str, out: dict) -> dict:
     """The JSON-worthy part of a classifier's result, accuracies in percent."""
-    pct = lambda v: round(100 * v, 2)  # noqa: E731
+    pct = lambda v: round(100 * v, 2)
     if protocol in ("linear", "attentive"):
         return dict(
             val_top1=pct(out["val_top1"]), lr=out["lr"], wd=out["wd"], compiles=out["compiles"]

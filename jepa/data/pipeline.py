@@ -366,24 +366,3 @@ def make_eval_batches(
         .to_iter_dataset(_read_options(cfg))
         .batch(local_batch)
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Device placement.
-
-
-def to_global_batch(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
-    """Assembles every host's numpy batch into global `jax.Array`s.
-
-    Args:
-      local_batch: pytree of `[local_batch, ...]` arrays, this host's rows of the global batch.
-      sharding: one `jax.sharding.Sharding` for every leaf (it splits the leading batch axis,
-        e.g. `NamedSharding(mesh, P(('data', 'fsdp')))`), or a pytree of them matching
-        `local_batch`.
-
-    Returns:
-      The same pytree of `[global_batch, ...]` `jax.Array`s.
-    """
-    if isinstance(sharding, jax.sharding.Sharding):
-        sharding = jax.tree.map(lambda _: sharding, local_batch)
-    return jax.tree.map(jax.make_array_from_process_local_data, sharding, local_batch)

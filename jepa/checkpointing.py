@@ -28,7 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-import jepa
+from jepa.version import __version__
 
 ITEMS = ("state", "data", "config", "metadata")
 
@@ -161,7 +161,7 @@ class Checkpointer:
             "state": ocp.args.StandardSave(state),
             "config": ocp.args.JsonSave(json.loads(config.to_json())),
             "metadata": ocp.args.JsonSave(
-                {"jepa_version": jepa.__version__, "model": model_signature(config), "step": step}
+                {"jepa_version": __version__, "model": model_signature(config), "step": step}
             ),
         }
         if data_iterator is not None:

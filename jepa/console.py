@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from absl import logging as absl_logging
 from tqdm import tqdm
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -53,8 +54,6 @@ def configure(log_file: str | None, verbose: bool = False, level: int = logging.
     ("Unable to initialize backend 'tpu'") is routed too. ``level`` is the terminal's floor for
     jepa's own records (multi-host: WARNING on every process but the first).
     """
-    from absl import logging as absl_logging
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA's C++ INFO/WARNING lines
     absl_logging.set_verbosity(absl_logging.INFO)  # absl records flow on to the handlers below
     root = logging.getLogger()

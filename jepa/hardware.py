@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
+import jax
+import ml_collections
+
 # Nominal dense bf16 FLOP/s per device (vendor data sheets; SXM parts unless named), the MFU
 # denominator. Matched against ``device_kind`` in order: the first substring found wins, so a
 # more specific name ("H100 PCIe", "TPU v5 lite") comes before the general one.
@@ -67,11 +72,6 @@ def auto_compute_dtype(backend: str, cpu: dict | None = None) -> tuple[str, str]
 def resolve_auto_dtype(config):
     """A copy of ``config`` whose ``model.dtype="auto"`` is the dtype chosen for this backend
     (stored with the run's checkpoints, so the choice is on record); the why is logged."""
-    import logging
-
-    import jax
-    import ml_collections
-
     if config.model.dtype != "auto":
         return config
     dtype, why = auto_compute_dtype(jax.default_backend())

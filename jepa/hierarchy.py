@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jepa import config as config_lib
 from jepa import frame_views, objectives, sharding
 from jepa import latent as latent_lib
 from jepa.models import build_encoder, build_predictor, build_projector
@@ -560,6 +561,4 @@ class Hierarchy:
 
 
 def _latent_spec(config, kind: str) -> latent_lib.LatentSpec:
-    from jepa import config as config_lib
-
     return dataclasses.replace(config_lib.latent_spec(config), kind=kind)

@@ -46,6 +46,12 @@ def abstract_encoder_params(config):
     return nn.unbox(boxed["encoder"])
 
 
+def _on_first_device(expected):
+    """``expected``'s ShapeDtypeStructs placed on this process's first device."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected)
+
+
 def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected, what: str):
     """Read the part of a train-state checkpoint at ``keys`` (e.g. ``("params", "encoder")``)
     into the structure ``expected`` (ShapeDtypeStructs), on this process's first device; only
@@ -54,11 +60,7 @@ def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected,
     for k in keys:
         saved = saved[k]
     checkpointing.check_tree_matches(saved, expected, what)
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected
-    )
-    item = _nest(keys, target)
+    item = _nest(keys, _on_first_device(expected))
     with ocp.PyTreeCheckpointer() as reader:
         restored = reader.restore(
             ckpt.directory / str(step) / "state",
@@ -247,10 +249,7 @@ def _load_export(path: str) -> PretrainedEncoder:
         saved = reader.metadata(params_dir)
         saved = getattr(saved, "item_metadata", saved)
         checkpointing.check_tree_matches(saved.tree, expected, f"export {path}")
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected
-        )
+        target = _on_first_device(expected)
         params = reader.restore(
             params_dir,
             args=ocp.args.PyTreeRestore(

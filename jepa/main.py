@@ -9,13 +9,17 @@ rerun to continue), 1 on an error, e.g. a non-finite loss (the message names the
 
 from __future__ import annotations
 
+import difflib
+import glob
 import logging
 import os
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jepa import cli
+from jepa import checkpointing, cli, console, sharding, train
+from jepa import config as config_lib
 
 WORKDIR_HELP = "checkpoints, metrics and plots (local or gs://)"
 CONFIG_HELP = "override any config key, e.g. --config.batch_size=64"
@@ -84,21 +88,15 @@ EXPLAINED = (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryEr
 
 def main(argv):
     del argv
-    from jepa import console, sharding
-
     console.configure(os.path.join(FLAGS.workdir, "train.log"), verbose=FLAGS.verbose)
 
     sharding.maybe_initialize_distributed(
         FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id, FLAGS.distributed
     )
-    import jax
-
     if jax.process_index() != 0:
         # Process 0 alone reports progress (metrics, plots and the progress bar are its too);
         # the others still report warnings and errors.
         console.configure(None, verbose=FLAGS.verbose, level=logging.WARNING)
-    from jepa import checkpointing, train
-
     # Faults the message explains fully: exit 1 with it, without a traceback.
     faults = (train.NonFiniteLossError, checkpointing.CheckpointCorruptError, *EXPLAINED)
     with cli.one_line_errors("jepa-train", FLAGS.debug, faults):
@@ -108,10 +106,6 @@ def main(argv):
 def unknown_override(argv: list[str]) -> str | None:
     """The first ``--config.KEY=VALUE`` whose KEY is not a config key, as a message naming it,
     the closest key and the valid keys at that level (None when every key exists)."""
-    import difflib
-
-    from jepa import config as config_lib
-
     base = config_lib.base_config()
     for arg in argv:
         if not arg.startswith("--config."):
@@ -163,9 +157,6 @@ def parse_flags(argv: list[str], values: flags.FlagValues | None = None) -> list
 def missing_experiment(argv: list[str]) -> str | None:
     """Why the ``--config`` file of ``argv`` cannot be read (None when it exists or is not
     given), with the experiments there are."""
-    import difflib
-    import glob
-
     for i, arg in enumerate(argv):
         if arg == "--config" and i + 1 < len(argv):
             value = argv[i + 1]

@@ -7,13 +7,20 @@ import os
 from jepa.metrics import read_metrics
 
 
-def plot_training_curves(workdir: str, out_name: str = "loss.png") -> str | None:
-    """Loss (and, when logged, effective rank and feature std) against step."""
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, imported on first use: plotting is
+    the only part of jepa that needs matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_training_curves(workdir: str) -> str | None:
+    """``workdir/loss.png``: loss (and, when logged, effective rank and feature std) by step."""
+    plt = pyplot()
     rows = read_metrics(workdir)
     loss = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     health = [(r["step"], r["rankme"], r["feature_std"]) for r in rows if "rankme" in r]
@@ -34,7 +41,7 @@ def plot_training_curves(workdir: str, out_name: str = "loss.png") -> str | None
         for a in axes[0][1:]:
             a.grid(alpha=0.3)
     fig.tight_layout()
-    path = os.path.join(workdir, out_name)
+    path = os.path.join(workdir, "loss.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -42,11 +49,7 @@ def plot_training_curves(workdir: str, out_name: str = "loss.png") -> str | None
 
 def plot_probe_vs_step(workdir: str, results: list[dict]) -> str | None:
     """Probe top-1 against pretraining step → ``workdir/eval/probe_vs_step.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if not results:
         return None
     steps = [r["step"] for r in results]

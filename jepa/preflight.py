@@ -15,7 +15,11 @@ import logging
 import os
 import tempfile
 
+import tensorflow_datasets as tfds
+
 from jepa import checkpointing, methods
+from jepa.data import records
+from jepa.data.builders import BUILDERS
 
 # TFDS's stand-in for "the default data directory" in our messages.
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
@@ -69,11 +73,6 @@ def check_workdir(workdir: str) -> None:
 
 def check_data(config) -> None:
     """``data.dataset`` names a dataset that can be read from ``data.data_dir``."""
-    # Local imports: TFDS is heavy, and the registry of our builders registers them with TFDS.
-    import tensorflow_datasets as tfds
-
-    from jepa.data.builders import BUILDERS
-
     d = config.data
     name, data_dir = d.dataset, d.data_dir
     _check_not_a_folder(name)
@@ -153,8 +152,6 @@ def _check_pixels(config, builder) -> None:
     """The dataset's channels are the model's, and ``data.mean`` / ``data.std`` have one value
     per channel: otherwise the first batch fails inside the model (a parameter shape error),
     after compiling."""
-    from jepa.data import records
-
     d, m = config.data, config.model
     features = builder.info.features
     key = next((k for k in records.PIXEL_KEYS if k in features), None)

@@ -82,13 +82,12 @@ def opt_state_shardings(
     tx: optax.GradientTransformation, abstract_opt_state, params_sharding, mesh
 ):
     """Optimizer moments follow their parameters' shardings; counters are replicated."""
-    replicated = NamedSharding(mesh, PartitionSpec())
     return optax.tree_map_params(
         tx,
         lambda _, sharding: sharding,
         abstract_opt_state,
         params_sharding,
-        transform_non_params=lambda _: replicated,
+        transform_non_params=lambda _: replicated(mesh),
         is_leaf=lambda x: isinstance(x, NamedSharding),
     )
 

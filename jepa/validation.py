@@ -20,49 +20,10 @@ from jepa.config import (
     latent_spec,
     mesh_shape,
 )
+from jepa.evaluate import protocols
 from jepa.methods import REGISTRY
 from jepa.models.layers import REMAT_POLICIES
 from jepa.models.vit import VIDEO_MODES
-
-EVAL_CHOICES = {
-    "weights": ("", "target", "context"),
-    "layers": ("last", "last4"),
-    "pooling": ("avg", "flatten", "none"),
-    "dtype": ("", *DTYPES),
-}
-
-
-def validate_eval(config) -> None:
-    """The ``eval.*`` keys, checked before any feature is extracted."""
-    e = config.eval
-    for key, valid in EVAL_CHOICES.items():
-        if e[key] not in valid:
-            raise ValueError(f"eval.{key}={e[key]!r}; valid: {valid}")
-    for key in ("lrs", "wds", "attentive_lrs", "attentive_wds", "fewshot"):
-        if not len(e[key]):
-            raise ValueError(f"eval.{key} is empty")
-    for key in (
-        "knn_k",
-        "probe_epochs",
-        "attentive_epochs",
-        "attentive_batch_size",
-        "fewshot_seeds",
-        "batch_size",
-    ):
-        if e[key] <= 0:
-            raise ValueError(f"eval.{key}={e[key]} must be positive")
-    if not 0 < e.val_fraction < 1:
-        raise ValueError(f"eval.val_fraction={e.val_fraction} must be in (0, 1)")
-    heads = e.attentive_heads or config.model.num_heads
-    width = config.model.width * (4 if e.layers == "last4" else 1)
-    if width % heads:
-        raise ValueError(f"eval.attentive_heads={heads} does not divide the feature width {width}")
-    # Local import: the config module stays free of the evaluation stack until it is needed.
-    from jepa.evaluate.fewshot import parse_subset
-
-    for spec in e.fewshot:
-        parse_subset(spec)
-
 
 MASK_KINDS = ("multiblock", "tube")
 
@@ -261,7 +222,7 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
     method = methods.of(config)  # raises naming objective and the valid names
     latent_spec(config).validate()
-    validate_eval(config)
+    protocols.validate_eval(config)
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")
     if config.total_steps < 0 or (not config.total_steps and config.epochs <= 0):

@@ -15,6 +15,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from PIL import Image
 
+from jepa import sharding
 from jepa.data import augment, pipeline
 from jepa.data.builders import BUILDERS, mnist5k
 
@@ -367,15 +368,17 @@ def test_eval_batches_split_over_hosts_in_order(tiny_dir):
             )
 
 
-def test_to_global_batch():
-    mesh = jax.make_mesh((8,), ("data",))
-    sharding = NamedSharding(mesh, P("data"))
+def test_global_batch():
+    mesh = jax.make_mesh((8, 1, 1), ("data", "fsdp", "tensor"))
     local = {
         "image": np.arange(16 * 4, dtype=np.float32).reshape(16, 2, 2, 1),
         "label": np.arange(16, dtype=np.int32),
     }
-    out = pipeline.to_global_batch(local, sharding)
+    out = sharding.global_batch(local, mesh)
     for key in local:
-        assert isinstance(out[key], jax.Array) and out[key].sharding == sharding
+        want = NamedSharding(mesh, P(("data", "fsdp"), *[None] * (local[key].ndim - 1)))
+        assert isinstance(out[key], jax.Array) and out[key].sharding.is_equivalent_to(
+            want, local[key].ndim
+        )
         np.testing.assert_array_equal(np.asarray(out[key]), local[key])
     assert len(out["image"].addressable_shards) == 8

@@ -22,8 +22,6 @@ from PIL import Image
 # Normalization lives in a module without grain (evaluators and GPU-side scripts need it too);
 # these names stay importable from here.
 from jepa.data.normalization import (  # noqa: F401
-    GRAYSCALE_MEAN,
-    GRAYSCALE_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     normalize_images,

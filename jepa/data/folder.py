@@ -24,6 +24,9 @@ import shutil
 from collections.abc import Sequence
 
 import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLIT_NAMES = ("train", "test", "validation")
@@ -69,8 +72,6 @@ def check_name(name: str) -> None:
             f"--name {name!r} is not a valid dataset name; valid: lowercase letters, digits and "
             f"underscores, starting with a letter, e.g. {suggestion!r}"
         )
-    import tensorflow_datasets as tfds
-
     try:
         tfds.builder_cls(name)
     except tfds.core.registered.DatasetNotFoundError:
@@ -233,8 +234,6 @@ def from_sources(
 
 def _open(source):
     """A PIL image of a file path or a uint8 ``[H, W]`` / ``[H, W, C]`` array."""
-    from PIL import Image
-
     if isinstance(source, np.ndarray):
         array = source[..., 0] if source.ndim == 3 and source.shape[-1] == 1 else source
         return Image.fromarray(np.ascontiguousarray(array))
@@ -257,8 +256,6 @@ def detect_channels(image_set: ImageSet) -> int:
 
 def center_resize(image, size: int):
     """Scale the shorter side to ``size`` and crop the centre ``size × size``."""
-    from PIL import Image
-
     w, h = image.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -304,9 +301,6 @@ def _builder(
 ):
     """A TFDS builder of ``image_set``, defined per call and kept out of TFDS's registry (its
     name is the user's, read back from the files)."""
-    import tensorflow_datasets as tfds
-    from etils import epath
-
     features = {"image": tfds.features.Image(shape=shape, encoding_format=encoding)}
     if image_set.labelled:
         features["label"] = tfds.features.ClassLabel(names=list(image_set.class_names))
@@ -355,8 +349,6 @@ def write(
     """Write ``image_set`` as TFDS dataset ``name`` under ``data_dir``; returns the summary
     (``summary_lines`` prints it). ``encoding``: ``png`` (lossless) or ``jpeg`` (PIL quality 75,
     several times smaller for photographs; how TFDS stores ImageNet)."""
-    import tensorflow_datasets as tfds
-
     check_name(name)
     if size is not None and size < 1:
         raise FolderError(f"--size {size}; valid: a positive number of pixels")

@@ -8,6 +8,10 @@ import json
 import os
 import sys
 
+import numpy as np
+
+from jepa.data import folder
+
 EPILOG = """\
 layouts of FOLDER:
   FOLDER/CLASS/*.png                 labelled: one class per subfolder
@@ -65,23 +69,19 @@ def parser() -> argparse.ArgumentParser:
 
 def _arrays(path: str) -> tuple:
     """(images, labels or None) of a .npy (images) or .npz (``images``, optional ``labels``)."""
-    import numpy as np
-
-    from jepa.data.folder import FolderError
-
     if path.endswith(".npy"):
         return np.load(path), None
     with np.load(path) as f:
         if "images" not in f:
-            raise FolderError(f"{path} has arrays {sorted(f.files)}; valid: 'images' [, 'labels']")
+            raise folder.FolderError(
+                f"{path} has arrays {sorted(f.files)}; valid: 'images' [, 'labels']"
+            )
         return f["images"], f["labels"] if "labels" in f else None
 
 
 def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None]:
     """(paths, labels, class names) of a list file: one image path per line, relative to the
     list's folder, optionally followed by whitespace and a class name (all lines or none)."""
-    from jepa.data.folder import FolderError
-
     root = os.path.dirname(os.path.abspath(path))
     with open(path) as f:
         rows = [line.split(None, 1) for line in f if line.strip() and not line.startswith("#")]
@@ -89,7 +89,7 @@ def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None
     named = [len(r) == 2 for r in rows]
     if any(named) and not all(named):
         first = named.index(not named[0]) + 1
-        raise FolderError(
+        raise folder.FolderError(
             f"{path}: some lines name a class and some do not (first differing entry: {first}); "
             "valid: PATH on every line (unlabeled), or PATH CLASS on every line"
         )
@@ -100,8 +100,6 @@ def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None
 
 
 def write(args) -> dict:
-    from jepa.data import folder
-
     kw = dict(
         size=args.size, channels=args.channels, overwrite=args.overwrite, encoding=args.encoding
     )
@@ -117,15 +115,13 @@ def write(args) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from jepa.data.folder import FolderError, summary_lines
-
     try:
         summary = write(args)
-    except (FolderError, OSError) as e:
+    except (folder.FolderError, OSError) as e:
         if args.debug:
             raise
         raise SystemExit(f"jepa-data: {e}") from None
-    for line in summary_lines(summary):
+    for line in folder.summary_lines(summary):
         print(line, file=sys.stderr)
     print(
         f"read it with: --config.data.dataset={summary['name']} "

@@ -6,19 +6,8 @@ the shuffling, per-host sharding, augmentation and batching, all in numpy.
 Checkpointing the train iterator. `make_train_iterator` returns a `grain.DatasetIterator`;
 `it.get_state()` is a small JSON-serializable dict (the position in the shuffled, repeated
 stream) and `it.set_state(state)` on a fresh iterator built from the same config and seed
-resumes at exactly the next batch. With Orbax, save it as an item handled by grain's handler,
-which writes one JSON file per process (`process_{i}-of-{n}.json`):
-
-    import grain, orbax.checkpoint as ocp
-    manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(train_state),
-        data=grain.checkpoint.CheckpointSave(it)))
-    manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(it)))  # calls it.set_state(...) in place
-
-(`grain.checkpoint.CheckpointHandler` is the handler; the older names
-`grain.python.PyGrainCheckpointSave/Restore` are the same classes.)
+resumes at exactly the next batch. `jepa.checkpointing.Checkpointer` saves it as the `data`
+item, with grain's Orbax handler (one JSON file per process).
 """
 
 from __future__ import annotations
@@ -36,6 +25,7 @@ from absl import flags
 
 from jepa.data import augment, records
 from jepa.data.builders import BUILDERS
+from jepa.data.sequences import SequencePreprocess
 
 # Threads decoding and augmenting records in this process (Pillow releases the GIL); override
 # with `config.data.read_threads`.
@@ -214,8 +204,6 @@ def _read_options(cfg) -> grain.ReadOptions:
 
 def _train_preprocess(cfg):
     if cfg.get("sequence_frames"):  # objective="hierarchy": whole windows of a video dataset
-        from jepa.data.sequences import SequencePreprocess
-
         return SequencePreprocess(frames=int(cfg.sequence_frames), **_mean_std(cfg))
     if cfg.get("clip_context_frames"):  # objective="future": clips of a video dataset
         return augment.ClipPreprocess(
@@ -276,7 +264,7 @@ def make_train_iterator(
     Returns:
       A `grain.DatasetIterator` of `{'image': float32 [local_batch, S, S, C],
       'label': int32 [local_batch]}`, local_batch = global_batch_size / process_count, with
-      `get_state()` / `set_state()` (see the module docstring for saving it with Orbax).
+      `get_state()` / `set_state()` (the module docstring).
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
@@ -378,24 +366,3 @@ def make_eval_batches(
         .to_iter_dataset(_read_options(cfg))
         .batch(local_batch)
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Device placement.
-
-
-def to_global_batch(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
-    """Assembles every host's numpy batch into global `jax.Array`s.
-
-    Args:
-      local_batch: pytree of `[local_batch, ...]` arrays, this host's rows of the global batch.
-      sharding: one `jax.sharding.Sharding` for every leaf (it splits the leading batch axis,
-        e.g. `NamedSharding(mesh, P(('data', 'fsdp')))`), or a pytree of them matching
-        `local_batch`.
-
-    Returns:
-      The same pytree of `[global_batch, ...]` `jax.Array`s.
-    """
-    if isinstance(sharding, jax.sharding.Sharding):
-        sharding = jax.tree.map(lambda _: sharding, local_batch)
-    return jax.tree.map(jax.make_array_from_process_local_data, sharding, local_batch)

@@ -37,11 +37,10 @@ class SequencePreprocess(grain.transforms.RandomMap):
         return {"image": clip, "label": np.int32(0)}
 
 
-def load_sequences(source, limit: int | None = None) -> dict[str, np.ndarray]:
-    """Every record of a random-access video source (or the first ``limit``) stacked:
-    ``frames`` uint8 [N, T, H, W, C] and whichever of ``LABEL_KEYS`` the records have."""
-    n = len(source) if limit is None else min(limit, len(source))
-    records = [source[i] for i in range(n)]
+def load_sequences(source) -> dict[str, np.ndarray]:
+    """Every record of a random-access video source stacked: ``frames`` uint8 [N, T, H, W, C]
+    and whichever of ``LABEL_KEYS`` the records have."""
+    records = [source[i] for i in range(len(source))]
     out = {"frames": np.stack([np.asarray(r["frames"]) for r in records])}
     for key in LABEL_KEYS:
         if key in records[0]:

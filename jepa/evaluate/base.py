@@ -19,6 +19,9 @@ from typing import Protocol
 
 import ml_collections
 
+from jepa import config as config_lib
+from jepa import hub, methods
+
 
 class Evaluator(Protocol):
     def __init__(self, config, workdir: str | None, **options) -> None: ...
@@ -53,9 +56,6 @@ def lookup(name: str, key: str = "--protocol") -> Callable[..., Evaluator]:
 def load_run(workdir: str, step: int | None, overrides: dict):
     """(config with ``overrides`` applied, the encoder it names in ``eval.weights``) of a run's
     checkpoint ``step`` (None: the newest that reads)."""
-    from jepa import config as config_lib
-    from jepa import hub, methods
-
     enc = hub.load_encoder(workdir, step)
     config = ml_collections.ConfigDict(enc.config.to_dict())
     config_lib.apply_overrides(config, overrides)
@@ -98,8 +98,6 @@ class TrainingEvals:
 
     def run(self, step: int, params) -> dict[str, float]:
         """The metrics of every evaluator at ``step``."""
-        from jepa import hub, methods
-
         encoder = hub.PretrainedEncoder(self.config, params, step)
         encoder.weights = methods.eval_weights(self.config)
         values = {}

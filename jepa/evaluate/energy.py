@@ -28,17 +28,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jepa import hub, methods, plots
+from jepa.data import augment, pipeline
+from jepa.data.builders import stochastic_moving_mnist as smm
+from jepa.data.normalization import normalize_frames
+from jepa.methods import video
 
-def test_clips(config, split: str, max_sequences: int | None = None):
+
+def test_clips(config, split: str):
     """(clips [n, C + 1, H, W, ch] normalized, uncertain [n] bool, (sequence, t0) [n, 2]) for
     every start of every sequence of ``split``."""
-    from jepa.data import augment, pipeline
-
     d, c = config.data, config.data.clip
     source = pipeline.load_data_source(d.dataset, split, d.data_dir or None)
     mean, std = tuple(d.mean) or None, tuple(d.std) or None
     clips, flags, where = [], [], []
-    for i in range(len(source) if max_sequences is None else min(max_sequences, len(source))):
+    for i in range(len(source)):
         record = source[i]
         frames = np.asarray(record["frames"])
         for t0 in range(len(frames) - c.context_frames - c.horizon + 1):
@@ -62,8 +66,6 @@ def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: 
     the minimizing code (−1 unless z is discrete), and {baseline: energy} of two predictors
     without dynamics: ``mean_target`` (every clip's s_y predicted by the mean s_y of all clips)
     and ``copy_last`` (by the s_y of the last context frame)."""
-    from jepa.methods import video
-
     _, model_for = video.make_loss_and_model(config)
     model = model_for(target_params)
     full = {"model": params, "latent": params.get("latent", {})}
@@ -126,9 +128,6 @@ def own_digit_bank(config, record, t0: int, stride: int = 2) -> np.ndarray | Non
     of a ``stride``-px grid, normalized like the clips ([P, H, W, 1]); None for other records.
     Nearest neighbours among these show *where* a prediction puts the digit, which nearest
     test frames (other digits, other shapes) blur with what it looks like."""
-    from jepa.data import augment
-    from jepa.data.builders import stochastic_moving_mnist as smm
-
     digits = np.asarray(record["digits"])
     if (digits >= 0).sum() != 1:
         return None
@@ -140,9 +139,7 @@ def own_digit_bank(config, record, t0: int, stride: int = 2) -> np.ndarray | Non
     grid = np.arange(0, size - d + 1, stride)
     positions = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 1, 2)  # [P, 1, (x, y)]
     frames = smm.render_frames(sprite[None], np.array([0]), positions, size)
-    d_cfg = config.data
-    mean, std = augment.resolve_mean_std(tuple(d_cfg.mean) or None, tuple(d_cfg.std) or None, 1)
-    return augment.normalize_images(frames.astype(np.float32) / 255.0, mean, std)
+    return normalize_frames(frames, tuple(config.data.mean), tuple(config.data.std))
 
 
 def plot_modes(
@@ -151,13 +148,7 @@ def plot_modes(
     """Context | true future | nearest frame to each z's prediction (and to the reference's)
     for ``num_clips`` clips with a bounce. ``banks(clip_index)`` → frames to search (e.g.
     ``own_digit_bank``), or None for every test clip's true future."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jepa.methods import video
-
+    plt = plots.pyplot()
     _, model_for = video.make_loss_and_model(config)
     model = model_for(target_params)
     full = {"model": params, "latent": params.get("latent", {})}
@@ -223,25 +214,14 @@ def plot_modes(
     return path
 
 
-def evaluate(
-    workdir: str,
-    step: int | None = None,
-    split: str | None = None,
-    max_sequences: int | None = None,
-) -> dict:
-    from jepa import hub
-    from jepa.data import pipeline
-
+def evaluate(workdir: str, step: int | None = None, split: str | None = None) -> dict:
     config, step, params, target = hub.load_model_params(workdir, step)
-    from jepa import methods
-    from jepa.methods import video
-
     if methods.get(config.objective) is not video.METHOD:
         raise ValueError(
             f"{workdir} was trained with objective={config.objective!r}, not {video.METHOD.name!r}"
         )
     split = split or config.data.test_split
-    clips, uncertain, where = test_clips(config, split, max_sequences)
+    clips, uncertain, where = test_clips(config, split)
     free, ref, codes, baselines = clip_energies(config, params, target, clips)
     result = {"step": step, "latent": config.latent.kind, "dataset": config.data.dataset}
     result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes, baselines))

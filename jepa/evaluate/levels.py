@@ -22,14 +22,19 @@ On the labelled sequences of a video dataset (stochastic Moving MNIST: ``digits`
 from __future__ import annotations
 
 import functools
+import os
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa import hierarchy, methods, objectives
+from jepa import config as config_lib
+from jepa import hierarchy, hub, methods, objectives, plots
 from jepa import state as state_lib
+from jepa.data import pipeline, sequences
 from jepa.data.normalization import normalize_frames
+from jepa.evaluate import linear_probe
 from jepa.evaluate.ridge import ridge_map, ridge_r2
 from jepa.methods import hjepa
 
@@ -70,8 +75,6 @@ def identity_probe(config, train_x, train_digits, test_x, test_digits, every: in
     is whole sequences). Not the SGD grid of the image probes: on these frame embeddings it
     stopped far from the optimum (a random width-256 encoder: 42 % after its 30 epochs, 49 %
     after 100, 79 % converged). Returns its dict (top1, val_top1, l2, grid)."""
-    from jepa.evaluate import linear_probe
-
     x_tr = train_x[:, ::every].reshape(-1, train_x.shape[-1])
     x_te = test_x[:, ::every].reshape(-1, test_x.shape[-1])
     reps = train_x[:, ::every].shape[1]
@@ -216,11 +219,7 @@ def long_horizon(
 def plot_levels(path, frames_u8, common_te, level, mapped_all, rolled, num_sequences: int = 3):
     """Rows per sequence: the true frames at t + h, the nearest test frames to the level-1
     rollout and to level ``level``'s mapped predictions; columns: horizons (h frames)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     n, t_len = common_te.shape[:2]
     bank = common_te.reshape(n * t_len, -1)
     images = frames_u8.reshape(n * t_len, *frames_u8.shape[2:])[..., 0]
@@ -266,17 +265,9 @@ def evaluate(
     step: int | None,
     level: int,
     overrides: dict | None = None,
-    max_train_sequences: int | None = None,
     png: bool = True,
 ) -> dict:
     """The per-level report of one checkpoint (module docstring); a PNG for levels ≥ 2."""
-    import os
-    import time
-
-    from jepa import config as config_lib
-    from jepa import hub
-    from jepa.data import pipeline, sequences
-
     t0 = time.perf_counter()
     config, step, params, target = hub.load_model_params(workdir, step)
     if overrides:
@@ -290,7 +281,7 @@ def evaluate(
     model = hierarchy.Hierarchy(config)
     data_dir = config.data.data_dir or None
     load = functools.partial(pipeline.load_data_source, config.data.dataset, data_dir=data_dir)
-    train = sequences.load_sequences(load(split=config.data.train_split), max_train_sequences)
+    train = sequences.load_sequences(load(split=config.data.train_split))
     test = sequences.load_sequences(load(split=config.data.test_split))
     # Level 1's probes read the encoder eval.weights names: "context" for a level 1 shaped by
     # its views term alone (LeJEPA has no EMA teacher; it is also what level 2 reads).

@@ -19,7 +19,10 @@ import sys
 
 from absl import flags
 
-from jepa import cli
+from jepa import cli, console, hub
+from jepa.checkpointing import CheckpointCorruptError
+from jepa.evaluate import base
+from jepa.plots import plot_probe_vs_step
 
 WORKDIR_HELP = "the run (its checkpoints/), from any working directory"
 CONFIG_HELP = """override the stored config, e.g. --config.eval.pooling=flatten;
@@ -76,8 +79,6 @@ def parse_args(argv: list[str]) -> tuple[dict, dict]:
     parsed["protocol"] = parsed["protocol"] or (
         "levels" if parsed["level"] is not None else "linear"
     )
-    from jepa.evaluate import base
-
     try:
         base.lookup(parsed["protocol"])
     except ValueError as e:
@@ -90,8 +91,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     (``SystemExit``); ``--debug`` shows the traceback instead."""
     argv = sys.argv[1:] if argv is None else argv
     cli.help_or_usage(["jepa-eval", *argv], USAGE)
-    from jepa.checkpointing import CheckpointCorruptError
-
     explained = (ValueError, KeyError, FileNotFoundError, CheckpointCorruptError)
     with cli.one_line_errors("jepa-eval", cli.is_debug(["jepa-eval", *argv]), explained):
         return evaluate(*parse_args(argv))
@@ -99,9 +98,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def evaluate(flags: dict, overrides: dict) -> list[dict]:
     """What the parsed command line asks for; the results, last one printed as JSON."""
-    from jepa import hub
-    from jepa.evaluate import base
-
     workdir, protocol = flags["workdir"], flags["protocol"]
     steps = hub.open_run(workdir).all_steps() if flags["all_steps"] else [flags["step"]]
     options = dict(baselines=flags["baselines"], level=flags["level"], overrides=overrides)
@@ -119,16 +115,12 @@ def evaluate(flags: dict, overrides: dict) -> list[dict]:
         if flags["all_steps"]:
             print(json.dumps(result), file=sys.stderr, flush=True)
     if flags["all_steps"] and all("top1" in r for r in results):
-        from jepa.plots import plot_probe_vs_step
-
         plot_probe_vs_step(workdir, results)
     print(json.dumps(results[-1]), flush=True)
     return results
 
 
 def run():
-    from jepa import console
-
     argv = sys.argv[1:]
     workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
     if "--workdir" in argv[:-1]:

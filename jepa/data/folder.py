@@ -17,7 +17,9 @@ TensorFlow: images reach TFDS as PIL images, which it encodes with Pillow (PNG, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import re
 import shutil
@@ -367,10 +369,14 @@ def write(
     channels = channels or detect_channels(image_set)
     shape = image_shape(image_set, channels, size)
     builder = _builder(name, data_dir, image_set, shape, channels, size, encoding)
-    builder.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-    )
+    # TFDS prints its own shuffling bars and "downloaded and prepared" banner to stdout; the
+    # summary below says what was written.
+    tfds.disable_progress_bar()
+    with contextlib.redirect_stdout(io.StringIO()):
+        builder.download_and_prepare(
+            file_format="array_record",
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+        )
     return summary(name, data_dir, image_set, builder.info.features["image"].shape)
 
 

@@ -25,6 +25,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from jepa import objectives
+
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
@@ -47,14 +49,14 @@ def prediction_loss(predicted: jax.Array, target: jax.Array) -> jax.Array:
 def variance_loss(z: jax.Array, margin: float = 1.0, eps: float = 1e-4) -> jax.Array:
     """z [..., D], samples pooled over the leading axes: the mean over features of
     relu(margin − std), std the unbiased one with ``eps`` added to the variance."""
-    x = z.reshape(-1, z.shape[-1])
-    std = jnp.sqrt(jnp.var(x, axis=0, ddof=1) + eps)
-    return jnp.mean(jax.nn.relu(margin - std))
+    return objectives.vicreg_variance(z.reshape(-1, z.shape[-1]), margin, eps)
 
 
 def covariance_loss(z: jax.Array) -> jax.Array:
     """z [..., D], samples pooled: the mean of the squared off-diagonal entries of the
-    (unbiased) covariance matrix, D·(D−1) of them (0 for a single feature)."""
+    (unbiased) covariance matrix, D·(D−1) of them (0 for a single feature). eb_jepa's
+    normalization, so its coefficients carry over; ``objectives.vicreg_covariance`` divides
+    the sum by D as VICReg does."""
     x = z.reshape(-1, z.shape[-1])
     x = x - x.mean(axis=0)
     n, d = x.shape

@@ -283,15 +283,8 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"model.patch_embed_init={self.patch_embed_init!r}; valid: reference, fan_in"
             )
-        x = layers.Dense(
-            self.width,
-            dtype=self.dtype,
-            kernel_init=nn.with_logical_partitioning(
-                layers.trunc_normal_init(std, bound=2 * max(std, 1.0)), ("patch", "embed")
-            ),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-            name="patch_embed",
-        )(x)
+        init = layers.trunc_normal_init(std, bound=2 * max(std, 1.0))
+        x = layers.dense(self.width, ("patch", "embed"), self.dtype, "patch_embed", init)(x)
         x = x + pos[None]
         if token_indices is not None:
             x = gather_tokens(x, token_indices)

@@ -35,6 +35,7 @@ from jepa import state as state_lib
 from jepa.data import pipeline, sequences
 from jepa.data.normalization import normalize_frames
 from jepa.evaluate import linear_probe
+from jepa.evaluate.features import batched
 from jepa.evaluate.ridge import ridge_map, ridge_r2
 from jepa.methods import hjepa
 
@@ -90,13 +91,6 @@ def identity_probe(config, train_x, train_digits, test_x, test_digits, every: in
 
 
 # ------------------------------------------------------------------------------- features
-def _batched(fn, arrays, batch_size: int):
-    outs = [
-        fn(*(a[i : i + batch_size] for a in arrays)) for i in range(0, len(arrays[0]), batch_size)
-    ]
-    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
-
-
 def compute_embeddings(
     model: hierarchy.Hierarchy, params, target, frames_u8, batch_size=32, level1_params=None
 ):
@@ -115,11 +109,7 @@ def compute_embeddings(
         online = objectives.normalize_targets(model.frame_tokens(params["encoder"], frames))
         return levels, common, online
 
-    return _batched(
-        lambda f: run(jnp.asarray(normalize_frames(f, mean, std))),
-        (frames_u8,),
-        batch_size,
-    )
+    return batched(lambda f: run(normalize_frames(f, mean, std)), frames_u8, size=batch_size)
 
 
 def rollout_level1(model: hierarchy.Hierarchy, params, online_tokens, horizons):
@@ -145,7 +135,7 @@ def rollout_level1(model: hierarchy.Hierarchy, params, online_tokens, horizons):
     out = {h: np.full((n, t_len, d), np.nan, np.float32) for h in horizons}
     for t in range(c - 1, t_len - 1):
         context = online_tokens[:, t - c + 1 : t + 1]
-        preds = _batched(lambda x: np.asarray(roll(x)).transpose(1, 0, 2), (context,), 256)
+        preds = batched(lambda x: np.asarray(roll(x)).transpose(1, 0, 2), context)
         for h in horizons:
             if t + h < t_len:
                 out[h][:, t] = preds[:, h - 1]
@@ -157,7 +147,7 @@ def level_predictions(model: hierarchy.Hierarchy, params, level: int, states):
     predictor = model.step_predictors[level - 2]
     p = params["levels"][f"level{level}"]["predictor"]
     fn = jax.jit(lambda s: predictor.apply({"params": p}, s))
-    return _batched(fn, (states,), 256)
+    return batched(fn, states)
 
 
 # ------------------------------------------------------------------------------ the report
@@ -294,27 +284,18 @@ def evaluate(
     def regressions(k):
         feats_tr, feats_te = levels_tr[k - 1], levels_te[k - 1]
         fs = step_frames(config, k, feats_tr.shape[1])
+
+        def r2(labels_tr, labels_te, min_frame, ahead=0):
+            fit = regression_rows(feats_tr, labels_tr, fs, min_frame, ahead)
+            held_out = regression_rows(feats_te, labels_te, fs, min_frame, ahead)
+            return round(ridge_r2(*fit, *held_out)["r2"], 4)
+
         pos_tr, pos_te = train["position"], test["position"]
-        vel_tr, vel_te = observed_velocity(pos_tr), observed_velocity(pos_te)
-        out = {
-            "position_r2": ridge_r2(
-                *regression_rows(feats_tr, pos_tr, fs, 0), *regression_rows(feats_te, pos_te, fs, 0)
-            )["r2"],
-            "velocity_r2": ridge_r2(
-                *regression_rows(feats_tr, vel_tr, fs, 1), *regression_rows(feats_te, vel_te, fs, 1)
-            )["r2"],
+        return {
+            "position_r2": r2(pos_tr, pos_te, 0),
+            "velocity_r2": r2(observed_velocity(pos_tr), observed_velocity(pos_te), 1),
+            "position_ahead_r2": {str(a): r2(pos_tr, pos_te, 0, a) for a in POSITION_AHEAD},
         }
-        out["position_ahead_r2"] = {
-            str(a): round(
-                ridge_r2(
-                    *regression_rows(feats_tr, pos_tr, fs, 0, a),
-                    *regression_rows(feats_te, pos_te, fs, 0, a),
-                )["r2"],
-                4,
-            )
-            for a in POSITION_AHEAD
-        }
-        return {k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in out.items()}
 
     result = {"protocol": "levels", "level": level, "step": step, "dataset": config.data.dataset}
     result["level1_weights"] = config.eval.weights

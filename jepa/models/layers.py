@@ -220,8 +220,10 @@ def sincos_3d_uniform(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.nda
 
 
 def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
-    """[batch, H, W, C] low-passed by a fixed Gaussian of std ``sigma`` pixels (separable, radius
+    """[..., H, W, C] low-passed by a fixed Gaussian of std ``sigma`` pixels (separable, radius
     ceil(3σ), the border padded by repeating the edge, each channel on its own)."""
+    shape = images.shape
+    images = images.reshape(-1, *shape[-3:])
     r = max(1, math.ceil(3 * sigma))
     t = np.arange(-r, r + 1, dtype=np.float64)
     k = np.exp(-0.5 * (t / sigma) ** 2)
@@ -237,7 +239,7 @@ def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
             feature_group_count=c,
         )
-    return x
+    return x.reshape(shape)
 
 
 def layer_norm(

@@ -142,7 +142,6 @@ def plot_modes(
     """Context | true future | nearest frame to each z's prediction (and to the reference's)
     for ``num_clips`` clips with a bounce. ``banks(clip_index)`` → frames to search (e.g.
     ``own_digit_bank``), or None for every test clip's true future."""
-    plt = plots.pyplot()
     model, full = _latent_model(config, params, target_params)
     c = config.data.clip.context_frames
     embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
@@ -180,30 +179,11 @@ def plot_modes(
         # squared distances [preds, bank] without materializing the differences
         dist = (flat[:, row] ** 2).sum(-1)[:, None] - 2 * flat[:, row] @ bank.T
         shown.append(frames[(dist + (bank**2).sum(-1)).argmin(-1)])
-    cols = c + 1 + len(labels)
-    fig, axes = plt.subplots(
-        len(picks), cols, figsize=(1.6 * cols, 1.7 * len(picks)), squeeze=False
-    )
-    for row, clip_i in enumerate(picks):
-        panels = [(clips[clip_i, t], f"context t{t}") for t in range(c)]
-        panels.append((clips[clip_i, c], "true future"))
-        panels += [(shown[row][k], labels[k]) for k in range(len(labels))]
-        for col, (img, title) in enumerate(panels):
-            ax = axes[row][col]
-            ax.imshow(img[..., 0], cmap="gray")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(title, fontsize=7)
+    rows = [[*clips[i, : c + 1, ..., 0], *shown[row][..., 0]] for row, i in enumerate(picks)]
+    titles = [*(f"context t{t}" for t in range(c)), "true future", *labels]
     searched = "the clip's own digit drawn at every position" if own else "all test frames"
-    fig.suptitle(
-        f"clips with a bounce; each prediction shown as the nearest of {searched}", fontsize=8
-    )
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    suptitle = f"clips with a bounce; each prediction shown as the nearest of {searched}"
+    return plots.image_grid(path, rows, titles, suptitle, cell=(1.6, 1.7))
 
 
 def evaluate(workdir: str, step: int | None = None, split: str | None = None) -> dict:

@@ -208,8 +208,8 @@ def long_horizon(
 
 def plot_levels(path, frames_u8, common_te, level, mapped_all, rolled, num_sequences: int = 3):
     """Rows per sequence: the true frames at t + h, the nearest test frames to the level-1
-    rollout and to level ``level``'s mapped predictions; columns: horizons (h frames)."""
-    plt = plots.pyplot()
+    rollout and to level ``level``'s mapped predictions; columns: horizons (h frames), each from
+    the first start frame t that reaches it."""
     n, t_len = common_te.shape[:2]
     bank = common_te.reshape(n * t_len, -1)
     images = frames_u8.reshape(n * t_len, *frames_u8.shape[2:])[..., 0]
@@ -218,36 +218,22 @@ def plot_levels(path, frames_u8, common_te, level, mapped_all, rolled, num_seque
         return images[int(np.argmin(((bank - v) ** 2).sum(-1)))]
 
     horizons = sorted(mapped_all)
-    rows = [("true", None), ("level 1 rolled", "roll"), (f"level {level}", "level")]
-    fig, axes = plt.subplots(
-        num_sequences * len(rows),
-        len(horizons),
-        figsize=(1.3 * len(horizons), 1.35 * num_sequences * len(rows)),
-        squeeze=False,
-    )
+    starts = [int(mapped_all[hf][0][0]) for hf in horizons]
+    rows, labels = [], []
     for s in range(num_sequences):
-        for c, hf in enumerate(horizons):
-            ts, mapped = mapped_all[hf]
-            k = 0  # the first start frame that reaches this horizon
-            t = int(ts[k])
-            for r, (name, kind) in enumerate(rows):
-                ax = axes[s * len(rows) + r, c]
-                if kind is None:
-                    img = frames_u8[s, t + hf, ..., 0]
-                elif kind == "roll":
-                    img = nearest(rolled[hf][s, t])
-                else:
-                    img = nearest(mapped[s, k])
-                ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-                ax.set_xticks([]), ax.set_yticks([])
-                if c == 0:
-                    ax.set_ylabel(f"seq {s}\n{name}", fontsize=6)
-                if s == 0 and r == 0:
-                    ax.set_title(f"t={t}+{hf}", fontsize=7)
-    fig.suptitle("true future frames vs nearest frames to each level's prediction", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        rows.append([frames_u8[s, t + hf, ..., 0] for t, hf in zip(starts, horizons, strict=True)])
+        rows.append([nearest(rolled[hf][s, t]) for t, hf in zip(starts, horizons, strict=True)])
+        rows.append([nearest(mapped_all[hf][1][s, 0]) for hf in horizons])
+        labels += [f"seq {s}\n{name}" for name in ("true", "level 1 rolled", f"level {level}")]
+    plots.image_grid(
+        path,
+        rows,
+        [f"t={t}+{hf}" for t, hf in zip(starts, horizons, strict=True)],
+        "true future frames vs nearest frames to each level's prediction",
+        labels,
+        vmin=0,
+        vmax=255,
+    )
 
 
 def evaluate(

@@ -52,10 +52,8 @@ def step_frames(config, level: int, steps: int) -> np.ndarray:
 def regression_rows(features, labels, frames_of_step, min_frame: int = 1, ahead: int = 0):
     """(x [rows, d], y [rows, 2]) over every sequence and step whose labelled frame ``t`` has
     t ≥ min_frame and t + ahead inside the sequence; y = the first digit's label at t + ahead."""
-    t_max = labels.shape[1]
-    keep = [(j, t) for j, t in enumerate(frames_of_step) if t >= min_frame and t + ahead < t_max]
-    js = np.array([j for j, _ in keep])
-    ts = np.array([t for _, t in keep])
+    js = np.flatnonzero((frames_of_step >= min_frame) & (frames_of_step + ahead < labels.shape[1]))
+    ts = frames_of_step[js]
     x = features[:, js].reshape(-1, features.shape[-1])
     y = labels[:, ts + ahead, 0].reshape(-1, labels.shape[-1])
     return x, y.astype(np.float64)
@@ -76,16 +74,14 @@ def identity_probe(config, train_x, train_digits, test_x, test_digits, every: in
     is whole sequences). Not the SGD grid of the image probes: on these frame embeddings it
     stopped far from the optimum (a random width-256 encoder: 42 % after its 30 epochs, 49 %
     after 100, 79 % converged). Returns its dict (top1, val_top1, l2, grid)."""
-    x_tr = train_x[:, ::every].reshape(-1, train_x.shape[-1])
-    x_te = test_x[:, ::every].reshape(-1, test_x.shape[-1])
-    reps = train_x[:, ::every].shape[1]
+    x_tr, x_te = train_x[:, ::every], test_x[:, ::every]
     return linear_probe.converged_linear_probe(
-        x_tr,
-        np.repeat(train_digits, reps),
-        x_te,
-        np.repeat(test_digits, test_x[:, ::every].shape[1]),
+        x_tr.reshape(-1, x_tr.shape[-1]),
+        np.repeat(train_digits, x_tr.shape[1]),
+        x_te.reshape(-1, x_te.shape[-1]),
+        np.repeat(test_digits, x_te.shape[1]),
         val_fraction=config.eval.val_fraction,
-        groups=np.repeat(np.arange(len(train_x)), reps),
+        groups=np.repeat(np.arange(len(train_x)), x_tr.shape[1]),
         seed=config.seed,
     )
 
@@ -184,14 +180,9 @@ def long_horizon(
     horizons = [h * f for h in spec.horizons]
     rolled = rollout_level1(model, params, online_te, horizons)
     out, mapped_all = {}, {}
-    for i, (_h, hf) in enumerate(zip(spec.horizons, horizons, strict=True)):
-        starts = [
-            (j, t)
-            for j, t in enumerate(frames_te)
-            if t >= model.context_frames - 1 and t + hf < t_len
-        ]
-        js = np.array([j for j, _ in starts])
-        ts = np.array([t for _, t in starts])
+    for i, hf in enumerate(horizons):
+        js = np.flatnonzero((frames_te >= model.context_frames - 1) & (frames_te + hf < t_len))
+        ts = frames_te[js]
         pred = preds[:, i, js]  # [n, s, d_k]
         mapped = to_common(pred.reshape(-1, pred.shape[-1])).reshape(*pred.shape[:2], -1)
         truth = common_te[:, ts + hf]
@@ -199,8 +190,8 @@ def long_horizon(
             f"level{level}": _mse(mapped, truth),
             "level1_rollout": _mse(rolled[hf][:, ts], truth),
             "copy_last_frame": _mse(common_te[:, ts], truth),
+            "variance": float(truth.reshape(-1, truth.shape[-1]).var(0).mean()),
         }
-        errors["variance"] = float(truth.reshape(-1, truth.shape[-1]).var(0).mean())
         out[str(hf)] = {k: round(v, 5) for k, v in errors.items()}
         mapped_all[hf] = (ts, mapped)
     return out, mapped_all, rolled

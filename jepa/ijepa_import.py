@@ -96,29 +96,14 @@ def infer_depth_width(state: Mapping[str, np.ndarray]) -> tuple[int, int]:
 def official_shapes(hp: dict, channels: int = 3) -> dict[str, tuple[int, ...]]:
     """Key → shape of an I-JEPA ViT state dict (``pos_embed`` excluded: its grid is free)."""
     d, p, hidden = hp["width"], hp["patch_size"], int(hp["width"] * hp["mlp_ratio"])
-    shapes = {
-        "patch_embed.proj.weight": (d, channels, p, p),
-        "patch_embed.proj.bias": (d,),
-        "norm.weight": (d,),
-        "norm.bias": (d,),
-    }
-    block = {
-        "norm1.weight": (d,),
-        "norm1.bias": (d,),
-        "attn.qkv.weight": (3 * d, d),
-        "attn.qkv.bias": (3 * d,),
-        "attn.proj.weight": (d, d),
-        "attn.proj.bias": (d,),
-        "norm2.weight": (d,),
-        "norm2.bias": (d,),
-        "mlp.fc1.weight": (hidden, d),
-        "mlp.fc1.bias": (hidden,),
-        "mlp.fc2.weight": (d, hidden),
-        "mlp.fc2.bias": (d,),
-    }
+    # Every layer has a weight and a bias [out]: a Linear's weight is [out, in], a norm's [out].
+    layers = {"patch_embed.proj": (d, channels, p, p), "norm": (d,)}
+    block = {"norm1": (d,), "attn.qkv": (3 * d, d), "attn.proj": (d, d), "norm2": (d,)}
+    block |= {"mlp.fc1": (hidden, d), "mlp.fc2": (d, hidden)}
     for i in range(hp["depth"]):
-        shapes.update({f"blocks.{i}.{k}": s for k, s in block.items()})
-    return shapes
+        layers |= {f"blocks.{i}.{name}": weight for name, weight in block.items()}
+    shapes = {f"{name}.weight": weight for name, weight in layers.items()}
+    return shapes | {f"{name}.bias": weight[:1] for name, weight in layers.items()}
 
 
 def _listed(lines: list[str]) -> list[str]:

@@ -203,17 +203,18 @@ class LatentJEPA:
             return DiscreteCodes(self.spec.num_codes, self.width).apply(
                 {"params": params["latent"]}
             )[z]
-        if self.spec.kind == "continuous":
-            return self._inference_net().apply(
-                {"params": params["latent"]}, z, method=InferenceNet.embed_z
-            )
-        return None
+        return self._inference_net().apply(
+            {"params": params["latent"]}, z, method=InferenceNet.embed_z
+        )
+
+    def _predict(self, params, sx, z=None):
+        """ŝ_y = Pred(s_x, z) from s_x; z None: the prediction without z."""
+        return self.predict_fn(params["model"], sx, None if z is None else self._embed(params, z))
 
     # -- the public API -----------------------------------------------------------------------
     def predict(self, params, x, z=None):
         """ŝ_y = Pred(s_x, z); z None for ``none``."""
-        sx = self.encode_x(params["model"], x)
-        return self.predict_fn(params["model"], sx, None if z is None else self._embed(params, z))
+        return self._predict(params, self.encode_x(params["model"], x), z)
 
     def energy(self, params, x, y, z=None) -> jax.Array:
         """E(x, y, z) per sample [batch]."""
@@ -240,18 +241,15 @@ class LatentJEPA:
             energies = self.all_code_energies(params, sx, sy)
             return energies.min(-1), energies.argmin(-1)
         if self.spec.kind == "continuous":
-
-            def energy_of_z(z):
-                return self.energy_fn(
-                    self.predict_fn(params["model"], sx, self._embed(params, z)), sy
-                )
-
             z0 = jnp.zeros((sy.shape[0], self.spec.dim))
             z, f = minimize_energy(
-                energy_of_z, z0, self.spec.inference_steps, self.spec.inference_lr
+                lambda z: self.energy_fn(self._predict(params, sx, z), sy),
+                z0,
+                self.spec.inference_steps,
+                self.spec.inference_lr,
             )
             return f, z
-        return self.energy_fn(self.predict_fn(params["model"], sx, None), sy), None
+        return self.energy_fn(self._predict(params, sx), sy), None
 
     def sample_predictions(self, params, x, key, n: int) -> jax.Array:
         """n predictions per sample [n, batch, ...]: codes drawn uniformly (``discrete``), z from
@@ -263,9 +261,9 @@ class LatentJEPA:
         elif self.spec.kind == "continuous":
             zs = jax.random.normal(key, (n, b, self.spec.dim))
         else:
-            pred = self.predict_fn(params["model"], sx, None)
+            pred = self._predict(params, sx)
             return jnp.broadcast_to(pred, (n, *pred.shape))
-        return jax.vmap(lambda z: self.predict_fn(params["model"], sx, self._embed(params, z)))(zs)
+        return jax.vmap(lambda z: self._predict(params, sx, z))(zs)
 
     # -- training -----------------------------------------------------------------------------
     def loss(self, params, x, y, key) -> tuple[jax.Array, dict]:
@@ -293,13 +291,11 @@ class LatentJEPA:
             eps = jax.random.normal(key, mu.shape)
             noise = jnp.exp(0.5 * logvar) if s.penalty == "kl" else s.noise_std
             z = mu + noise * eps
-            energy = self.energy_fn(
-                self.predict_fn(params["model"], sx, self._embed(params, z)), sy
-            )
+            energy = self.energy_fn(self._predict(params, sx, z), sy)
             info = information_penalty(s.penalty, mu, logvar).mean()
             return energy.mean() + s.penalty_weight * info, {
                 "energy": energy.mean(),
                 "z_information": info,
             }
-        energy = self.energy_fn(self.predict_fn(params["model"], sx, None), sy).mean()
+        energy = self.energy_fn(self._predict(params, sx), sy).mean()
         return energy, {"energy": energy}

@@ -227,7 +227,7 @@ def masks_for_step(seed: int, step: int, batch_size: int, spec: MultiBlockSpec) 
 # Default counts (``default_tube_token_counts``) are the reference's expected per-step counts on
 # the grid: the mean over batches of the batch-minimum union and complement at V-JEPA's
 # per-GPU batch of 24. On the 8×14×14 grid (1568 tokens): short-range 745 targets / 364 context
-# tokens (mean union 983 = 62.7%, ``expected_tube_sizes``), long-range 1100 / 98 (mean union
+# tokens (mean union 983 = 62.7%), long-range 1100 / 98 (mean union
 # 1279 = 81.6%). With these counts 2.6% (short) and 5.4% (long) of the samples are redrawn for
 # too small a complement, which lowers the mean union by ~1%.
 
@@ -427,47 +427,6 @@ def tube_masks_for_step(
 ) -> tuple[TubeMasks, ...]:
     """Deterministic per (seed, step), like ``masks_for_step``."""
     return sample_tube_masks(np.random.default_rng([seed, step]), batch_size, spec)
-
-
-def _size_distribution(grid, gen: TubeGenerator, points: int = 512):
-    """The block size's distribution: {(t, h, w): probability}, by midpoint quadrature over the
-    three uniform draws (exact up to the cells cut by a step of the size: error < 1/points)."""
-
-    def mid(lo, hi):  # a fixed range needs one point
-        return np.array([0.5]) if lo == hi else (np.arange(points) + 0.5) / points
-
-    ut = mid(*gen.temporal_scale)
-    us, ua = np.meshgrid(mid(*gen.spatial_scale), mid(*gen.aspect), indexing="ij")
-    t, _, _ = _block_sides(ut, 0.5, 0.5, grid, gen)
-    _, h, w = _block_sides(0.5, us.ravel(), ua.ravel(), grid, gen)
-    ts, t_counts = np.unique(t, return_counts=True)
-    hws, hw_counts = np.unique(np.stack([h, w], 1), axis=0, return_counts=True)
-    return {
-        (int(ti), int(hi), int(wi)): tc / len(t) * hc / len(h)
-        for ti, tc in zip(ts, t_counts, strict=True)
-        for (hi, wi), hc in zip(hws, hw_counts, strict=True)
-    }
-
-
-def expected_tube_sizes(grid, gen: TubeGenerator) -> tuple[float, float]:
-    """(mean block volume t·h·w, mean union size) of one sample before trimming/padding.
-
-    A token lies in one block of size (t, h, w) with probability p = p_t·p_h·p_w, where p_h is
-    the fraction of the H − h + 1 block tops whose rows cover it; the blocks are independent,
-    so it lies in the union with 1 − (1 − p)^num_blocks. Sum over tokens, average over sizes."""
-    kept = _kept_frames(grid, gen)
-    volume = union = 0.0
-    for size, prob in _size_distribution(grid, gen).items():
-        covers = []
-        for n, side in zip(grid, size, strict=True):
-            pos, starts = np.arange(n)[:, None], np.arange(n - side + 1)[None, :]
-            covers.append(((starts <= pos) & (pos < starts + side)).mean(axis=1))
-        p = np.einsum("t,h,w->thw", *covers)
-        inside = 1.0 - (1.0 - p) ** gen.num_blocks
-        inside[kept:] = 1.0
-        volume += prob * math.prod(size)
-        union += prob * inside.sum()
-    return volume, union
 
 
 @functools.lru_cache(maxsize=64)

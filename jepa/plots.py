@@ -64,3 +64,26 @@ def plot_probe_vs_step(workdir: str, results: list[dict]) -> str | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def image_grid(path, rows, titles, suptitle, row_labels=None, cell=(1.3, 1.35), **imshow) -> str:
+    """``rows`` of grayscale images [H, W] as a grid saved to ``path``: ``titles`` above the
+    columns, ``row_labels`` left of the rows, ``imshow`` options (e.g. ``vmin``, ``vmax``) for
+    every image; ``cell`` is one image's (width, height) in inches."""
+    plt = pyplot()
+    size = (cell[0] * len(rows[0]), cell[1] * len(rows))
+    fig, axes = plt.subplots(len(rows), len(rows[0]), figsize=size, squeeze=False)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            axes[r, c].imshow(image, cmap="gray", **imshow)
+            axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(titles[c], fontsize=7)
+        if row_labels:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=6)
+    fig.suptitle(suptitle, fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -142,27 +142,13 @@ def maybe_initialize_distributed(
     process_id: int | None = None,
     mode: str | None = None,
 ) -> bool:
-    """Start JAX's multi-process runtime (``jax.distributed.initialize``) when asked to.
-
-    Precedence: arguments (the ``--coordinator/--num_processes/--process_id`` flags), then the
-    environment (``JEPA_COORDINATOR``, ``JEPA_NUM_PROCESSES``, ``JEPA_PROCESS_ID``); then
-    ``mode`` (``--distributed``, else ``JEPA_DISTRIBUTED``, else ``"auto"``):
-
-      ``auto``: initialize with JAX's auto-detection under a SLURM step of several tasks
-        (``srun``) or on a TPU pod whose worker list is in the environment; otherwise stay a
-        single process.
-      ``on``: always initialize, leaving every value to JAX's auto-detection (SLURM, Cloud TPU
-        VMs through their metadata server, Open MPI, Kubernetes). ``scripts/launch_tpu_pod.sh``
-        uses this: on a TPU VM the worker list is not in the environment.
-      ``off``: not unless a coordinator is given (e.g. independent single-process runs as the
-        tasks of one SLURM step).
-
-    Must run before anything touches a JAX device. Returns True when the runtime was started.
-
-    Raises:
-      ValueError: a coordinator without the process count and id, an id outside
-        [0, count), or an unknown mode.
-    """
+    """Start JAX's multi-process runtime (``jax.distributed.initialize``) when asked to, before
+    anything touches a device; True when it was started. A coordinator (the arguments, else
+    ``JEPA_COORDINATOR`` etc.) wins; then ``mode`` (else ``JEPA_DISTRIBUTED``, else ``auto``):
+    ``auto`` initializes under a SLURM step of several tasks (``srun``) or on a TPU pod whose
+    worker list is in the environment; ``on`` always, leaving every value to JAX's
+    auto-detection (what ``scripts/launch_tpu_pod.sh`` needs: a TPU VM's worker list is not in
+    its environment); ``off`` never (e.g. independent runs as the tasks of one SLURM step)."""
     coordinator = coordinator or os.environ.get("JEPA_COORDINATOR") or None
     num_processes = num_processes if num_processes is not None else _env_int("JEPA_NUM_PROCESSES")
     process_id = process_id if process_id is not None else _env_int("JEPA_PROCESS_ID")

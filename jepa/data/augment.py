@@ -24,6 +24,7 @@ from PIL import Image
 from jepa.data.normalization import (  # noqa: F401
     IMAGENET_MEAN,
     IMAGENET_STD,
+    normalize_frames,
     normalize_images,
     resolve_mean_std,
 )
@@ -44,15 +45,10 @@ def sample_crop_box(
     ratio: Sequence[float] = (3 / 4, 4 / 3),
     attempts: int = 10,
 ) -> tuple[int, int, int, int]:
-    """Samples a crop box as `RandomResizedCrop` does (the I-JEPA training augmentation).
-
-    The area is uniform in `scale` times the image area and the aspect ratio (width / height)
-    log-uniform in `ratio`. After `attempts` misses (a box that does not fit), falls back to
-    the largest centered box with the aspect ratio clipped into `ratio`.
-
-    Returns:
-      `(top, left, crop_height, crop_width)` in pixels, inside the image.
-    """
+    """`(top, left, crop_height, crop_width)` in pixels, sampled as `RandomResizedCrop` does
+    (the I-JEPA training augmentation): the area uniform in `scale` times the image area, the
+    aspect ratio (width / height) log-uniform in `ratio`. After `attempts` misses (a box that
+    does not fit), the largest centered box with the aspect ratio clipped into `ratio`."""
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(attempts):
@@ -75,16 +71,8 @@ def sample_crop_box(
 
 
 def resize_box(image: np.ndarray, box: Sequence[float], size: tuple[int, int]) -> np.ndarray:
-    """Cuts `box` out of `image` and resizes it bilinearly (antialiased when shrinking).
-
-    Args:
-      image: uint8 `[height, width, channels]`, 1 or 3 channels.
-      box: `(top, left, box_height, box_width)` in pixels; may be fractional (sub-pixel).
-      size: `(out_height, out_width)`.
-
-    Returns:
-      uint8 `[out_height, out_width, channels]`.
-    """
+    """uint8 `[H, W, 1 or 3]` → `[*size, C]`: `box` (top, left, height, width in pixels,
+    fractional: sub-pixel) cut out and resized bilinearly (antialiased when shrinking)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise ValueError(
             f"expected a uint8 [height, width, 1 or 3] image, got {image.dtype} {image.shape}"
@@ -119,13 +107,11 @@ def random_horizontal_flip(image: np.ndarray, rng: np.random.Generator) -> np.nd
     return image[:, ::-1] if rng.random() < 0.5 else image
 
 
-def eval_resize(
-    image: np.ndarray, size: int, crop_fraction: float = EVAL_CROP_FRACTION
-) -> np.ndarray:
+def eval_resize(image: np.ndarray, size: int) -> np.ndarray:
     """The deterministic eval view: uint8 `[height, width, C]` → `[size, size, C]`.
 
     An image already `size`×`size` passes through untouched. A larger one has its shorter side
-    resized to `round(size / crop_fraction)` and is center-cropped (the standard 256 → 224
+    resized to `round(size / EVAL_CROP_FRACTION)` and is center-cropped (the standard 256 → 224
     ImageNet protocol); a smaller one has its shorter side resized to `size` and is
     center-cropped.
     """
@@ -133,15 +119,14 @@ def eval_resize(
     if height == width == size:
         return image
     short = min(height, width)
-    target_short = round(size / crop_fraction) if short > size else size
+    target_short = round(size / EVAL_CROP_FRACTION) if short > size else size
     # Cut the center square-ish region whose resize gives exactly `size`×`size`: the box is
     # `size / target_short` of the shorter side, in source pixels.
     box_side = short * size / target_short
-    box_h = min(height, box_side)
-    box_w = min(width, box_side)
-    top = (height - box_h) / 2
-    left = (width - box_w) / 2
-    return resize_box(image, (top, left, box_h, box_w), (size, size))
+    box_h, box_w = min(height, box_side), min(width, box_side)
+    return resize_box(
+        image, ((height - box_h) / 2, (width - box_w) / 2, box_h, box_w), (size, size)
+    )
 
 
 def _as_hwc(image) -> np.ndarray:
@@ -242,9 +227,7 @@ def make_clip(frames, t0: int, context_frames: int, horizon: int, mean, std) -> 
     """[C + 1, H, W, ch] normalized float32: the context frames, then the target frame."""
     context, target = clip_window(t0, context_frames, horizon)
     frames = np.asarray(frames)
-    clip = np.concatenate([frames[context], frames[target][None]]).astype(np.float32) / 255.0
-    mean, std = resolve_mean_std(mean, std, clip.shape[-1])
-    return normalize_images(clip, mean, std)
+    return normalize_frames(np.concatenate([frames[context], frames[target][None]]), mean, std)
 
 
 @dataclasses.dataclass(frozen=True)

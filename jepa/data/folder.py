@@ -242,18 +242,25 @@ def _open(source):
     return Image.open(source)
 
 
-def detect_channels(image_set: ImageSet) -> int:
-    """1 when every image is grayscale, else 3 (images with colour or a palette)."""
-    for examples in image_set.splits.values():
-        for e in examples:
-            if isinstance(e.source, np.ndarray):
-                if e.source.ndim == 3 and e.source.shape[-1] != 1:
-                    return 3
-                continue
+def channels_and_shape(image_set: ImageSet, channels: int | None, size: int | None):
+    """(``channels``, or 1 when every image is grayscale and else 3; the stored shape
+    ``(size, size, C)``, or the images' common ``(H, W, C)``, ``None`` sides for sizes that
+    vary). Reads only the image headers, and stops once both are settled."""
+    gray, sizes = channels is None, set()
+    for e in (e for examples in image_set.splits.values() for e in examples):
+        if isinstance(e.source, np.ndarray):
+            gray &= e.source.ndim == 2 or e.source.shape[-1] == 1
+            sizes.add(e.source.shape[:2])
+        else:
             with _open(e.source) as image:
-                if image.mode not in GRAY_MODES:
-                    return 3
-    return 1
+                gray &= image.mode in GRAY_MODES
+                sizes.add(image.size[::-1])
+        if not gray and (size or len(sizes) > 1):
+            break
+    channels = channels or (1 if gray else 3)
+    if size:
+        return channels, (size, size, channels)
+    return channels, (*(sizes.pop() if len(sizes) == 1 else (None, None)), channels)
 
 
 def center_resize(image, size: int):
@@ -271,24 +278,6 @@ def load_image(source, channels: int, size: int | None):
     image = _open(source)
     image = image.convert("L" if channels == 1 else "RGB")
     return center_resize(image, size) if size else image
-
-
-def image_shape(image_set: ImageSet, channels: int, size: int | None) -> tuple:
-    """``(size, size, C)``, or the common ``(H, W, C)``; ``None`` for sizes that vary."""
-    if size:
-        return (size, size, channels)
-    sizes = set()
-    for examples in image_set.splits.values():
-        for e in examples:
-            if isinstance(e.source, np.ndarray):
-                sizes.add(e.source.shape[:2])
-            else:
-                with _open(e.source) as image:
-                    sizes.add(image.size[::-1])
-            if len(sizes) > 1:
-                return (None, None, channels)
-    (hw,) = sizes
-    return (*hw, channels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,8 +355,7 @@ def write(
                 f"{target} already exists; valid: another --name, or --overwrite to replace it"
             )
         shutil.rmtree(target)
-    channels = channels or detect_channels(image_set)
-    shape = image_shape(image_set, channels, size)
+    channels, shape = channels_and_shape(image_set, channels, size)
     builder = _builder(name, data_dir, image_set, shape, channels, size, encoding)
     # TFDS prints its own shuffling bars and "downloaded and prepared" banner to stdout; the
     # summary below says what was written.

@@ -17,13 +17,8 @@ GRAYSCALE_STD = (0.5,)
 def resolve_mean_std(
     mean: Sequence[float] | None, std: Sequence[float] | None, channels: int
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean/std, with defaults by channel count where the config leaves them None.
-
-    Defaults: ImageNet statistics for 3 channels, (0.5,)/(0.5,) for 1 channel.
-
-    Raises:
-      ValueError: if no default exists for `channels` or a given tuple has the wrong length.
-    """
+    """Per-channel mean/std; where the config leaves them None, ImageNet's for 3 channels and
+    (0.5,)/(0.5,) for 1."""
     defaults = {1: (GRAYSCALE_MEAN, GRAYSCALE_STD), 3: (IMAGENET_MEAN, IMAGENET_STD)}
     if (mean is None or std is None) and channels not in defaults:
         raise ValueError(
@@ -40,16 +35,8 @@ def resolve_mean_std(
 
 
 def normalize_images(images, mean: Sequence[float], std: Sequence[float]):
-    """Maps pixels to float32 `(x / 255 - mean) / std`, per channel.
-
-    Args:
-      images: `[..., height, width, channels]`; uint8 (or any integer type) in [0, 255], or
-        floating point already scaled to [0, 1]. numpy or jax arrays (also inside `jax.jit`).
-      mean, std: one value per channel.
-
-    Returns:
-      float32 array of the same shape and array type as `images`.
-    """
+    """float32 `(x / 255 - mean) / std` per channel of `images` `[..., H, W, C]`: integers in
+    [0, 255] or floats already in [0, 1], numpy or jax arrays (also inside `jax.jit`)."""
     mean = np.asarray(mean, np.float32)
     std = np.asarray(std, np.float32)
     if images.shape[-1] != mean.shape[0]:

@@ -76,20 +76,10 @@ def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuild
 
 
 def load_data_source(name: str, split: str, data_dir: str | None = None):
-    """A random-access source of TFDS records `{'image': uint8 [H, W, C], 'label': int, ...}`.
-
-    Args:
-      name: TFDS name (`mnist5k`, `cifar10`, `imagenet2012`, ...). jepa's own builders are
-        prepared into `data_dir` on first use; other datasets must already be prepared there
-        in array_record format.
-      split: TFDS split string, e.g. `train`, `test`, `train[:90%]`, `train[90%:]`.
-      data_dir: TFDS data directory; None means TFDS's default (`~/tensorflow_datasets`).
-        Hosts sharing one data_dir should prepare it once before a multi-host launch, so they
-        do not all build it at the same time.
-
-    Returns:
-      A TFDS `ArrayRecordDataSource` (`len()`, `[index]`), ready for `grain.MapDataset.source`.
-    """
+    """A TFDS `ArrayRecordDataSource` (`len()`, `[index]` → `{'image': uint8 [H, W, C],
+    'label': int, ...}`) of `split` (e.g. `train[:90%]`) of dataset `name` in `data_dir` (None:
+    TFDS's default). jepa's own builders are prepared there on first use; hosts sharing one
+    data_dir should prepare it once before a multi-host launch, so they do not all build it."""
     _prepared_builder(name, data_dir)
     return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
 
@@ -195,6 +185,15 @@ def _mean_std(cfg) -> dict[str, tuple[float, ...] | None]:
     }
 
 
+def _host_share(global_batch: int, index: int | None, count: int | None):
+    """(this host's index, the number of hosts, its share of ``global_batch``); JAX's by default."""
+    index = jax.process_index() if index is None else index
+    count = jax.process_count() if count is None else count
+    if global_batch % count:
+        raise ValueError(f"batch size {global_batch} is not divisible by process_count={count}")
+    return index, count, global_batch // count
+
+
 def _read_options(cfg) -> grain.ReadOptions:
     # The buffer counts single examples (batching comes after it), so a few per thread suffice;
     # grain's default of 500 would hold ~300 MB of 224-pixel float32 images per host.
@@ -244,36 +243,18 @@ def make_train_iterator(
     counted; more than `max_bad_records` of them on one host raise
     `records.TooManyBadRecordsError` (see `jepa/data/records.py`).
 
-    Args:
-      cfg: `config.data`: `dataset`, `data_dir`, `train_split`, `image_size`, `crop_scale`,
-        `hflip`, `mean`, `std` (None → defaults by channel count, see
-        `augment.resolve_mean_std`), optional `worker_count` and `read_threads`; with
-        `clip_context_frames` and `clip_horizon`, random clips
-        of a video dataset instead (`augment.ClipPreprocess`, images `[local_batch, C + 1, S,
-        S, ch]`).
-        `worker_count=0` decodes and augments in threads of this process; N > 0 adds N worker
-        processes, each assembling whole batches from every N-th example, so the batches are
-        deterministic for a given N but differ between values of N: resume with the same N.
-        `max_bad_records` (default `DEFAULT_MAX_BAD_RECORDS`): corrupt records a host may
-        skip; 0 fails on the first.
-      global_batch_size: examples per step over all hosts; divisible by `process_count`.
-      seed: data seed: with `worker_count` fixed, the order and the crops are a function of it
-        alone.
-      process_index, process_count: this host and the number of hosts (default: JAX's).
+    `worker_count=0` (`config.data`) decodes and augments in threads of this process; N > 0
+    adds N worker processes, each assembling whole batches from every N-th example, so the
+    batches are deterministic for a given N but differ between values of N: resume with the
+    same N. With `worker_count` fixed, the order and the crops are a function of `seed` alone.
 
-    Returns:
-      A `grain.DatasetIterator` of `{'image': float32 [local_batch, S, S, C],
-      'label': int32 [local_batch]}`, local_batch = global_batch_size / process_count, with
-      `get_state()` / `set_state()` (the module docstring).
+    Yields `{'image': float32 [local_batch, S, S, C], 'label': int32 [local_batch]}` (clips
+    `[local_batch, C + 1, S, S, ch]` with `clip_context_frames`), local_batch =
+    global_batch_size / process_count (default: JAX's hosts).
     """
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-    if global_batch_size % process_count:
-        raise ValueError(
-            f"global_batch_size={global_batch_size} is not divisible by "
-            f"process_count={process_count}"
-        )
-    local_batch = global_batch_size // process_count
+    process_index, process_count, local_batch = _host_share(
+        global_batch_size, process_index, process_count
+    )
     split = cfg.get("train_split", "train")
     source = load_data_source(cfg.dataset, split, cfg.get("data_dir"))
     if len(source) < global_batch_size:
@@ -309,21 +290,6 @@ def make_train_iterator(
 # Evaluation.
 
 
-def _eval_index_map(n: int, global_batch: int, local_batch: int, process_index: int):
-    """Position j in this host's stream → (example index, is real) in the padded split.
-
-    Global batch k holds padded indices [k*B, (k+1)*B); host p owns the slice
-    [k*B + p*L, k*B + (p+1)*L) of it, so stacking the hosts' k-th batches restores order.
-    """
-
-    def index(j: int) -> tuple[int, bool]:
-        k, r = divmod(j, local_batch)
-        i = k * global_batch + process_index * local_batch + r
-        return min(i, n - 1), i < n
-
-    return index
-
-
 def make_eval_batches(
     cfg,
     split: str,
@@ -331,34 +297,25 @@ def make_eval_batches(
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> grain.IterDataset:
-    """One deterministic pass over `split`, eval view (no augmentation), padded to full batches.
+    """One deterministic pass over `split`, eval view (no augmentation), padded to full batches:
+    a re-iterable `grain.IterDataset` of `{'image': float32 [local_batch, S, S, C],
+    'label': int32 [local_batch], 'mask': bool [local_batch]}`, local_batch = batch_size /
+    process_count. Every example appears exactly once with mask True; padding (copies of the
+    last example) has mask False. All hosts yield the same number of batches.
 
-    Args:
-      cfg: `config.data` (`dataset`, `data_dir`, `image_size`, `mean`, `std`).
-      split: TFDS split string.
-      batch_size: global batch size; each host gets `batch_size / process_count` per batch.
-      process_index, process_count: this host and the number of hosts (default: JAX's).
-
-    Returns:
-      A re-iterable `grain.IterDataset` of `{'image': float32 [local_batch, S, S, C],
-      'label': int32 [local_batch], 'mask': bool [local_batch]}`; every example of the split
-      appears exactly once with mask True, padding (copies of the last example) has mask
-      False. All hosts yield the same number of batches.
+    Global batch k holds padded indices [k*B, (k+1)*B); host p owns the slice
+    [k*B + p*L, k*B + (p+1)*L) of it, so stacking the hosts' k-th batches restores order.
     """
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-    if batch_size % process_count:
-        raise ValueError(f"batch_size={batch_size} is not divisible by {process_count=}")
-    local_batch = batch_size // process_count
+    process_index, _, local_batch = _host_share(batch_size, process_index, process_count)
     source = load_data_source(cfg.dataset, split, cfg.get("data_dir"))
     n = len(source)
     num_batches = -(-n // batch_size)
-    index = _eval_index_map(n, batch_size, local_batch, process_index)
     preprocess = augment.EvalPreprocess(image_size=cfg.image_size, **_mean_std(cfg))
 
     def read(j: int) -> dict[str, Any]:
-        i, real = index(j)
-        return {**preprocess.map(source[i]), "mask": np.bool_(real)}
+        k, r = divmod(j, local_batch)  # position j of this host's stream
+        i = k * batch_size + process_index * local_batch + r
+        return {**preprocess.map(source[min(i, n - 1)]), "mask": np.bool_(i < n)}
 
     return (
         grain.MapDataset.range(num_batches * local_batch)

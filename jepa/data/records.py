@@ -72,13 +72,9 @@ def shape_problem(value, expected: Sequence[int | None]) -> str | None:
 
 
 class CheckedSource:
-    """A random-access source whose unusable records read as `BadRecord`s instead of raising.
-
-    Args:
-      source: `len()` and `[index]` → record dict (a TFDS `data_source`, which decodes images
-        when a record is read: a corrupt image raises there).
-      shapes: `{key: expected shape}` checked on every record (see `pixel_shapes`).
-    """
+    """`source` (`len()`, `[index]` → record; a TFDS `data_source` decodes images when a record
+    is read, so a corrupt image raises there) whose records that do not decode or do not match
+    `shapes` (`{key: expected shape}`, see `pixel_shapes`) read as `BadRecord`s."""
 
     def __init__(self, source, shapes: Mapping[str, Sequence[int | None]]):
         self.source = source

@@ -32,6 +32,7 @@ from jepa import hub, methods, plots
 from jepa.data import augment, pipeline
 from jepa.data.builders import stochastic_moving_mnist as smm
 from jepa.data.normalization import normalize_frames
+from jepa.evaluate.features import batched
 from jepa.methods import video
 
 
@@ -54,21 +55,18 @@ def test_clips(config, split: str):
     return np.stack(clips), np.array(flags), np.array(where)
 
 
-def batched(fn, array: np.ndarray, size: int = 256) -> np.ndarray:
-    """``fn`` over ``array`` in chunks of ``size`` along the first axis, concatenated."""
-    return np.concatenate(
-        [np.asarray(fn(jnp.asarray(array[i : i + size]))) for i in range(0, len(array), size)]
-    )
+def _latent_model(config, params, target_params):
+    """(the run's ``LatentJEPA`` around its target encoder, the params it takes)."""
+    _, model_for = video.make_loss_and_model(config)
+    return model_for(target_params), {"model": params, "latent": params.get("latent", {})}
 
 
-def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: int = 256):
+def clip_energies(config, params, target_params, clips: np.ndarray):
     """Per clip: free energy F, the reference energy E_ref (NaN without a reference predictor),
     the minimizing code (−1 unless z is discrete), and {baseline: energy} of two predictors
     without dynamics: ``mean_target`` (every clip's s_y predicted by the mean s_y of all clips)
     and ``copy_last`` (by the s_y of the last context frame)."""
-    _, model_for = video.make_loss_and_model(config)
-    model = model_for(target_params)
-    full = {"model": params, "latent": params.get("latent", {})}
+    model, full = _latent_model(config, params, target_params)
     context_frames = config.data.clip.context_frames
 
     @jax.jit
@@ -88,11 +86,7 @@ def clip_energies(config, params, target_params, clips: np.ndarray, batch_size: 
         copy = model.energy_fn(model.encode_y(params, clip[:, context_frames - 1]), sy)
         return free, ref, code, copy, sy
 
-    out = [
-        batch_energies(jnp.asarray(clips[i : i + batch_size]))
-        for i in range(0, len(clips), batch_size)
-    ]
-    free, ref, code, copy, sy = (np.concatenate([np.asarray(o[k]) for o in out]) for k in range(5))
+    free, ref, code, copy, sy = batched(batch_energies, clips)
     # The other: every clip's s_y predicted by the mean s_y over all clips.
     mean = model.energy_fn(jnp.broadcast_to(sy.mean(0), sy.shape), jnp.asarray(sy))
     return free, ref, code, {"mean_target": np.asarray(mean), "copy_last": copy}
@@ -148,10 +142,7 @@ def plot_modes(
     """Context | true future | nearest frame to each z's prediction (and to the reference's)
     for ``num_clips`` clips with a bounce. ``banks(clip_index)`` → frames to search (e.g.
     ``own_digit_bank``), or None for every test clip's true future."""
-    plt = plots.pyplot()
-    _, model_for = video.make_loss_and_model(config)
-    model = model_for(target_params)
-    full = {"model": params, "latent": params.get("latent", {})}
+    model, full = _latent_model(config, params, target_params)
     c = config.data.clip.context_frames
     embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
 
@@ -188,30 +179,11 @@ def plot_modes(
         # squared distances [preds, bank] without materializing the differences
         dist = (flat[:, row] ** 2).sum(-1)[:, None] - 2 * flat[:, row] @ bank.T
         shown.append(frames[(dist + (bank**2).sum(-1)).argmin(-1)])
-    cols = c + 1 + len(labels)
-    fig, axes = plt.subplots(
-        len(picks), cols, figsize=(1.6 * cols, 1.7 * len(picks)), squeeze=False
-    )
-    for row, clip_i in enumerate(picks):
-        panels = [(clips[clip_i, t], f"context t{t}") for t in range(c)]
-        panels.append((clips[clip_i, c], "true future"))
-        panels += [(shown[row][k], labels[k]) for k in range(len(labels))]
-        for col, (img, title) in enumerate(panels):
-            ax = axes[row][col]
-            ax.imshow(img[..., 0], cmap="gray")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(title, fontsize=7)
+    rows = [[*clips[i, : c + 1, ..., 0], *shown[row][..., 0]] for row, i in enumerate(picks)]
+    titles = [*(f"context t{t}" for t in range(c)), "true future", *labels]
     searched = "the clip's own digit drawn at every position" if own else "all test frames"
-    fig.suptitle(
-        f"clips with a bounce; each prediction shown as the nearest of {searched}", fontsize=8
-    )
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    suptitle = f"clips with a bounce; each prediction shown as the nearest of {searched}"
+    return plots.image_grid(path, rows, titles, suptitle, cell=(1.6, 1.7))
 
 
 def evaluate(workdir: str, step: int | None = None, split: str | None = None) -> dict:

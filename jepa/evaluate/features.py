@@ -68,6 +68,13 @@ def make_feature_fn(module, depth: int, layers: str, pooling: str, mesh: Mesh):
     return fn
 
 
+def batched(fn, *arrays, size: int = 256):
+    """``fn`` over ``arrays`` in chunks of ``size`` rows; its outputs (a pytree of arrays, one
+    row per input row) concatenated as numpy: bounded memory for any number of rows."""
+    outs = [fn(*(a[i : i + size] for a in arrays)) for i in range(0, len(arrays[0]), size)]
+    return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *outs)
+
+
 def _cache_path(cache_dir, cache_key, data_cfg, split, **settings):
     key = dict(cache_key, dataset=data_cfg.dataset, split=split, **settings)
     key["image_size"] = data_cfg.image_size

@@ -120,8 +120,7 @@ def select_and_evaluate(
     init, apply = make_probe(num_classes, train_x.shape[1:])
     normalize = normalize or (lambda *xs: list(xs))
     pairs = [(float(lr), float(wd)) for lr, wd in itertools.product(lrs, wds)]
-    g_lr = np.array([p[0] for p in pairs], np.float32)
-    g_wd = np.array([p[1] for p in pairs], np.float32)
+    g_lr, g_wd = np.array(pairs, np.float32).T
     fit = functools.partial(
         train_grid, init, apply, make_tx, epochs=epochs, batch_size=batch_size, seed=seed
     )

@@ -22,6 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jepa import objectives
+
 
 def rankme(embeddings: jax.Array, eps: float = 1e-7) -> jax.Array:
     """exp(entropy of the normalized singular values) (Garrido et al., 2023). [n, d] → scalar."""
@@ -37,9 +39,8 @@ def rankme_centered(embeddings: jax.Array, eps: float = 1e-7) -> jax.Array:
     return rankme(x - x.mean(0, keepdims=True), eps)
 
 
-def per_dim_std(embeddings: jax.Array) -> jax.Array:
-    """Std across samples of each dimension, averaged over dimensions. [n, d] → scalar."""
-    return jnp.std(embeddings.astype(jnp.float32), axis=0).mean()
+# Std across samples of each dimension, averaged over dimensions: [n, d] → scalar.
+per_dim_std = objectives.feature_std
 
 
 def mean_cosine(embeddings: jax.Array, eps: float = 1e-8) -> jax.Array:

@@ -35,6 +35,7 @@ from jepa import state as state_lib
 from jepa.data import pipeline, sequences
 from jepa.data.normalization import normalize_frames
 from jepa.evaluate import linear_probe
+from jepa.evaluate.features import batched
 from jepa.evaluate.ridge import ridge_map, ridge_r2
 from jepa.methods import hjepa
 
@@ -51,10 +52,8 @@ def step_frames(config, level: int, steps: int) -> np.ndarray:
 def regression_rows(features, labels, frames_of_step, min_frame: int = 1, ahead: int = 0):
     """(x [rows, d], y [rows, 2]) over every sequence and step whose labelled frame ``t`` has
     t ≥ min_frame and t + ahead inside the sequence; y = the first digit's label at t + ahead."""
-    t_max = labels.shape[1]
-    keep = [(j, t) for j, t in enumerate(frames_of_step) if t >= min_frame and t + ahead < t_max]
-    js = np.array([j for j, _ in keep])
-    ts = np.array([t for _, t in keep])
+    js = np.flatnonzero((frames_of_step >= min_frame) & (frames_of_step + ahead < labels.shape[1]))
+    ts = frames_of_step[js]
     x = features[:, js].reshape(-1, features.shape[-1])
     y = labels[:, ts + ahead, 0].reshape(-1, labels.shape[-1])
     return x, y.astype(np.float64)
@@ -75,28 +74,19 @@ def identity_probe(config, train_x, train_digits, test_x, test_digits, every: in
     is whole sequences). Not the SGD grid of the image probes: on these frame embeddings it
     stopped far from the optimum (a random width-256 encoder: 42 % after its 30 epochs, 49 %
     after 100, 79 % converged). Returns its dict (top1, val_top1, l2, grid)."""
-    x_tr = train_x[:, ::every].reshape(-1, train_x.shape[-1])
-    x_te = test_x[:, ::every].reshape(-1, test_x.shape[-1])
-    reps = train_x[:, ::every].shape[1]
+    x_tr, x_te = train_x[:, ::every], test_x[:, ::every]
     return linear_probe.converged_linear_probe(
-        x_tr,
-        np.repeat(train_digits, reps),
-        x_te,
-        np.repeat(test_digits, test_x[:, ::every].shape[1]),
+        x_tr.reshape(-1, x_tr.shape[-1]),
+        np.repeat(train_digits, x_tr.shape[1]),
+        x_te.reshape(-1, x_te.shape[-1]),
+        np.repeat(test_digits, x_te.shape[1]),
         val_fraction=config.eval.val_fraction,
-        groups=np.repeat(np.arange(len(train_x)), reps),
+        groups=np.repeat(np.arange(len(train_x)), x_tr.shape[1]),
         seed=config.seed,
     )
 
 
 # ------------------------------------------------------------------------------- features
-def _batched(fn, arrays, batch_size: int):
-    outs = [
-        fn(*(a[i : i + batch_size] for a in arrays)) for i in range(0, len(arrays[0]), batch_size)
-    ]
-    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
-
-
 def compute_embeddings(
     model: hierarchy.Hierarchy, params, target, frames_u8, batch_size=32, level1_params=None
 ):
@@ -115,11 +105,7 @@ def compute_embeddings(
         online = objectives.normalize_targets(model.frame_tokens(params["encoder"], frames))
         return levels, common, online
 
-    return _batched(
-        lambda f: run(jnp.asarray(normalize_frames(f, mean, std))),
-        (frames_u8,),
-        batch_size,
-    )
+    return batched(lambda f: run(normalize_frames(f, mean, std)), frames_u8, size=batch_size)
 
 
 def rollout_level1(model: hierarchy.Hierarchy, params, online_tokens, horizons):
@@ -145,7 +131,7 @@ def rollout_level1(model: hierarchy.Hierarchy, params, online_tokens, horizons):
     out = {h: np.full((n, t_len, d), np.nan, np.float32) for h in horizons}
     for t in range(c - 1, t_len - 1):
         context = online_tokens[:, t - c + 1 : t + 1]
-        preds = _batched(lambda x: np.asarray(roll(x)).transpose(1, 0, 2), (context,), 256)
+        preds = batched(lambda x: np.asarray(roll(x)).transpose(1, 0, 2), context)
         for h in horizons:
             if t + h < t_len:
                 out[h][:, t] = preds[:, h - 1]
@@ -157,7 +143,7 @@ def level_predictions(model: hierarchy.Hierarchy, params, level: int, states):
     predictor = model.step_predictors[level - 2]
     p = params["levels"][f"level{level}"]["predictor"]
     fn = jax.jit(lambda s: predictor.apply({"params": p}, s))
-    return _batched(fn, (states,), 256)
+    return batched(fn, states)
 
 
 # ------------------------------------------------------------------------------ the report
@@ -194,14 +180,9 @@ def long_horizon(
     horizons = [h * f for h in spec.horizons]
     rolled = rollout_level1(model, params, online_te, horizons)
     out, mapped_all = {}, {}
-    for i, (_h, hf) in enumerate(zip(spec.horizons, horizons, strict=True)):
-        starts = [
-            (j, t)
-            for j, t in enumerate(frames_te)
-            if t >= model.context_frames - 1 and t + hf < t_len
-        ]
-        js = np.array([j for j, _ in starts])
-        ts = np.array([t for _, t in starts])
+    for i, hf in enumerate(horizons):
+        js = np.flatnonzero((frames_te >= model.context_frames - 1) & (frames_te + hf < t_len))
+        ts = frames_te[js]
         pred = preds[:, i, js]  # [n, s, d_k]
         mapped = to_common(pred.reshape(-1, pred.shape[-1])).reshape(*pred.shape[:2], -1)
         truth = common_te[:, ts + hf]
@@ -209,8 +190,8 @@ def long_horizon(
             f"level{level}": _mse(mapped, truth),
             "level1_rollout": _mse(rolled[hf][:, ts], truth),
             "copy_last_frame": _mse(common_te[:, ts], truth),
+            "variance": float(truth.reshape(-1, truth.shape[-1]).var(0).mean()),
         }
-        errors["variance"] = float(truth.reshape(-1, truth.shape[-1]).var(0).mean())
         out[str(hf)] = {k: round(v, 5) for k, v in errors.items()}
         mapped_all[hf] = (ts, mapped)
     return out, mapped_all, rolled
@@ -218,8 +199,8 @@ def long_horizon(
 
 def plot_levels(path, frames_u8, common_te, level, mapped_all, rolled, num_sequences: int = 3):
     """Rows per sequence: the true frames at t + h, the nearest test frames to the level-1
-    rollout and to level ``level``'s mapped predictions; columns: horizons (h frames)."""
-    plt = plots.pyplot()
+    rollout and to level ``level``'s mapped predictions; columns: horizons (h frames), each from
+    the first start frame t that reaches it."""
     n, t_len = common_te.shape[:2]
     bank = common_te.reshape(n * t_len, -1)
     images = frames_u8.reshape(n * t_len, *frames_u8.shape[2:])[..., 0]
@@ -228,36 +209,22 @@ def plot_levels(path, frames_u8, common_te, level, mapped_all, rolled, num_seque
         return images[int(np.argmin(((bank - v) ** 2).sum(-1)))]
 
     horizons = sorted(mapped_all)
-    rows = [("true", None), ("level 1 rolled", "roll"), (f"level {level}", "level")]
-    fig, axes = plt.subplots(
-        num_sequences * len(rows),
-        len(horizons),
-        figsize=(1.3 * len(horizons), 1.35 * num_sequences * len(rows)),
-        squeeze=False,
-    )
+    starts = [int(mapped_all[hf][0][0]) for hf in horizons]
+    rows, labels = [], []
     for s in range(num_sequences):
-        for c, hf in enumerate(horizons):
-            ts, mapped = mapped_all[hf]
-            k = 0  # the first start frame that reaches this horizon
-            t = int(ts[k])
-            for r, (name, kind) in enumerate(rows):
-                ax = axes[s * len(rows) + r, c]
-                if kind is None:
-                    img = frames_u8[s, t + hf, ..., 0]
-                elif kind == "roll":
-                    img = nearest(rolled[hf][s, t])
-                else:
-                    img = nearest(mapped[s, k])
-                ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-                ax.set_xticks([]), ax.set_yticks([])
-                if c == 0:
-                    ax.set_ylabel(f"seq {s}\n{name}", fontsize=6)
-                if s == 0 and r == 0:
-                    ax.set_title(f"t={t}+{hf}", fontsize=7)
-    fig.suptitle("true future frames vs nearest frames to each level's prediction", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        rows.append([frames_u8[s, t + hf, ..., 0] for t, hf in zip(starts, horizons, strict=True)])
+        rows.append([nearest(rolled[hf][s, t]) for t, hf in zip(starts, horizons, strict=True)])
+        rows.append([nearest(mapped_all[hf][1][s, 0]) for hf in horizons])
+        labels += [f"seq {s}\n{name}" for name in ("true", "level 1 rolled", f"level {level}")]
+    plots.image_grid(
+        path,
+        rows,
+        [f"t={t}+{hf}" for t, hf in zip(starts, horizons, strict=True)],
+        "true future frames vs nearest frames to each level's prediction",
+        labels,
+        vmin=0,
+        vmax=255,
+    )
 
 
 def evaluate(
@@ -294,27 +261,18 @@ def evaluate(
     def regressions(k):
         feats_tr, feats_te = levels_tr[k - 1], levels_te[k - 1]
         fs = step_frames(config, k, feats_tr.shape[1])
+
+        def r2(labels_tr, labels_te, min_frame, ahead=0):
+            fit = regression_rows(feats_tr, labels_tr, fs, min_frame, ahead)
+            held_out = regression_rows(feats_te, labels_te, fs, min_frame, ahead)
+            return round(ridge_r2(*fit, *held_out)["r2"], 4)
+
         pos_tr, pos_te = train["position"], test["position"]
-        vel_tr, vel_te = observed_velocity(pos_tr), observed_velocity(pos_te)
-        out = {
-            "position_r2": ridge_r2(
-                *regression_rows(feats_tr, pos_tr, fs, 0), *regression_rows(feats_te, pos_te, fs, 0)
-            )["r2"],
-            "velocity_r2": ridge_r2(
-                *regression_rows(feats_tr, vel_tr, fs, 1), *regression_rows(feats_te, vel_te, fs, 1)
-            )["r2"],
+        return {
+            "position_r2": r2(pos_tr, pos_te, 0),
+            "velocity_r2": r2(observed_velocity(pos_tr), observed_velocity(pos_te), 1),
+            "position_ahead_r2": {str(a): r2(pos_tr, pos_te, 0, a) for a in POSITION_AHEAD},
         }
-        out["position_ahead_r2"] = {
-            str(a): round(
-                ridge_r2(
-                    *regression_rows(feats_tr, pos_tr, fs, 0, a),
-                    *regression_rows(feats_te, pos_te, fs, 0, a),
-                )["r2"],
-                4,
-            )
-            for a in POSITION_AHEAD
-        }
-        return {k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in out.items()}
 
     result = {"protocol": "levels", "level": level, "step": step, "dataset": config.data.dataset}
     result["level1_weights"] = config.eval.weights

@@ -19,6 +19,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from jepa.evaluate.features import batched
+
 SIZE, DIGIT = 28, 20  # MNIST's frame and the box its digits are scaled into
 
 
@@ -44,12 +46,7 @@ def transfer_check(encoder, batch_size: int = 256) -> dict:
     """Logistic regression on the held-out digits: ``encoder``'s pooled embedding (a
     ``PretrainedEncoder``) against raw pixels, half the digits to fit, half to test."""
     images, labels = heldout_digits()
-    pooled = np.concatenate(
-        [
-            np.asarray(encoder(images[i : i + batch_size])[1])
-            for i in range(0, len(images), batch_size)
-        ]
-    )
+    pooled = batched(lambda x: encoder(x)[1], images, size=batch_size)
     pixels = images.reshape(len(images), -1).astype(np.float32) / 255.0
     index = np.arange(len(images))
     tr, te = train_test_split(index, test_size=0.5, stratify=labels, random_state=0)

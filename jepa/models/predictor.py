@@ -53,13 +53,9 @@ class Predictor(nn.Module):
         make_pos = layers.sincos_2d if len(self.grid) == 2 else layers.sincos_3d
         pos = jnp.asarray(make_pos(self.width, *self.grid), self.dtype)  # [n_grid, width]
 
-        x = layers.Dense(
-            self.width,
-            dtype=self.dtype,
-            kernel_init=nn.with_logical_partitioning(layers.trunc_normal_init(), ("embed", "mlp")),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)),
-            name="embed",
-        )(context.astype(self.dtype))
+        x = layers.dense(self.width, ("embed", "mlp"), self.dtype, "embed")(
+            context.astype(self.dtype)
+        )
         x = x + pos[context_indices]
         # One sequence per target block: [batch * n_blocks, n_ctx, width].
         x = jnp.broadcast_to(x[:, None], (b, n_blocks, n_ctx, self.width))
@@ -95,11 +91,5 @@ class Predictor(nn.Module):
         # without an EMA target collapse (tests/test_train.py).
         x = x[:, -n_tgt:]
         x = layers.layer_norm("norm", self.dtype)(x)
-        x = layers.Dense(
-            self.out_width,
-            dtype=self.dtype,
-            kernel_init=nn.with_logical_partitioning(layers.trunc_normal_init(), ("mlp", "embed")),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-            name="proj",
-        )(x)
+        x = layers.dense(self.out_width, ("mlp", "embed"), self.dtype, "proj")(x)
         return x.reshape(b, n_blocks, n_tgt, self.out_width)

@@ -29,15 +29,8 @@ class Projector(nn.Module):
         # Small and replicated (no sharded axes); flax's default (LeCun normal) init, as the
         # reference ViT init is not defined for it.
         def dense(features, name):
-            return layers.Dense(
-                features,
-                dtype=self.dtype,
-                kernel_init=nn.with_logical_partitioning(
-                    nn.initializers.lecun_normal(), (None, None)
-                ),
-                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)),
-                name=name,
-            )
+            init = nn.initializers.lecun_normal()
+            return layers.dense(features, (None, None), self.dtype, name, init)
 
         x = x.astype(self.dtype)
         for i in range(self.depth):

@@ -20,18 +20,6 @@ import numpy as np
 from jepa.models import layers
 
 
-def _dense(features: int, names: tuple[str, str], dtype, name: str, std_scale: float = 1.0):
-    return layers.Dense(
-        features,
-        dtype=dtype,
-        kernel_init=nn.with_logical_partitioning(
-            layers.trunc_normal_init(layers.INIT_STD * std_scale), names
-        ),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (names[1],)),
-        name=name,
-    )
-
-
 class CausalBlock(nn.Module):
     """Pre-norm block whose attention only looks back in time (step t sees steps ≤ t)."""
 
@@ -46,10 +34,11 @@ class CausalBlock(nn.Module):
         head_dim = width // self.num_heads
         scale = 1.0 / math.sqrt(2.0 * self.layer_id)  # the same depth rescale as the ViT
         h = layers.layer_norm("norm1", self.dtype)(x)
-        qkv = _dense(3 * width, ("embed", "mlp"), self.dtype, "qkv")(h)
+        qkv = layers.dense(3 * width, ("embed", "mlp"), self.dtype, "qkv")(h)
         q, k, v = jnp.split(qkv.reshape(b, length, 3 * self.num_heads, head_dim), 3, axis=2)
         out = jax.nn.dot_product_attention(q, k, v, is_causal=True)
-        out = _dense(width, ("mlp", "embed"), self.dtype, "proj", scale)(
+        proj_init = layers.trunc_normal_init(layers.INIT_STD * scale)
+        out = layers.dense(width, ("mlp", "embed"), self.dtype, "proj", proj_init)(
             out.reshape(b, length, width)
         )
         x = x + out
@@ -74,7 +63,7 @@ class SequenceEncoder(nn.Module):
         steps = x.shape[1]
         # The input is another network's embedding, with its own scale: normalize it first.
         x = layers.layer_norm("input_norm", self.dtype)(x.astype(self.dtype))
-        x = _dense(self.width, ("mlp", "embed"), self.dtype, "embed")(x)
+        x = layers.dense(self.width, ("mlp", "embed"), self.dtype, "embed")(x)
         pos = layers.sincos_1d(self.width, np.arange(steps))
         x = x + jnp.asarray(pos, self.dtype)[None]
         x = layers.constrain(x, ("act_batch", "act_length", "act_embed"))
@@ -99,7 +88,7 @@ class StepPredictor(nn.Module):
     @nn.compact
     def __call__(self, s: jax.Array, z_embedding: jax.Array | None = None) -> jax.Array:
         """s [batch, steps, width] → [batch, len(horizons), steps, out_width]."""
-        h = _dense(self.hidden, ("embed", "mlp"), self.dtype, "embed")(s.astype(self.dtype))
+        h = layers.dense(self.hidden, ("embed", "mlp"), self.dtype, "embed")(s.astype(self.dtype))
         horizon = self.param(
             "horizon_embedding",
             nn.with_logical_partitioning(layers.trunc_normal_init(), (None, "mlp")),
@@ -109,8 +98,8 @@ class StepPredictor(nn.Module):
         if z_embedding is not None:
             h = h + z_embedding[:, None, None].astype(self.dtype)
         for i in range(self.depth):
-            h = h + _dense(self.hidden, ("embed", "mlp"), self.dtype, f"fc_{i}")(
+            h = h + layers.dense(self.hidden, ("embed", "mlp"), self.dtype, f"fc_{i}")(
                 nn.gelu(layers.layer_norm(f"norm_{i}", self.dtype)(h), approximate=False)
             )
         h = layers.layer_norm("norm", self.dtype)(h)
-        return _dense(self.out_width, ("mlp", "embed"), self.dtype, "proj")(h)
+        return layers.dense(self.out_width, ("mlp", "embed"), self.dtype, "proj")(h)

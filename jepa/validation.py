@@ -13,7 +13,7 @@ import ml_collections
 from jepa import methods
 from jepa.config import DTYPES, base_config, init_parts, mesh_shape
 from jepa.evaluate import protocols
-from jepa.methods.base import check_pair
+from jepa.methods.base import check_pair, validate_shared
 from jepa.models.layers import REMAT_POLICIES
 from jepa.models.vit import VIDEO_MODES
 
@@ -177,6 +177,7 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
     _validate_video(config)
     init_parts(config.init.take)
+    validate_shared(config)
     methods.of(config).validate(config)
     if config.model.patch_blur < 0:
         raise ValueError(f"model.patch_blur={config.model.patch_blur} must be >= 0 (0 = off)")

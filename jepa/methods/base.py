@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from jepa import objectives
+from jepa import latent, objectives
 
 # ``method.loss``'s keys with a fixed set of values, where a method's section has them.
 LOSS_CHOICES = {
@@ -64,20 +64,21 @@ def loss_defaults(**extra) -> ml_collections.ConfigDict:
     )
 
 
-def validate_loss(config) -> None:
-    lc = config.method.loss
+def validate_shared(config) -> None:
+    """The sections of ``config.method`` built by the helpers above (and ``latent``), where the
+    method has them; the rest of its section is its own ``validate``'s."""
+    section = config.method
     for key, valid in LOSS_CHOICES.items():
-        if key in lc and lc[key] not in valid:
-            raise ValueError(f"method.loss.{key}={lc[key]!r}; valid: {valid}")
-
-
-def validate_predictor(config) -> None:
-    p = config.method.predictor
-    if p.width % p.num_heads or p.width % 4:
+        if key in section.get("loss", {}) and section.loss[key] not in valid:
+            raise ValueError(f"method.loss.{key}={section.loss[key]!r}; valid: {valid}")
+    p = section.get("predictor")
+    if p is not None and (p.width % p.num_heads or p.width % 4):
         raise ValueError(
             f"method.predictor.width={p.width} must be divisible by 4 and by "
             f"method.predictor.num_heads={p.num_heads}"
         )
+    if "latent" in section:
+        latent.LatentSpec.of(section.latent).validate()
 
 
 @dataclasses.dataclass(frozen=True)

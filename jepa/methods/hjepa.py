@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jepa import hierarchy, latent
+from jepa import hierarchy
 from jepa.methods import base, video
 from jepa.methods.base import Method, register
 
@@ -108,13 +108,6 @@ def predictor_grid(config) -> tuple[int, int, int]:
     return level1.context_frames + level1.horizon, g, g
 
 
-def validate(config) -> None:
-    base.validate_predictor(config)
-    base.validate_loss(config)
-    latent.LatentSpec.of(config.method.latent).validate()
-    hierarchy.validate(config)
-
-
 METHOD = register(
     Method(
         name="hierarchy",
@@ -123,7 +116,7 @@ METHOD = register(
         # Windows of frames [batch, T, h, w, c].
         batch_ndims=lambda config: {"image": 5},
         defaults=defaults,
-        validate=validate,
+        validate=hierarchy.validate,
         # Windows of ``method.sequence.frames`` consecutive frames of a video dataset.
         pipeline=lambda config: {"sequence_frames": config.method.sequence.frames},
         predictor_grid=predictor_grid,

@@ -36,8 +36,6 @@ def validate(config) -> None:
         raise ValueError(f"method.mask.kind={mask.kind!r}; valid: {MASK_KINDS}")
     for key in ("target_scale", "target_aspect", "context_scale", "context_aspect"):
         base.check_pair(mask[key], f"method.mask.{key}")
-    base.validate_predictor(config)
-    base.validate_loss(config)
     _by_mask_kind("validate")(config)
 
 

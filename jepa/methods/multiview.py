@@ -116,7 +116,6 @@ def validate(config) -> None:
     base.check_pair(v.local_crop_scale, "method.local_crop_scale")
     if not v.loss.view_weight:
         raise ValueError("method.loss.view_weight=0: nothing to predict; valid: > 0")
-    base.validate_loss(config)
     p = v.projector
     if p.hidden <= 0 or p.out <= 0 or p.depth < 0:
         raise ValueError(f"method.projector={dict(p)}: sizes must be positive")

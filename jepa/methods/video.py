@@ -173,14 +173,11 @@ def validate(config) -> None:
         raise ValueError(f"method.clip.context_frames={c.context_frames} must be >= 1")
     if c.horizon < 1:
         raise ValueError(f"method.clip.horizon={c.horizon} must be >= 1")
-    base.validate_predictor(config)
     if config.method.predictor.width % 8:
         raise ValueError(
             f"method.predictor.width={config.method.predictor.width} must be divisible by 8 "
             "(3D sin-cos embedding of the (time, h, w) grid)"
         )
-    base.validate_loss(config)
-    latent.LatentSpec.of(config.method.latent).validate()
     target_grid = config.method.loss.target_grid
     grid = config.model.image_size // config.model.patch_size
     if target_grid < 0 or (target_grid and grid % target_grid):

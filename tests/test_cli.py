@@ -60,7 +60,7 @@ def test_train_then_eval_from_the_command_line(tmp_path, mnist_data_dir):
     assert "pretrain" in out.stderr  # the progress bar
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2, 3]
-    assert os.path.exists(os.path.join(workdir, "method.loss.png"))
+    assert os.path.exists(os.path.join(workdir, "loss.png"))
     assert os.listdir(os.path.join(workdir, "tensorboard"))
 
     # Same command again: resumes at step 3 and has nothing left to do.

@@ -157,10 +157,7 @@ def validate(config) -> None:
             f"{num_levels(config) - 1} of the {num_levels(config)} levels"
         )
     if h.mode == "greedy" and not config.init.path:
-        raise ValueError(
-            "method.mode='greedy' needs init.path (the trained workdir its frozen levels come "
-            "from) and init.take (which of its parameters)"
-        )
+        raise ValueError("method.mode='greedy' needs init.path and init.take: its frozen levels")
     steps = frames
     for i, level in enumerate(upper_levels(config)):
         name = f"method.levels[{i}] (level {i + 2})"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import operator
 import os
 
 import flax.linen as nn
@@ -81,19 +82,6 @@ def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected,
     for k in keys:
         restored = restored[k]
     return restored
-
-
-def restore_encoder_params(ckpt: checkpointing.Checkpointer, config, step: int, weights: str):
-    """Read one encoder's params from a train-state checkpoint."""
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}; valid: {sorted(WEIGHTS)}")
-    return restore_subtree(
-        ckpt,
-        step,
-        WEIGHTS[weights],
-        abstract_encoder_params(config),
-        f"checkpoint step {step} ({weights})",
-    )
 
 
 def open_run(path: str) -> checkpointing.Checkpointer:
@@ -167,21 +155,6 @@ def initial_state(config, ckpt, data_iter, tx, mesh, abstract, shardings):
     return state, 0
 
 
-def _subtree(tree: dict, keys):
-    for i, k in enumerate(keys):
-        if not isinstance(tree, dict) or k not in tree:
-            raise ValueError(f"init.take: this run has no {'/'.join(keys[: i + 1])}")
-        tree = tree[k]
-    return tree
-
-
-def _replace(tree: dict, keys, value) -> dict:
-    """A copy of the nested dict ``tree`` with ``value`` at ``keys``."""
-    if not keys:
-        return value
-    return {**tree, keys[0]: _replace(tree[keys[0]], keys[1:], value)}
-
-
 def take_init_parts(config, state):
     """``state`` with each part ``config.init.take`` names read from ``config.init.path``: a
     workdir (its newest readable step) or an ``export_encoder`` directory (its one encoder, for
@@ -189,9 +162,17 @@ def take_init_parts(config, state):
     of other shapes raises naming its paths before anything is replaced."""
     path, parts = config.init.path, config_lib.init_parts(config.init.take)
     what = f"init.path={path!r}"
-    trees = {"params": state.params, "target_params": state.target_params}
-    shape = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype)  # noqa: E731
-    expected = {keys: jax.tree.map(shape, _subtree(trees, keys)) for keys in parts}
+    # New containers, the same arrays: the parts read are put in place below.
+    trees = jax.tree.map(
+        lambda a: a, {"params": state.params, "target_params": state.target_params}
+    )
+    try:
+        expected = {keys: functools.reduce(operator.getitem, keys, trees) for keys in parts}
+    except (KeyError, TypeError, IndexError):
+        raise ValueError(
+            f"init.take={tuple(config.init.take)}: this run has no such part"
+        ) from None
+    expected = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), expected)
     if _is_export(path):
         encoder = [("params", "encoder"), ("target_params",)]
         if any(keys not in encoder for keys in parts):
@@ -218,7 +199,7 @@ def take_init_parts(config, state):
         step, loaded = read_good_step(ckpt, None, read)
         logging.info("initialized %s from %s step %d", list(config.init.take), path, step)
     for keys, value in loaded.items():
-        trees[keys[0]] = _replace(trees[keys[0]], keys[1:], value)
+        functools.reduce(operator.getitem, keys[:-1], trees)[keys[-1]] = value
     return state.replace(**trees)
 
 
@@ -367,7 +348,8 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
     def read(s):
         config = methods.from_stored(ckpt.read_config(s))
         chosen = weights or methods.eval_weights(config)
-        return config, chosen, restore_encoder_params(ckpt, config, s, chosen)
+        expected, what = abstract_encoder_params(config), f"checkpoint step {s} ({chosen})"
+        return config, chosen, restore_subtree(ckpt, s, WEIGHTS[chosen], expected, what)
 
     step, (config, chosen, params) = read_good_step(ckpt, step, read)
     enc = PretrainedEncoder(config, params, step)

@@ -167,8 +167,7 @@ def config_arg(argv: list[str]) -> str | None:
 
 
 def experiment_config(argv: list[str]):
-    """The config of ``argv``'s ``--config FILE[:ARGS]`` before the overrides; without one,
-    the shared core alone."""
+    """``argv``'s ``--config FILE[:ARGS]`` before the overrides (no file: the shared core)."""
     value = config_arg(argv)
     if value is None:
         return config_lib.base_config()

@@ -31,14 +31,12 @@ def from_stored(stored: dict) -> ml_collections.ConfigDict:
     it was written get their default values). A config written before the method's keys moved
     under ``config.method`` raises (``CheckpointMismatchError``: no older step is tried), naming
     what changed: it is never read in part."""
-    old = sorted(k for k in ("mask", "loss", "latent", "hierarchy") if k in stored)
-    if old or "method" not in stored:
+    if "method" not in stored:
+        old = sorted(k for k in ("mask", "loss", "latent", "hierarchy") if k in stored)
         raise checkpointing.CheckpointMismatchError(
-            f"this checkpoint's config predates config.method (it has "
-            f"{old or 'no method'} at the top level): each method's keys (mask, loss, latent, "
-            "hierarchy, model.predictor, model.projector, data.clip, data.sequence, the views) "
-            "now live under config.method; valid: a run trained by this version of jepa "
-            "(re-train it), or read it with the jepa version that wrote it"
+            f"this checkpoint's config predates config.method (it has {old} at the top level): "
+            "each method's keys now live under config.method; valid: a run of this version of "
+            "jepa (re-train it), or the jepa version that wrote it"
         )
     config = jepa_config.base_config()
     config.method_file = stored.get("method_file", "")  # where a method of a test lives

@@ -39,25 +39,21 @@ def check_pair(value, key: str) -> None:
 
 
 def predictor_defaults() -> ml_collections.ConfigDict:
-    """``method.predictor``: the transformer that maps context tokens to target positions
-    (``jepa.models.build_predictor``), I-JEPA's ViT-S size."""
+    """``method.predictor`` (``jepa.models.build_predictor``), I-JEPA's ViT-S size."""
     return ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
 
 
 def loss_defaults(**extra) -> ml_collections.ConfigDict:
-    """``method.loss``: the energy between prediction and target, and the information
-    regularizers on the context embeddings s_x (0 disables a term), plus a method's ``extra``
-    keys. Where ``target_encoder`` is one: "ema" = the EMA target encoder under stop-gradient
-    (I-JEPA); "online" = the online encoder itself, gradients through both sides (no EMA:
-    collapse must then be prevented by the information terms). Where ``regularize`` is one:
-    the samples the regularizers see, "pooled" (one mean embedding per image) or "tokens"."""
+    """``method.loss``: the energy between prediction and target and the information
+    regularizers on the context embeddings (0 disables a term), plus a method's ``extra`` keys
+    (``target_encoder``, ``regularize``, …: docs/methods.md, "The loss")."""
     return ml_collections.ConfigDict(
         dict(
             energy="smooth_l1",
-            vicreg_var=0.0,  # VICReg variance hinge weight
-            vicreg_gamma=1.0,  # its target std
-            vicreg_cov=0.0,  # VICReg covariance weight
-            sigreg=0.0,  # SIGReg (LeJEPA) weight
+            vicreg_var=0.0,  # VICReg variance hinge, with target std vicreg_gamma
+            vicreg_gamma=1.0,
+            vicreg_cov=0.0,
+            sigreg=0.0,  # LeJEPA's
             sigreg_slices=256,
             **extra,
         )

@@ -19,23 +19,10 @@ Hierarchy = hierarchy.Hierarchy
 
 
 def defaults() -> ml_collections.ConfigDict:
-    """``method`` of a hierarchy. Level 1 is the frame-wise ViT (``config.model``) with its
-    predictor (``predictor``, latent z from ``latent``) predicting the frame
-    ``level1.horizon`` after ``level1.context_frames`` frames, in windows of
-    ``sequence.frames`` consecutive frames of a video dataset; each entry of ``levels`` adds a
-    level on top (keys: ``hierarchy.UpperLevel``'s fields). Modes: joint | greedy
-    (``jepa/hierarchy.py``).
-
-    level1: windows: (context, target) windows per sequence and step, drawn at random (0 =
-    every window; fewer cut the predictor's cost). mask_ratio: also predict the next frame from
-    context frames with that fraction of the grid hidden (a tube; 0 = off), weighted by
-    mask_weight. pool_grid: what level 2 reads of a frame — its tokens averaged over the whole
-    grid (1) or over G × G regions, concatenated (G² · width features: where things are
-    survives the pooling). views_weight: frames of one sequence as views (0 = off;
-    jepa/frame_views.py): ``views`` frames per sequence, each rotated by up to ± views_rotate
-    degrees, rescaled by up to ± views_scale and thickened with probability views_dilate,
-    pooled and projected (``projector``), must agree; SIGReg at weight views_sigreg (LeJEPA's
-    λ: (1 − λ) · invariance + λ · SIGReg)."""
+    """``method`` of a hierarchy: level 1's task (``level1``, on windows of ``sequence.frames``
+    frames), predictor, latent z and loss, its views term's ``projector``, the levels above
+    (``levels``: ``hierarchy.UpperLevel``'s fields) and the training mode; each key is
+    described in docs/methods.md ("Hierarchy") and ``jepa/hierarchy.py``."""
     return ml_collections.ConfigDict(
         dict(
             predictor=base.predictor_defaults(),

@@ -23,18 +23,15 @@ VIEW_KEYS = ("num_views", "local_views", "local_size", "local_crop_scale")
 def defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
-            # The global views: crops at model.image_size (data.crop_scale of the area).
+            # Global crops at model.image_size; local ones (a part of the image, which must
+            # predict the embedding of the whole) at local_size px, local_crop_scale of the area.
             num_views=1,
-            # Small crops (DINO/LeJEPA multi-crop) at local_size pixels, local_crop_scale of
-            # the area: they see a part of the image and must predict the embedding of the whole.
             local_views=0,
             local_size=0,
             local_crop_scale=(0.05, 0.3),
-            # MLP from the pooled encoder output to the space where views are compared and
-            # regularized (LayerNorm + GELU hidden layers).
+            # The MLP to the space where views are compared and regularized.
             projector=ml_collections.ConfigDict(dict(hidden=512, depth=2, out=64)),
-            # view_weight: the weight of the view-prediction energy
-            loss=base.loss_defaults(view_weight=1.0),
+            loss=base.loss_defaults(view_weight=1.0),  # the view-prediction energy's weight
         )
     )
 

@@ -21,9 +21,8 @@ from jepa.models import build_encoder, build_predictor
 
 
 def latent_defaults() -> ml_collections.ConfigDict:
-    """``method.latent``: the latent variable z of the predictor (``jepa.latent.LatentSpec``'s
-    fields): kind "none", "discrete" (K codes, winner-take-all + code usage) or "continuous"
-    (amortized q(z|s_x,s_y) with an information penalty; gradient descent on E at inference)."""
+    """``method.latent``: the predictor's latent variable z, ``jepa.latent.LatentSpec``'s fields
+    (kind "none", "discrete" codes or an amortized, information-limited "continuous" z)."""
     return ml_collections.ConfigDict(dataclasses.asdict(latent.LatentSpec()))
 
 
@@ -35,13 +34,12 @@ def defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
             predictor=base.predictor_defaults(),
-            # Clips of a video dataset whose records hold ``frames`` [T, H, W, C] (e.g.
-            # stochastic_moving_mnist): context frames t0 … t0+C−1, target frame t0+C−1+horizon.
+            # Clips of a video dataset (records of ``frames`` [T, H, W, C]): context frames
+            # t0 … t0+C−1, target frame t0+C−1+horizon.
             clip=ml_collections.ConfigDict(dict(context_frames=2, horizon=3)),
             latent=lat,
-            # target_grid: the space the energy is measured in. 0 = every target token; G >= 1
-            # = the target tokens averaged over G × G regions of the grid, then LayerNorm'd,
-            # and the predicted tokens averaged the same way (1 = one embedding per frame).
+            # target_grid G >= 1: the energy compares G × G region means of the tokens, 0: every
+            # token.
             loss=base.loss_defaults(target_encoder="ema", regularize="pooled", target_grid=0),
         )
     )

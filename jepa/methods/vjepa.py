@@ -34,10 +34,8 @@ TUBE_PAIR_KEYS = ("spatial_scale", "temporal_scale", "aspect")
 
 
 def tube_defaults() -> ml_collections.ConfigDict:
-    """``method.mask.tube``: one entry per mask generator in every key; V-JEPA's 8 short-range
-    blocks at 15 % of the frame and 2 long-range ones at 70 %, all spanning the clip. Token
-    counts 0 = the reference's expected per-step counts on the grid
-    (``masking.default_tube_token_counts``)."""
+    """``method.mask.tube``: one entry per mask generator in every key, V-JEPA's generators;
+    token counts 0 = the reference's expected counts on the grid (``with_default_counts``)."""
     gens = masking.VJEPA_GENERATORS
     return ml_collections.ConfigDict({k: tuple(getattr(g, k) for g in gens) for k in TUBE_KEYS})
 

@@ -18,13 +18,13 @@ abstract). Optional level 3 (``levels=3``): over pairs of level-2 steps, 2 and 4
   jepa-eval --workdir /tmp/hj2 --level 2   # velocity R², position k frames ahead, long-horizon
 
 Args (``:key=value,...``): ``levels`` (1, 2 or 3), ``mode`` (``joint`` | ``greedy``: level 1
-and its EMA target are loaded from ``init_from``, a workdir, and frozen: ``config.init``),
-``init_from``, ``steps``, ``batch`` (sequences per step), ``frames`` (frames per training
-sequence, ``method.sequence.frames``), ``digits`` (the SM-MNIST config: ``1``, ``2`` or ``1-2``) and
-``data_dir``. ``steps``, ``batch`` and ``frames`` at 0 take the recipe's values for ``levels``:
-a level-1-only run 1,600 steps of 32 sequences of 8 frames (it needs no more frames than its
-windows and views, and 8 nearly halve its step), a run with levels above 12,000 steps of 16
-sequences of 20 frames (level 2 needs the long schedule).
+is frozen), ``init_from`` (a workdir whose level 1 and its EMA target the run starts from:
+``config.init``), ``steps``, ``batch`` (sequences per step), ``frames`` (frames per training
+sequence, ``method.sequence.frames``), ``digits`` (the SM-MNIST config: ``1``, ``2`` or
+``1-2``) and ``data_dir``. ``steps``, ``batch`` and ``frames`` at 0 take the recipe's values
+for ``levels``: a level-1-only run 1,600 steps of 32 sequences of 8 frames (it needs no more
+frames than its windows and views, and 8 nearly halve its step), a run with levels above
+12,000 steps of 16 sequences of 20 frames (level 2 needs the long schedule).
 """
 
 from jepa import config as config_lib
@@ -66,12 +66,11 @@ def get_config(arg=None):
     h.mode = args.mode
     h.frozen_levels = 1 if args.mode == "greedy" else 0
     h.joint_weight = 0.1
-    # Greedy: level 1 (encoder, predictor, the views term's projector) and its EMA target
-    # encoder come from the trained run init_from.
+    # Level 1 (encoder, predictor, the views term's projector) and its EMA target encoder from
+    # the trained run init_from; the levels above start fresh.
     c.init.path = args.init_from
-    if args.mode == "greedy":
-        level1 = ("encoder", "predictor", "views_projector")
-        c.init.take = (*(f"params/{name}" for name in level1), "target_params")
+    level1 = ("encoder", "predictor", "views_projector")
+    c.init.take = (*(f"params/{name}" for name in level1), "target_params")
     l1 = h.level1
     l1.context_frames, l1.horizon, l1.windows = 2, 1, 2
     # The masked context makes level 1's position code and level 2's velocity code markedly

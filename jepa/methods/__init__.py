@@ -39,7 +39,7 @@ def from_stored(stored: dict) -> ml_collections.ConfigDict:
             "jepa (re-train it), or the jepa version that wrote it"
         )
     config = jepa_config.base_config()
-    config.method_file = stored.get("method_file", "")  # where a method of a test lives
+    config.method_file = stored.get("method_file", "")  # before the lookup: it may register it
     with_method(config, stored["objective"])
 
     def merge(node, values):

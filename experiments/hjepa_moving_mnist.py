@@ -17,18 +17,18 @@ abstract). Optional level 3 (``levels=3``): over pairs of level-2 steps, 2 and 4
   jepa-eval --workdir /tmp/hj2 --level 1   # digit identity (linear top-1), position R²
   jepa-eval --workdir /tmp/hj2 --level 2   # velocity R², position k frames ahead, long-horizon
 
-Args (``:key=value,...``): ``levels`` (1, 2 or 3), ``mode`` (``joint`` | ``greedy``: the levels
-below the top one are loaded from ``init_from``, a workdir, and frozen), ``init_from``,
-``steps``, ``batch`` (sequences per step), ``frames`` (frames per training sequence,
-``data.sequence.frames``), ``digits`` (the SM-MNIST config: ``1``, ``2`` or ``1-2``) and
-``data_dir``. ``steps``, ``batch`` and ``frames`` at 0 take the recipe's values for ``levels``:
-a level-1-only run 1,600 steps of 32 sequences of 8 frames (it needs no more frames than its
-windows and views, and 8 nearly halve its step), a run with levels above 12,000 steps of 16
-sequences of 20 frames (level 2 needs the long schedule).
+Args (``:key=value,...``): ``levels`` (1, 2 or 3), ``mode`` (``joint`` | ``greedy``: level 1
+is frozen), ``init_from`` (a workdir whose level 1 and its EMA target the run starts from:
+``config.init``), ``steps``, ``batch`` (sequences per step), ``frames`` (frames per training
+sequence, ``method.sequence.frames``), ``digits`` (the SM-MNIST config: ``1``, ``2`` or
+``1-2``) and ``data_dir``. ``steps``, ``batch`` and ``frames`` at 0 take the recipe's values
+for ``levels``: a level-1-only run 1,600 steps of 32 sequences of 8 frames (it needs no more
+frames than its windows and views, and 8 nearly halve its step), a run with levels above
+12,000 steps of 16 sequences of 20 frames (level 2 needs the long schedule).
 """
 
 from jepa import config as config_lib
-from jepa import presets
+from jepa import methods, presets
 
 
 def get_config(arg=None):
@@ -44,7 +44,7 @@ def get_config(arg=None):
         data_dir="",
     )
     top = args.levels == 1  # level 1 alone: short sequences, big batches, a short schedule
-    c = config_lib.base_config()
+    c = methods.with_method(config_lib.base_config(), "hierarchy")
     presets.smmnist_video(
         c,
         digits=args.digits,
@@ -52,7 +52,6 @@ def get_config(arg=None):
         steps=args.steps or (1600 if top else 12000),
         batch_size=args.batch or (32 if top else 16),
     )
-    c.objective = "hierarchy"
     c.model.variant = "hjepa-smmnist"
     c.model.patch_size = 8  # an 8 × 8 grid, a digit covers about 4 × 4 cells
     c.model.width = 128
@@ -61,13 +60,18 @@ def get_config(arg=None):
     # motion into different tokens (docs/results/hjepa.md, "Why these settings").
     c.model.stem = "conv"
 
-    c.data.sequence.frames = args.frames or (8 if top else 20)
+    h = c.method
+    h.sequence.frames = args.frames or (8 if top else 20)
 
-    c.hierarchy.mode = args.mode
-    c.hierarchy.init_from = args.init_from
-    c.hierarchy.frozen_levels = 1 if args.mode == "greedy" else 0
-    c.hierarchy.joint_weight = 0.1
-    l1 = c.hierarchy.level1
+    h.mode = args.mode
+    h.frozen_levels = 1 if args.mode == "greedy" else 0
+    h.joint_weight = 0.1
+    # Level 1 (encoder, predictor, the views term's projector) and its EMA target encoder from
+    # the trained run init_from; the levels above start fresh.
+    c.init.path = args.init_from
+    level1 = ("encoder", "predictor", "views_projector")
+    c.init.take = (*(f"params/{name}" for name in level1), "target_params")
+    l1 = h.level1
     l1.context_frames, l1.horizon, l1.windows = 2, 1, 2
     # The masked context makes level 1's position code and level 2's velocity code markedly
     # better.
@@ -97,17 +101,17 @@ def get_config(arg=None):
             vicreg_cov=0.02,
         ),
     ]
-    c.hierarchy.levels = tuple(upper[: args.levels - 1])
+    h.levels = tuple(upper[: args.levels - 1])
 
     # Level 1's anti-collapse: the EMA target, plus VICReg on each frame's mean token (the EMA
     # target alone drifts towards the black background on these mostly empty frames, see
     # smmnist_latent.py; on the pooled embedding, the background tokens need not vary). At a
     # quarter of the weights 1.0 / 0.04 it keeps more of the digit's identity
     # (docs/results/hjepa.md).
-    c.loss.energy = "l2"
-    c.loss.regularize = "pooled"
-    c.loss.vicreg_var = 0.25
-    c.loss.vicreg_cov = 0.01
+    h.loss.energy = "l2"
+    h.loss.regularize = "pooled"
+    h.loss.vicreg_var = 0.25
+    h.loss.vicreg_cov = 0.01
 
     c.eval.weights = "context"  # level 1's probes read its online encoder
     c.health_every = 250

@@ -10,24 +10,23 @@ size; mask token counts scale with the patch grid. ``runlocal`` shrinks the run 
 """
 
 from jepa import config as config_lib
-from jepa import masking
+from jepa import masking, methods
 
 
 def get_config(arg=None):
     args = config_lib.parse_arg(arg, variant="H/14", res=224, runlocal=False, data_dir="")
-    c = config_lib.base_config()
+    c = methods.with_method(config_lib.base_config(), "masked")
     config_lib.apply_variant(c, args.variant)
     c.model.image_size = args.res
     c.model.channels = 3
     # bfloat16 on GPUs and TPUs; on a CPU whichever dtype runs the step faster there.
     c.model.dtype = "auto"
     huge = args.variant.split("/")[0] in ("H", "g")
-    c.model.predictor.width = 384
-    c.model.predictor.depth = 12 if huge else 6
-    c.model.predictor.num_heads = c.model.num_heads
+    p, mask = c.method.predictor, c.method.mask
+    p.width, p.depth, p.num_heads = 384, 12 if huge else 6, c.model.num_heads
 
     grid = args.res // c.model.patch_size
-    c.mask.context_tokens, c.mask.target_tokens = masking.default_token_counts((grid, grid))
+    mask.context_tokens, mask.target_tokens = masking.default_token_counts((grid, grid))
 
     c.batch_size = 2048
     c.epochs = 300.0

@@ -27,6 +27,7 @@ dataset and the pipeline on a CPU.
 """
 
 from jepa import config as config_lib
+from jepa import methods
 
 
 def get_config(arg=None):
@@ -40,31 +41,31 @@ def get_config(arg=None):
         steps=0,
         runlocal=False,
     )
-    c = config_lib.base_config()
-    c.objective = "multiview"
+    c = methods.with_method(config_lib.base_config(), "multiview")
     config_lib.apply_variant(c, "S/8")
     c.model.image_size = args.res
     c.model.channels = 3
     c.model.dtype = "bfloat16"
-    c.model.projector.hidden = 2048
-    c.model.projector.depth = 2
-    c.model.projector.out = 16
+    c.method.projector.hidden = 2048
+    c.method.projector.depth = 2
+    c.method.projector.out = 16
 
     c.data.dataset = args.dataset
     c.data.data_dir = args.data_dir
     c.data.train_split = "train"
     c.data.test_split = args.test
-    c.data.num_views = 4
     c.data.crop_scale = (0.08, 1.0)
     c.data.hflip = True
-    c.data.local_views = 0
     c.data.worker_count = 8
+    c.method.num_views = 4
+    c.method.local_views = 0
 
     lam = 0.02
-    c.loss.energy = "l2"
-    c.loss.view_weight = 1.0 - lam
-    c.loss.sigreg = lam
-    c.loss.sigreg_slices = 256
+    loss = c.method.loss
+    loss.energy = "l2"
+    loss.view_weight = 1.0 - lam
+    loss.sigreg = lam
+    loss.sigreg_slices = 256
 
     c.batch_size = 256
     c.epochs = args.epochs
@@ -85,14 +86,14 @@ def get_config(arg=None):
         c.model.image_size = 32
         c.model.width, c.model.depth, c.model.num_heads = 32, 2, 2
         c.model.dtype = "float32"
-        c.model.projector.hidden = 64
+        c.method.projector.hidden = 64
         c.batch_size = 8
         c.epochs = 0.0
         c.total_steps = args.steps or 2
         c.optim.warmup_epochs = 0.0
         c.optim.warmup_steps = 1
         c.data.worker_count = 0
-        c.loss.sigreg_slices = 16
+        loss.sigreg_slices = 16
         c.eval.probe_epochs = 2
         c.log_every = 1
         c.health_every = c.checkpoint_every = c.total_steps

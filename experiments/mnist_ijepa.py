@@ -13,11 +13,12 @@ from the ImageNet recipe, and why (measured on mnist5k, docs/results/mnist.md):
 """
 
 from jepa import config as config_lib
+from jepa import methods
 
 
 def get_config(arg=None):
     args = config_lib.parse_arg(arg, steps=1200, data_dir="")
-    c = config_lib.base_config()
+    c = methods.with_method(config_lib.base_config(), "masked")
     c.model.variant = "mnist"
     c.model.image_size = 28
     c.model.channels = 1
@@ -26,16 +27,17 @@ def get_config(arg=None):
     c.model.depth = 4
     c.model.num_heads = 3
     c.model.patch_embed_init = "fan_in"
-    c.model.predictor.width = 48
-    c.model.predictor.depth = 2
-    c.model.predictor.num_heads = 3
+    c.method.predictor.width = 48
+    c.method.predictor.depth = 2
+    c.method.predictor.num_heads = 3
 
     # Multi-block masks on the 7×7 grid: 4 target blocks of 0.15–0.2 of the grid (7–9 patches,
     # padded/trimmed to 8), a context of 16 patches from the 6×6 context block.
-    c.mask.num_targets = 4
-    c.mask.context_tokens = 16
-    c.mask.target_tokens = 8
-    c.mask.min_keep = 4
+    mask = c.method.mask
+    mask.num_targets = 4
+    mask.context_tokens = 16
+    mask.target_tokens = 8
+    mask.min_keep = 4
 
     c.batch_size = 128
     c.total_steps = args.steps

@@ -14,12 +14,12 @@ the random encoder on mnist5k and on held-out digits within minutes of a 2-core 
 """
 
 from jepa import config as config_lib
+from jepa import methods
 
 
 def get_config(arg=None):
     args = config_lib.parse_arg(arg, steps=2400, data_dir="")
-    c = config_lib.base_config()
-    c.objective = "multiview"
+    c = methods.with_method(config_lib.base_config(), "multiview")
     c.model.variant = "mnist"
     c.model.image_size = 28
     c.model.channels = 1
@@ -33,25 +33,26 @@ def get_config(arg=None):
     c.model.depth = 4
     c.model.num_heads = 6
     c.model.patch_embed_init = "fan_in"  # see experiments/mnist_ijepa.py
-    c.model.projector.hidden = 512
-    c.model.projector.depth = 2
-    c.model.projector.out = 64
+    c.method.projector.hidden = 512
+    c.method.projector.depth = 2
+    c.method.projector.out = 64
 
     c.data.dataset = "mnist5k"
     c.data.data_dir = args.data_dir
     c.data.train_split = "train"
     c.data.test_split = "test"
-    c.data.num_views = 2
     c.data.crop_scale = (0.4, 1.0)
-    c.data.local_views = 6
-    c.data.local_size = 14
-    c.data.local_crop_scale = (0.1, 0.4)
+    c.method.num_views = 2
+    c.method.local_views = 6
+    c.method.local_size = 14
+    c.method.local_crop_scale = (0.1, 0.4)
 
     lam = 0.05
-    c.loss.energy = "l2"
-    c.loss.view_weight = 1.0 - lam
-    c.loss.sigreg = lam
-    c.loss.sigreg_slices = 256
+    loss = c.method.loss
+    loss.energy = "l2"
+    loss.view_weight = 1.0 - lam
+    loss.sigreg = lam
+    loss.sigreg_slices = 256
 
     c.batch_size = 64
     c.total_steps = args.steps

@@ -8,7 +8,8 @@ the embedding from collapsing. VICReg's 25 : 25 : 1 ratio of invariance, varianc
 covariance weights (Bardes et al., 2022), written as 1 : 1 : 0.04.
 
 I-JEPA with VICReg on its pooled context embeddings, the EMA target kept, is a different run:
-``experiments/mnist_ijepa.py`` with ``--config.loss.vicreg_var=1 --config.loss.vicreg_cov=0.04``.
+``experiments/mnist_ijepa.py`` with
+``--config.method.loss.vicreg_var=1 --config.method.loss.vicreg_cov=0.04``.
 """
 
 import importlib.util
@@ -28,8 +29,9 @@ def _sigreg_config(arg):
 def get_config(arg=None):
     c = _sigreg_config(arg)
     c.unlock()
-    c.loss.sigreg = 0.0
-    c.loss.view_weight = 1.0
-    c.loss.vicreg_var = 1.0
-    c.loss.vicreg_cov = 0.04
+    loss = c.method.loss
+    loss.sigreg = 0.0
+    loss.view_weight = 1.0
+    loss.vicreg_var = 1.0
+    loss.vicreg_cov = 0.04
     return config_lib.finalize(c)

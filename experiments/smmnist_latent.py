@@ -11,24 +11,23 @@ the average.
 
 Args (``:key=value,...``): ``z`` = none | discrete | continuous, ``steps``, ``codes`` (K),
 ``data_dir``, ``digits`` (the builder config: 1, 2 or 1-2), ``blur`` (``model.patch_blur``),
-``target_grid`` (``loss.future_target_grid``). Every run also trains a z-free reference
+``target_grid`` (``method.loss.target_grid``). Every run also trains a z-free reference
 predictor on the same (stop-gradient) embeddings, so min_z E and the energy without z are
 compared in one representation space.
 """
 
 from jepa import config as config_lib
-from jepa import presets
+from jepa import methods, presets
 
 
 def get_config(arg=None):
     args = config_lib.parse_arg(
         arg, z="discrete", steps=3000, codes=4, data_dir="", target_grid=0, digits="1", blur=5.0
     )
-    c = config_lib.base_config()
+    c = methods.with_method(config_lib.base_config(), "future")
     presets.smmnist_video(
         c, digits=args.digits, data_dir=args.data_dir, steps=args.steps, batch_size=32
     )
-    c.objective = "future"
     c.model.variant = "smmnist"
     c.model.patch_size = 16  # a 4 × 4 grid per frame; a digit covers about 2 × 2 patches
     c.model.width = 64
@@ -38,28 +37,30 @@ def get_config(arg=None):
     # z only quantizes what it misses everywhere (docs/results/latent.md).
     c.model.patch_blur = args.blur
 
-    c.data.clip.context_frames = 2  # two frames: position and velocity are visible
-    c.data.clip.horizon = 3
+    c.method.clip.context_frames = 2  # two frames: position and velocity are visible
+    c.method.clip.horizon = 3
 
-    c.latent.kind = args.z
-    c.latent.num_codes = args.codes
-    c.latent.dim = 8
+    z = c.method.latent
+    z.kind = args.z
+    z.num_codes = args.codes
+    z.dim = 8
     # Two thirds of the clips have no bounce: a usage term at full weight would force each code
     # to win a quarter of them, and no code could stand for "keeps going straight".
-    c.latent.usage_weight = 0.1
-    c.latent.reference = True
+    z.usage_weight = 0.1
+    z.reference = True
 
     # 0: the energy compares every target token; G: G × G region means of them (1 = the frame's
     # mean embedding). Measured on SM-MNIST, neither gives a space in which the z-free
     # predictor learns the motion in 2,500 CPU steps; the low-pass above does.
-    c.loss.future_target_grid = args.target_grid
-    c.loss.energy = "l2"  # squared distance: the energy a mode-averaging predictor pays most
+    loss = c.method.loss
+    loss.target_grid = args.target_grid
+    loss.energy = "l2"  # squared distance: the energy a mode-averaging predictor pays most
     # The EMA target alone drifts towards the empty background (target std 0.069 → 0.033 and
     # the energy to 0.02 in 350 steps: every frame looks alike); VICReg on the context tokens
     # keeps them informative (RankMe 4.9 → 10.4 over 500 steps, std rising).
-    c.loss.regularize = "tokens"
-    c.loss.vicreg_var = 1.0
-    c.loss.vicreg_cov = 0.04
+    loss.regularize = "tokens"
+    loss.vicreg_var = 1.0
+    loss.vicreg_cov = 0.04
 
     c.eval.weights = "target"
     c.health_every = 100

@@ -17,16 +17,15 @@ feature std / rank in metrics.jsonl (the probes read images).
 """
 
 from jepa import config as config_lib
-from jepa import presets
+from jepa import methods, presets
 
 
 def get_config(arg=None):
     args = config_lib.parse_arg(arg, steps=2000, digits="1", data_dir="")
-    c = config_lib.base_config()
+    c = methods.with_method(config_lib.base_config(), "masked")
     presets.smmnist_video(
         c, digits=args.digits, data_dir=args.data_dir, steps=args.steps, batch_size=32
     )
-    c.objective = "masked"
     c.model.variant = "vjepa-smmnist"
     c.model.patch_size = 16
     c.model.num_frames = 8
@@ -35,8 +34,8 @@ def get_config(arg=None):
     c.model.width = 64
     c.model.depth = 3
 
-    # V-JEPA's generators (config.mask.tube defaults), token counts from the (4, 4, 4) grid.
-    c.mask.kind = "tube"
+    # V-JEPA's generators (method.mask.tube's defaults), token counts from the (4, 4, 4) grid.
+    c.method.mask.kind = "tube"
 
     c.health_every = 250
     return config_lib.finalize(c)

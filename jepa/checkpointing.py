@@ -50,21 +50,15 @@ class CheckpointCorruptError(RuntimeError):
 
 
 def model_signature(config) -> dict:
-    """What must agree between a checkpoint and the code restoring it."""
-    m = config.model
-    return {
-        "image_size": m.image_size,
-        "channels": m.channels,
-        "patch_size": m.patch_size,
-        "width": m.width,
-        "depth": m.depth,
-        "num_heads": m.num_heads,
-        "mlp_ratio": m.mlp_ratio,
-        "stem": m.stem,
-        "objective": config.objective,
-        "predictor": dict(m.predictor),
-        "projector": dict(m.projector),
-    }
+    """What must agree between a checkpoint and the code restoring it, by config key: the
+    encoder, the objective and the sizes of the parts its method adds (where it has them)."""
+    keys = ("image_size", "channels", "patch_size", "width", "depth", "num_heads", "mlp_ratio")
+    signature = {f"model.{k}": config.model[k] for k in (*keys, "stem")}
+    signature["objective"] = config.objective
+    for part in ("predictor", "projector"):
+        if part in config.method:
+            signature[f"method.{part}"] = dict(config.method[part])
+    return signature
 
 
 def _paths_and_shapes(tree) -> dict[str, tuple]:

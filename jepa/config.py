@@ -1,10 +1,13 @@
-"""The base config every experiment starts from, arg-string parsing, overrides, and the specs
-derived from a config (mask grids, mesh shape, latent spec).
+"""The shared core of every config, arg-string parsing, overrides, and the specs derived from
+the core (token grids, mesh shape).
 
-Experiments (``experiments/NAME.py``) call :func:`base_config`, change what they need and return
-a locked ``ConfigDict``, so ``--config.KEY=VALUE`` overrides of unknown keys fail at the command
-line. ``jepa.validation.validate`` then checks keys, types and the combinations a type check
-cannot see, before anything is traced or compiled, and names the offending key.
+A config is this core plus ``config.method``, the section the method ``config.objective`` names
+owns (its defaults and their validation live beside its code in ``jepa/methods/``). Experiments
+(``experiments/NAME.py``) call ``methods.with_method(base_config(), NAME)``, change what they
+need and return a locked ``ConfigDict``, so ``--config.KEY=VALUE`` overrides of unknown keys
+(``--config.method.nope=1`` too) fail at the command line. ``jepa.validation.validate`` then
+checks keys, types and the combinations a type check cannot see, before anything is traced or
+compiled, and names the offending key.
 """
 
 from __future__ import annotations
@@ -15,13 +18,9 @@ import os
 
 import ml_collections
 
-from jepa import latent, masking
 from jepa.models.vit import parse_variant
 
-ENERGIES = ("smooth_l1", "l1", "l2", "cosine")
 DTYPES = ("float32", "bfloat16")
-TARGET_ENCODERS = ("ema", "online")
-REGULARIZE_ON = ("pooled", "tokens")
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # Logical axis → mesh axes. Parameters: FSDP shards the ``embed`` side of every kernel, tensor
@@ -71,19 +70,15 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 
 
 def base_config() -> ml_collections.ConfigDict:
-    """Defaults: ViT-S/16 at 224 px with I-JEPA's multi-block masks and schedules."""
+    """The shared core: run, encoder (``model``), optimizer, mesh, data, initialization,
+    evaluation, checkpoint and logging keys. ``objective`` and ``method`` (that method's own
+    section) are filled by ``jepa.methods.with_method``, from the method's defaults."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.batch_size = 16  # global, across all hosts
-    # "masked": I-JEPA — masked context tokens predict the EMA target encoder's tokens at the
-    # target blocks. "multiview": LeJEPA-style — the pooled, projected embedding of every view
-    # of an image predicts the mean embedding of its global views; the information
-    # regularizers (SIGReg, VICReg) on the projections prevent collapse; no EMA in the loss.
-    # "future": video — the frame-wise encoder's tokens of ``data.clip.context_frames`` frames
-    # predict the target encoder's tokens of the frame ``data.clip.horizon`` steps after the
-    # last of them, optionally through a latent variable z (``latent``).
-    # The methods are ``jepa/methods/`` (``config.objective`` picks one from its registry).
-    c.objective = "masked"
+    # The method (``jepa/methods/``, its registry) and its own keys under ``method``.
+    c.objective = ""
+    c.method = ml_collections.ConfigDict()
     # A .py file that defines and registers ``objective`` when it is not one of jepa's (e.g.
     # tests/toy_method.py): imported before the method is looked up, by jepa-train, jepa-eval
     # and load_encoder alike, as it is stored with the run's config.
@@ -91,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.total_steps = 0  # 0: derive from ``epochs`` and the dataset size
     c.epochs = 0.0
 
+    # The encoder: what the probes, load_encoder and the health monitor read.
     c.model = ml_collections.ConfigDict()
     c.model.variant = "S/16"
     c.model.image_size = 224
@@ -113,7 +109,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.stem = "patch"  # "patch" (ViT) or "conv": log2(patch) stride-2 convs (models/vit.py)
     c.model.attention_impl = ""  # "": einsum attention; "xla" or "cudnn" (fused, NVIDIA GPUs)
     # through jax.nn.dot_product_attention
-    c.model.predictor = ml_collections.ConfigDict(dict(width=384, depth=6, num_heads=6))
     # Video (clips [batch, T, H, W, C]; jepa/models/vit.py). num_frames: frames per clip, 0 for
     # an image model. video_mode "tubelet" (V-JEPA): 3D patches of tubelet_size frames × p × p,
     # one transformer over the (num_frames / tubelet_size, h, w) grid; "framewise": the image
@@ -121,83 +116,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.num_frames = 0
     c.model.tubelet_size = 2
     c.model.video_mode = "tubelet"
-    # objective="multiview": MLP from the pooled encoder output to the space where views are
-    # compared and regularized (LayerNorm + GELU hidden layers).
-    c.model.projector = ml_collections.ConfigDict(dict(hidden=512, depth=2, out=64))
-
-    c.mask = ml_collections.ConfigDict()
-    c.mask.num_targets = 4
-    c.mask.target_scale = (0.15, 0.2)
-    c.mask.target_aspect = (0.75, 1.5)
-    c.mask.context_scale = (0.85, 1.0)
-    c.mask.context_aspect = (1.0, 1.0)
-    c.mask.context_tokens = masking.REFERENCE_CONTEXT_TOKENS
-    c.mask.target_tokens = masking.REFERENCE_TARGET_TOKENS
-    c.mask.min_keep = 10
-    # "multiblock": I-JEPA's 2D masks (the keys above). "tube": V-JEPA's 3D multi-block masks on
-    # the tubelet grid (model.num_frames > 0, video_mode "tubelet"), one (context, target) pair
-    # per generator (masking.sample_tube_masks). Every ``mask.tube`` key holds one entry per
-    # generator; the defaults are V-JEPA's 8 short-range blocks at 15% of the frame and 2
-    # long-range ones at 70%, all spanning the clip. Token counts 0 = the reference's expected
-    # per-step counts on the grid (masking.default_tube_token_counts).
-    c.mask.kind = "multiblock"
-    gens = masking.VJEPA_GENERATORS
-    c.mask.tube = ml_collections.ConfigDict(
-        {
-            key: tuple(getattr(g, key) for g in gens)
-            for key in (
-                "num_blocks",
-                "spatial_scale",
-                "temporal_scale",
-                "aspect",
-                "max_temporal_keep",
-                "context_tokens",
-                "target_tokens",
-            )
-        }
-    )
-
-    c.loss = ml_collections.ConfigDict()
-    c.loss.energy = "smooth_l1"
-    # Where the targets s_y come from: "ema" = the EMA target encoder under stop-gradient
-    # (I-JEPA); "online" = the online encoder itself, gradients through both sides (no EMA:
-    # collapse must then be prevented by the information terms below).
-    c.loss.target_encoder = "ema"
-    # objective="future": the space the energy is measured in. 0 = every target token (I-JEPA);
-    # G >= 1 = the target tokens averaged over G × G regions of the grid, then LayerNorm'd, and
-    # the predicted tokens averaged the same way (1 = one embedding per frame).
-    c.loss.future_target_grid = 0
-    # Information regularizers on the context embeddings s_x (0 disables a term). ``regularize``
-    # picks the samples: "pooled" (one mean embedding per image) or "tokens" (every token).
-    c.loss.regularize = "pooled"
-    c.loss.vicreg_var = 0.0  # VICReg variance hinge weight
-    c.loss.vicreg_gamma = 1.0  # its target std
-    c.loss.vicreg_cov = 0.0  # VICReg covariance weight
-    c.loss.sigreg = 0.0  # SIGReg (LeJEPA) weight
-    c.loss.sigreg_slices = 256
-    c.loss.view_weight = 1.0  # objective="multiview": weight of the view-prediction energy
-
-    # The latent variable z of the predictor (jepa/latent.py), objective="future": "none",
-    # "discrete" (K codes, winner-take-all + code usage) or "continuous" (amortized q(z|s_x,s_y)
-    # with an information penalty; gradient descent on E at inference). ``reference``: also
-    # train a z-free predictor on the stop-gradient embeddings of the same run, the baseline
-    # the free energy is compared with (evaluate/energy.py).
-    c.latent = ml_collections.ConfigDict(
-        dict(
-            kind="none",
-            num_codes=4,
-            usage_weight=1.0,
-            usage_temperature=0.1,
-            dim=8,
-            hidden=128,
-            penalty="kl",
-            penalty_weight=1e-2,
-            noise_std=0.1,
-            inference_steps=50,
-            inference_lr=0.1,
-            reference=False,
-        )
-    )
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
@@ -218,10 +136,10 @@ def base_config() -> ml_collections.ConfigDict:
     # micro-batch, at the cost of one float32 gradient-sized running sum (a gain where
     # activations outweigh the parameters: ViT-L/16, batch 64, bf16, k=4: 6.6 → 3.3 GiB of
     # temporaries on an H200); the update is the one-big-batch update. Exactly so for
-    # per-sample losses (I-JEPA's energy); a batch statistic (loss.vicreg_var / vicreg_cov /
-    # sigreg, the discrete latent's code usage, the target_std metric) is computed per
-    # micro-batch and averaged, so it sees batch_size / grad_accum_steps samples (validate()
-    # warns).
+    # per-sample losses (I-JEPA's energy); a batch statistic (method.loss.vicreg_var /
+    # vicreg_cov / sigreg, the discrete latent's code usage, the target_std metric) is computed
+    # per micro-batch and averaged, so it sees batch_size / grad_accum_steps samples
+    # (validate() warns).
     c.optim.grad_accum_steps = 1
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -234,67 +152,21 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.test_split = "validation"
     c.data.crop_scale = (0.3, 1.0)
     c.data.hflip = False
-    # objective="multiview": the number of global views (crops at model.image_size); 1 for the
-    # other objectives.
-    c.data.num_views = 1
-    # objective="multiview": small crops (DINO/LeJEPA multi-crop) at local_size pixels; they
-    # see a part of the digit and must predict the embedding of the whole.
-    c.data.local_views = 0
-    c.data.local_size = 0
-    c.data.local_crop_scale = (0.05, 0.3)
     c.data.mean = ()  # () = ImageNet statistics for RGB, 0.5 for grayscale
     c.data.std = ()
     c.data.worker_count = 0
     # Corrupt training records (an image that does not decode or has the wrong shape) one host
     # may skip, each logged with its index, before the run stops; 0 = stop at the first.
     c.data.max_bad_records = 100
-    # objective="future": clips of a video dataset whose records hold ``frames`` [T, H, W, C]
-    # (e.g. stochastic_moving_mnist): context frames t0 … t0+C−1, target frame t0+C−1+horizon.
-    c.data.clip = ml_collections.ConfigDict(dict(context_frames=2, horizon=3))
     c.data.num_train_examples = 0  # 0 = read from the TFDS builder info
-    # objective="hierarchy": windows of ``frames`` consecutive frames of a video dataset.
-    c.data.sequence = ml_collections.ConfigDict(dict(frames=20))
 
-    # objective="hierarchy" (jepa/hierarchy.py): level 1 is the frame-wise ViT (config.model)
-    # with its predictor (config.model.predictor, latent z from config.latent) predicting the
-    # frame ``level1.horizon`` after ``level1.context_frames`` frames; each entry of ``levels``
-    # adds a level on top (keys: hierarchy.UpperLevel's fields). Modes: joint | greedy (module
-    # docstring).
-    c.hierarchy = ml_collections.ConfigDict(
-        dict(
-            mode="joint",
-            joint_weight=0.1,
-            frozen_levels=0,
-            init_from="",
-            # windows: (context, target) windows per sequence and step, drawn at random
-            # (0 = every window; fewer cut the predictor's cost). mask_ratio: also predict
-            # the next frame from context frames with that fraction of the grid hidden (a
-            # tube; 0 = off), weighted by mask_weight. pool_grid: what level 2 reads of a frame —
-            # its tokens averaged over the whole grid (1) or over G × G regions, concatenated
-            # (G² · width features: where things are survives the pooling).
-            # views_weight: frames of one sequence as views (0 = off; jepa/frame_views.py):
-            # ``views`` frames per sequence, each rotated by up to ± views_rotate degrees,
-            # rescaled by up to ± views_scale and thickened with probability views_dilate,
-            # pooled and projected (model.projector), must agree; SIGReg at weight
-            # views_sigreg (LeJEPA's λ: (1 − λ) · invariance + λ · SIGReg).
-            level1=dict(
-                context_frames=2,
-                horizon=1,
-                weight=1.0,
-                windows=0,
-                mask_ratio=0.0,
-                mask_weight=1.0,
-                pool_grid=1,
-                views_weight=0.0,
-                views=4,
-                views_sigreg=0.05,
-                views_rotate=25.0,
-                views_scale=0.2,
-                views_dilate=0.4,
-            ),
-            levels=(),
-        )
-    )
+    # Where a run's parameters come from, in this order: the workdir's newest good checkpoint
+    # (a resume); else, with ``path`` set, the parts ``take`` of the newest good checkpoint of
+    # that workdir (or of an export_encoder directory), the rest freshly initialized; else a
+    # fresh init (jepa.hub.initial_state). ``take``: paths into the train state, e.g.
+    # "params/encoder", "target_params", "params/levels/level2"; each must exist in both runs
+    # with the same shapes, else the run stops naming the paths (never a partial load).
+    c.init = ml_collections.ConfigDict(dict(path="", take=("params", "target_params")))
 
     c.eval = ml_collections.ConfigDict()
     # The encoder the probes (and load_encoder, and the health monitor) read: "target" (the EMA
@@ -367,28 +239,8 @@ def apply_overrides(config, overrides: dict[str, str]) -> None:
         node[leaf] = value
 
 
-def from_stored(stored: dict) -> ml_collections.ConfigDict:
-    """A config saved with a checkpoint, on top of today's defaults (so keys added since the
-    checkpoint was written get their default values)."""
-    config = base_config()
-
-    def merge(node, values):
-        for key, value in values.items():
-            if (
-                isinstance(value, dict)
-                and key in node
-                and isinstance(node[key], ml_collections.ConfigDict)
-            ):
-                merge(node[key], value)
-            else:
-                node[key] = tuple(value) if isinstance(value, list) else value
-
-    merge(config, stored)
-    return config
-
-
 # Keys holding local paths that a run stores with its checkpoints.
-PATH_KEYS = ("data.data_dir", "eval.data_dir", "hierarchy.init_from", "method_file")
+PATH_KEYS = ("data.data_dir", "eval.data_dir", "init.path", "method_file")
 
 
 def absolute_paths(config, base: str | None = None) -> ml_collections.ConfigDict:
@@ -425,19 +277,18 @@ def grid_of(config) -> tuple[int, int]:
     return size // config.model.patch_size, size // config.model.patch_size
 
 
-def mask_spec(config) -> masking.MultiBlockSpec:
-    m = config.mask
-    return masking.MultiBlockSpec(
-        grid=grid_of(config),
-        context_tokens=m.context_tokens,
-        target_tokens=m.target_tokens,
-        num_targets=m.num_targets,
-        target_scale=tuple(m.target_scale),
-        target_aspect=tuple(m.target_aspect),
-        context_scale=tuple(m.context_scale),
-        context_aspect=tuple(m.context_aspect),
-        min_keep=m.min_keep,
-    )
+def init_parts(take) -> list[tuple[str, ...]]:
+    """``init.take``'s entries as key paths into the train state; raises naming a bad one."""
+    parts = [tuple(entry.strip("/").split("/")) for entry in take]
+    for entry, keys in zip(take, parts, strict=True):
+        if keys[0] not in ("params", "target_params"):
+            raise ValueError(
+                f"init.take entry {entry!r}; valid: 'target_params', 'params' or a path under "
+                "it such as 'params/encoder' or 'params/levels/level2'"
+            )
+    if not parts:
+        raise ValueError("init.take=() takes nothing from init.path; valid: e.g. ('params',)")
+    return parts
 
 
 def resolve_steps(config, num_train_examples: int) -> ml_collections.ConfigDict:
@@ -484,68 +335,9 @@ def mesh_shape(config, device_count: int) -> tuple[int, int, int]:
     return tuple(sizes)
 
 
-def latent_spec(config):
-    fields = {k: v for k, v in config.latent.items() if k != "reference"}
-    return latent.LatentSpec(**fields)
-
-
-TUBE_PAIR_KEYS = ("spatial_scale", "temporal_scale", "aspect")
-
-
 def video_grid(config) -> tuple[int, int, int]:
     """The encoder's (time, h, w) token grid for clips of ``model.num_frames`` frames."""
     m = config.model
     steps = m.num_frames // m.tubelet_size if m.video_mode == "tubelet" else m.num_frames
     g = m.image_size // m.patch_size
     return steps, g, g
-
-
-def tube_spec(config) -> masking.TubeSpec:
-    """``config.mask.tube`` as a validated ``TubeSpec`` on the tubelet grid, counts left at 0
-    filled with their defaults."""
-    t = config.mask.tube
-    n = len(t.num_blocks)
-    for key in t.keys():
-        if len(t[key]) != n:
-            raise ValueError(
-                f"mask.tube.{key} has {len(t[key])} entries and mask.tube.num_blocks {n}; "
-                "valid: one entry per generator in every mask.tube key"
-            )
-    for key in TUBE_PAIR_KEYS:
-        for i, pair in enumerate(t[key]):
-            if len(pair) != 2:
-                raise ValueError(f"mask.tube.{key}[{i}]={pair!r}; valid: a pair (low, high)")
-    gens = tuple(
-        masking.TubeGenerator(
-            num_blocks=t.num_blocks[i],
-            spatial_scale=tuple(t.spatial_scale[i]),
-            temporal_scale=tuple(t.temporal_scale[i]),
-            aspect=tuple(t.aspect[i]),
-            max_temporal_keep=t.max_temporal_keep[i],
-            context_tokens=t.context_tokens[i],
-            target_tokens=t.target_tokens[i],
-        )
-        for i in range(n)
-    )
-    spec = masking.TubeSpec(video_grid(config), gens)
-    spec.validate(counts=False)  # the defaults need sane scales
-    spec = spec.with_default_counts()
-    spec.validate()
-    return spec
-
-
-def clip_grid(config) -> tuple[int, int, int]:
-    """objective="future": the predictor's (time, h, w) grid, time spanning context → target."""
-    c = config.data.clip
-    g = config.model.image_size // config.model.patch_size
-    return c.context_frames + c.horizon, g, g
-
-
-def batch_statistic_terms(config) -> list[str]:
-    """The enabled loss terms that are statistics over the batch (not means of per-sample
-    values), named by their config key: gradient accumulation computes them per micro-batch."""
-    lc = config.loss
-    keys = [f"loss.{k}" for k in ("vicreg_var", "vicreg_cov", "sigreg") if lc[k]]
-    if config.latent.kind == "discrete" and config.latent.usage_weight:
-        keys.append("latent.usage_weight")
-    return keys

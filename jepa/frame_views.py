@@ -1,4 +1,4 @@
-"""Frames of one sequence as views: level 1's identity term (``hierarchy.level1.views_*``).
+"""Frames of one sequence as views: level 1's identity term (``method.level1.views_*``).
 
 Predicting the next frame is met by features of *where* the ink is and how it moves; the shape
 of the digit, which never changes along a sequence, costs that objective more than it pays

@@ -10,19 +10,19 @@ averaged over windows of ``window`` steps, encodes them with a causal transforme
 construction) and predicts its own state ``horizons`` steps later: further ahead, in a coarser
 space.
 
-Anti-collapse per level: level 1 has the EMA target encoder (+ ``config.loss`` regularizers, as
+Anti-collapse per level: level 1 has the EMA target encoder (+ ``method.loss`` regularizers, as
 the future objective); levels ≥ 2 predict stop-gradient copies of their own states and keep
 them informative with their own VICReg terms. Each level may have a latent z (``latent`` kind
-per level; level 1 uses ``config.latent``). Level 1 may also learn what its frames share — the
+per level; level 1 uses ``method.latent``). Level 1 may also learn what its frames share — the
 digit's shape, which predicting the next frame does not reward — from frames of one sequence
 as warped views (``level1.views_weight``, ``frame_views.py``; with ``model.stem="conv"``).
 
-Training modes (``hierarchy.mode``; their optimizer mask and level-by-level loading live in
-``methods/hjepa.py``):
+Training modes (``method.mode``; their optimizer mask lives in ``methods/hjepa.py``):
 - ``joint``: every level learns; level k+1's gradients flow into level k scaled by
-  ``hierarchy.joint_weight`` (0 = levels learn side by side on stop-gradient inputs);
-- ``greedy``: the lowest ``hierarchy.frozen_levels`` levels are loaded from
-  ``hierarchy.init_from`` (a workdir) and frozen; the levels above learn on their outputs.
+  ``method.joint_weight`` (0 = levels learn side by side on stop-gradient inputs);
+- ``greedy``: the lowest ``method.frozen_levels`` levels are loaded from a trained run
+  (``config.init``: its ``path``, and in ``take`` the parameters of those levels) and frozen;
+  the levels above learn on their outputs.
 
 Params: ``{"encoder", "predictor"[, "latent"][, "views_projector"]}`` for level 1 (so every
 image tool — probes, ``load_encoder``, the health monitor — sees level 1's encoder where it
@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa import config as config_lib
 from jepa import frame_views, objectives, sharding
 from jepa import latent as latent_lib
 from jepa.models import build_encoder, build_predictor, build_projector
@@ -50,7 +49,7 @@ MODES = ("joint", "greedy")
 
 @dataclasses.dataclass(frozen=True)
 class UpperLevel:
-    """One level above the first (``config.hierarchy.levels[i]`` is level i + 2)."""
+    """One level above the first (``config.method.levels[i]`` is level i + 2)."""
 
     width: int = 128
     depth: int = 2
@@ -63,7 +62,7 @@ class UpperLevel:
     vicreg_var: float = 1.0
     vicreg_gamma: float = 1.0
     vicreg_cov: float = 0.04
-    latent: str = "none"  # none | discrete | continuous (the other latent settings: config.latent)
+    latent: str = "none"  # none | discrete | continuous (the others: method.latent)
     # Steps back (0 = now) of this level's own *input* that a small head must read back from
     # the state at t, e.g. (0, 1, 2, 3): the state then has to carry the recent trajectory of
     # what it reads (velocity is a difference of positions a few frames apart), which
@@ -75,12 +74,12 @@ class UpperLevel:
 
 def upper_levels(config) -> list[UpperLevel]:
     out = []
-    for i, level in enumerate(config.hierarchy.levels):
+    for i, level in enumerate(config.method.levels):
         fields = {f.name for f in dataclasses.fields(UpperLevel)}
         unknown = sorted(set(level) - fields)
         if unknown:
             raise ValueError(
-                f"hierarchy.levels[{i}] (level {i + 2}) has unknown keys {unknown}; "
+                f"method.levels[{i}] (level {i + 2}) has unknown keys {unknown}; "
                 f"valid: {sorted(fields)}"
             )
         values = dict(level)
@@ -91,12 +90,12 @@ def upper_levels(config) -> list[UpperLevel]:
 
 
 def num_levels(config) -> int:
-    return 1 + len(config.hierarchy.levels)
+    return 1 + len(config.method.levels)
 
 
 def steps_per_level(config) -> list[int]:
     """Time steps at each level: frames at level 1, then divided by each level's window."""
-    steps = [config.data.sequence.frames]
+    steps = [config.method.sequence.frames]
     for level in upper_levels(config):
         steps.append(steps[-1] // level.window)
     return steps
@@ -112,63 +111,63 @@ def frames_per_step(config) -> list[int]:
 
 def validate(config) -> None:
     """Raise ``ValueError`` naming the key for an impossible hierarchy (before compilation)."""
-    h = config.hierarchy
+    h = config.method
     if h.mode not in MODES:
-        raise ValueError(f"hierarchy.mode={h.mode!r}; valid: {MODES}")
+        raise ValueError(f"method.mode={h.mode!r}; valid: {MODES}")
     l1 = h.level1
-    frames = config.data.sequence.frames
+    frames = config.method.sequence.frames
     if l1.windows < 0:
-        raise ValueError(f"hierarchy.level1.windows={l1.windows} must be >= 0 (0 = all)")
+        raise ValueError(f"method.level1.windows={l1.windows} must be >= 0 (0 = all)")
     if not 0.0 <= l1.mask_ratio < 1.0 or l1.mask_weight < 0:
         raise ValueError(
-            f"hierarchy.level1.mask_ratio={l1.mask_ratio} must be in [0, 1) and "
-            f"hierarchy.level1.mask_weight={l1.mask_weight} >= 0"
+            f"method.level1.mask_ratio={l1.mask_ratio} must be in [0, 1) and "
+            f"method.level1.mask_weight={l1.mask_weight} >= 0"
         )
     grid = config.model.image_size // config.model.patch_size
     if l1.views_weight < 0:
-        raise ValueError(f"hierarchy.level1.views_weight={l1.views_weight} must be >= 0")
+        raise ValueError(f"method.level1.views_weight={l1.views_weight} must be >= 0")
     if l1.views_weight:
         if not 2 <= l1.views <= frames:
             raise ValueError(
-                f"hierarchy.level1.views={l1.views} must be in [2, data.sequence.frames={frames}]"
+                f"method.level1.views={l1.views} must be in [2, method.sequence.frames={frames}]"
             )
         if not 0.0 <= l1.views_sigreg <= 1.0:
-            raise ValueError(f"hierarchy.level1.views_sigreg={l1.views_sigreg} must be in [0, 1]")
+            raise ValueError(f"method.level1.views_sigreg={l1.views_sigreg} must be in [0, 1]")
         if l1.views_rotate < 0 or not 0.0 <= l1.views_scale < 1.0:
             raise ValueError(
-                f"hierarchy.level1.views_rotate={l1.views_rotate} must be >= 0 and "
-                f"hierarchy.level1.views_scale={l1.views_scale} in [0, 1)"
+                f"method.level1.views_rotate={l1.views_rotate} must be >= 0 and "
+                f"method.level1.views_scale={l1.views_scale} in [0, 1)"
             )
         if not 0.0 <= l1.views_dilate <= 1.0:
-            raise ValueError(f"hierarchy.level1.views_dilate={l1.views_dilate} must be in [0, 1]")
+            raise ValueError(f"method.level1.views_dilate={l1.views_dilate} must be in [0, 1]")
     if l1.pool_grid < 1 or grid % l1.pool_grid:
         raise ValueError(
-            f"hierarchy.level1.pool_grid={l1.pool_grid} must divide the {grid} × {grid} token grid"
+            f"method.level1.pool_grid={l1.pool_grid} must divide the {grid} × {grid} token grid"
         )
     if l1.context_frames < 1 or l1.horizon < 1:
-        raise ValueError("hierarchy.level1.context_frames and .horizon must be >= 1")
+        raise ValueError("method.level1.context_frames and .horizon must be >= 1")
     if l1.context_frames + l1.horizon > frames:
         raise ValueError(
-            f"hierarchy.level1: {l1.context_frames} context frames + horizon {l1.horizon} do "
-            f"not fit in data.sequence.frames={frames}"
+            f"method.level1: {l1.context_frames} context frames + horizon {l1.horizon} do "
+            f"not fit in method.sequence.frames={frames}"
         )
     if h.mode == "greedy" and not (1 <= h.frozen_levels < num_levels(config)):
         raise ValueError(
-            f"hierarchy.frozen_levels={h.frozen_levels}: greedy mode freezes 1 … "
+            f"method.frozen_levels={h.frozen_levels}: greedy mode freezes 1 … "
             f"{num_levels(config) - 1} of the {num_levels(config)} levels"
         )
-    if h.mode == "greedy" and not h.init_from:
-        raise ValueError("hierarchy.mode='greedy' needs hierarchy.init_from (a trained workdir)")
+    if h.mode == "greedy" and not config.init.path:
+        raise ValueError("method.mode='greedy' needs init.path and init.take: its frozen levels")
     steps = frames
     for i, level in enumerate(upper_levels(config)):
-        name = f"hierarchy.levels[{i}] (level {i + 2})"
+        name = f"method.levels[{i}] (level {i + 2})"
         if level.window < 1:
             raise ValueError(f"{name}.window={level.window} must be >= 1")
         steps //= level.window
         if not level.horizons or min(level.horizons) < 1 or max(level.horizons) >= steps:
             raise ValueError(
                 f"{name}.horizons={level.horizons}: each must be in [1, {steps - 1}] "
-                f"(this level has {steps} steps of data.sequence.frames={frames})"
+                f"(this level has {steps} steps of method.sequence.frames={frames})"
             )
         if level.recall and (min(level.recall) < 0 or max(level.recall) >= steps):
             raise ValueError(
@@ -247,16 +246,16 @@ class Hierarchy:
         m = config.model
         self.grid = m.image_size // m.patch_size
         self.tokens_per_frame = self.grid**2
-        l1 = config.hierarchy.level1
+        l1 = config.method.level1
         self.context_frames, self.horizon = l1.context_frames, l1.horizon
         self.predictor = build_predictor(config, (l1.context_frames + l1.horizon, *[self.grid] * 2))
-        self.frames = config.data.sequence.frames
-        self.energy = objectives.energy_fn(config.loss.energy)
-        self.level1_latent_spec = _latent_spec(config, config.latent.kind)
+        self.frames = config.method.sequence.frames
+        self.energy = objectives.energy_fn(config.method.loss.energy)
+        self.level1_latent_spec = _latent_spec(config, config.method.latent.kind)
         self.seq_encoders = [
             SequenceEncoder(lv.width, lv.depth, lv.num_heads, m.mlp_ratio) for lv in self.levels
         ]
-        first_input = m.width * config.hierarchy.level1.pool_grid**2  # level 1's pooled tokens
+        first_input = m.width * config.method.level1.pool_grid**2  # level 1's pooled tokens
         self.input_widths = [first_input, *(lv.width for lv in self.levels)][: len(self.levels)]
         self.recall_heads = [
             StepPredictor(width_in, lv.recall, lv.predictor_hidden, 1) if lv.recall else None
@@ -282,7 +281,7 @@ class Hierarchy:
     def frame_embedding(self, tokens: jax.Array) -> jax.Array:
         """[b, T, n, width] → what level 2 reads per frame: [b, T, G²·width], the tokens
         averaged over G × G regions of the grid (``level1.pool_grid``; 1 = the whole frame)."""
-        g = self.config.hierarchy.level1.pool_grid
+        g = self.config.method.level1.pool_grid
         if g == 1:
             return tokens.mean(2)
         b, t = tokens.shape[:2]
@@ -313,14 +312,14 @@ class Hierarchy:
             predict_fn=lambda p, sx, ze: self.level1_predict(p["predictor"], sx, ze),
             energy_fn=lambda pred, sy: self.energy(pred, sy).mean(-1),  # per sample
             pool=lambda s: s.reshape(s.shape[0], -1),
-            width=self.config.model.predictor.width,
+            width=self.config.method.predictor.width,
         )
 
     def train_windows(self, key=None) -> tuple[jax.Array, jax.Array]:
         """([W, C] context frames, [W] target frame) of the windows a step trains on: all of
         them, or ``level1.windows`` drawn at random with ``key`` (the same for the batch)."""
         ctx, tgt = level1_windows(self.frames, self.context_frames, self.horizon)
-        k = self.config.hierarchy.level1.windows
+        k = self.config.method.level1.windows
         if key is not None and 0 < k < len(tgt):
             pick = jax.random.permutation(key, len(tgt))[:k]
             return jnp.asarray(ctx)[pick], jnp.asarray(tgt)[pick]
@@ -343,7 +342,7 @@ class Hierarchy:
         from the visible part. Token counts are static; no latent z on this term."""
         b, n = frames.shape[0], self.tokens_per_frame
         w, c = ctx.shape
-        kept = n - int(round(self.config.hierarchy.level1.mask_ratio * n))
+        kept = n - int(round(self.config.method.level1.mask_ratio * n))
         noise = jax.random.uniform(key, (b * w, n))
         keep = jnp.sort(jnp.argsort(noise, axis=-1)[:, :kept], axis=-1)  # [b·W, kept]
         clips = frames[:, ctx].reshape(b * w * c, *frames.shape[2:])
@@ -357,7 +356,7 @@ class Hierarchy:
         """Level 1's identity term (``frame_views``): ``level1.views`` warped frames of each
         sequence, encoded by the online encoder, pooled and projected, must agree; SIGReg on
         each view's batch. Returns (invariance, sigreg)."""
-        l1 = self.config.hierarchy.level1
+        l1 = self.config.method.level1
         k_pick, k_warp, k_sig = jax.random.split(key, 3)
         views = frame_views.sample_views(frames, l1.views, k_pick)  # [b, V, H, W, ch]
         b, v = views.shape[:2]
@@ -373,7 +372,7 @@ class Hierarchy:
             {"params": params["views_projector"]}, tokens.astype(jnp.float32).mean(1)
         )
         z = z.astype(jnp.float32).reshape(b, v, -1)
-        return frame_views.invariance_and_sigreg(z, k_sig, self.config.loss.sigreg_slices)
+        return frame_views.invariance_and_sigreg(z, k_sig, self.config.method.loss.sigreg_slices)
 
     # -------------------------------------------------------------------- upper levels
     def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
@@ -426,7 +425,7 @@ class Hierarchy:
         parts under ``level{k}/…``. In greedy mode the frozen levels' terms are not computed:
         their gradients would only be zeroed by the optimizer (``level_update_mask``), and
         their outputs reach the levels above as stop-gradient inputs either way."""
-        config, h = self.config, self.config.hierarchy
+        config, h = self.config, self.config.method
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
         cross = h.joint_weight if h.mode == "joint" else 0.0
         frozen = h.frozen_levels if h.mode == "greedy" else 0
@@ -435,7 +434,7 @@ class Hierarchy:
             online = self.frame_tokens(params["encoder"], frames)
             loss, aux = jnp.zeros((), jnp.float32), {}
             if frozen < 1:
-                if config.loss.target_encoder == "online":
+                if config.method.loss.target_encoder == "online":
                     target = objectives.normalize_targets(online)
                 else:
                     target = jax.lax.stop_gradient(
@@ -460,8 +459,8 @@ class Hierarchy:
 
     def level1_loss(self, params, online, target, frames, key):
         """Level 1's energy over its (context frames → next frame) windows, the optional
-        masked-context term and the ``config.loss`` regularizers on its tokens."""
-        lc, l1 = self.config.loss, self.config.hierarchy.level1
+        masked-context term and the ``method.loss`` regularizers on its tokens."""
+        lc, l1 = self.config.method.loss, self.config.method.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
         sx, sy = self.level1_pairs(online, target, ctx, tgt)
         full = {"model": params, "latent": params.get("latent", {})}
@@ -525,7 +524,7 @@ class Hierarchy:
                 keys[1], context, self.ctx_idx, jnp.zeros((1, 1, n), jnp.int32)
             )["params"],
         }
-        if config.hierarchy.level1.views_weight:
+        if config.method.level1.views_weight:
             params["views_projector"] = self.views_projector.init(
                 keys[3], jnp.zeros((1, m.width), jnp.float32)
             )["params"]
@@ -561,4 +560,4 @@ class Hierarchy:
 
 
 def _latent_spec(config, kind: str) -> latent_lib.LatentSpec:
-    return dataclasses.replace(config_lib.latent_spec(config), kind=kind)
+    return latent_lib.LatentSpec.of(config.method.latent, kind)

@@ -11,7 +11,9 @@
 
 Only the encoder's parameters are read (no optimizer state), onto whatever devices this process
 has. Loading is strict: a checkpoint whose parameters differ from the config's model raises
-with the differing paths and shapes, never a silent partial load.
+with the differing paths and shapes, never a silent partial load. A training run starts from
+parts of another run or export the same way (``config.init``, ``initial_state``: jepa-train's
+one load order).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import operator
 import os
 
 import flax.linen as nn
@@ -28,6 +31,7 @@ import orbax.checkpoint as ocp
 
 from jepa import checkpointing, methods
 from jepa import config as config_lib
+from jepa import state as state_lib
 from jepa.data import augment
 from jepa.models import build_encoder
 from jepa.state import init_boxed_params
@@ -57,7 +61,12 @@ def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected,
     into the structure ``expected`` (ShapeDtypeStructs), on this process's first device; only
     those arrays leave the disk. Strict: a structure or shape mismatch raises naming paths."""
     saved = ckpt.manager.item_metadata(step)["state"]
-    for k in keys:
+    for i, k in enumerate(keys):
+        if k not in saved:
+            raise checkpointing.CheckpointMismatchError(
+                f"{what}: the checkpoint has no {'/'.join(keys[: i + 1])}; valid under "
+                f"{'/'.join(keys[:i]) or 'its state'}: {sorted(saved)}"
+            )
         saved = saved[k]
     checkpointing.check_tree_matches(saved, expected, what)
     item = _nest(keys, _on_first_device(expected))
@@ -73,19 +82,6 @@ def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected,
     for k in keys:
         restored = restored[k]
     return restored
-
-
-def restore_encoder_params(ckpt: checkpointing.Checkpointer, config, step: int, weights: str):
-    """Read one encoder's params from a train-state checkpoint."""
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}; valid: {sorted(WEIGHTS)}")
-    return restore_subtree(
-        ckpt,
-        step,
-        WEIGHTS[weights],
-        abstract_encoder_params(config),
-        f"checkpoint step {step} ({weights})",
-    )
 
 
 def open_run(path: str) -> checkpointing.Checkpointer:
@@ -141,6 +137,72 @@ def read_good_step(ckpt: checkpointing.Checkpointer, step: int | None, read):
     )
 
 
+def initial_state(config, ckpt, data_iter, tx, mesh, abstract, shardings):
+    """(state, first step) of a run, in the one order every run follows: the newest good
+    checkpoint of its own workdir (``ckpt``: a resume, with ``data_iter``'s position); else a
+    fresh init into which the parts ``config.init.take`` of the run (or encoder export) at
+    ``config.init.path`` are copied; else a fresh init. ``abstract`` and ``shardings`` are the
+    state's (``jepa.state.state_shardings``)."""
+    state, start = ckpt.restore_latest_good(
+        checkpointing.with_shardings(abstract, shardings), data_iter
+    )
+    if state is not None:
+        logging.info("resumed from step %d in %s", start, ckpt.directory)
+        return state, start
+    state, _ = state_lib.create_train_state(config, tx, mesh)
+    if config.init.path:
+        state = jax.device_put(take_init_parts(config, state), shardings)
+    return state, 0
+
+
+def take_init_parts(config, state):
+    """``state`` with each part ``config.init.take`` names read from ``config.init.path``: a
+    workdir (its newest readable step) or an ``export_encoder`` directory (its one encoder, for
+    "params/encoder" and "target_params"). Strict and whole: a part missing on either side or
+    of other shapes raises naming its paths before anything is replaced."""
+    path, parts = config.init.path, config_lib.init_parts(config.init.take)
+    what = f"init.path={path!r}"
+    # New containers, the same arrays: the parts read are put in place below.
+    trees = jax.tree.map(
+        lambda a: a, {"params": state.params, "target_params": state.target_params}
+    )
+    try:
+        expected = {keys: functools.reduce(operator.getitem, keys, trees) for keys in parts}
+    except (KeyError, TypeError, IndexError):
+        raise ValueError(
+            f"init.take={tuple(config.init.take)}: this run has no such part"
+        ) from None
+    expected = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), expected)
+    if _is_export(path):
+        encoder = [("params", "encoder"), ("target_params",)]
+        if any(keys not in encoder for keys in parts):
+            raise ValueError(
+                f"{what} is an encoder export; valid init.take entries: 'params/encoder', "
+                f"'target_params', not {tuple(config.init.take)}"
+            )
+        params = _read_export_params(path, next(iter(expected.values())))
+        loaded = {keys: params for keys in parts}
+    else:
+        try:
+            ckpt = open_run(path)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{what}: {e}") from None
+
+        def read(s):
+            return {
+                keys: restore_subtree(
+                    ckpt, s, keys, expected[keys], f"{what} step {s} ({'/'.join(keys)})"
+                )
+                for keys in parts
+            }
+
+        step, loaded = read_good_step(ckpt, None, read)
+        logging.info("initialized %s from %s step %d", list(config.init.take), path, step)
+    for keys, value in loaded.items():
+        functools.reduce(operator.getitem, keys[:-1], trees)[keys[-1]] = value
+    return state.replace(**trees)
+
+
 def load_model_params(workdir: str, step: int | None = None):
     """(config, step, params, target_params) of a run: every trained module (encoder,
     predictor, latent, …) without the optimizer state, for evaluators that need more than the
@@ -148,7 +210,7 @@ def load_model_params(workdir: str, step: int | None = None):
     ckpt = open_run(workdir)
 
     def read(s):
-        config = config_lib.from_stored(ckpt.read_config(s))
+        config = methods.from_stored(ckpt.read_config(s))
         boxed = jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.PRNGKey(0))
         expected = nn.unbox(boxed)
         what = f"checkpoint step {s}"
@@ -238,24 +300,28 @@ def export_encoder(
     return info
 
 
-def _load_export(path: str) -> PretrainedEncoder:
-    with open(os.path.join(path, EXPORT_CONFIG)) as f:
-        config = config_lib.from_stored(json.load(f))
-    with open(os.path.join(path, EXPORT_INFO)) as f:
-        info = json.load(f)
-    expected = abstract_encoder_params(config)
+def _read_export_params(path: str, expected):
+    """An export's encoder params, read into the structure ``expected`` (strict)."""
     params_dir = os.path.join(path, EXPORT_PARAMS)
     with ocp.PyTreeCheckpointer() as reader:
         saved = reader.metadata(params_dir)
         saved = getattr(saved, "item_metadata", saved)
         checkpointing.check_tree_matches(saved.tree, expected, f"export {path}")
         target = _on_first_device(expected)
-        params = reader.restore(
+        return reader.restore(
             params_dir,
             args=ocp.args.PyTreeRestore(
                 item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)
             ),
         )
+
+
+def _load_export(path: str) -> PretrainedEncoder:
+    with open(os.path.join(path, EXPORT_CONFIG)) as f:
+        config = methods.from_stored(json.load(f))
+    with open(os.path.join(path, EXPORT_INFO)) as f:
+        info = json.load(f)
+    params = _read_export_params(path, abstract_encoder_params(config))
     enc = PretrainedEncoder(config, params, info.get("step"))
     enc.weights = info.get("weights")
     return enc
@@ -280,9 +346,10 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
     ckpt = open_run(workdir)
 
     def read(s):
-        config = config_lib.from_stored(ckpt.read_config(s))
+        config = methods.from_stored(ckpt.read_config(s))
         chosen = weights or methods.eval_weights(config)
-        return config, chosen, restore_encoder_params(ckpt, config, s, chosen)
+        expected, what = abstract_encoder_params(config), f"checkpoint step {s} ({chosen})"
+        return config, chosen, restore_subtree(ckpt, s, WEIGHTS[chosen], expected, what)
 
     step, (config, chosen, params) = read_good_step(ckpt, step, read)
     enc = PretrainedEncoder(config, params, step)

@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa import checkpointing, hub, masking
+from jepa import checkpointing, hub, masking, methods
 from jepa import config as config_lib
 from jepa.data import augment
+from jepa.methods import masked
 from jepa.models import build_encoder, layers
 from jepa.models.vit import VARIANTS, parse_variant
 
@@ -285,15 +286,17 @@ def resample_pos_embed(table: np.ndarray, grid: int, new_grid: int) -> np.ndarra
 def imported_config(variant: str, res: int, weights: str):
     """Our config for an official model: ``experiments/ijepa_in1k.py``'s model at ``res``, with
     the ImageNet normalization the official models were trained with."""
-    c = config_lib.base_config()
+    c = methods.with_method(config_lib.base_config(), masked.METHOD.name)
     config_lib.apply_variant(c, variant)
     c.model.image_size = res
     c.model.channels = 3
-    c.model.predictor.width = 384
-    c.model.predictor.depth = 12 if variant.split("/")[0] in ("H", "g") else 6
-    c.model.predictor.num_heads = c.model.num_heads
+    c.method.predictor.width = 384
+    c.method.predictor.depth = 12 if variant.split("/")[0] in ("H", "g") else 6
+    c.method.predictor.num_heads = c.model.num_heads
     grid = res // c.model.patch_size
-    c.mask.context_tokens, c.mask.target_tokens = masking.default_token_counts((grid, grid))
+    c.method.mask.context_tokens, c.method.mask.target_tokens = masking.default_token_counts(
+        (grid, grid)
+    )
     c.data.mean, c.data.std = augment.IMAGENET_MEAN, augment.IMAGENET_STD
     c.eval.weights = weights
     return config_lib.finalize(c)

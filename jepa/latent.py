@@ -106,7 +106,7 @@ def information_penalty(kind: str, mu: jax.Array, logvar: jax.Array) -> jax.Arra
         return jnp.sum(jnp.square(mu), axis=-1)
     if kind == "l1":
         return jnp.sum(jnp.abs(mu), axis=-1)
-    raise ValueError(f"latent.penalty={kind!r}; valid: {PENALTIES}")
+    raise ValueError(f"method.latent.penalty={kind!r}; valid: {PENALTIES}")
 
 
 def minimize_energy(energy_of_z: Callable, z0: jax.Array, steps: int, lr: float):
@@ -153,14 +153,22 @@ class LatentSpec:
     inference_lr: float = 0.1
 
     def validate(self):
+        """Raise naming the ``method.latent`` key of an impossible setting."""
         if self.kind not in KINDS:
-            raise ValueError(f"latent.kind={self.kind!r}; valid: {KINDS}")
+            raise ValueError(f"method.latent.kind={self.kind!r}; valid: {KINDS}")
+        if self.penalty not in PENALTIES:
+            raise ValueError(f"method.latent.penalty={self.penalty!r}; valid: {PENALTIES}")
         if self.kind == "discrete" and self.num_codes < 2:
-            raise ValueError(f"latent.num_codes={self.num_codes} must be >= 2")
-        if self.kind == "continuous":
-            information_penalty(self.penalty, jnp.zeros((1, 1)), jnp.zeros((1, 1)))
-            if self.dim < 1:
-                raise ValueError(f"latent.dim={self.dim} must be >= 1")
+            raise ValueError(f"method.latent.num_codes={self.num_codes} must be >= 2")
+        if self.kind == "continuous" and self.dim < 1:
+            raise ValueError(f"method.latent.dim={self.dim} must be >= 1")
+
+    @classmethod
+    def of(cls, section, kind: str | None = None) -> LatentSpec:
+        """``method.latent`` (its keys beyond the fields, e.g. ``reference``, are not read), with
+        ``kind`` replacing its own when given."""
+        spec = cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
+        return spec if kind is None else dataclasses.replace(spec, kind=kind)
 
 
 @dataclasses.dataclass(frozen=True)

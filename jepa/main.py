@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import importlib.util
 import logging
 import os
 
@@ -104,9 +105,10 @@ def main(argv):
 
 
 def unknown_override(argv: list[str]) -> str | None:
-    """The first ``--config.KEY=VALUE`` whose KEY is not a config key, as a message naming it,
-    the closest key and the valid keys at that level (None when every key exists)."""
-    base = config_lib.base_config()
+    """The first ``--config.KEY=VALUE`` whose KEY is not a key of the experiment's config, as a
+    message naming it, the closest key and the valid keys at that level (None when every key
+    exists)."""
+    base = experiment_config(argv)
     for arg in argv:
         if not arg.startswith("--config."):
             continue
@@ -154,27 +156,42 @@ def parse_flags(argv: list[str], values: flags.FlagValues | None = None) -> list
     return rest
 
 
+def config_arg(argv: list[str]) -> str | None:
+    """The value of ``argv``'s ``--config`` (``FILE[:ARGS]``), if given."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg[len("--config=") :]
+    return None
+
+
+def experiment_config(argv: list[str]):
+    """``argv``'s ``--config FILE[:ARGS]`` before the overrides (no file: the shared core)."""
+    value = config_arg(argv)
+    if value is None:
+        return config_lib.base_config()
+    path, _, args = value.partition(":")
+    spec = importlib.util.spec_from_file_location("experiment", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(args or None)
+
+
 def missing_experiment(argv: list[str]) -> str | None:
     """Why the ``--config`` file of ``argv`` cannot be read (None when it exists or is not
     given), with the experiments there are."""
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--config="):
-            value = arg[len("--config=") :]
-        else:
-            continue
-        path = value.split(":", 1)[0]
-        if os.path.isfile(path):
-            return None
-        folder = os.path.dirname(path) or "."
-        if not os.path.isdir(folder):
-            folder = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments")
-        known = sorted(glob.glob(os.path.join(folder, "*.py")))
-        close = difflib.get_close_matches(path, known, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        return f"--config {value}: no such file {path!r}; {hint}valid: {known}"
-    return None
+    value = config_arg(argv)
+    path = value.split(":", 1)[0] if value is not None else None
+    if path is None or os.path.isfile(path):
+        return None
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        folder = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments")
+    known = sorted(glob.glob(os.path.join(folder, "*.py")))
+    close = difflib.get_close_matches(path, known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"--config {value}: no such file {path!r}; {hint}valid: {known}"
 
 
 def run():

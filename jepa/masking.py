@@ -43,7 +43,8 @@ REFERENCE_TARGET_TOKENS = 33
 
 @dataclasses.dataclass(frozen=True)
 class MultiBlockSpec:
-    """Everything the multi-block sampler needs; built from ``config.mask`` and the patch grid."""
+    """Everything the multi-block sampler needs; built from ``config.method.mask`` and the patch
+    grid."""
 
     grid: tuple[int, int]
     context_tokens: int
@@ -63,26 +64,31 @@ class MultiBlockSpec:
         """Raise ``ValueError`` naming the ``mask.*`` key for impossible combinations."""
         n = self.num_patches
         if not 0 < self.target_tokens <= n:
-            raise ValueError(f"mask.target_tokens={self.target_tokens} must be in [1, {n}]")
+            raise ValueError(f"method.mask.target_tokens={self.target_tokens} must be in [1, {n}]")
         if not 0 < self.context_tokens < n:
-            raise ValueError(f"mask.context_tokens={self.context_tokens} must be in [1, {n - 1}]")
+            raise ValueError(
+                f"method.mask.context_tokens={self.context_tokens} must be in [1, {n - 1}]"
+            )
         if self.num_targets < 1:
-            raise ValueError(f"mask.num_targets={self.num_targets} must be >= 1")
+            raise ValueError(f"method.mask.num_targets={self.num_targets} must be >= 1")
         if self.context_tokens + self.target_tokens > n:
             raise ValueError(
-                f"mask.context_tokens + mask.target_tokens = "
+                f"method.mask.context_tokens + method.mask.target_tokens = "
                 f"{self.context_tokens + self.target_tokens} exceed the {n} patches of the "
                 f"{self.grid[0]}x{self.grid[1]} grid"
             )
         for key in ("target_scale", "context_scale", "target_aspect", "context_aspect"):
             lo, hi = getattr(self, key)
             if not 0 < lo <= hi:
-                raise ValueError(f"mask.{key}={(lo, hi)} must satisfy 0 < low <= high")
+                raise ValueError(f"method.mask.{key}={(lo, hi)} must satisfy 0 < low <= high")
         if self.target_scale[1] > 1 or self.context_scale[1] > 1:
-            raise ValueError("mask.target_scale / mask.context_scale must be fractions <= 1")
+            raise ValueError(
+                "method.mask.target_scale / method.mask.context_scale must be fractions <= 1"
+            )
         if self.min_keep > self.context_tokens:
             raise ValueError(
-                f"mask.min_keep={self.min_keep} exceeds mask.context_tokens={self.context_tokens}"
+                f"method.mask.min_keep={self.min_keep} exceeds "
+                f"method.mask.context_tokens={self.context_tokens}"
             )
 
 
@@ -184,9 +190,9 @@ def sample_multiblock_masks(
         if not len(todo):
             return Masks(context, targets, (th, tw), (ch, cw), available_in_block)
     raise ValueError(
-        f"mask.context_tokens={spec.context_tokens} cannot be met: after removing "
+        f"method.mask.context_tokens={spec.context_tokens} cannot be met: after removing "
         f"{spec.num_targets} target blocks of {th}x{tw} from the {grid[0]}x{grid[1]} grid too "
-        f"few patches remain; lower mask.context_tokens or mask.num_targets"
+        f"few patches remain; lower method.mask.context_tokens or method.mask.num_targets"
     )
 
 
@@ -257,7 +263,7 @@ VJEPA_GENERATORS = (
 
 @dataclasses.dataclass(frozen=True)
 class TubeSpec:
-    """A (time, h, w) token grid and the generators that mask it (``config.mask.tube``)."""
+    """A (time, h, w) token grid and the generators that mask it (``config.method.mask.tube``)."""
 
     grid: tuple[int, int, int]
     generators: tuple[TubeGenerator, ...] = VJEPA_GENERATORS
@@ -280,15 +286,15 @@ class TubeSpec:
         return dataclasses.replace(self, generators=tuple(gens))
 
     def validate(self, counts: bool = True) -> None:
-        """Raise ``ValueError`` naming the ``mask.tube.*`` key (and generator) at fault;
+        """Raise ``ValueError`` naming the ``method.mask.tube.*`` key (and generator) at fault;
         ``counts=False`` checks everything but the token counts (before they are derived)."""
         n = self.num_tokens
         if min(self.grid) < 1:
             raise ValueError(f"tube mask grid {self.grid} is empty (model.num_frames, image size)")
         if not self.generators:
-            raise ValueError("mask.tube.num_blocks is empty; valid: one entry per generator")
+            raise ValueError("method.mask.tube.num_blocks is empty; valid: one entry per generator")
         for i, g in enumerate(self.generators):
-            key = f"mask.tube.{{}}[{i}]"
+            key = f"method.mask.tube.{{}}[{i}]"
             if g.num_blocks < 1:
                 raise ValueError(f"{key.format('num_blocks')}={g.num_blocks} must be >= 1")
             for name in ("spatial_scale", "temporal_scale", "aspect"):
@@ -405,9 +411,9 @@ def _sample_generator(rng, batch_size: int, grid, gen: TubeGenerator) -> TubeMas
         if not len(todo):
             return TubeMasks(context, targets, size, union_size)
     raise ValueError(
-        f"mask.tube.context_tokens={gen.context_tokens} cannot be met: {gen.num_blocks} blocks "
-        f"of {size} leave too few tokens of the {'x'.join(map(str, grid))} grid outside their "
-        "union; lower mask.tube.context_tokens or mask.tube.spatial_scale"
+        f"method.mask.tube.context_tokens={gen.context_tokens} cannot be met: {gen.num_blocks} "
+        f"blocks of {size} leave too few tokens of the {'x'.join(map(str, grid))} grid outside "
+        "their union; lower method.mask.tube.context_tokens or method.mask.tube.spatial_scale"
     )
 
 
@@ -455,8 +461,8 @@ def default_tube_token_counts(
             min_context.append(n - unions.max())
     if not min_union:
         raise ValueError(
-            f"mask.tube: {gen.num_blocks} blocks at spatial_scale={gen.spatial_scale} always "
-            f"cover the {'x'.join(map(str, grid))} grid; nothing is left for the context"
+            f"method.mask.tube: {gen.num_blocks} blocks at spatial_scale={gen.spatial_scale} "
+            f"always cover the {'x'.join(map(str, grid))} grid; nothing is left for the context"
         )
     target = max(1, int(np.mean(min_union)))
     context = max(1, min(int(np.mean(min_context)), n - target))

@@ -1,6 +1,6 @@
 """Energies D(s_y, ŝ_y) between target and predicted representations, target normalization,
 and the anti-collapse terms every method can add (VICReg, SIGReg) with the way they
-are sampled and weighted from ``config.loss``.
+are sampled and weighted from ``config.method.loss``.
 
 Each energy returns one value per token (averaged over the feature axis), so that callers can
 average over tokens, or take a minimum over latent samples per token or per block.
@@ -43,7 +43,7 @@ ENERGY_FNS = {
 
 def energy_fn(name: str):
     if name not in ENERGY_FNS:
-        raise ValueError(f"loss.energy={name!r}; valid: {sorted(ENERGY_FNS)}")
+        raise ValueError(f"method.loss.energy={name!r}; valid: {sorted(ENERGY_FNS)}")
     return ENERGY_FNS[name]
 
 
@@ -122,7 +122,7 @@ def sigreg(
     return epps_pulley(z @ directions, t_max, num_points).mean()
 
 
-# --- The information terms as ``config.loss`` enables and weights them ------------------------
+# --- The information terms as ``config.method.loss`` enables and weights them -----------------
 
 
 def feature_std(features: jax.Array) -> jax.Array:
@@ -142,7 +142,7 @@ def regularizer_samples(context: jax.Array, mode: str) -> jax.Array:
 
 def information_terms(z: jax.Array, loss_config, key: jax.Array) -> dict:
     """The enabled anti-collapse terms on embeddings ``z`` [samples, dim], unweighted, keyed by
-    the name of their weight in ``config.loss``."""
+    the name of their weight in ``config.method.loss``."""
     terms = {}
     if loss_config.vicreg_var:
         terms["vicreg_var"] = vicreg_variance(z, loss_config.vicreg_gamma)
@@ -159,13 +159,13 @@ def mean_terms(per_group: list[dict]) -> dict:
 
 
 def weighted_sum(terms: dict, loss_config):
-    """Σ weight · term, each term weighted by the ``config.loss`` key it is named after."""
+    """Σ weight · term, each term weighted by the ``config.method.loss`` key it is named after."""
     return sum(loss_config[name] * value for name, value in terms.items())
 
 
 def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
     """The information terms on ``embeddings`` [batch, tokens, dim], sampled as
-    ``loss.regularize`` says: (their weighted sum, {name: value})."""
+    ``method.loss.regularize`` says: (their weighted sum, {name: value})."""
     samples = regularizer_samples(embeddings, loss_config.regularize)
     terms = information_terms(samples, loss_config, key)
     return weighted_sum(terms, loss_config), terms

@@ -17,7 +17,7 @@ import tempfile
 
 import tensorflow_datasets as tfds
 
-from jepa import checkpointing, methods
+from jepa import checkpointing
 from jepa.data import records
 from jepa.data.builders import BUILDERS
 
@@ -231,18 +231,11 @@ def check_checkpoint(config, workdir: str) -> None:
     # Through JSON, as it was stored: tuples become lists on both sides.
     want = _flat(json.loads(json.dumps(checkpointing.model_signature(config))))
     got = _flat(saved)
-    # The settings of a part the method's model does not have (a projector, a predictor)
-    # cannot make a checkpoint unusable.
-    parts = methods.of(config).model_parts
-    unused = tuple(f"{p}." for p in ("predictor", "projector") if p not in parts)
-    differ = [
-        k for k in sorted(set(want) & set(got)) if not k.startswith(unused) and want[k] != got[k]
-    ]
+    # A part only one side has (a method's predictor or projector): the objectives differ.
+    differ = [k for k in sorted(set(want) & set(got)) if want[k] != got[k]]
     if differ:
         keys = "; ".join(
-            f"{k if k == 'objective' else 'model.' + k}={got[k]!r} in the checkpoint, "
-            f"{want[k]!r} in this config"
-            for k in differ
+            f"{k}={got[k]!r} in the checkpoint, {want[k]!r} in this config" for k in differ
         )
         raise ValueError(
             f"workdir={workdir!r} holds checkpoints of another model (newest: step {step}): "
@@ -251,8 +244,21 @@ def check_checkpoint(config, workdir: str) -> None:
         )
 
 
+def check_init(config) -> None:
+    """``init.path``, when set, holds a run's checkpoints or an encoder export."""
+    path = config.init.path
+    if not path or _remote(path) or checkpointing.has_checkpoints(path):
+        return
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(
+            f"init.path={path!r} holds no checkpoints and no encoder export; valid: a jepa-train "
+            "--workdir with checkpoints, a directory written by export_encoder, or '' (fresh)"
+        )
+
+
 def check(config, workdir: str) -> None:
     """Every check above, cheapest first."""
     check_workdir(workdir)
+    check_init(config)
     check_data(config)
     check_checkpoint(config, workdir)

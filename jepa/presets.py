@@ -1,4 +1,5 @@
-"""Settings that several experiments share, as functions that fill in a ``base_config()``.
+"""Settings that several experiments share, as functions that fill in a config (the core of
+``base_config()`` and the method's section ``method``).
 
 Each experiment file keeps what makes it itself (objective, encoder, masks, losses); what is
 the same for every run on a dataset lives here once.
@@ -16,7 +17,8 @@ def smmnist_video(c, *, digits: str, data_dir: str, steps: int, batch_size: int)
     m.image_size, m.channels = 64, 1
     m.num_heads = 4
     m.patch_embed_init = "fan_in"  # see experiments/mnist_ijepa.py
-    m.predictor.width, m.predictor.depth, m.predictor.num_heads = 64, 2, 4
+    p = c.method.predictor
+    p.width, p.depth, p.num_heads = 64, 2, 4
 
     d = c.data
     d.dataset = f"stochastic_moving_mnist/{digits}" if digits else "stochastic_moving_mnist"

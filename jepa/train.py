@@ -1,8 +1,8 @@
 """``train_and_evaluate(config, workdir)``: the generic pretraining loop, read top to bottom.
 
-Sections: config → mesh → input → state (fresh or restored) → jitted step → loop (progress bar,
-metrics, health, checkpoints, non-finite guard, stop on SIGTERM/SIGINT) → final checkpoint
-and plots.
+Sections: config → mesh → input → state (resumed, else from config.init, else fresh) → jitted
+step → loop (progress bar, metrics, health, checkpoints, non-finite guard, stop on
+SIGTERM/SIGINT) → final checkpoint and plots.
 """
 
 from __future__ import annotations
@@ -207,17 +207,8 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     rng = jax.random.PRNGKey(config.seed)
     abstract, shardings = state_lib.state_shardings(config, tx, mesh, rng)
     ckpt = checkpointing.Checkpointer(workdir, config.checkpoint_every, config.keep_checkpoints)
-    state, start = ckpt.restore_latest_good(
-        checkpointing.with_shardings(abstract, shardings), train_iter
-    )
-    if state is None:
-        state, _ = state_lib.create_train_state(config, tx, mesh)
-        start = 0
-        load_at_start = methods.of(config).load_at_start
-        if load_at_start is not None:  # e.g. a hierarchy's trained lower levels
-            state = load_at_start(config, state, shardings, hub.load_model_params)
-    else:
-        logging.info("resumed from step %d in %s", start, workdir)
+    # A resume, else config.init's parts of another run, else a fresh init.
+    state, start = hub.initial_state(config, ckpt, train_iter, tx, mesh, abstract, shardings)
 
     # ---------------------------------------------------------------------- update function
     train_step = step_lib.jit_train_step(config, tx, mesh, shardings)

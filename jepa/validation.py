@@ -1,6 +1,7 @@
-"""Config validation: every key and type against the base config, the combinations a type check
-cannot see, then the method's own (``Method.validate``). Runs before anything is traced or
-compiled; every error names the offending key and what would be valid."""
+"""Config validation: every key and type against the shared core (``base_config``) and, under
+``method``, against the defaults of the method ``objective`` names; the combinations of core keys
+a type check cannot see; then the method's own (``Method.validate``). Runs before anything is
+traced or compiled; every error names the offending key and what would be valid."""
 
 from __future__ import annotations
 
@@ -9,23 +10,12 @@ import warnings
 
 import ml_collections
 
-from jepa import latent, methods
-from jepa.config import (
-    DTYPES,
-    ENERGIES,
-    REGULARIZE_ON,
-    TARGET_ENCODERS,
-    base_config,
-    batch_statistic_terms,
-    latent_spec,
-    mesh_shape,
-)
+from jepa import methods
+from jepa.config import DTYPES, base_config, init_parts, mesh_shape
 from jepa.evaluate import protocols
-from jepa.methods import REGISTRY
+from jepa.methods.base import check_pair, validate_shared
 from jepa.models.layers import REMAT_POLICIES
 from jepa.models.vit import VIDEO_MODES
-
-MASK_KINDS = ("multiblock", "tube")
 
 
 def _validate_video(config) -> None:
@@ -42,32 +32,18 @@ def _validate_video(config) -> None:
             f"model.num_frames={m.num_frames} is not divisible by model.tubelet_size="
             f"{m.tubelet_size}"
         )
-    if config.mask.kind not in MASK_KINDS:
-        raise ValueError(f"mask.kind={config.mask.kind!r}; valid: {MASK_KINDS}")
 
 
-# Keys read by some methods only (``Method.reads``), at their base values: any other value on a
-# method that does not read the key stops the run instead of being silently ignored.
-METHOD_KEYS = {
-    "mask.kind": "multiblock",
-    "latent.kind": "none",
-    "latent.reference": False,
-    "loss.future_target_grid": 0,
-}
-
-
-def _validate_method_keys(config) -> None:
-    """No key set that only other methods read."""
-    for path, default in METHOD_KEYS.items():
-        group, leaf = path.split(".")
-        value = config[group][leaf]
-        if value == default or path in methods.get(config.objective).reads:
-            continue
-        readers = " or ".join(f'objective="{m.name}"' for m in REGISTRY.values() if path in m.reads)
-        raise ValueError(
-            f"{path}={value!r} is read by {readers}, not by objective={config.objective!r}: "
-            f"valid: {readers}, or {path}={default!r}"
-        )
+def batch_statistic_terms(config) -> list[str]:
+    """The enabled loss terms of the method's section that are statistics over the batch (not
+    means of per-sample values), by full key: gradient accumulation computes them per
+    micro-batch."""
+    section = config.method
+    loss, lat = section.get("loss", {}), section.get("latent", {})
+    keys = [f"method.loss.{k}" for k in ("vicreg_var", "vicreg_cov", "sigreg") if loss.get(k)]
+    if lat.get("kind") == "discrete" and lat.get("usage_weight"):
+        keys.append("method.latent.usage_weight")
+    return keys
 
 
 def _validate_accumulation(config) -> None:
@@ -87,17 +63,6 @@ def _validate_accumulation(config) -> None:
         )
 
 
-# (low, high) pairs: a single number from the command line (``--config.mask.target_scale=0.2``)
-# arrives as a 1-tuple.
-PAIR_KEYS = (
-    "mask.target_scale",
-    "mask.target_aspect",
-    "mask.context_scale",
-    "mask.context_aspect",
-    "data.crop_scale",
-    "data.local_crop_scale",
-    "optim.ema_momentum",
-)
 # String keys with a fixed set of values that validate() does not check elsewhere (the models
 # would only fail when traced).
 CHOICES = {
@@ -168,22 +133,16 @@ def _check_node(node, defaults, prefix: str) -> None:
 
 
 def check_keys_and_types(config) -> None:
-    """Every key is one of ``base_config``'s, with a value of its type; pairs have two numbers
-    and keys with a fixed set of values have one of them. Catches what the locked config cannot:
-    keys misspelled before an experiment locks it, and values set to None or to a dict of
-    strings."""
-    _check_node(config, base_config(), "")
-    for path in PAIR_KEYS:
-        *parents, leaf = path.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        value = node[leaf]
-        if len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
-            raise ValueError(f"{path}={tuple(value)!r}; valid: a pair of numbers (low, high)")
-    # latent.penalty before LatentSpec.validate(), which tries it on JAX arrays.
-    choices = {**CHOICES, "latent.kind": latent.KINDS, "latent.penalty": latent.PENALTIES}
-    for path, valid in choices.items():
+    """Every key is one of ``base_config``'s or, under ``method``, of the method's defaults,
+    with a value of its type; pairs have two numbers and keys with a fixed set of values have
+    one of them. Catches what the locked config cannot: keys misspelled before an experiment
+    locks it, and values set to None or to a dict of strings."""
+    expected = base_config()
+    expected.method = methods.of(config).defaults()  # an unknown objective: named here
+    _check_node(config, expected, "")
+    check_pair(config.data.crop_scale, "data.crop_scale")
+    check_pair(config.optim.ema_momentum, "optim.ema_momentum")
+    for path, valid in CHOICES.items():
         group, leaf = path.split(".")
         if config[group][leaf] not in valid:
             raise ValueError(f"{path}={config[group][leaf]!r}; valid: {valid}")
@@ -202,26 +161,10 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
     if m.width % 4:
         raise ValueError(f"model.width={m.width} must be divisible by 4 (2D sin-cos embedding)")
-    p = m.predictor
-    if p.width % p.num_heads or p.width % 4:
-        raise ValueError(
-            f"model.predictor.width={p.width} must be divisible by 4 and by "
-            f"model.predictor.num_heads={p.num_heads}"
-        )
     if m.dtype not in (*DTYPES, "auto"):
         raise ValueError(f"model.dtype={m.dtype!r}; valid: {(*DTYPES, 'auto')}")
     if m.remat not in REMAT_POLICIES:
         raise ValueError(f"model.remat={m.remat!r}; valid: {tuple(REMAT_POLICIES)}")
-    if config.loss.energy not in ENERGIES:
-        raise ValueError(f"loss.energy={config.loss.energy!r}; valid: {ENERGIES}")
-    if config.loss.target_encoder not in TARGET_ENCODERS:
-        raise ValueError(
-            f"loss.target_encoder={config.loss.target_encoder!r}; valid: {TARGET_ENCODERS}"
-        )
-    if config.loss.regularize not in REGULARIZE_ON:
-        raise ValueError(f"loss.regularize={config.loss.regularize!r}; valid: {REGULARIZE_ON}")
-    method = methods.of(config)  # raises naming objective and the valid names
-    latent_spec(config).validate()
     protocols.validate_eval(config)
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")
@@ -233,8 +176,9 @@ def validate(config, device_count: int | None = None) -> None:
     if config.optim.schedule_scale < 1:
         raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
     _validate_video(config)
-    _validate_method_keys(config)
-    method.validate(config)
+    init_parts(config.init.take)
+    validate_shared(config)
+    methods.of(config).validate(config)
     if config.model.patch_blur < 0:
         raise ValueError(f"model.patch_blur={config.model.patch_blur} must be >= 0 (0 = off)")
     _validate_stem(config.model)

@@ -38,11 +38,11 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jepa import config as config_lib
 from jepa import hardware, masking, memory, optim, sharding, validation
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.hardware import nominal_peak
+from jepa.methods import ijepa
 from jepa.models import layers
 
 config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
@@ -228,7 +228,7 @@ def step_flops_per_image(config) -> float:
     mesh = sharding.make_mesh(config)
     tx = optim.make_optimizer(config)
     abstract, shardings = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))
-    spec = config_lib.mask_spec(config)
+    spec = ijepa.mask_spec(config)
     m, b = config.model, config.batch_size
     masks = masking.masks_for_step(config.seed, 0, b, spec)
     batch = {
@@ -339,7 +339,7 @@ def main(_):
     tx = optim.make_optimizer(config)
     state, shardings = state_lib.create_train_state(config, tx, mesh)
     train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
-    spec = config_lib.mask_spec(config)
+    spec = ijepa.mask_spec(config)
     m = config.model
     b = config.batch_size
     rng = np.random.default_rng(0)
@@ -425,8 +425,8 @@ def main(_):
         "dtype_choice": dtype_choice,
         "cpu": hardware.cpu_info() if jax.default_backend() == "cpu" else None,
         "mesh": dict(zip(mesh.axis_names, mesh.devices.shape, strict=True)),
-        "context_tokens": config.mask.context_tokens,
-        "target_tokens": config.mask.target_tokens,
+        "context_tokens": config.method.mask.context_tokens,
+        "target_tokens": config.method.mask.target_tokens,
     }
     if mem is not None:
         result["memory"] = mem

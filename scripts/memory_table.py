@@ -29,10 +29,10 @@ import ml_collections  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from jepa import config as config_lib  # noqa: E402
 from jepa import masking, memory, optim, sharding, validation  # noqa: E402
 from jepa import state as state_lib  # noqa: E402
 from jepa import step as step_lib  # noqa: E402
+from jepa.methods import ijepa  # noqa: E402
 
 config_flags.DEFINE_config_file("config", None, "experiments/NAME.py[:ARGS]", lock_config=True)
 flags.DEFINE_integer("batch", 8, "global batch size per step (divisible by every device count)")
@@ -52,7 +52,7 @@ def abstract_batch(config) -> dict:
     if config.objective != "masked":
         raise ValueError(f"objective={config.objective!r}: this table covers 'masked' (I-JEPA)")
     m, b = config.model, config.batch_size
-    masks = masking.masks_for_step(config.seed, 0, b, config_lib.mask_spec(config))
+    masks = masking.masks_for_step(config.seed, 0, b, ijepa.mask_spec(config))
     return {
         "image": jax.ShapeDtypeStruct((b, m.image_size, m.image_size, m.channels), "float32"),
         "context": jax.ShapeDtypeStruct(masks.context.shape, masks.context.dtype),

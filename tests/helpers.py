@@ -4,7 +4,8 @@ import ml_collections
 import numpy as np
 
 from jepa import config as config_lib
-from jepa import masking
+from jepa import masking, methods
+from jepa.methods import ijepa
 
 
 def with_overrides(c, overrides: dict):
@@ -18,20 +19,30 @@ def with_overrides(c, overrides: dict):
     return c
 
 
-def tiny_config(**overrides):
+def tiny_parts(c):
+    """The method's predictor and masks, where it has them, sized for the tiny encoders."""
+    if "predictor" in c.method:
+        c.method.predictor.width = 32
+        c.method.predictor.depth = 1
+        c.method.predictor.num_heads = 2
+    if "mask" in c.method:
+        c.method.mask.context_tokens = 6
+        c.method.mask.target_tokens = 3
+        c.method.mask.min_keep = 2
+    return c
+
+
+def tiny_config(objective="masked", **overrides):
     """A 32×32 RGB ViT (8×8 patches, 4×4 grid) small enough to compile in seconds."""
     c = config_lib.base_config()
+    c.method_file = overrides.pop("method_file", "")  # before the method is looked up
+    methods.with_method(c, objective)
     c.model.image_size = 32
     c.model.patch_size = 8
     c.model.width = 64
     c.model.depth = 2
     c.model.num_heads = 4
-    c.model.predictor.width = 32
-    c.model.predictor.depth = 1
-    c.model.predictor.num_heads = 2
-    c.mask.context_tokens = 6
-    c.mask.target_tokens = 3
-    c.mask.min_keep = 2
+    tiny_parts(c)
     c.batch_size = 8
     c.total_steps = 10
     c.optim.warmup_steps = 2
@@ -43,7 +54,7 @@ def synthetic_batch(config, step: int, seed: int = 0) -> dict:
     rng = np.random.default_rng([seed, step, 7])
     m = config.model
     images = rng.standard_normal((config.batch_size, m.image_size, m.image_size, m.channels))
-    masks = masking.masks_for_step(seed, step, config.batch_size, config_lib.mask_spec(config))
+    masks = masking.masks_for_step(seed, step, config.batch_size, ijepa.mask_spec(config))
     return {"image": images.astype(np.float32), "context": masks.context, "targets": masks.targets}
 
 
@@ -57,9 +68,9 @@ def tiny_smm_overrides(data_dir: str) -> dict:
         "model.width": 32,
         "model.depth": 1,
         "model.num_heads": 2,
-        "model.predictor.width": 32,
-        "model.predictor.depth": 1,
-        "model.predictor.num_heads": 2,
+        "method.predictor.width": 32,
+        "method.predictor.depth": 1,
+        "method.predictor.num_heads": 2,
         "data.dataset": "stochastic_moving_mnist/tiny",
         "data.data_dir": data_dir,
         "data.test_split": "test",
@@ -71,22 +82,22 @@ def tiny_smm_overrides(data_dir: str) -> dict:
     }
 
 
-def tiny_mnist_config(data_dir: str, **overrides):
+def tiny_mnist_config(data_dir: str, objective="masked", **overrides):
     """mnist5k at 28 px with 7-px patches (4×4 grid) and a one-block ViT: seconds per step."""
     c = config_lib.base_config()
+    c.method_file = overrides.pop("method_file", "")  # before the method is looked up
+    methods.with_method(c, objective)
     c.model.image_size = 28
     c.model.channels = 1
     c.model.patch_size = 7
     c.model.width = 32
     c.model.depth = 1
     c.model.num_heads = 2
-    c.model.predictor.width = 16
-    c.model.predictor.depth = 1
-    c.model.predictor.num_heads = 2
-    c.mask.num_targets = 2
-    c.mask.context_tokens = 6
-    c.mask.target_tokens = 3
-    c.mask.min_keep = 2
+    tiny_parts(c)
+    if "predictor" in c.method:
+        c.method.predictor.width = 16
+    if "mask" in c.method:
+        c.method.mask.num_targets = 2
     c.batch_size = 16
     c.total_steps = 4
     c.optim.warmup_steps = 1

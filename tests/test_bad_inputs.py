@@ -58,8 +58,15 @@ def test_unknown_override_names_the_key_and_the_valid_ones():
     msg = unknown_override(["jepa-train", "--config.total_steps=5", "--config.foo=3"])
     assert msg.startswith("unknown config key foo (--config.foo=3); valid at the top level:")
     assert "'model'" in msg and "did you mean" not in msg
-    msg = unknown_override(["--config.model.predictor.widht=3"])
-    assert "did you mean --config.model.predictor.width?" in msg and "under model.predictor" in msg
+    # The method's section is the experiment's: its keys are checked against that config.
+    experiment = ["--config", os.path.join(ROOT, "experiments/mnist_ijepa.py")]
+    msg = unknown_override([*experiment, "--config.method.predictor.widht=3"])
+    assert (
+        "did you mean --config.method.predictor.width?" in msg and "under method.predictor" in msg
+    )
+    msg = unknown_override([*experiment, "--config.method.nope=1"])
+    assert msg.startswith("unknown config key method.nope (--config.method.nope=1); valid under")
+    assert "['loss', 'mask', 'predictor']" in msg
     assert unknown_override(["--config.model.width=3", "--workdir=/tmp/x"]) is None
 
 
@@ -98,12 +105,20 @@ def cfg(_edit=None, **overrides):
     stops at the dataset check with a message the case does not expect."""
 
     def make(tmp, data_dir):
-        c = tiny_config(**overrides)
-        if _edit:
-            _edit(c)
-        return lambda: train.train_and_evaluate(c, str(tmp / "w"))
+        def call():
+            c = tiny_config(**overrides)  # an unknown objective fails here
+            if _edit:
+                _edit(c)
+            return train.train_and_evaluate(c, str(tmp / "w"))
+
+        return call
 
     return make
+
+
+def add_latent(c):
+    """A latent z on a method without one."""
+    c.method.latent = {"kind": "discrete"}
 
 
 def future(**overrides):
@@ -246,7 +261,7 @@ def misspelled_before_lock(c):
 
 
 def predictor_of_strings(c):
-    c.model.predictor = ml_collections.ConfigDict(dict(width="32", depth=1, num_heads=2))
+    c.method.predictor = ml_collections.ConfigDict(dict(width="32", depth=1, num_heads=2))
 
 
 # ------------------------------------------------------------------------------------ table
@@ -279,9 +294,9 @@ CASES = [
         id="cli-bool-given-text",
     ),
     pytest.param(
-        cli("--config.mask.target_scale=0.2"),
+        cli("--config.method.mask.target_scale=0.2"),
         E,
-        r"mask\.target_scale=\(0\.2,\)",
+        r"method\.mask\.target_scale=\(0\.2,\)",
         "pair of numbers",
         id="cli-pair-given-one-number",
     ),
@@ -313,7 +328,7 @@ CASES = [
     pytest.param(
         cfg(predictor_of_strings),
         E,
-        r"model\.predictor\.width='32' is a str",
+        r"method\.predictor\.width='32' is a str",
         "valid: int",
         id="py-string-for-int-in-group",
     ),
@@ -340,38 +355,38 @@ CASES = [
         id="heads-not-dividing-width",
     ),
     pytest.param(
-        cfg(**{"model.predictor.num_heads": 5}),
+        cfg(**{"method.predictor.num_heads": 5}),
         E,
-        r"model\.predictor\.width=32",
-        r"divisible by 4 and by model\.predictor\.num_heads=5",
+        r"method\.predictor\.width=32",
+        r"divisible by 4 and by method\.predictor\.num_heads=5",
         id="predictor-heads",
     ),
     pytest.param(
-        cfg(**{"mask.context_tokens": 40}),
+        cfg(**{"method.mask.context_tokens": 40}),
         E,
-        r"mask\.context_tokens=40",
+        r"method\.mask\.context_tokens=40",
         r"\[1, 15\]",
         id="context-tokens-over-grid",
     ),
     pytest.param(
-        cfg(**{"mask.target_tokens": 17}),
+        cfg(**{"method.mask.target_tokens": 17}),
         E,
-        r"mask\.target_tokens=17",
+        r"method\.mask\.target_tokens=17",
         r"\[1, 16\]",
         id="target-tokens-over-grid",
     ),
     pytest.param(
-        cfg(**{"mask.context_tokens": 12, "mask.target_tokens": 8}),
+        cfg(**{"method.mask.context_tokens": 12, "method.mask.target_tokens": 8}),
         E,
-        r"mask\.context_tokens \+ mask\.target_tokens = 20",
+        r"method\.mask\.context_tokens \+ method\.mask\.target_tokens = 20",
         "16 patches",
         id="context-plus-target-over-grid",
     ),
     pytest.param(
-        cfg(**{"mask.min_keep": 7}),
+        cfg(**{"method.mask.min_keep": 7}),
         E,
-        r"mask\.min_keep=7",
-        r"mask\.context_tokens=6",
+        r"method\.mask\.min_keep=7",
+        r"method\.mask\.context_tokens=6",
         id="min-keep-over-context",
     ),
     # -- batch and mesh on the 8 simulated devices
@@ -418,7 +433,11 @@ CASES = [
         cfg(objective="contrastive"), E, "objective='contrastive'", "multiview", id="objective"
     ),
     pytest.param(
-        cfg(**{"loss.energy": "hinge"}), E, r"loss\.energy='hinge'", "smooth_l1", id="energy"
+        cfg(**{"method.loss.energy": "hinge"}),
+        E,
+        r"method\.loss\.energy='hinge'",
+        "smooth_l1",
+        id="energy",
     ),
     pytest.param(cfg(**{"model.dtype": "fp8"}), E, r"model\.dtype='fp8'", "bfloat16", id="dtype"),
     pytest.param(cfg(**{"model.remat": "some"}), E, r"model\.remat='some'", "dots", id="remat"),
@@ -445,9 +464,9 @@ CASES = [
         id="conv-stem-patch",
     ),
     pytest.param(
-        cfg(**{"loss.regularize": "image"}),
+        cfg(**{"method.loss.regularize": "image"}),
         E,
-        r"loss\.regularize='image'",
+        r"method\.loss\.regularize='image'",
         "pooled",
         id="regularize",
     ),
@@ -465,78 +484,89 @@ CASES = [
         id="schedule-scale",
     ),
     # -- objective-specific combinations
-    pytest.param(cfg(**{"data.num_views": 2}), E, r"data\.num_views=2", "valid: 1", id="num-views"),
+    # A key of another method's section is unknown in this one's.
     pytest.param(
-        cfg(objective="multiview", **{"data.local_views": 2, "data.local_size": 12}),
+        cfg(**{"method.num_views": 2}),
         E,
-        r"data\.local_size=12",
+        r"unknown config key method\.num_views",
+        r"valid keys under method: \['loss', 'mask', 'predictor'\]",
+        id="num-views",
+    ),
+    pytest.param(
+        cfg(objective="multiview", **{"method.local_views": 2, "method.local_size": 12}),
+        E,
+        r"method\.local_size=12",
         r"multiple of model\.patch_size=8",
         id="multiview-local-size",
     ),
     pytest.param(
-        cfg(objective="multiview", **{"data.num_views": 2, "loss.view_weight": 0.0}),
+        cfg(objective="multiview", **{"method.num_views": 2, "method.loss.view_weight": 0.0}),
         E,
-        r"loss\.view_weight=0",
+        r"method\.loss\.view_weight=0",
         "valid: > 0",
         id="multiview-no-view-weight",
     ),
     pytest.param(
-        cfg(**{"data.local_views": 2, "data.local_size": 16}),
+        cfg(**{"method.local_views": 2, "method.local_size": 16}),
         E,
-        r"data\.local_views > 0",
-        'objective="multiview"',
+        r"unknown config key method\.local_(views|size)",
+        "valid keys under method",
         id="local-views-on-masked",
     ),
     pytest.param(
         cfg(objective="multiview"),
         E,
-        r"data\.num_views=1, data\.local_views=0",
+        r"method\.num_views=1, method\.local_views=0",
         "two views in all",
         id="multiview-one-view",
     ),
     # -- latent variable and clips
     pytest.param(
-        cfg(**{"latent.kind": "discrete"}),
+        cfg(add_latent),
         E,
-        r"latent\.kind",
-        'objective="future"',
+        r"unknown config key method\.latent",
+        "valid keys under method",
         id="latent-on-masked",
     ),
     pytest.param(
-        future(**{"latent.kind": "gaussian"}),
+        future(**{"method.latent.kind": "gaussian"}),
         E,
-        r"latent\.kind='gaussian'",
+        r"method\.latent\.kind='gaussian'",
         "continuous",
         id="latent-kind",
     ),
     pytest.param(
-        future(**{"latent.kind": "continuous", "latent.penalty": "l3"}),
+        future(**{"method.latent.kind": "continuous", "method.latent.penalty": "l3"}),
         E,
-        r"latent\.penalty='l3'",
+        r"method\.latent\.penalty='l3'",
         "'kl'",
         id="latent-penalty",
     ),
     pytest.param(
-        future(**{"latent.kind": "discrete", "latent.num_codes": 1}),
+        future(**{"method.latent.kind": "discrete", "method.latent.num_codes": 1}),
         E,
-        r"latent\.num_codes=1",
+        r"method\.latent\.num_codes=1",
         ">= 2",
         id="latent-codes",
     ),
     pytest.param(
-        future(**{"data.clip.context_frames": 0}),
+        future(**{"method.clip.context_frames": 0}),
         E,
-        r"data\.clip\.context_frames=0",
+        r"method\.clip\.context_frames=0",
         ">= 1",
         id="clip-context",
     ),
     pytest.param(
-        future(**{"data.clip.horizon": 0}), E, r"data\.clip\.horizon=0", ">= 1", id="clip-horizon"
+        future(**{"method.clip.horizon": 0}),
+        E,
+        r"method\.clip\.horizon=0",
+        ">= 1",
+        id="clip-horizon",
     ),
     pytest.param(
-        future(**{"model.predictor.width": 36, "model.predictor.num_heads": 2}),
+        future(**{"method.predictor.width": 36, "method.predictor.num_heads": 2}),
         E,
-        r"model\.predictor\.width=36",
+        r"method\.predictor\.width=36",
         "divisible by 8",
         id="clip-predictor-width",
     ),
@@ -795,6 +825,20 @@ CASES = [
         "or use a new --workdir",
         id="checkpoint-of-another-stem",
     ),
+    pytest.param(
+        mnist(**{"init.path": "/nonexistent/run"}),
+        E,
+        r"init\.path='/nonexistent/run' holds no checkpoints",
+        "a jepa-train --workdir with checkpoints",
+        id="init-path-not-a-run",
+    ),
+    pytest.param(
+        mnist(**{"init.path": "/nonexistent/run", "init.take": ("encoder",)}),
+        E,
+        r"init\.take entry 'encoder'",
+        "'params/encoder'",
+        id="init-take-not-a-path",
+    ),
 ]
 
 
@@ -821,9 +865,10 @@ def test_preflight_accepts_what_a_run_needs(tmp_path, mnist_data_dir):
     preflight.check(c, str(tmp_path / "new" / "run"))
     preflight.check(tiny_mnist_config(str(tmp_path / "fresh_tfds")), str(tmp_path / "w"))
     save_checkpoint(c, str(tmp_path / "resume"))
-    # The projector is not part of a masked model: changing it does not block the resume.
+    # A loss weight does not shape the parameters: changing it does not block the resume.
     preflight.check(
-        tiny_mnist_config(mnist_data_dir, **{"model.projector.out": 8}), str(tmp_path / "resume")
+        tiny_mnist_config(mnist_data_dir, **{"method.loss.vicreg_var": 1.0}),
+        str(tmp_path / "resume"),
     )
     with pytest.raises(ValueError, match=r"objective='masked' in the checkpoint"):
         preflight.check(

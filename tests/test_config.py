@@ -1,6 +1,7 @@
 """Configs: experiments load and validate (bad settings: tests/test_bad_inputs.py)."""
 
 import importlib.util
+import json
 import os
 
 import pytest
@@ -28,11 +29,14 @@ def test_paper_recipe_h14():
         14,
     )
     assert c.batch_size == 2048 and c.epochs == 300
-    assert (c.model.predictor.depth, c.model.predictor.width) == (12, 384)
+    assert (c.method.predictor.depth, c.method.predictor.width) == (12, 384)
     assert (c.optim.start_lr, c.optim.lr, c.optim.final_lr) == (2e-4, 1e-3, 1e-6)
     assert (c.optim.weight_decay, c.optim.final_weight_decay) == (0.04, 0.4)
     assert tuple(c.optim.ema_momentum) == (0.996, 1.0) and c.optim.schedule_scale == 1.25
-    assert (c.mask.context_tokens, c.mask.target_tokens) == (78, 43)  # 16×16 grid, scaled
+    assert (c.method.mask.context_tokens, c.method.mask.target_tokens) == (
+        78,
+        43,
+    )  # 16×16 grid, scaled
     validation.validate(c, device_count=256)
     resolved = config_lib.resolve_steps(c, 1_281_167)
     assert resolved.total_steps == 300 * (1_281_167 // 2048)
@@ -42,7 +46,7 @@ def test_paper_recipe_h14():
 def test_variants_and_resolution_args():
     c = load_experiment("ijepa_in1k", "variant=S/16,res=448")
     assert c.model.image_size == 448 and c.model.width == 384
-    assert (c.mask.context_tokens, c.mask.target_tokens) == (240, 132)  # 28×28 grid
+    assert (c.method.mask.context_tokens, c.method.mask.target_tokens) == (240, 132)  # 28×28 grid
     validation.validate(c, 8)
     with pytest.raises(ValueError, match="unknown config arg 'size'"):
         load_experiment("ijepa_in1k", "size=3")
@@ -57,7 +61,12 @@ def test_mnist_experiment_is_valid():
     v = load_experiment("mnist_vicreg_jepa", "steps=300")
     s = load_experiment("mnist_sigreg_jepa", "steps=300")
     validation.validate(v, 1)
-    assert (v.loss.vicreg_var, v.loss.vicreg_cov, v.loss.sigreg, v.total_steps) == (
+    assert (
+        v.method.loss.vicreg_var,
+        v.method.loss.vicreg_cov,
+        v.method.loss.sigreg,
+        v.total_steps,
+    ) == (
         1.0,
         0.04,
         0.0,
@@ -69,7 +78,7 @@ def test_mnist_experiment_is_valid():
 def test_multiview_experiment_is_valid():
     c = load_experiment("mnist_sigreg_jepa", "steps=50")
     validation.validate(c, 1)
-    assert (c.objective, c.total_steps, c.loss.sigreg, methods.eval_weights(c)) == (
+    assert (c.objective, c.total_steps, c.method.loss.sigreg, methods.eval_weights(c)) == (
         "multiview",
         50,
         0.05,
@@ -97,26 +106,58 @@ def test_hjepa_experiment_defaults_are_the_documented_recipe():
     from the short command; the schedule follows ``levels`` unless given."""
     l1 = load_experiment("hjepa_moving_mnist", "levels=1")
     validation.validate(l1, 1)
-    m, h, lv1 = l1.model, l1.hierarchy, l1.hierarchy.level1
+    m, h, lv1 = l1.model, l1.method, l1.method.level1
     assert (m.stem, m.patch_blur, m.width, m.depth, m.patch_size) == ("conv", 0.0, 128, 3, 8)
     assert (lv1.views_weight, lv1.views, lv1.windows, lv1.pool_grid) == (3.0, 8, 2, 4)
     assert (lv1.mask_ratio, lv1.context_frames, lv1.horizon) == (0.9, 2, 1)
-    assert (l1.loss.vicreg_var, l1.loss.vicreg_cov, l1.eval.weights) == (0.25, 0.01, "context")
-    assert (l1.data.sequence.frames, l1.batch_size, l1.total_steps) == (8, 32, 1600)
+    assert (l1.method.loss.vicreg_var, l1.method.loss.vicreg_cov, l1.eval.weights) == (
+        0.25,
+        0.01,
+        "context",
+    )
+    assert (l1.method.sequence.frames, l1.batch_size, l1.total_steps) == (8, 32, 1600)
     assert (h.mode, h.frozen_levels, len(h.levels)) == ("joint", 0, 0)
     l2 = load_experiment("hjepa_moving_mnist", "levels=2,mode=greedy,init_from=/tmp/l1")
     validation.validate(l2, 1)
-    level2 = l2.hierarchy.levels[0]
-    assert (l2.data.sequence.frames, l2.batch_size, l2.total_steps) == (20, 16, 12000)
-    assert (l2.hierarchy.frozen_levels, l2.hierarchy.init_from) == (1, "/tmp/l1")
+    level2 = l2.method.levels[0]
+    assert (l2.method.sequence.frames, l2.batch_size, l2.total_steps) == (20, 16, 12000)
+    assert (l2.method.frozen_levels, l2.init.path) == (1, "/tmp/l1")
     assert (level2["width"], tuple(level2["recall"])) == (256, (0, 1, 2, 3))
     assert tuple(level2["horizons"]) == (2, 4, 6, 8)
     # Level 1's keys are the same in both runs, so level 2 loads exactly the level 1 trained.
     assert l2.model.to_dict() == l1.model.to_dict()
-    assert l2.hierarchy.level1.to_dict() == l1.hierarchy.level1.to_dict()
+    assert l2.method.level1.to_dict() == l1.method.level1.to_dict()
     short = load_experiment("hjepa_moving_mnist", "levels=2,steps=3000,batch=8,frames=12")
-    assert (short.total_steps, short.batch_size, short.data.sequence.frames) == (3000, 8, 12)
-    with pytest.raises(ValueError, match="hierarchy.level1.views=8"):
+    assert (short.total_steps, short.batch_size, short.method.sequence.frames) == (3000, 8, 12)
+    with pytest.raises(ValueError, match="method.level1.views=8"):
         validation.validate(load_experiment("hjepa_moving_mnist", "frames=6"), 1)
     with pytest.raises(ValueError, match="unknown config arg 'width2'"):
         load_experiment("hjepa_moving_mnist", "width2=256")
+
+
+def test_a_config_stored_before_the_method_section_is_refused_whole(tmp_path):
+    """A run written before each method's keys moved under ``config.method`` does not load,
+    in part or with defaults filled in: the error says what changed and what to do."""
+    from helpers import tiny_config
+    from test_bad_inputs import save_checkpoint
+
+    import jepa
+    from jepa import checkpointing
+
+    config = tiny_config()
+    workdir = str(tmp_path / "old")
+    save_checkpoint(config, workdir)
+    stored = config.to_dict()
+    section = stored.pop("method")
+    stored.update(mask=section["mask"], loss=section["loss"])  # the layout before config.method
+    stored["model"]["predictor"] = section["predictor"]
+    with open(os.path.join(workdir, "checkpoints", "1", "config", "metadata"), "w") as f:
+        json.dump(stored, f)
+    match = r"this checkpoint's config predates config\.method .*\['loss', 'mask'\].*re-train"
+    with pytest.raises(checkpointing.CheckpointMismatchError, match=match):
+        methods.from_stored(stored)
+    with pytest.raises(checkpointing.CheckpointMismatchError, match=match):
+        jepa.load_encoder(workdir)
+    # The same config as written today loads, every value as stored.
+    written = json.loads(config.to_json())
+    assert json.loads(methods.from_stored(written).to_json()) == written

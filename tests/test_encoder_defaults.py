@@ -17,14 +17,14 @@ from jepa.evaluate import protocols
 
 MULTIVIEW = {
     "objective": "multiview",
-    "data.num_views": 2,
-    "data.local_views": 2,
-    "data.local_size": 14,
-    "loss.energy": "l2",
-    "loss.sigreg": 0.05,
-    "loss.sigreg_slices": 16,
-    "model.projector.hidden": 16,
-    "model.projector.out": 8,
+    "method.num_views": 2,
+    "method.local_views": 2,
+    "method.local_size": 14,
+    "method.loss.energy": "l2",
+    "method.loss.sigreg": 0.05,
+    "method.loss.sigreg_slices": 16,
+    "method.projector.hidden": 16,
+    "method.projector.out": 8,
 }
 
 # objective → (tiny config, the encoder its probes read by default)
@@ -107,11 +107,10 @@ def test_load_encoder_reads_what_jepa_eval_probes(
 
 
 def test_eval_weights_is_the_methods_own_unless_set():
-    c = config_lib.base_config()
-    for objective, weights in (("masked", "target"), ("multiview", "context")):
-        c.objective = objective
+    for objective, weights in (("multiview", "context"), ("masked", "target")):
+        c = methods.with_method(config_lib.base_config(), objective)
         assert methods.eval_weights(c) == weights
-    c.objective, c.loss.target_encoder = "masked", "online"  # no EMA in the loss
+    c.method.loss.target_encoder = "online"  # no EMA in the loss
     assert methods.eval_weights(c) == "context"
     c.eval.weights = "target"
     assert methods.eval_weights(c) == "target"

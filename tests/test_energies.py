@@ -9,7 +9,7 @@ import references as ref
 from helpers import synthetic_batch, tiny_config, with_overrides
 
 from jepa import config as config_lib
-from jepa import optim
+from jepa import methods, optim
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.methods import video
@@ -22,7 +22,7 @@ def sigreg_directions(config, step: int, dim: int, fold=None) -> np.ndarray:
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), step)
     if fold is not None:
         key = jax.random.fold_in(key, fold)
-    return np.asarray(jax.random.normal(key, (dim, config.loss.sigreg_slices)))
+    return np.asarray(jax.random.normal(key, (dim, config.method.loss.sigreg_slices)))
 
 
 @pytest.mark.parametrize("regularize", ["pooled", "tokens"])
@@ -30,10 +30,10 @@ def test_masked_loss_equals_the_ijepa_energy_plus_weighted_terms(regularize):
     """loss = mean smooth-L1(pred, LayerNorm(target encoder tokens)[target indices])
     + 0.5·VICReg variance + 0.02·VICReg covariance + 0.1·SIGReg, recomputed."""
     weights = {"vicreg_var": 0.5, "vicreg_cov": 0.02, "sigreg": 0.1}
-    config = tiny_config(**{f"loss.{k}": v for k, v in weights.items()})
-    config.loss.sigreg_slices = 4
-    config.loss.regularize = regularize
-    config.mask.num_targets = 2
+    config = tiny_config(**{f"method.loss.{k}": v for k, v in weights.items()})
+    config.method.loss.sigreg_slices = 4
+    config.method.loss.regularize = regularize
+    config.method.mask.num_targets = 2
     step = 3
     tx = optim.make_optimizer(config)
     state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
@@ -85,8 +85,8 @@ def test_multiview_loss_equals_its_definition_recomputed():
 
     from jepa.models import build_projector
 
-    config = multiview_config(**{"loss.vicreg_var": 0.5, "loss.vicreg_cov": 0.02})
-    config.loss.sigreg_slices = 4
+    config = multiview_config(**{"method.loss.vicreg_var": 0.5, "method.loss.vicreg_cov": 0.02})
+    config.method.loss.sigreg_slices = 4
     step = 5
     tx = optim.make_optimizer(config)
     state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
@@ -123,8 +123,7 @@ def test_future_discrete_latent_loss_equals_winner_take_all_plus_code_usage():
     code k and LayerNorm(the target encoder's tokens of the future frame); loss = mean_i min_k
     E_k(i) + usage_weight · KL(mean_i softmax(−E(i)/T) ‖ uniform) + the reference predictor's
     z-free energy on the same embeddings."""
-    c = config_lib.base_config()
-    c.objective = "future"
+    c = methods.with_method(config_lib.base_config(), "future")
     config = with_overrides(
         c,
         {
@@ -134,17 +133,17 @@ def test_future_discrete_latent_loss_equals_winner_take_all_plus_code_usage():
             "model.width": 32,
             "model.depth": 1,
             "model.num_heads": 2,
-            "model.predictor.width": 32,
-            "model.predictor.depth": 1,
-            "model.predictor.num_heads": 2,
+            "method.predictor.width": 32,
+            "method.predictor.depth": 1,
+            "method.predictor.num_heads": 2,
             "data.dataset": "stochastic_moving_mnist/tiny",
             "batch_size": 4,
-            "latent.kind": "discrete",
-            "latent.num_codes": 3,
-            "latent.usage_weight": 0.7,
+            "method.latent.kind": "discrete",
+            "method.latent.num_codes": 3,
+            "method.latent.usage_weight": 0.7,
             # Cold enough that the codes' small energy gaps give a usage far from uniform.
-            "latent.usage_temperature": 1e-3,
-            "latent.reference": True,
+            "method.latent.usage_temperature": 1e-3,
+            "method.latent.reference": True,
         },
     )
     params = state_lib.init_train_state(config, optim.make_optimizer(config), jax.random.key(0))
@@ -159,7 +158,7 @@ def test_future_discrete_latent_loss_equals_winner_take_all_plus_code_usage():
     sy = ref.layer_norm(target_tokens)  # [b, 4 tokens, width]
     model = model_for(target)
     full = {"model": params, "latent": params["latent"]}
-    b, k = frames.shape[0], config.latent.num_codes
+    b, k = frames.shape[0], config.method.latent.num_codes
     energies = np.empty((b, k))
     for code in range(k):
         pred = np.asarray(model.predict(full, frames[:, :2], np.full((b,), code)))
@@ -169,11 +168,11 @@ def test_future_discrete_latent_loss_equals_winner_take_all_plus_code_usage():
     soft = np.exp(-(energies - energies.min(1, keepdims=True)) / 1e-3)
     usage = (soft / soft.sum(1, keepdims=True)).mean(0)
     kl = float(sum(p * np.log(p * k) for p in usage))
-    reference = build_predictor(config, config_lib.clip_grid(config))
+    reference = build_predictor(config, video.predictor_grid(config))
     sx = model.encode_x(params, frames[:, :2])
     n = target_tokens.shape[1]
     # Positions on the predictor's (time, h, w) grid: context frames at times 0 and 1, the
-    # target 3 steps (data.clip.horizon) after the last of them, at time 4.
+    # target 3 steps (method.clip.horizon) after the last of them, at time 4.
     ref_pred = reference.apply(
         {"params": params["reference"]},
         sx,
@@ -207,11 +206,11 @@ def test_hierarchy_loss_equals_level1_next_frame_plus_level2_self_prediction():
     config = tiny_hierarchy_config(
         levels=(level2,),
         **{
-            "data.sequence.frames": 6,
-            "hierarchy.level1.horizon": 2,
-            "hierarchy.level1.weight": 1.3,
-            "loss.energy": "smooth_l1",
-            "loss.vicreg_var": 0.5,
+            "method.sequence.frames": 6,
+            "method.level1.horizon": 2,
+            "method.level1.weight": 1.3,
+            "method.loss.energy": "smooth_l1",
+            "method.loss.vicreg_var": 0.5,
         },
     )
     model = hierarchy.Hierarchy(config)

@@ -80,8 +80,8 @@ def views_config(**overrides):
         **{
             "model.patch_size": 16,
             "model.stem": "conv",
-            "hierarchy.level1.views_weight": 1.0,
-            "hierarchy.level1.views": 3,
+            "method.level1.views_weight": 1.0,
+            "method.level1.views": 3,
             **overrides,
         }
     )
@@ -99,10 +99,10 @@ def test_views_term_enters_the_level1_loss_with_its_weight_and_trains_its_projec
     )
     inv, sig = float(aux["level1/views_invariance"]), float(aux["level1/views_sigreg"])
     assert inv > 0 and sig > 0
-    off = hierarchy.Hierarchy(with_overrides(c, {"hierarchy.level1.views_weight": 0.0}))
+    off = hierarchy.Hierarchy(with_overrides(c, {"method.level1.views_weight": 0.0}))
     loss_off, aux_off = jax.jit(off.loss_fn)(params, params["encoder"], batch)
     assert "level1/views_invariance" not in aux_off
-    lam = c.hierarchy.level1.views_sigreg
+    lam = c.method.level1.views_sigreg
     np.testing.assert_allclose(
         float(loss), float(loss_off) + (1 - lam) * inv + lam * sig, rtol=1e-5
     )
@@ -117,12 +117,12 @@ def test_views_term_enters_the_level1_loss_with_its_weight_and_trains_its_projec
 
 def test_bad_views_configs_name_the_key():
     cases = [
-        ({"hierarchy.level1.views": 1}, "hierarchy.level1.views=1"),
-        ({"hierarchy.level1.views": 9}, "hierarchy.level1.views=9"),
-        ({"hierarchy.level1.views_sigreg": 1.5}, "hierarchy.level1.views_sigreg=1.5"),
-        ({"hierarchy.level1.views_scale": 1.0}, "hierarchy.level1.views_scale=1.0"),
-        ({"hierarchy.level1.views_dilate": -0.1}, "hierarchy.level1.views_dilate=-0.1"),
-        ({"hierarchy.level1.views_weight": -1.0}, "hierarchy.level1.views_weight=-1.0"),
+        ({"method.level1.views": 1}, "method.level1.views=1"),
+        ({"method.level1.views": 9}, "method.level1.views=9"),
+        ({"method.level1.views_sigreg": 1.5}, "method.level1.views_sigreg=1.5"),
+        ({"method.level1.views_scale": 1.0}, "method.level1.views_scale=1.0"),
+        ({"method.level1.views_dilate": -0.1}, "method.level1.views_dilate=-0.1"),
+        ({"method.level1.views_weight": -1.0}, "method.level1.views_weight=-1.0"),
     ]
     for overrides, key in cases:
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):

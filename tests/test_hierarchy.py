@@ -9,19 +9,20 @@ import pytest
 from helpers import train_on_mesh, with_overrides
 
 from jepa import config as config_lib
-from jepa import hierarchy, train, validation
+from jepa import hierarchy, methods, train, validation
 from jepa.evaluate import levels as levels_eval
 from jepa.evaluate import main as eval_main
 from jepa.models.sequence import SequenceEncoder
 
 LEVEL2 = dict(width=32, depth=1, num_heads=2, horizons=(2, 3), predictor_hidden=32)
+# Level 1 of a trained run, as a greedy run above it takes it (config.init.take).
+LEVEL1_PARTS = ("params/encoder", "params/predictor", "params/views_projector", "target_params")
 LEVEL3 = dict(width=32, depth=1, num_heads=2, window=2, horizons=(1,), predictor_hidden=32)
 
 
 def tiny_hierarchy_config(data_dir="", levels=(LEVEL2,), **overrides):
-    c = config_lib.base_config()
-    c.objective = "hierarchy"
-    c.hierarchy.levels = tuple(levels)
+    c = methods.with_method(config_lib.base_config(), "hierarchy")
+    c.method.levels = tuple(levels)
     return with_overrides(
         c,
         {
@@ -31,16 +32,16 @@ def tiny_hierarchy_config(data_dir="", levels=(LEVEL2,), **overrides):
             "model.width": 32,
             "model.depth": 1,
             "model.num_heads": 2,
-            "model.predictor.width": 16,
-            "model.predictor.depth": 1,
-            "model.predictor.num_heads": 2,
+            "method.predictor.width": 16,
+            "method.predictor.depth": 1,
+            "method.predictor.num_heads": 2,
             "data.dataset": "stochastic_moving_mnist/tiny",
             "data.data_dir": data_dir,
             "data.test_split": "test",
-            "data.sequence.frames": 8,
-            "loss.energy": "l2",
-            "loss.regularize": "tokens",
-            "loss.vicreg_var": 1.0,
+            "method.sequence.frames": 8,
+            "method.loss.energy": "l2",
+            "method.loss.regularize": "tokens",
+            "method.loss.vicreg_var": 1.0,
             "batch_size": 8,
             "total_steps": 3,
             "log_every": 1,
@@ -57,7 +58,7 @@ def tiny_hierarchy_config(data_dir="", levels=(LEVEL2,), **overrides):
 def frames_batch(config, seed=0):
     rng = np.random.default_rng(seed)
     m = config.model
-    shape = (config.batch_size, config.data.sequence.frames, m.image_size, m.image_size, 1)
+    shape = (config.batch_size, config.method.sequence.frames, m.image_size, m.image_size, 1)
     return {"image": rng.standard_normal(shape).astype(np.float32)}
 
 
@@ -91,17 +92,17 @@ def test_sequence_encoder_sees_only_the_past():
 
 def test_bad_hierarchy_configs_name_the_key():
     cases = [
-        ({"hierarchy.mode": "stacked"}, "hierarchy.mode"),
-        ({"hierarchy.level1.context_frames": 8}, "data.sequence.frames=8"),
-        ({"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 1}, "hierarchy.init_from"),
-        ({"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 2}, "frozen_levels=2"),
-        ({"hierarchy.mode": "alternating"}, "hierarchy.mode='alternating'"),
+        ({"method.mode": "stacked"}, "method.mode"),
+        ({"method.level1.context_frames": 8}, "method.sequence.frames=8"),
+        ({"method.mode": "greedy", "method.frozen_levels": 1}, "init.path"),
+        ({"method.mode": "greedy", "method.frozen_levels": 2}, "frozen_levels=2"),
+        ({"method.mode": "alternating"}, "method.mode='alternating'"),
     ]
     for overrides, key in cases:
         with pytest.raises(ValueError, match=key.replace(".", r"\.")):
             validation.validate(tiny_hierarchy_config(**overrides), 1)
     too_far = dict(LEVEL2, horizons=(8,))
-    with pytest.raises(ValueError, match=r"hierarchy\.levels\[0\] \(level 2\)\.horizons"):
+    with pytest.raises(ValueError, match=r"method\.levels\[0\] \(level 2\)\.horizons"):
         validation.validate(tiny_hierarchy_config(levels=(too_far,)), 1)
     future_recall = dict(LEVEL2, recall=(0, -1))
     with pytest.raises(ValueError, match=r"\(level 2\)\.recall=\(0, -1\)"):
@@ -172,7 +173,7 @@ def test_masked_context_sees_only_the_visible_tubes():
     """level1.mask_ratio: the same random half of the 2 × 2 grid is hidden in both context
     frames; pixels under the hidden patches cannot change the masked energy, a visible
     patch's can."""
-    c = tiny_hierarchy_config(**{"hierarchy.level1.mask_ratio": 0.5})
+    c = tiny_hierarchy_config(**{"method.level1.mask_ratio": 0.5})
     model = hierarchy.Hierarchy(c)
     params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
     frames = jnp.asarray(frames_batch(c)["image"])[:2]
@@ -227,10 +228,10 @@ def test_joint_weight_sets_how_much_level2_trains_level1():
     """Level 2's loss reaches the level-1 encoder only through the joint weight."""
 
     def encoder_grad(weight):
-        c = tiny_hierarchy_config(
-            **{"hierarchy.joint_weight": weight, "hierarchy.level1.weight": 0.0}
+        c = tiny_hierarchy_config(**{"method.joint_weight": weight, "method.level1.weight": 0.0})
+        c.method.loss.vicreg_var = (
+            0.0  # level 1 contributes nothing: only level 2's gradient is left
         )
-        c.loss.vicreg_var = 0.0  # level 1 contributes nothing: only level 2's gradient is left
         model = hierarchy.Hierarchy(c)
         params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
         batch = {"image": jnp.asarray(frames_batch(c)["image"])}
@@ -243,7 +244,7 @@ def test_joint_weight_sets_how_much_level2_trains_level1():
 
 
 def test_pool_grid_averages_regions_of_the_token_grid():
-    c = tiny_hierarchy_config(**{"model.patch_size": 16, "hierarchy.level1.pool_grid": 2})
+    c = tiny_hierarchy_config(**{"model.patch_size": 16, "method.level1.pool_grid": 2})
     model = hierarchy.Hierarchy(c)  # a 4 × 4 grid read as 2 × 2 regions of 2 × 2 tokens
     tokens = jnp.arange(16.0)[None, None, :, None] * jnp.array([1.0, -1.0])  # [1, 1, 16, 2]
     # row-major grid 0..15: region (0, 0) holds tokens 0, 1, 4, 5 → mean 2.5; (0, 1): 4.5;
@@ -255,18 +256,18 @@ def test_pool_grid_averages_regions_of_the_token_grid():
     assert embed.shape == (4 * c.model.width, LEVEL2["width"])
     loss, _ = model.loss_fn(params, params["encoder"], {"image": frames_batch(c)["image"]})
     assert np.isfinite(float(loss))
-    with pytest.raises(ValueError, match="hierarchy.level1.pool_grid=3"):
+    with pytest.raises(ValueError, match="method.level1.pool_grid=3"):
         hierarchy.Hierarchy(
-            tiny_hierarchy_config(**{"model.patch_size": 16, "hierarchy.level1.pool_grid": 3})
+            tiny_hierarchy_config(**{"model.patch_size": 16, "method.level1.pool_grid": 3})
         )
 
 
 def test_greedy_loss_skips_the_frozen_level_and_keeps_level2_gradient():
     """Greedy mode computes no level-1 terms (their gradients would be zeroed), and level 2's
     gradient is exactly the one of a joint run whose levels learn side by side."""
-    side_by_side = tiny_hierarchy_config(**{"hierarchy.joint_weight": 0.0})
+    side_by_side = tiny_hierarchy_config(**{"method.joint_weight": 0.0})
     greedy = tiny_hierarchy_config(
-        **{"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 1, "hierarchy.init_from": "x"}
+        **{"method.mode": "greedy", "method.frozen_levels": 1, "init.path": "x"}
     )
     params = nn.unbox(hierarchy.Hierarchy(side_by_side).init_params(jax.random.PRNGKey(0)))
     batch = {"image": jnp.asarray(frames_batch(side_by_side)["image"])}
@@ -321,7 +322,7 @@ def test_greedy_mode_moves_only_the_levels_above_the_frozen_ones():
     decay included) and level 3 moves."""
     c = tiny_hierarchy_config(
         levels=(LEVEL2, LEVEL3),
-        **{"hierarchy.mode": "greedy", "hierarchy.frozen_levels": 2, "hierarchy.init_from": "x"},
+        **{"method.mode": "greedy", "method.frozen_levels": 2, "init.path": "x"},
     )
     _, history = run_steps(c, (1, 1, 1), steps=2)
     for step in range(2):
@@ -343,8 +344,8 @@ def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_dat
     views = {
         "model.patch_size": 16,
         "model.stem": "conv",
-        "hierarchy.level1.views_weight": 1.0,
-        "hierarchy.level1.views": 2,
+        "method.level1.views_weight": 1.0,
+        "method.level1.views": 2,
     }
     one = str(tmp_path / "one_level")
     train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, levels=(), **views), one)
@@ -352,9 +353,10 @@ def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_dat
 
     two = str(tmp_path / "two_levels")
     greedy = {
-        "hierarchy.mode": "greedy",
-        "hierarchy.frozen_levels": 1,
-        "hierarchy.init_from": one,
+        "method.mode": "greedy",
+        "method.frozen_levels": 1,
+        "init.path": one,
+        "init.take": LEVEL1_PARTS,
         **views,
     }
     train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, **greedy), two)
@@ -385,10 +387,18 @@ def test_greedy_run_loads_a_trained_level1_and_keeps_it_frozen(tmp_path, smm_dat
         assert all(np.isfinite(v) for v in errors.values())
     assert np.isfinite(r2["level1"]["velocity_r2"]) and r2["png"].endswith(".png")
 
-    # A level 1 of another shape is refused, naming the paths.
+    # A level 1 of another shape is refused, naming the paths; nothing is trained or saved.
     wider = {**greedy, "model.width": 64, "model.num_heads": 2}
-    with pytest.raises(checkpointing.CheckpointMismatchError, match="level 1"):
+    match = r"init\.path=.* step 3 \(params/encoder\) does not match"
+    with pytest.raises(checkpointing.CheckpointMismatchError, match=match):
         train.train_and_evaluate(tiny_hierarchy_config(smm_data_dir, **wider), str(tmp_path / "w"))
+    assert not checkpointing.has_checkpoints(str(tmp_path / "w"))
+    # A part this run has and the source lacks (level 2 from a level-1 run) is refused too.
+    take_level2 = {**greedy, "init.take": ("params/levels/level2",)}
+    with pytest.raises(checkpointing.CheckpointMismatchError, match=r"has no params/levels"):
+        train.train_and_evaluate(
+            tiny_hierarchy_config(smm_data_dir, **take_level2), str(tmp_path / "l2")
+        )
 
 
 def test_level_embeddings_read_level1_from_the_encoder_asked_for():

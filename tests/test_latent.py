@@ -33,7 +33,7 @@ def test_information_penalties_hand_values():
     assert float(kl[0]) == pytest.approx(0.5 * (2 - np.log(2)), rel=1e-5)
     assert float(latent.information_penalty("l2", jnp.array([[3.0, -4.0]]), logvar)[0]) == 25.0
     assert float(latent.information_penalty("l1", jnp.array([[3.0, -4.0]]), logvar)[0]) == 7.0
-    with pytest.raises(ValueError, match="latent.penalty"):
+    with pytest.raises(ValueError, match="method.latent.penalty"):
         latent.information_penalty("l3", mu, logvar)
 
 
@@ -119,7 +119,7 @@ def test_latent_z_lowers_the_free_energy_of_an_uncertain_future():
 
 
 def test_spec_validation_names_the_key():
-    with pytest.raises(ValueError, match="latent.kind"):
+    with pytest.raises(ValueError, match="method.latent.kind"):
         latent.LatentSpec(kind="gaussian").validate()
-    with pytest.raises(ValueError, match="latent.num_codes"):
+    with pytest.raises(ValueError, match="method.latent.num_codes"):
         latent.LatentSpec(kind="discrete", num_codes=1).validate()

@@ -128,10 +128,16 @@ def test_default_token_counts_scale_with_grid():
 @pytest.mark.parametrize(
     "kwargs,key",
     [
-        (dict(context_tokens=150, target_tokens=50), "mask.context_tokens + mask.target_tokens"),
-        (dict(context_tokens=60, target_tokens=300), "mask.target_tokens"),
-        (dict(context_tokens=5, target_tokens=33), "mask.min_keep"),
-        (dict(context_tokens=60, target_tokens=33, target_scale=(0.3, 0.1)), "mask.target_scale"),
+        (
+            dict(context_tokens=150, target_tokens=50),
+            "method.mask.context_tokens + method.mask.target_tokens",
+        ),
+        (dict(context_tokens=60, target_tokens=300), "method.mask.target_tokens"),
+        (dict(context_tokens=5, target_tokens=33), "method.mask.min_keep"),
+        (
+            dict(context_tokens=60, target_tokens=33, target_scale=(0.3, 0.1)),
+            "method.mask.target_scale",
+        ),
     ],
 )
 def test_invalid_specs_name_the_key(kwargs, key):
@@ -143,5 +149,5 @@ def test_impossible_context_count_is_reported():
     spec = masking.MultiBlockSpec(
         grid=(4, 4), context_tokens=14, target_tokens=2, num_targets=4, min_keep=1
     )
-    with pytest.raises(ValueError, match="mask.context_tokens"):
+    with pytest.raises(ValueError, match="method.mask.context_tokens"):
         masking.sample_multiblock_masks(np.random.default_rng(0), 4, spec)

@@ -28,8 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def toy_config():
     return tiny_config(
-        objective=toy_method.METHOD.name,
-        **{"data.num_views": 2, "model.projector.hidden": 32, "model.projector.depth": 1},
+        objective=toy_method.METHOD.name, **{"method.mlp.hidden": 32, "method.mlp.depth": 1}
     )
 
 
@@ -38,7 +37,7 @@ CASES = {
     "masked": tiny_config,
     "masked-tube": tiny_vjepa_config,
     "multiview": multiview_config,
-    "future": lambda: tiny_future_config("", **{"latent.kind": "discrete"}),
+    "future": lambda: tiny_future_config("", **{"method.latent.kind": "discrete"}),
     "hierarchy": tiny_hierarchy_config,
     "toy": toy_config,
 }
@@ -55,26 +54,27 @@ PARTS = {
 
 def leading(config) -> int:
     """Frames or views per sample in a 5-D ``image`` batch."""
-    d = config.data
+    section = config.method
     return {
-        "masked": config.model.num_frames,
-        "multiview": d.num_views,
-        "future": d.clip.context_frames + 1,
-        "hierarchy": d.sequence.frames,
-        "toy": 2,
-    }[config.objective]
+        "masked": lambda: config.model.num_frames,
+        "multiview": lambda: section.num_views,
+        "future": lambda: section.clip.context_frames + 1,
+        "hierarchy": lambda: section.sequence.frames,
+        "toy": lambda: 2,
+    }[config.objective]()
 
 
 def make_batch(config, step: int) -> dict:
     """Random images under every key the method's batch holds, plus what its host draws."""
     method = methods.of(config)
     rng = np.random.default_rng([step, 5])
-    m, d = config.model, config.data
+    m, section = config.model, config.method
     frame = (m.image_size, m.image_size, m.channels)
     shapes = {
-        "image": frame if method.batch_ndims(config)["image"] == 4 else (leading(config), *frame),
-        "local": (d.local_views, d.local_size, d.local_size, m.channels),
+        "image": frame if method.batch_ndims(config)["image"] == 4 else (leading(config), *frame)
     }
+    if "local_views" in section:
+        shapes["local"] = (section.local_views, section.local_size, section.local_size, m.channels)
     batch = {
         key: rng.standard_normal((config.batch_size, *shapes[key])).astype(np.float32)
         for key in method.batch_ndims(config)

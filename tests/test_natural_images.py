@@ -20,14 +20,19 @@ def test_recipe_matches_lejepa_minimal_where_it_can():
         "train",
         "validation",
     )
-    assert (c.data.num_views, c.data.local_views, tuple(c.data.crop_scale), c.data.hflip) == (
+    assert (c.method.num_views, c.method.local_views, tuple(c.data.crop_scale), c.data.hflip) == (
         4,
         0,
         (0.08, 1.0),
         True,
     )
-    assert (m.projector.hidden, m.projector.depth, m.projector.out) == (2048, 2, 16)
-    assert (c.loss.sigreg, c.loss.view_weight, c.loss.sigreg_slices) == (0.02, 0.98, 256)
+    p = c.method.projector
+    assert (p.hidden, p.depth, p.out) == (2048, 2, 16)
+    assert (c.method.loss.sigreg, c.method.loss.view_weight, c.method.loss.sigreg_slices) == (
+        0.02,
+        0.98,
+        256,
+    )
     assert (c.batch_size, c.epochs, c.optim.lr, c.optim.weight_decay) == (256, 800, 2e-3, 0.05)
     assert (c.optim.start_lr, c.optim.final_lr, c.optim.warmup_epochs) == (2e-5, 1e-3, 1.0)
     assert (c.objective, methods.eval_weights(c), c.eval.pooling) == (
@@ -47,7 +52,7 @@ def test_recipe_pretrains_and_probes_a_tiny_tfds_image_dataset(tmp_path):
     folder.write_arrays(images, labels, name="tiny_nette", data_dir=data_dir, test_fraction=0.25)
     arg = f"runlocal,data_dir={data_dir},dataset=tiny_nette,test=test"
     config = load_experiment("imagenette_sigreg_jepa", arg)
-    assert (config.total_steps, config.data.num_views, config.model.image_size) == (2, 4, 32)
+    assert (config.total_steps, config.method.num_views, config.model.image_size) == (2, 4, 32)
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir)
     result = eval_main.run_probe(workdir, None, {}, baselines=True)

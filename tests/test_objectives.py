@@ -33,7 +33,7 @@ def test_normalize_targets():
 
 
 def test_unknown_energy_names_the_key():
-    with pytest.raises(ValueError, match="loss.energy"):
+    with pytest.raises(ValueError, match="method.loss.energy"):
         objectives.energy_fn("hinge")
 
 

@@ -165,8 +165,8 @@ def test_accumulation_config_is_validated():
         validation.validate(tiny_config(**{"optim.grad_accum_steps": 4}), 8)  # 1 row per device
     with pytest.raises(ValueError, match="optim.grad_accum_steps=3"):
         validation.validate(tiny_config(**{"optim.grad_accum_steps": 3}))
-    with pytest.warns(UserWarning, match=r"optim.grad_accum_steps=2 .*'loss.sigreg'"):
-        validation.validate(tiny_config(**{"optim.grad_accum_steps": 2, "loss.sigreg": 0.1}))
+    with pytest.warns(UserWarning, match=r"optim.grad_accum_steps=2 .*'method.loss.sigreg'"):
+        validation.validate(tiny_config(**{"optim.grad_accum_steps": 2, "method.loss.sigreg": 0.1}))
 
 
 # ---------------------------------------------------------------------------------------------

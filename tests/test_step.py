@@ -106,12 +106,12 @@ def test_information_regularizers_add_to_the_energy_with_their_weights():
     plain I-JEPA loss."""
     config = tiny_config(
         **{
-            "loss.vicreg_var": 0.5,
-            "loss.vicreg_cov": 0.02,
-            "loss.sigreg": 0.1,
+            "method.loss.vicreg_var": 0.5,
+            "method.loss.vicreg_cov": 0.02,
+            "method.loss.sigreg": 0.1,
         }
     )
-    config.loss.sigreg_slices = 16
+    config.method.loss.sigreg_slices = 16
     tx = optim.make_optimizer(config)
     state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
     batch = synthetic_batch(config, 0)
@@ -143,15 +143,15 @@ def multiview_config(**overrides):
     """tiny_config with the multiview objective: 2 global views, 2 local 16-px views."""
     base = {
         "objective": "multiview",
-        "data.num_views": 2,
-        "data.local_views": 2,
-        "data.local_size": 16,
-        "loss.energy": "l2",
-        "loss.view_weight": 0.9,
-        "loss.sigreg": 0.1,
-        "loss.sigreg_slices": 16,
-        "model.projector.hidden": 32,
-        "model.projector.out": 8,
+        "method.num_views": 2,
+        "method.local_views": 2,
+        "method.local_size": 16,
+        "method.loss.energy": "l2",
+        "method.loss.view_weight": 0.9,
+        "method.loss.sigreg": 0.1,
+        "method.loss.sigreg_slices": 16,
+        "method.projector.hidden": 32,
+        "method.projector.out": 8,
         "model.depth": 1,  # compile time: the objective, not the depth, is under test
     }
     return tiny_config(**{**base, **overrides})
@@ -159,7 +159,7 @@ def multiview_config(**overrides):
 
 def multiview_batch(config, step: int):
     rng = np.random.default_rng([step, 11])
-    m, d = config.model, config.data
+    m, d = config.model, config.method
     shape = (config.batch_size, d.num_views, m.image_size, m.image_size, m.channels)
     local = (config.batch_size, d.local_views, d.local_size, d.local_size, m.channels)
     return {
@@ -199,7 +199,7 @@ def test_multiview_loss_matches_its_definition():
     np.testing.assert_allclose(loss, 0.9 * energy + 0.1 * sig, rtol=1e-4)
 
     same = {"image": np.repeat(batch["image"][:, :1], 2, axis=1)}
-    no_local = multiview_config(**{"data.local_views": 0})
+    no_local = multiview_config(**{"method.local_views": 0})
     _, same_aux = jax.jit(step_lib.make_loss_fn(no_local))(
         state.params, state.target_params, same, 5
     )
@@ -257,10 +257,10 @@ def test_sharded_step_equals_single_device_with_batch_statistic_terms():
     losses, the terms, the grad norms and the params after every step."""
     overrides = {
         "model.depth": 1,
-        "loss.vicreg_var": 0.5,
-        "loss.vicreg_cov": 0.02,
-        "loss.sigreg": 0.1,
-        "loss.sigreg_slices": 8,
+        "method.loss.vicreg_var": 0.5,
+        "method.loss.vicreg_cov": 0.02,
+        "method.loss.sigreg": 0.1,
+        "method.loss.sigreg_slices": 8,
     }
     runs = [
         train_on_mesh(tiny_config(**overrides), mesh, synthetic_batch, 3, keep_params=True)

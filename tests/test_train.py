@@ -152,14 +152,14 @@ def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_d
         total_steps=2,
         objective="multiview",
         **{
-            "data.num_views": 2,
-            "data.local_views": 2,
-            "data.local_size": 14,
-            "loss.energy": "l2",
-            "loss.sigreg": 0.05,
-            "loss.sigreg_slices": 16,
-            "model.projector.hidden": 16,
-            "model.projector.out": 8,
+            "method.num_views": 2,
+            "method.local_views": 2,
+            "method.local_size": 14,
+            "method.loss.energy": "l2",
+            "method.loss.sigreg": 0.05,
+            "method.loss.sigreg_slices": 16,
+            "method.projector.hidden": 16,
+            "method.projector.out": 8,
         },
     )
     workdir = str(tmp_path / "mv")
@@ -222,7 +222,9 @@ def test_collapse_alarms_at_the_default_floors_end_to_end(tmp_path, mnist_data_d
         "checkpoint_every": 1000,
     }
     collapsing = tiny_mnist_config(
-        mnist_data_dir, **common, **{"loss.target_encoder": "online", "model.predictor.depth": 0}
+        mnist_data_dir,
+        **common,
+        **{"method.loss.target_encoder": "online", "method.predictor.depth": 0},
     )
     with caplog.at_level(logging.WARNING):
         train.train_and_evaluate(collapsing, str(tmp_path / "collapse"))
@@ -238,7 +240,7 @@ def test_collapse_alarms_at_the_default_floors_end_to_end(tmp_path, mnist_data_d
     assert f"step {first - 2}: collapse alarm" not in caplog.text
 
     healthy = tiny_mnist_config(
-        mnist_data_dir, **common, **{"loss.vicreg_var": 1.0, "loss.vicreg_cov": 0.04}
+        mnist_data_dir, **common, **{"method.loss.vicreg_var": 1.0, "method.loss.vicreg_cov": 0.04}
     )
     caplog.clear()
     with caplog.at_level(logging.WARNING):
@@ -281,3 +283,45 @@ def test_rank_alarm_fires_on_a_one_direction_encoder_and_not_on_its_healthy_orig
     alarms = health.collapse_alarms(h, floors.min_std, floors.min_rank)
     assert h["feature_std"] > 2 * floors.min_std
     assert len(alarms) == 1 and alarms[0].startswith("effective rank (centred) 1.00 < 1.5")
+
+
+def test_init_takes_the_named_parts_of_another_run_or_export(tmp_path, mnist_data_dir):
+    """The one load order's middle step: no checkpoint of its own, so a run starts from a fresh
+    init into which ``init.take``'s parts of ``init.path`` (a run, or an encoder export) are
+    copied exactly; the parts not named stay freshly initialized."""
+    from jepa import hub
+
+    source = str(tmp_path / "source")
+    train.train_and_evaluate(tiny_mnist_config(mnist_data_dir, total_steps=2), source)
+    _, _, trained, trained_target = hub.load_model_params(source)
+    hub.export_encoder(source, str(tmp_path / "export"))  # the target encoder, as probes read
+
+    def start(path, take):
+        config = tiny_mnist_config(mnist_data_dir, **{"init.path": path, "init.take": take})
+        mesh = sharding.make_mesh(config)
+        tx = optim.make_optimizer(config)
+        abstract, shardings = state_lib.state_shardings(config, tx, mesh, jax.random.PRNGKey(0))
+        ckpt = checkpointing.Checkpointer(str(tmp_path / "new"), async_save=False)
+        state, step = hub.initial_state(config, ckpt, None, tx, mesh, abstract, shardings)
+        ckpt.close()
+        return step, jax.device_get(state)
+
+    step, state = start(source, ("params/encoder", "target_params"))
+    assert step == 0
+    jax.tree.map(np.testing.assert_array_equal, state.params["encoder"], trained["encoder"])
+    jax.tree.map(np.testing.assert_array_equal, state.target_params, trained_target)
+    _, fresh = start("", ("params",))  # no init.path: a fresh init, the same seed
+    jax.tree.map(
+        np.testing.assert_array_equal, state.params["predictor"], fresh.params["predictor"]
+    )
+    pairs = zip(
+        jax.tree.leaves(trained["predictor"]),
+        jax.tree.leaves(fresh.params["predictor"]),
+        strict=True,
+    )
+    assert any(not np.array_equal(a, b) for a, b in pairs)  # the predictor was not taken
+
+    _, from_export = start(str(tmp_path / "export"), ("params/encoder",))
+    jax.tree.map(np.testing.assert_array_equal, from_export.params["encoder"], trained_target)
+    with pytest.raises(ValueError, match="is an encoder export; valid init.take entries"):
+        start(str(tmp_path / "export"), ("params",))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from jepa import config as config_lib
-from jepa import masking, validation
+from jepa import masking, methods, validation
+from jepa.methods import vjepa
 from jepa.models import build_encoder, layers
 from jepa.models.vit import VisionTransformer, parse_variant
 
@@ -225,7 +226,7 @@ def test_small_unions_are_padded_from_their_neighbourhood():
 
 def test_impossible_context_count_names_the_key():
     gen = masking.TubeGenerator(2, (0.7, 0.7), context_tokens=30, target_tokens=1)
-    with pytest.raises(ValueError, match="mask.tube.context_tokens=30"):
+    with pytest.raises(ValueError, match="method.mask.tube.context_tokens=30"):
         masking.sample_tube_masks(np.random.default_rng(0), 4, masking.TubeSpec((2, 4, 4), (gen,)))
 
 
@@ -402,24 +403,24 @@ def test_default_counts_are_the_references_per_step_counts():
 
 
 def test_config_tube_spec_and_validation():
-    c = config_lib.base_config()
+    c = methods.with_method(config_lib.base_config(), "masked")
     c.total_steps = 1
-    c.model.num_frames, c.mask.kind = 16, "tube"
+    c.model.num_frames, c.method.mask.kind = 16, "tube"
     validation.validate(c)
-    assert config_lib.tube_spec(c) == vjepa_spec()
-    c.mask.tube.context_tokens = (100, 0)
-    assert config_lib.tube_spec(c).generators[0].context_tokens == 100
+    assert vjepa.tube_spec(c) == vjepa_spec()
+    c.method.mask.tube.context_tokens = (100, 0)
+    assert vjepa.tube_spec(c).generators[0].context_tokens == 100
     for key, value, match in [
         ("model.num_frames", 15, "model.tubelet_size=2"),
         ("model.video_mode", "framewise", 'video_mode="tubelet"'),
-        ("mask.tube.num_blocks", (8,), "has 2 entries and mask.tube.num_blocks 1"),
-        ("mask.tube.target_tokens", (1500, 0), r"mask.tube.context_tokens\[0\] \+"),
-        ("mask.tube.aspect", ((0.75, 1.5), (2.0, 1.0)), r"mask.tube.aspect\[1\]"),
-        ("mask.kind", "tubes", "mask.kind='tubes'"),
+        ("method.mask.tube.num_blocks", (8,), "has 2 entries and method.mask.tube.num_blocks 1"),
+        ("method.mask.tube.target_tokens", (1500, 0), r"method.mask.tube.context_tokens\[0\] \+"),
+        ("method.mask.tube.aspect", ((0.75, 1.5), (2.0, 1.0)), r"method.mask.tube.aspect\[1\]"),
+        ("method.mask.kind", "tubes", "method.mask.kind='tubes'"),
     ]:
-        bad = config_lib.base_config()
+        bad = methods.with_method(config_lib.base_config(), "masked")
         bad.total_steps = 1
-        bad.model.num_frames, bad.mask.kind = 16, "tube"
+        bad.model.num_frames, bad.method.mask.kind = 16, "tube"
         group, leaf = key.rsplit(".", 1)
         node = bad
         for p in group.split("."):
@@ -439,7 +440,7 @@ def tiny_vjepa_config(**overrides):
     from helpers import tiny_config
 
     return tiny_config(
-        **{"model.num_frames": 4, "mask.kind": "tube", "model.depth": 1, **overrides}
+        **{"model.num_frames": 4, "method.mask.kind": "tube", "model.depth": 1, **overrides}
     )
 
 
@@ -447,9 +448,11 @@ def test_vjepa_config_errors_name_the_key():
     validation.validate(tiny_vjepa_config())
     for overrides, match in [
         ({"model.num_frames": 0}, "model.num_frames=0"),
-        ({"mask.kind": "multiblock"}, "needs V-JEPA.s 3D masks; mask.kind=.multiblock"),
-        ({"objective": "multiview", "data.num_views": 2}, 'valid: objective="masked"'),
-        ({"data.num_views": 2}, "data.num_views=2"),
+        (
+            {"method.mask.kind": "multiblock"},
+            "needs V-JEPA.s 3D masks; method.mask.kind=.multiblock",
+        ),
+        ({"method.num_views": 2}, r"unknown config key method\.num_views"),
     ]:
         with pytest.raises(ValueError, match=match):
             validation.validate(tiny_vjepa_config(**overrides))
@@ -457,13 +460,12 @@ def test_vjepa_config_errors_name_the_key():
 
 def clip_batch(config, step: int) -> dict:
     """Random clips and the step's tube masks, under the batch keys the loss reads."""
-    from jepa.methods import vjepa
 
     m = config.model
     rng = np.random.default_rng([step, 7])
     shape = (config.batch_size, m.num_frames, m.image_size, m.image_size, m.channels)
     batch = {"image": rng.standard_normal(shape).astype(np.float32)}
-    tube = masking.tube_masks_for_step(0, step, config.batch_size, config_lib.tube_spec(config))
+    tube = masking.tube_masks_for_step(0, step, config.batch_size, vjepa.tube_spec(config))
     for (ctx_key, tgt_key), masks in zip(vjepa.tube_mask_keys(config), tube, strict=True):
         batch[ctx_key], batch[tgt_key] = masks.context, masks.targets
     return batch
@@ -499,8 +501,12 @@ def test_vjepa_trains_on_moving_mnist(tmp_path, smm_data_dir):
 
     from jepa import train
 
-    c = config_lib.base_config()
-    overrides = {**tiny_smm_overrides(smm_data_dir), "model.num_frames": 4, "mask.kind": "tube"}
+    c = methods.with_method(config_lib.base_config(), "masked")
+    overrides = {
+        **tiny_smm_overrides(smm_data_dir),
+        "model.num_frames": 4,
+        "method.mask.kind": "tube",
+    }
     config = with_overrides(c, overrides)
     train.train_and_evaluate(config, str(tmp_path))
     rows = [json.loads(line) for line in open(os.path.join(tmp_path, "metrics.jsonl"))]

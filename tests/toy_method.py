@@ -2,15 +2,17 @@
 the trainer, the input pipeline or the evaluations: it registers itself as ``objective="toy"``
 when imported.
 
-Two augmented views of an image (``data.num_views=2``): the online encoder's mean token of
-view 1, through an MLP predictor, predicts the EMA target encoder's LayerNorm'd mean token of
-view 2 (an L2 energy), and VICReg's variance and covariance terms on the online embeddings keep
-them spread out. ``params`` = {"encoder", "predictor"}.
+Two augmented views of an image (asked of the input pipeline): the online encoder's mean token
+of view 1, through an MLP predictor (``method.mlp``, its own config section), predicts the EMA
+target encoder's LayerNorm'd mean token of view 2 (an L2 energy), and VICReg's variance and
+covariance terms on the online embeddings keep them spread out. ``params`` = {"encoder",
+"predictor"}.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jepa import methods, objectives, sharding
 from jepa.methods.base import Method
@@ -20,7 +22,7 @@ from jepa.models.projector import Projector
 
 def build_mlp(config) -> Projector:
     """The predictor: an MLP from the pooled embedding back to the encoder's width."""
-    p = config.model.projector
+    p = config.method.mlp
     return Projector(hidden=p.hidden, depth=p.depth, out=config.model.width)
 
 
@@ -57,12 +59,8 @@ def make_loss_fn(config):
 
 
 def validate(config):
-    if config.data.num_views != 2 or config.data.local_views:
-        raise ValueError(
-            f"data.num_views={config.data.num_views}, data.local_views="
-            f"{config.data.local_views}: the toy method compares two views; valid: "
-            "data.num_views=2, data.local_views=0"
-        )
+    if config.method.mlp.hidden < 1 or config.method.mlp.depth < 0:
+        raise ValueError(f"method.mlp={dict(config.method.mlp)}: valid: hidden >= 1, depth >= 0")
 
 
 METHOD = methods.register(
@@ -71,7 +69,8 @@ METHOD = methods.register(
         init_params=init_params,
         make_loss_fn=make_loss_fn,
         batch_ndims=lambda config: {"image": 5},  # [batch, 2 views, h, w, c]
+        defaults=lambda: ml_collections.ConfigDict(dict(mlp=dict(hidden=512, depth=2))),
         validate=validate,
-        model_parts=("projector",),  # its MLP's sizes are config.model.projector's
+        pipeline=lambda config: {"num_views": 2},
     )
 )

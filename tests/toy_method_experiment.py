@@ -24,6 +24,6 @@ def get_config(arg=None):
         method_file=os.path.abspath(toy_method.__file__),
         total_steps=args.steps,
         checkpoint_every=args.steps,
-        **{"data.num_views": 2, "model.projector.hidden": 32, "model.projector.depth": 1},
+        **{"method.mlp.hidden": 32, "method.mlp.depth": 1},
     )
     return config_lib.finalize(config)

@@ -4,10 +4,10 @@
 
 For every clip of the test videos (every start t0), with the run's own target embedding s_y of
 the true future frame:
-  - F(x, y) = min_z E(x, y, z) of the run's predictor (``latent.kind``: exact min over the K
+  - F(x, y) = min_z E(x, y, z) of the run's predictor (``method.latent.kind``: exact min over the K
     codes, or gradient descent on z; for ``none`` simply E);
   - E_ref(x, y): the z-free reference predictor trained on the same, stop-gradient embeddings
-    in the same run (``latent.reference``), so the two live in one representation space;
+    in the same run (``method.latent.reference``), so the two live in one representation space;
 split by whether a digit bounces (takes a random new direction) between the last context frame
 and the target. Reported: mean F, mean E_ref and their ratio per split, the reference's skill
 over two predictors without dynamics — the mean s_y and the last context frame's s_y
@@ -39,7 +39,7 @@ from jepa.methods import video
 def test_clips(config, split: str):
     """(clips [n, C + 1, H, W, ch] normalized, uncertain [n] bool, (sequence, t0) [n, 2]) for
     every start of every sequence of ``split``."""
-    d, c = config.data, config.data.clip
+    d, c = config.data, config.method.clip
     source = pipeline.load_data_source(d.dataset, split, d.data_dir or None)
     mean, std = tuple(d.mean) or None, tuple(d.std) or None
     clips, flags, where = [], [], []
@@ -67,13 +67,13 @@ def clip_energies(config, params, target_params, clips: np.ndarray):
     without dynamics: ``mean_target`` (every clip's s_y predicted by the mean s_y of all clips)
     and ``copy_last`` (by the s_y of the last context frame)."""
     model, full = _latent_model(config, params, target_params)
-    context_frames = config.data.clip.context_frames
+    context_frames = config.method.clip.context_frames
 
     @jax.jit
     def batch_energies(clip):
         x, y = clip[:, :context_frames], clip[:, context_frames]
         free, z = model.free_energy(full, x, y)
-        code = z if config.latent.kind == "discrete" else jnp.full(free.shape, -1)
+        code = z if config.method.latent.kind == "discrete" else jnp.full(free.shape, -1)
         sy = model.encode_y(params, y)
         if "reference" in params:
             sx = model.encode_x(params, x)
@@ -143,13 +143,13 @@ def plot_modes(
     for ``num_clips`` clips with a bounce. ``banks(clip_index)`` → frames to search (e.g.
     ``own_digit_bank``), or None for every test clip's true future."""
     model, full = _latent_model(config, params, target_params)
-    c = config.data.clip.context_frames
+    c = config.method.clip.context_frames
     embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
 
     test_bank = []  # the default: every clip's true future frame, embedded when first needed
     picks = np.flatnonzero(uncertain)[:: max(1, uncertain.sum() // num_clips)][:num_clips]
     x = jnp.asarray(clips[picks, :c])
-    spec = config.latent
+    spec = config.method.latent
     if spec.kind == "discrete":
         zs = jnp.broadcast_to(jnp.arange(spec.num_codes)[:, None], (spec.num_codes, len(picks)))
         preds = jax.vmap(lambda z: model.predict(full, x, z))(zs)
@@ -195,8 +195,8 @@ def evaluate(workdir: str, step: int | None = None, split: str | None = None) ->
     split = split or config.data.test_split
     clips, uncertain, where = test_clips(config, split)
     free, ref, codes, baselines = clip_energies(config, params, target, clips)
-    result = {"step": step, "latent": config.latent.kind, "dataset": config.data.dataset}
-    result.update(summarize(free, ref, uncertain, codes, config.latent.num_codes, baselines))
+    result = {"step": step, "latent": config.method.latent.kind, "dataset": config.data.dataset}
+    result.update(summarize(free, ref, uncertain, codes, config.method.latent.num_codes, baselines))
     source = pipeline.load_data_source(config.data.dataset, split, config.data.data_dir or None)
     result["png"] = plot_modes(
         config,

@@ -115,7 +115,7 @@ def rollout_level1(model: hierarchy.Hierarchy, params, online_tokens, horizons):
     sequence)."""
     c, horizon = model.context_frames, model.horizon
     if horizon != 1:
-        raise ValueError("rolling level 1 forward needs hierarchy.level1.horizon = 1")
+        raise ValueError("rolling level 1 forward needs method.level1.horizon = 1")
     n, t_len, tokens, d = online_tokens.shape
     hmax = max(horizons)
 

@@ -1,7 +1,8 @@
 """The training methods, each a ``Method`` (``base.py``) registered under its
 ``config.objective``: ``masked`` (I-JEPA, ``ijepa.py``; V-JEPA's tube masks, ``vjepa.py``),
 ``multiview``, ``future`` (``video.py``) and ``hierarchy`` (``hjepa.py``). Importing this
-package registers them; ``get(config.objective)`` is how everything else reaches one."""
+package registers them; ``get(config.objective)`` is how everything else reaches one, and
+``with_method`` gives a config the section ``config.method`` its method owns."""
 
 from __future__ import annotations
 
@@ -11,8 +12,49 @@ import sys
 
 import ml_collections
 
+from jepa import checkpointing
+from jepa import config as jepa_config
 from jepa.methods import hjepa, masked, multiview, video  # noqa: F401  (they register)
 from jepa.methods.base import REGISTRY, Method, get, register  # noqa: F401
+
+
+def with_method(config, objective: str) -> ml_collections.ConfigDict:
+    """``config`` (unlocked, e.g. ``jepa.config.base_config()``) with ``objective`` and
+    ``method`` set to that method's defaults; returns it."""
+    config.objective = objective
+    config.method = of(config).defaults()
+    return config
+
+
+def from_stored(stored: dict) -> ml_collections.ConfigDict:
+    """A config saved with a checkpoint or an export, on today's defaults (so keys added since
+    it was written get their default values). A config written before the method's keys moved
+    under ``config.method`` raises (``CheckpointMismatchError``: no older step is tried), naming
+    what changed: it is never read in part."""
+    if "method" not in stored:
+        old = sorted(k for k in ("mask", "loss", "latent", "hierarchy") if k in stored)
+        raise checkpointing.CheckpointMismatchError(
+            f"this checkpoint's config predates config.method (it has {old} at the top level): "
+            "each method's keys now live under config.method; valid: a run of this version of "
+            "jepa (re-train it), or the jepa version that wrote it"
+        )
+    config = jepa_config.base_config()
+    config.method_file = stored.get("method_file", "")  # before the lookup: it may register it
+    with_method(config, stored["objective"])
+
+    def merge(node, values):
+        for key, value in values.items():
+            if (
+                isinstance(value, dict)
+                and key in node
+                and isinstance(node[key], ml_collections.ConfigDict)
+            ):
+                merge(node[key], value)
+            else:
+                node[key] = tuple(value) if isinstance(value, list) else value
+
+    merge(config, stored)
+    return config
 
 
 def of(config) -> Method:
@@ -46,20 +88,16 @@ def eval_weights(config) -> str:
 
 def data_config(config) -> ml_collections.ConfigDict:
     """``config.data`` plus what the input pipeline needs from ``config.model`` and from the
-    method (the clip or window lengths it reads from a video dataset)."""
+    method (its views, or the clip or window lengths it reads from a video dataset)."""
     d = config.data
-    same = ("dataset", "train_split", "test_split", "hflip", "num_views", "local_views")
-    cfg = {k: d[k] for k in (*same, "local_size", "worker_count", "max_bad_records")}
+    same = ("dataset", "train_split", "test_split", "hflip", "worker_count", "max_bad_records")
+    cfg = {k: d[k] for k in same}
     cfg.update(
         data_dir=d.data_dir or None,
         image_size=config.model.image_size,
         crop_scale=tuple(d.crop_scale),
-        local_crop_scale=tuple(d.local_crop_scale),
         mean=tuple(d.mean) or None,
         std=tuple(d.std) or None,
-        clip_context_frames=0,
-        clip_horizon=d.clip.horizon,
-        sequence_frames=0,
     )
     cfg.update(of(config).pipeline(config))
     return ml_collections.ConfigDict(cfg)

@@ -1,21 +1,56 @@
 """``objective="hierarchy"``: the hierarchical JEPA over video (``jepa/hierarchy.py`` holds the
-model and its loss), with its training modes (``hierarchy.mode``) as optimizer and checkpoint
-plumbing: which level a parameter belongs to, which levels move (greedy: the unfrozen ones),
-the optimizer transform that zeroes the others' updates, and loading a trained run's lower
-levels into a new one (greedy training)."""
+model and its loss): its config section, and its training modes (``method.mode``) as optimizer
+plumbing: which level a parameter belongs to, which levels move (greedy: the unfrozen ones,
+the frozen ones loaded through ``config.init``), and the optimizer transform that zeroes the
+others' updates."""
 
 from __future__ import annotations
 
-import logging
-
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
-from jepa import checkpointing, hierarchy
+from jepa import hierarchy
+from jepa.methods import base, video
 from jepa.methods.base import Method, register
 
 Hierarchy = hierarchy.Hierarchy
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """``method`` of a hierarchy: level 1's task (``level1``, on windows of ``sequence.frames``
+    frames), predictor, latent z and loss, its views term's ``projector``, the levels above
+    (``levels``: ``hierarchy.UpperLevel``'s fields) and the training mode; each key is
+    described in docs/methods.md ("Hierarchy") and ``jepa/hierarchy.py``."""
+    return ml_collections.ConfigDict(
+        dict(
+            predictor=base.predictor_defaults(),
+            projector=dict(hidden=512, depth=2, out=64),
+            sequence=dict(frames=20),
+            latent=video.latent_defaults(),
+            loss=base.loss_defaults(target_encoder="ema", regularize="pooled"),
+            mode="joint",
+            joint_weight=0.1,
+            frozen_levels=0,
+            level1=dict(
+                context_frames=2,
+                horizon=1,
+                weight=1.0,
+                windows=0,
+                mask_ratio=0.0,
+                mask_weight=1.0,
+                pool_grid=1,
+                views_weight=0.0,
+                views=4,
+                views_sigreg=0.05,
+                views_rotate=25.0,
+                views_scale=0.2,
+                views_dilate=0.4,
+            ),
+            levels=(),
+        )
+    )
 
 
 def level_of(path) -> int:
@@ -29,7 +64,7 @@ def level_of(path) -> int:
 def active_levels(config, step) -> jax.Array:
     """[num_levels] 0/1: which levels' updates apply at ``step`` (the same at every step)."""
     del step
-    h, n = config.hierarchy, hierarchy.num_levels(config)
+    h, n = config.method, hierarchy.num_levels(config)
     levels = jnp.arange(1, n + 1)
     if h.mode == "greedy":
         return (levels > h.frozen_levels).astype(jnp.float32)
@@ -39,7 +74,7 @@ def active_levels(config, step) -> jax.Array:
 def level_update_mask(config) -> optax.GradientTransformation:
     """The last optimizer transform of a hierarchy: zero the updates (weight decay included)
     of the levels that are frozen (greedy)."""
-    if config.hierarchy.mode == "joint":
+    if config.method.mode == "joint":
         return optax.identity()
     active = active_levels(config, 0)
 
@@ -53,69 +88,11 @@ def level_update_mask(config) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def load_lower_levels(config, state, shardings, load_params):
-    """With ``hierarchy.init_from``, copy levels 1 … ``hierarchy.frozen_levels`` (all levels
-    the source has, in joint mode) and the level-1 target encoder from that
-    run's latest checkpoint (read by ``load_params``, ``jepa.hub.load_model_params``) into a
-    fresh ``state``. Strict: a level whose shapes differ is an error naming the paths, so a
-    2-level run starts from exactly the level 1 it names."""
-    source = config.hierarchy.init_from
-    if not source:
-        return state
-    src_config, step, params, target = load_params(source)
-    available = hierarchy.num_levels(src_config) if src_config.objective == METHOD.name else 0
-    if available < 1:
-        raise ValueError(
-            f"hierarchy.init_from={source!r} holds an objective={src_config.objective!r} run; "
-            "it must be a hierarchy run"
-        )
-    wanted = config.hierarchy.frozen_levels or available
-    if wanted > available:
-        raise ValueError(
-            f"hierarchy.frozen_levels={wanted} but {source!r} has only {available} level(s)"
-        )
-    new_params = dict(state.params)
-    for name in ("encoder", "predictor", "latent"):
-        if name in params or name in new_params:
-            checkpointing.check_tree_matches(
-                params.get(name, {}), new_params.get(name, {}), f"{source} level 1 ({name})"
-            )
-            if name in params:
-                new_params[name] = params[name]
-    # Level 1's identity-term projector is only used while level 1 trains: taken when both
-    # runs have one (strict on shapes), never required.
-    if "views_projector" in params and "views_projector" in new_params:
-        checkpointing.check_tree_matches(
-            params["views_projector"], new_params["views_projector"], f"{source} level 1 (views)"
-        )
-        new_params["views_projector"] = params["views_projector"]
-    if wanted > 1:
-        levels = dict(new_params["levels"])
-        for k in range(2, wanted + 1):
-            key = f"level{k}"
-            checkpointing.check_tree_matches(
-                params["levels"][key], levels[key], f"{source} level {k}"
-            )
-            levels[key] = params["levels"][key]
-        new_params["levels"] = levels
-    loaded = state.replace(params=new_params, target_params=target)
-    logging.info("loaded levels 1-%d from %s (step %d)", wanted, source, step)
-    return jax.device_put(loaded, shardings)
-
-
 def predictor_grid(config) -> tuple[int, int, int]:
     """Level 1's (time, h, w): its context frames through its target frame."""
     g = config.model.image_size // config.model.patch_size
-    level1 = config.hierarchy.level1
+    level1 = config.method.level1
     return level1.context_frames + level1.horizon, g, g
-
-
-def batch_ndims(config) -> dict:
-    """Windows of frames [batch, T, h, w, c]."""
-    out = {"image": 5}
-    if config.data.local_views:
-        out["local"] = 5
-    return out
 
 
 METHOD = register(
@@ -123,15 +100,16 @@ METHOD = register(
         name="hierarchy",
         init_params=lambda config, rng: Hierarchy(config).init_params(rng),
         make_loss_fn=lambda config: Hierarchy(config).loss_fn,
-        batch_ndims=batch_ndims,
+        # Windows of frames [batch, T, h, w, c].
+        batch_ndims=lambda config: {"image": 5},
+        defaults=defaults,
         validate=hierarchy.validate,
-        # Windows of ``data.sequence.frames`` consecutive frames of a video dataset.
-        pipeline=lambda config: {"sequence_frames": config.data.sequence.frames},
+        # Windows of ``method.sequence.frames`` consecutive frames of a video dataset.
+        pipeline=lambda config: {"sequence_frames": config.method.sequence.frames},
         predictor_grid=predictor_grid,
         optimizer_tail=level_update_mask,  # frozen / off-duty levels do not move
         # A frozen / off-duty level 1 keeps its target encoder too.
         ema_scale=lambda config, step: active_levels(config, step)[0],
-        load_at_start=load_lower_levels,
-        reads=("latent.kind",),
+        eval_weights=base.target_or_context,
     )
 )

@@ -1,5 +1,5 @@
 """I-JEPA: masked prediction on images with multi-block masks (``objective="masked"``,
-``mask.kind="multiblock"``).
+``method.mask.kind="multiblock"``).
 
 One step, as in ``src/train.py`` of facebookresearch/ijepa:
   1. targets: the EMA target encoder on the full image, LayerNorm (no affine) per token,
@@ -13,9 +13,12 @@ One step, as in ``src/train.py`` of facebookresearch/ijepa:
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jepa import config as config_lib
 from jepa import masking, objectives, sharding
@@ -28,14 +31,32 @@ def predictor_grid(config) -> tuple[int, ...]:
     return config_lib.grid_of(config)
 
 
+MASK_KEYS = tuple(f.name for f in dataclasses.fields(masking.MultiBlockSpec) if f.name != "grid")
+
+
+def mask_defaults() -> ml_collections.ConfigDict:
+    """``method.mask`` without its tube keys: I-JEPA's multi-block masks (4 target blocks of
+    15-20 % of the grid, one context block of 85-100 % without them), token counts fixed per
+    config so that the step compiles once (``masking.MultiBlockSpec``)."""
+    ref = masking.REFERENCE_CONTEXT_TOKENS, masking.REFERENCE_TARGET_TOKENS
+    spec = masking.MultiBlockSpec((0, 0), *ref)
+    return ml_collections.ConfigDict({k: getattr(spec, k) for k in MASK_KEYS})
+
+
+def mask_spec(config) -> masking.MultiBlockSpec:
+    m = config.method.mask
+    values = {k: tuple(m[k]) if isinstance(m[k], (tuple, list)) else m[k] for k in MASK_KEYS}
+    return masking.MultiBlockSpec(grid=config_lib.grid_of(config), **values)
+
+
 def target_embeddings_fn(config, encoder):
     """``(params, target_params, images) → s_y`` [batch, tokens, width]: the EMA target encoder
-    under stop-gradient (I-JEPA), or with ``loss.target_encoder="online"`` the online encoder
+    under stop-gradient (I-JEPA), or with ``method.loss.target_encoder="online"`` the online encoder
     itself, gradients on both sides (no EMA: the information terms must then prevent
     collapse)."""
 
     def target_embeddings(params, target_params, images):
-        if config.loss.target_encoder == "online":
+        if config.method.loss.target_encoder == "online":
             return encoder.apply({"params": params["encoder"]}, images)[0].astype(jnp.float32)
         full, _ = encoder.apply({"params": target_params}, images)
         return jax.lax.stop_gradient(full.astype(jnp.float32))
@@ -59,7 +80,7 @@ def init_masked_params(config, rng, images, grid, n_ctx: int, n_blocks: int, n_t
 
 
 def init_params(config, rng) -> dict:
-    m, mk = config.model, config.mask
+    m, mk = config.model, config.method.mask
     images = jnp.zeros((1, m.image_size, m.image_size, m.channels), jnp.float32)
     grid = predictor_grid(config)
     return init_masked_params(
@@ -72,9 +93,9 @@ def make_loss_fn(config):
     encoder = build_encoder(config)
     predictor = build_predictor(config, predictor_grid(config))
     target_embeddings = target_embeddings_fn(config, encoder)
-    energy = objectives.energy_fn(config.loss.energy)
+    lc = config.method.loss
+    energy = objectives.energy_fn(lc.energy)
     rules = sharding.rules_of(config)
-    lc = config.loss
     base_key = jax.random.PRNGKey(config.seed)
 
     def loss_fn(params, target_params, batch, step=0):
@@ -107,7 +128,7 @@ def batch_ndims(config) -> dict:
 
 def step_inputs(config):
     """The step's multi-block masks for the global batch, from (seed, step)."""
-    spec = config_lib.mask_spec(config)
+    spec = mask_spec(config)
 
     def draw(seed: int, step: int, batch: int) -> dict:
         masks = masking.masks_for_step(seed, step, batch, spec)
@@ -116,23 +137,11 @@ def step_inputs(config):
     return draw
 
 
-def validate_common(config) -> None:
-    """What every masked-prediction config needs, images or clips."""
-    d = config.data
-    if d.num_views != 1:
-        raise ValueError(
-            f'data.num_views={d.num_views}; valid: 1 (views are objective="multiview"\'s)'
-        )
-    if d.local_views:
-        raise ValueError('data.local_views > 0 needs objective="multiview"')
-
-
 def validate(config) -> None:
-    validate_common(config)
     if config.model.num_frames:
         raise ValueError(
             f'objective="masked" on clips (model.num_frames={config.model.num_frames}) needs '
-            f'V-JEPA\'s 3D masks; mask.kind={config.mask.kind!r}: valid: mask.kind="tube" '
-            '(with video_mode="tubelet"), or model.num_frames=0 for images'
+            f"V-JEPA's 3D masks; method.mask.kind={config.method.mask.kind!r}: valid: "
+            'method.mask.kind="tube" (with video_mode="tubelet"), or model.num_frames=0 for images'
         )
-    config_lib.mask_spec(config).validate()
+    mask_spec(config).validate()

@@ -10,10 +10,30 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jepa import objectives, sharding
+from jepa.methods import base
 from jepa.methods.base import Method, register
 from jepa.models import build_encoder, build_projector
+
+VIEW_KEYS = ("num_views", "local_views", "local_size", "local_crop_scale")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            # Global crops at model.image_size; local ones (a part of the image, which must
+            # predict the embedding of the whole) at local_size px, local_crop_scale of the area.
+            num_views=1,
+            local_views=0,
+            local_size=0,
+            local_crop_scale=(0.05, 0.3),
+            # The MLP to the space where views are compared and regularized.
+            projector=ml_collections.ConfigDict(dict(hidden=512, depth=2, out=64)),
+            loss=base.loss_defaults(view_weight=1.0),  # the view-prediction energy's weight
+        )
+    )
 
 
 def init_params(config, rng) -> dict:
@@ -29,9 +49,9 @@ def init_params(config, rng) -> dict:
 
 def make_loss_fn(config):
     encoder, projector = build_encoder(config), build_projector(config)
-    energy = objectives.energy_fn(config.loss.energy)
+    lc = config.method.loss
+    energy = objectives.energy_fn(lc.energy)
     rules = sharding.rules_of(config)
-    lc = config.loss
     base_key = jax.random.PRNGKey(config.seed)
 
     def embed(params, views):
@@ -71,32 +91,31 @@ def make_loss_fn(config):
 
 def batch_ndims(config) -> dict:
     """The global views ([batch, views, h, w, c]; [batch, h, w, c] for one) and the local ones."""
-    d = config.data
-    out = {"image": 4 + (d.num_views > 1)}
-    if d.local_views:
+    v = config.method
+    out = {"image": 4 + (v.num_views > 1)}
+    if v.local_views:
         out["local"] = 5
     return out
 
 
 def validate(config) -> None:
-    d, m = config.data, config.model
-    if d.num_views < 1 or d.local_views < 0 or d.num_views + d.local_views < 2:
+    v, m = config.method, config.model
+    if v.num_views < 1 or v.local_views < 0 or v.num_views + v.local_views < 2:
         raise ValueError(
-            f"data.num_views={d.num_views}, data.local_views={d.local_views}: the multiview "
-            "objective needs at least one global view and two views in all"
+            f"method.num_views={v.num_views}, method.local_views={v.local_views}: the "
+            "multiview objective needs at least one global view and two views in all"
         )
-    if d.local_views and (d.local_size <= 0 or d.local_size % m.patch_size):
+    if v.local_views and (v.local_size <= 0 or v.local_size % m.patch_size):
         raise ValueError(
-            f"data.local_size={d.local_size} must be a positive multiple of "
+            f"method.local_size={v.local_size} must be a positive multiple of "
             f"model.patch_size={m.patch_size}"
         )
-    if not config.loss.view_weight:
-        raise ValueError(
-            'loss.view_weight=0 with objective="multiview": nothing to predict; valid: > 0'
-        )
-    p = m.projector
+    base.check_pair(v.local_crop_scale, "method.local_crop_scale")
+    if not v.loss.view_weight:
+        raise ValueError("method.loss.view_weight=0: nothing to predict; valid: > 0")
+    p = v.projector
     if p.hidden <= 0 or p.out <= 0 or p.depth < 0:
-        raise ValueError(f"model.projector={dict(p)}: sizes must be positive")
+        raise ValueError(f"method.projector={dict(p)}: sizes must be positive")
 
 
 METHOD = register(
@@ -105,9 +124,11 @@ METHOD = register(
         init_params=init_params,
         make_loss_fn=make_loss_fn,
         batch_ndims=batch_ndims,
+        defaults=defaults,
         validate=validate,
+        # The views the input pipeline crops.
+        pipeline=lambda config: {k: config.method[k] for k in VIEW_KEYS},
         # No EMA encoder enters the loss: the online encoder is the representation trained.
         eval_weights=lambda config: "context",
-        model_parts=("projector",),
     )
 )

@@ -1,24 +1,55 @@
-"""``objective="future"``: the video objective. Tokens of the context frames (frame-wise
-encoder) predict the target encoder's LayerNorm'd tokens of a future frame, through a latent z
-when ``latent.kind`` is set (``jepa/latent.py``: winner-take-all codes or an amortized,
+"""``objective="future"``: the video objective. Tokens of the ``method.clip.context_frames``
+context frames (frame-wise encoder) predict the target encoder's LayerNorm'd tokens of the frame
+``method.clip.horizon`` steps after the last of them, through a latent z when
+``method.latent.kind`` is set (``jepa/latent.py``: winner-take-all codes or an amortized,
 information-limited z). ``params`` = {"encoder", "predictor"} plus "latent" (the codes or the
-inference network) and, with ``latent.reference``, "reference" (a z-free predictor)."""
+inference network) and, with ``method.latent.reference``, "reference" (a z-free predictor)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from jepa import config as config_lib
 from jepa import latent, objectives, sharding
+from jepa.methods import base
 from jepa.methods.base import Method, register
 from jepa.models import build_encoder, build_predictor
 
 
+def latent_defaults() -> ml_collections.ConfigDict:
+    """``method.latent``: the predictor's latent variable z, ``jepa.latent.LatentSpec``'s fields
+    (kind "none", "discrete" codes or an amortized, information-limited "continuous" z)."""
+    return ml_collections.ConfigDict(dataclasses.asdict(latent.LatentSpec()))
+
+
+def defaults() -> ml_collections.ConfigDict:
+    lat = latent_defaults()
+    # Also train a z-free predictor on the stop-gradient embeddings of the same run, the
+    # baseline the free energy is compared with (evaluate/energy.py).
+    lat.reference = False
+    return ml_collections.ConfigDict(
+        dict(
+            predictor=base.predictor_defaults(),
+            # Clips of a video dataset (records of ``frames`` [T, H, W, C]): context frames
+            # t0 … t0+C−1, target frame t0+C−1+horizon.
+            clip=ml_collections.ConfigDict(dict(context_frames=2, horizon=3)),
+            latent=lat,
+            # target_grid G >= 1: the energy compares G × G region means of the tokens, 0: every
+            # token.
+            loss=base.loss_defaults(target_encoder="ema", regularize="pooled", target_grid=0),
+        )
+    )
+
+
 def predictor_grid(config) -> tuple[int, int, int]:
     """(time, h, w): the context frames through the target frame."""
-    return config_lib.clip_grid(config)
+    c = config.method.clip
+    g = config.model.image_size // config.model.patch_size
+    return c.context_frames + c.horizon, g, g
 
 
 def init_params(config, rng) -> dict:
@@ -26,8 +57,8 @@ def init_params(config, rng) -> dict:
     encoder, predictor = build_encoder(config), build_predictor(config, predictor_grid(config))
     k_enc, k_pred = jax.random.split(rng)
     images = jnp.zeros((1, m.image_size, m.image_size, m.channels), jnp.float32)
-    _, g, _ = config_lib.clip_grid(config)
-    n_ctx = config.data.clip.context_frames * g * g
+    _, g, _ = predictor_grid(config)
+    n_ctx = config.method.clip.context_frames * g * g
     context = jnp.zeros((1, n_ctx, m.width), jnp.float32)
     ctx_idx = jnp.zeros((1, n_ctx), jnp.int32)
     tgt_idx = jnp.zeros((1, 1, g * g), jnp.int32)
@@ -36,12 +67,12 @@ def init_params(config, rng) -> dict:
         "encoder": encoder.init(k_enc, images)["params"],
         "predictor": predictor.init(k_pred, context, ctx_idx, tgt_idx)["params"],
     }
-    spec = config_lib.latent_spec(config)
+    spec = latent.LatentSpec.of(config.method.latent)
     if spec.kind != "none":
-        model = latent.LatentJEPA(spec, None, None, None, None, None, m.predictor.width)
+        model = latent.LatentJEPA(spec, None, None, None, None, None, config.method.predictor.width)
         # the inference network reads the flattened tokens of s_x and s_y (``make_loss_fn``)
         params["latent"] = model.init_latent(k_lat, n_ctx * m.width, g * g * m.width)
-    if config.latent.reference:
+    if config.method.latent.reference:
         params["reference"] = predictor.init(k_ref, context, ctx_idx, tgt_idx)["params"]
     return params
 
@@ -57,22 +88,22 @@ def make_loss_and_model(config):
     ``{"model": params, "latent": params.get("latent", {})}``."""
     encoder = build_encoder(config)
     predictor = build_predictor(config, predictor_grid(config))
-    energy = objectives.energy_fn(config.loss.energy)
+    lc = config.method.loss
+    energy = objectives.energy_fn(lc.energy)
     rules = sharding.rules_of(config)
-    lc = config.loss
     base_key = jax.random.PRNGKey(config.seed)
-    context_frames = config.data.clip.context_frames
-    steps_ahead, g, _ = config_lib.clip_grid(config)
+    context_frames = config.method.clip.context_frames
+    steps_ahead, g, _ = predictor_grid(config)
     n = g * g
     # Time-major raster indices into the predictor's (time, h, w) grid: the context frames are
     # times 0 … C−1, the target is time C−1+horizon (the grid's last).
     ctx_idx = jnp.arange(context_frames * n, dtype=jnp.int32)[None]
     tgt_idx = ((steps_ahead - 1) * n + jnp.arange(n, dtype=jnp.int32))[None, None]
-    spec = config_lib.latent_spec(config)
-    target_grid = lc.future_target_grid
+    spec = latent.LatentSpec.of(config.method.latent)
+    target_grid = lc.target_grid
 
     def to_target_space(tokens):
-        """[b, n, width] → the tokens the energy compares (``loss.future_target_grid``)."""
+        """[b, n, width] → the tokens the energy compares (``method.loss.target_grid``)."""
         return objectives.region_means(tokens, g, target_grid) if target_grid else tokens
 
     def encode_frames(enc_params, frames):
@@ -109,7 +140,7 @@ def make_loss_and_model(config):
             # q(z | s_x, s_y) sees every token: where a digit went is in *which* tokens
             # changed, which a mean over tokens would blur.
             pool=lambda s: s.reshape(s.shape[0], -1),
-            width=config.model.predictor.width,
+            width=config.method.predictor.width,
         )
 
     def loss_fn(params, target_params, batch, step=0):
@@ -135,23 +166,21 @@ def make_loss_and_model(config):
 
 
 def validate(config) -> None:
-    c = config.data.clip
+    c = config.method.clip
     if c.context_frames < 1:
-        raise ValueError(f"data.clip.context_frames={c.context_frames} must be >= 1")
+        raise ValueError(f"method.clip.context_frames={c.context_frames} must be >= 1")
     if c.horizon < 1:
-        raise ValueError(f"data.clip.horizon={c.horizon} must be >= 1")
-    if config.model.predictor.width % 8:
+        raise ValueError(f"method.clip.horizon={c.horizon} must be >= 1")
+    if config.method.predictor.width % 8:
         raise ValueError(
-            f"model.predictor.width={config.model.predictor.width} must be divisible by 8 "
+            f"method.predictor.width={config.method.predictor.width} must be divisible by 8 "
             "(3D sin-cos embedding of the (time, h, w) grid)"
         )
-    if config.data.num_views != 1 or config.data.local_views:
-        raise ValueError('objective="future" reads clips: data.num_views=1, data.local_views=0')
-    target_grid = config.loss.future_target_grid
+    target_grid = config.method.loss.target_grid
     grid = config.model.image_size // config.model.patch_size
     if target_grid < 0 or (target_grid and grid % target_grid):
         raise ValueError(
-            f"loss.future_target_grid={target_grid} must be 0 (every token) or divide the "
+            f"method.loss.target_grid={target_grid} must be 0 (every token) or divide the "
             f"{grid} × {grid} token grid"
         )
 
@@ -163,10 +192,14 @@ METHOD = register(
         make_loss_fn=make_loss_fn,
         # [batch, context frames + 1, h, w, c]: the clip
         batch_ndims=lambda config: {"image": 5},
+        defaults=defaults,
         validate=validate,
         # Clips of a video dataset: the context frames, then the target frame.
-        pipeline=lambda config: {"clip_context_frames": config.data.clip.context_frames},
+        pipeline=lambda config: {
+            "clip_context_frames": config.method.clip.context_frames,
+            "clip_horizon": config.method.clip.horizon,
+        },
         predictor_grid=predictor_grid,
-        reads=("latent.kind", "latent.reference", "loss.future_target_grid"),
+        eval_weights=base.target_or_context,
     )
 )

@@ -1,5 +1,5 @@
 """V-JEPA: masked prediction on clips with 3D tube masks (``objective="masked"``,
-``mask.kind="tube"``, ``model.num_frames`` > 0, ``model.video_mode="tubelet"``).
+``method.mask.kind="tube"``, ``model.num_frames`` > 0, ``model.video_mode="tubelet"``).
 
 The targets are the EMA target encoder's LayerNorm'd tokens of the whole clip, computed once;
 for each mask generator g, the context encoder sees g's context tokens and the predictor (on
@@ -10,9 +10,12 @@ the generators' context embeddings.
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jepa import config as config_lib
 from jepa import masking, objectives, sharding
@@ -26,17 +29,57 @@ def predictor_grid(config) -> tuple[int, ...]:
     return config_lib.video_grid(config)
 
 
+TUBE_KEYS = tuple(f.name for f in dataclasses.fields(masking.TubeGenerator))
+TUBE_PAIR_KEYS = ("spatial_scale", "temporal_scale", "aspect")
+
+
+def tube_defaults() -> ml_collections.ConfigDict:
+    """``method.mask.tube``: one entry per mask generator in every key, V-JEPA's generators;
+    token counts 0 = the reference's expected counts on the grid (``with_default_counts``)."""
+    gens = masking.VJEPA_GENERATORS
+    return ml_collections.ConfigDict({k: tuple(getattr(g, k) for g in gens) for k in TUBE_KEYS})
+
+
+def tube_spec(config) -> masking.TubeSpec:
+    """``method.mask.tube`` as a validated ``TubeSpec`` on the tubelet grid, counts left at 0
+    filled with their defaults."""
+    t = config.method.mask.tube
+    n = len(t.num_blocks)
+    for key in t.keys():
+        if len(t[key]) != n:
+            raise ValueError(
+                f"method.mask.tube.{key} has {len(t[key])} entries and "
+                f"method.mask.tube.num_blocks {n}; valid: one entry per generator in every "
+                "method.mask.tube key"
+            )
+    for key in TUBE_PAIR_KEYS:
+        for i, pair in enumerate(t[key]):
+            if len(pair) != 2:
+                raise ValueError(f"method.mask.tube.{key}[{i}]={pair!r}; valid: a pair (low, high)")
+    gens = tuple(
+        masking.TubeGenerator(**{k: tuple(t[k][i]) if k in TUBE_PAIR_KEYS else t[k][i] for k in t})
+        for i in range(n)
+    )
+    spec = masking.TubeSpec(config_lib.video_grid(config), gens)
+    spec.validate(counts=False)  # the defaults need sane scales
+    spec = spec.with_default_counts()
+    spec.validate()
+    return spec
+
+
 def tube_mask_keys(config) -> list[tuple[str, str]]:
     """The batch keys of each tube-mask generator's (context [batch, Kc_g], targets
     [batch, 1, Kt_g]) pair: one pair of keys per generator, as their token counts differ."""
-    return [(f"context_{g}", f"targets_{g}") for g in range(len(config.mask.tube.num_blocks))]
+    return [
+        (f"context_{g}", f"targets_{g}") for g in range(len(config.method.mask.tube.num_blocks))
+    ]
 
 
 def init_params(config, rng) -> dict:
     """Encoder on clips; the predictor's params fit every generator's pair (they do not depend
     on the token counts), so the first generator's shapes initialize it."""
     m = config.model
-    gen = config_lib.tube_spec(config).generators[0]
+    gen = tube_spec(config).generators[0]
     clips = jnp.zeros((1, m.num_frames, m.image_size, m.image_size, m.channels), jnp.float32)
     grid = predictor_grid(config)
     return ijepa.init_masked_params(
@@ -49,9 +92,9 @@ def make_loss_fn(config):
     encoder = build_encoder(config)
     predictor = build_predictor(config, predictor_grid(config))
     target_embeddings = ijepa.target_embeddings_fn(config, encoder)
-    energy = objectives.energy_fn(config.loss.energy)
+    lc = config.method.loss
+    energy = objectives.energy_fn(lc.energy)
     rules = sharding.rules_of(config)
-    lc = config.loss
     base_key = jax.random.PRNGKey(config.seed)
     keys = tube_mask_keys(config)
 
@@ -99,7 +142,7 @@ def batch_ndims(config) -> dict:
 
 def step_inputs(config):
     """The step's tube masks for the global batch, one pair per generator, from (seed, step)."""
-    spec, keys = config_lib.tube_spec(config), tube_mask_keys(config)
+    spec, keys = tube_spec(config), tube_mask_keys(config)
 
     def draw(seed: int, step: int, batch: int) -> dict:
         out = {}
@@ -112,11 +155,10 @@ def step_inputs(config):
 
 
 def validate(config) -> None:
-    ijepa.validate_common(config)
     m = config.model
     if not m.num_frames or m.video_mode != "tubelet":
         raise ValueError(
-            f'mask.kind="tube" masks the tubelet grid; model.num_frames={m.num_frames}, '
+            f'method.mask.kind="tube" masks the tubelet grid; model.num_frames={m.num_frames}, '
             f'model.video_mode={m.video_mode!r}: valid: num_frames > 0, video_mode="tubelet"'
         )
-    config_lib.tube_spec(config)
+    tube_spec(config)

@@ -43,15 +43,15 @@ def build_encoder(config) -> VisionTransformer:
 
 
 def build_predictor(config, grid: tuple[int, ...]) -> Predictor:
-    """The predictor of ``config.model.predictor`` on the token ``grid`` its positions index:
+    """The predictor of ``config.method.predictor`` on the token ``grid`` its positions index:
     (h, w) for images, (time, h, w) for clips; each method says which (``predictor_grid``)."""
-    m = config.model
+    m, p = config.model, config.method.predictor
     return Predictor(
         grid=grid,
         out_width=m.width,
-        width=m.predictor.width,
-        depth=m.predictor.depth,
-        num_heads=m.predictor.num_heads,
+        width=p.width,
+        depth=p.depth,
+        num_heads=p.num_heads,
         mlp_ratio=m.mlp_ratio,
         dtype=compute_dtype(m.dtype),
         remat=m.remat,
@@ -60,7 +60,8 @@ def build_predictor(config, grid: tuple[int, ...]) -> Predictor:
 
 
 def build_projector(config) -> Projector:
-    p = config.model.projector
+    """The MLP of ``config.method.projector`` from a pooled embedding [batch, model.width]."""
+    p = config.method.projector
     return Projector(
         hidden=p.hidden, depth=p.depth, out=p.out, dtype=compute_dtype(config.model.dtype)
     )

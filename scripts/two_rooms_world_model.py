@@ -147,6 +147,34 @@ def position_probe(args, settings, model, params, horizon=16):
     return {"r2_encoded": encoded["r2"], f"r2_predicted_{horizon}": ahead}, read
 
 
+def wall_check(settings, model, params, read, pushes=12, speed=1.5, cases=64):
+    """Does the model know the wall? (a) R² of a ridge probe of the layout (wall_x, door_y)
+    from the embedding (256 frames fit, 256 tested); (b) from 3 px before the wall's face, 20
+    rows from the door, the predictor rolled out over ``pushes`` actions of ``speed`` straight
+    into the wall: the share of cases predicted past the wall (the true dynamics: none)."""
+    keys = jax.random.split(jax.random.key(3), 512 + cases)
+    firsts = jax.vmap(lambda k: tr.explore(k, settings, 1)[0])(keys[:512])
+    z = np.asarray(
+        model.apply(params, jax.vmap(lambda st: tr.render(st, settings))(firsts), method="encode")
+    )
+    layout = np.stack([np.asarray(firsts.wall_x), np.asarray(firsts.door_y)], -1)
+    layout_r2 = ridge.ridge_r2(z[:256], layout[:256], z[256:], layout[256:])["r2"]
+
+    def push(k):
+        wall_x, door_y = tr.sample_geometry(k, settings)
+        y = jnp.where(door_y > settings.arena / 2, door_y - 20, door_y + 20)
+        left_face = wall_x - settings.wall_width // 2
+        start = tr.TwoRoomsState(jnp.stack([left_face - 3.0, y]), wall_x, door_y)
+        actions = jnp.tile(jnp.array([[speed, 0.0]]), (pushes, 1))
+        z0 = model.apply(params, tr.render(start, settings), method="encode")
+        predict = lambda s, a: model.apply(params, s, a, method="predict")  # noqa: E731
+        return wml.unroll(predict, z0[None], actions[None])[0, -1], wall_x
+
+    z_end, wall_x = jax.vmap(push)(keys[512:])
+    past = read(np.asarray(z_end))[:, 0] > np.asarray(wall_x) + settings.wall_width / 2
+    return {"layout_r2": layout_r2, "predicted_through_wall": float(past.mean())}
+
+
 def first_plans(args, settings, model, params, cfg, key, episodes, read):
     """The plan each episode starts with, as the probe reads its predicted embeddings
     [episodes, horizon, 2]: the figure's planned path."""
@@ -232,6 +260,7 @@ def main():
             pickle.dump(jax.device_get(params), f)
         print("train seconds", round(train_time, 1), flush=True)
     probe, read = position_probe(args, settings, model, params)
+    probe.update(wall_check(settings, model, params, read))
     print(json.dumps({"position_probe": probe}), flush=True)
     result["position_probe"] = probe
     for name in [p for p in args.planners.split(",") if p]:

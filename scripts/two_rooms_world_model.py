@@ -22,7 +22,9 @@ from jepa import planning
 from jepa import world_model_loss as wml
 from jepa import world_model_planning as wmp
 from jepa.envs import two_rooms as tr
+from jepa.envs import two_rooms_figure as tf
 from jepa.envs import two_rooms_planning as tp
+from jepa.evaluate import ridge
 from jepa.models.world_model import WorldModel
 
 TRACES = {"eval": 0}
@@ -64,6 +66,7 @@ def parse():
     p.add_argument("--horizon", type=int, default=90)
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--max-norm", type=float, default=0.0, help="clip candidates (0: eb_jepa's)")
     p.add_argument("--replan", type=int, default=1)
     p.add_argument("--warm", action="store_true")
     p.add_argument("--eval-size", type=int, default=0, help="episodes per jit call (0: all)")
@@ -126,15 +129,74 @@ def train(args, settings, model):
     return params, time.time() - t0, log
 
 
-def evaluate(args, settings, model, params, name):
-    if name == "mppi":
-        cfg = planning.MPPIConfig(
-            horizon=args.horizon, iterations=args.iterations, samples=args.samples
-        )
-    else:
-        cfg = planning.CEMConfig(
-            horizon=args.horizon, iterations=args.iterations, samples=args.samples
-        )
+def position_probe(args, settings, model, params, horizon=16):
+    """A linear (ridge) probe of the dot's position from the embedding, fitted on 256 fresh
+    trajectories and tested on 256 others: R² of the encoded frames and of the predictor's
+    open-loop embeddings ``horizon`` steps ahead; and the fitted probe, which reads a plan's
+    predicted embeddings as positions."""
+    gen = jax.jit(jax.vmap(lambda k: tr.rollout(k, settings, steps=horizon)))
+    obs, actions, pos = gen(jax.random.split(jax.random.key(args.eval_seed + 1), 512))
+    z = model.apply(params, obs, method="encode")
+    zp = wml.unroll(lambda s, a: model.apply(params, s, a, method="predict"), z[:, 0], actions)
+    z, zp, pos = (np.asarray(x) for x in (z, zp, pos))
+    d = z.shape[-1]
+    train_x, train_y = z[:256].reshape(-1, d), pos[:256].reshape(-1, 2)
+    encoded = ridge.ridge_r2(train_x, train_y, z[256:].reshape(-1, d), pos[256:].reshape(-1, 2))
+    read = ridge.ridge_map(train_x, train_y, encoded["alpha"])
+    ahead = ridge.r2(read(zp[256:, -1]), pos[256:, -1])
+    return {"r2_encoded": encoded["r2"], f"r2_predicted_{horizon}": ahead}, read
+
+
+def wall_check(settings, model, params, read, pushes=12, speed=1.5, cases=64):
+    """Does the model know the wall? (a) R² of a ridge probe of the layout (wall_x, door_y)
+    from the embedding (256 frames fit, 256 tested); (b) from 3 px before the wall's face, 20
+    rows from the door, the predictor rolled out over ``pushes`` actions of ``speed`` straight
+    into the wall: the share of cases predicted past the wall (the true dynamics: none)."""
+    keys = jax.random.split(jax.random.key(3), 512 + cases)
+    firsts = jax.vmap(lambda k: tr.explore(k, settings, 1)[0])(keys[:512])
+    z = np.asarray(
+        model.apply(params, jax.vmap(lambda st: tr.render(st, settings))(firsts), method="encode")
+    )
+    layout = np.stack([np.asarray(firsts.wall_x), np.asarray(firsts.door_y)], -1)
+    layout_r2 = ridge.ridge_r2(z[:256], layout[:256], z[256:], layout[256:])["r2"]
+
+    def push(k):
+        wall_x, door_y = tr.sample_geometry(k, settings)
+        y = jnp.where(door_y > settings.arena / 2, door_y - 20, door_y + 20)
+        left_face = wall_x - settings.wall_width // 2
+        start = tr.TwoRoomsState(jnp.stack([left_face - 3.0, y]), wall_x, door_y)
+        actions = jnp.tile(jnp.array([[speed, 0.0]]), (pushes, 1))
+        z0 = model.apply(params, tr.render(start, settings), method="encode")
+        predict = lambda s, a: model.apply(params, s, a, method="predict")  # noqa: E731
+        return wml.unroll(predict, z0[None], actions[None])[0, -1], wall_x
+
+    z_end, wall_x = jax.vmap(push)(keys[512:])
+    past = read(np.asarray(z_end))[:, 0] > np.asarray(wall_x) + settings.wall_width / 2
+    return {"layout_r2": layout_r2, "predicted_through_wall": float(past.mean())}
+
+
+def first_plans(args, settings, model, params, cfg, key, episodes, read):
+    """The plan each episode starts with, as the probe reads its predicted embeddings
+    [episodes, horizon, 2]: the figure's planned path."""
+    starts, goals = tp.tasks(jax.random.split(key)[0], episodes, settings)
+    builder = wmp.model_cost(model, params, lambda st: tr.render(st, settings), args.mode)
+    planner = tp.make_planner(cfg)
+
+    def one(k, start, goal):
+        plan = planner(k, builder(start, goal, settings.episode_steps), jnp.zeros((cfg.horizon, 2)))
+        z0 = model.apply(params, tr.render(start, settings), method="encode")
+        return wml.unroll(
+            lambda s, a: model.apply(params, s, a, method="predict"), z0[None], plan.actions[None]
+        )[0]
+
+    zs = jax.jit(jax.vmap(one))(jax.random.split(key, episodes), starts, goals)
+    return read(np.asarray(zs).reshape(-1, zs.shape[-1])).reshape(episodes, -1, 2), goals
+
+
+def evaluate(args, settings, model, params, name, read=None):
+    kind = planning.MPPIConfig if name == "mppi" else planning.CEMConfig
+    clip = {"max_norm": args.max_norm} if args.max_norm else {}
+    cfg = kind(horizon=args.horizon, iterations=args.iterations, samples=args.samples, **clip)
 
     @functools.partial(jax.jit, static_argnums=(2,))
     def run(params, key, episodes):
@@ -152,13 +214,24 @@ def evaluate(args, settings, model, params, name):
         starts, goals = tp.tasks(jax.random.split(key)[0], episodes, settings)
         final = out.positions[:, -1]
         room = jnp.sign(final[:, 0] - goals.wall_x) == jnp.sign(goals.position[:, 0] - goals.wall_x)
-        return out.success, out.final_distance, room
+        return out.success, out.final_distance, room, out.positions
 
     key = jax.random.key(args.eval_seed)
     t0 = time.time()
-    succ, dist, room = run(params, key, args.eval_episodes)
+    succ, dist, room, positions = run(params, key, args.eval_episodes)
     succ, dist, room = np.asarray(succ), np.asarray(dist), np.asarray(room)
     elapsed = time.time() - t0
+    if read is not None:
+        shown = min(8, args.eval_episodes)
+        planned, goals = first_plans(args, settings, model, params, cfg, key, shown, read)
+        tf.plot_episodes(
+            os.path.join(args.out, f"episodes_{name}_{args.mode}.png"),
+            np.asarray(positions)[:shown],
+            goals,
+            planned=planned,
+            success=succ[:shown],
+            settings=settings,
+        )
     return {
         "planner": name,
         "success": float(succ.mean()),
@@ -186,8 +259,12 @@ def main():
         with open(os.path.join(args.out, "params.pkl"), "wb") as f:
             pickle.dump(jax.device_get(params), f)
         print("train seconds", round(train_time, 1), flush=True)
+    probe, read = position_probe(args, settings, model, params)
+    probe.update(wall_check(settings, model, params, read))
+    print(json.dumps({"position_probe": probe}), flush=True)
+    result["position_probe"] = probe
     for name in [p for p in args.planners.split(",") if p]:
-        r = evaluate(args, settings, model, params, name)
+        r = evaluate(args, settings, model, params, name, read)
         print(json.dumps(r), flush=True)
         result.setdefault("eval", []).append(r)
     planners = args.planners.replace(",", "-")

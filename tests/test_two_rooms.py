@@ -319,3 +319,23 @@ def test_path_length_goes_through_the_door():
     # Symmetric from the right.
     assert length([40, 40], [20, 40]) == pytest.approx(2 * math.hypot(9, 18) + 2, rel=1e-5)
     assert length([40, 26], [20, 10]) == pytest.approx(2 * math.hypot(9, 8) + 2, rel=1e-5)
+
+
+def test_episode_figure_draws_one_panel_per_episode(tmp_path):
+    from PIL import Image
+
+    from jepa.envs import two_rooms_figure
+
+    starts, goals = jax.vmap(tr.sample_start_goal)(jax.random.split(jax.random.key(0), 5))
+    positions = jnp.stack([starts.position, goals.position], axis=1)  # [5, 2, 2]
+    path = two_rooms_figure.plot_episodes(
+        str(tmp_path / "episodes.png"),
+        positions,
+        goals,
+        planned=positions,
+        success=np.array([True, False, True, False, True]),
+        columns=3,
+    )
+    width, height = Image.open(path).size
+    # 3 columns x 2 rows of 2.6-inch panels at 110 dpi
+    assert (width, height) == (round(3 * 2.6 * 110), round(2 * 2.6 * 110))

@@ -12,7 +12,7 @@ import ml_collections
 import optax
 
 from jepa import hierarchy
-from jepa.methods import base, video
+from jepa.methods import base
 from jepa.methods.base import Method, register
 
 Hierarchy = hierarchy.Hierarchy
@@ -20,7 +20,7 @@ Hierarchy = hierarchy.Hierarchy
 
 def defaults() -> ml_collections.ConfigDict:
     """``method`` of a hierarchy: level 1's task (``level1``, on windows of ``sequence.frames``
-    frames), predictor, latent z and loss, its views term's ``projector``, the levels above
+    frames), predictor and loss, its views term's ``projector``, the levels above
     (``levels``: ``hierarchy.UpperLevel``'s fields) and the training mode; each key is
     described in docs/methods.md ("Hierarchy") and ``jepa/hierarchy.py``."""
     return ml_collections.ConfigDict(
@@ -28,7 +28,6 @@ def defaults() -> ml_collections.ConfigDict:
             predictor=base.predictor_defaults(),
             projector=dict(hidden=512, depth=2, out=64),
             sequence=dict(frames=20),
-            latent=video.latent_defaults(),
             loss=base.loss_defaults(target_encoder="ema", regularize="pooled"),
             mode="joint",
             joint_weight=0.1,

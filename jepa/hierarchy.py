@@ -1,6 +1,6 @@
 """Hierarchical JEPA (LeCun 2022, section 4.6): levels stacked over time.
 
-Level 1 is a video JEPA over frames: the image ViT encodes every frame (frame-wise mode), and
+Level 1 is a video JEPA over frames: the image ViT encodes every frame on its own, and
 its predictor maps the tokens of ``level1.context_frames`` frames to the target encoder's tokens
 of the frame ``level1.horizon`` steps later — a short-range, detailed prediction made from every
 window of the sequence at once. Level k+1 reads level k's embeddings, one vector per time step
@@ -87,14 +87,6 @@ def upper_levels(config) -> list[UpperLevel]:
 
 def num_levels(config) -> int:
     return 1 + len(config.method.levels)
-
-
-def steps_per_level(config) -> list[int]:
-    """Time steps at each level: frames at level 1, then divided by each level's window."""
-    steps = [config.method.sequence.frames]
-    for level in upper_levels(config):
-        steps.append(steps[-1] // level.window)
-    return steps
 
 
 def frames_per_step(config) -> list[int]:
@@ -215,16 +207,12 @@ def shifted_targets(x: jax.Array, offsets) -> jax.Array:
     return jax.lax.stop_gradient(jnp.stack(out, 1))
 
 
-def _level_energy(energy):
+def _masked_energy(energy, pred, sy):
     """Per-sample energy over valid (horizon, step) slots: ``sy`` = [targets | validity] along
     the last axis (``shifted_targets``)."""
-
-    def fn(pred, sy):
-        target, mask = sy[..., :-1], sy[..., -1]
-        e = energy(pred, target) * mask  # [batch, horizons, steps]
-        return e.sum((-2, -1)) / jnp.maximum(mask.sum((-2, -1)), 1.0)
-
-    return fn
+    target, mask = sy[..., :-1], sy[..., -1]
+    e = energy(pred, target) * mask  # [batch, horizons, steps]
+    return e.sum((-2, -1)) / jnp.maximum(mask.sum((-2, -1)), 1.0)
 
 
 class Hierarchy:
@@ -355,32 +343,24 @@ class Hierarchy:
         return frame_views.invariance_and_sigreg(z, k_sig, self.config.method.loss.sigreg_slices)
 
     # -------------------------------------------------------------------- upper levels
-    def upper_targets(self, k: int, states: jax.Array) -> jax.Array:
-        """[b, T_k, width] → [b, horizons, T_k, width + 1]: the level's (stop-gradient) state h
-        steps later for each horizon h, and a last channel 1 where that step exists."""
-        return shifted_targets(states, self.levels[k - 2].horizons)
-
     def encode_level(self, params, k: int, inputs: jax.Array) -> jax.Array:
         """Level k ≥ 2's states from the level below's per-step embeddings [b, T_{k-1}, d]."""
-        level = self.levels[k - 2]
-        pooled = pool_windows(inputs, level.window)
+        pooled = pool_windows(inputs, self.levels[k - 2].window)
+        encoder_params = params["levels"][f"level{k}"]["encoder"]
         return (
-            self.seq_encoders[k - 2]
-            .apply({"params": params["levels"][f"level{k}"]["encoder"]}, pooled)
-            .astype(jnp.float32)
+            self.seq_encoders[k - 2].apply({"params": encoder_params}, pooled).astype(jnp.float32)
         )
 
-    def embeddings(self, params, frames, target_params=None, upto: int | None = None):
+    def embeddings(self, params, frames, target_params=None):
         """Per-level, per-step embeddings of whole sequences, for probes and plots:
         [level-1 pooled tokens [b, T, d1] (of ``target_params`` when given, the encoder the
         probes read), level-2 states [b, T_2, d2], …]. Upper levels read the online level-1
         encoder, as in training."""
-        upto = upto or num_levels(self.config)
         online = self.frame_tokens(params["encoder"], frames)
         first = online if target_params is None else self.frame_tokens(target_params, frames)
         out = [first.mean(2)]
         below = self.frame_embedding(online)
-        for k in range(2, upto + 1):
+        for k in range(2, num_levels(self.config) + 1):
             below = self.encode_level(params, k, below)
             out.append(below)
         return out
@@ -455,12 +435,12 @@ class Hierarchy:
         level = self.levels[k - 2]
         level_params = params["levels"][f"level{k}"]
         pred = self.step_predictors[k - 2].apply({"params": level_params["predictor"]}, states)
-        lk = _level_energy(self.energy)(pred, self.upper_targets(k, states)).mean()
+        lk = _masked_energy(self.energy, pred, shifted_targets(states, level.horizons)).mean()
         auxk = {"energy": lk}
         if level.recall:
             recalled = self.recall_heads[k - 2].apply({"params": level_params["recall"]}, states)
             past = shifted_targets(inputs, tuple(-r for r in level.recall))
-            auxk["recall_energy"] = _level_energy(self.energy)(recalled, past).mean()
+            auxk["recall_energy"] = _masked_energy(self.energy, recalled, past).mean()
             lk = lk + level.recall_weight * auxk["recall_energy"]
         flat = states.reshape(-1, states.shape[-1])
         if level.vicreg_var:
@@ -491,23 +471,20 @@ class Hierarchy:
             params["views_projector"] = self.views_projector.init(
                 keys[3], jnp.zeros((1, m.width), jnp.float32)
             )["params"]
-        levels = {}
+        levels, steps = {}, self.frames
         for i, level in enumerate(self.levels):
-            k = i + 2
             kk = keys[4 + 3 * i : 7 + 3 * i]
-            steps = steps_per_level(config)[k - 1]
-            x = jnp.zeros((1, steps * level.window, self.input_widths[i]), jnp.float32)
+            steps //= level.window
+            x = jnp.zeros((1, steps, self.input_widths[i]), jnp.float32)  # the pooled input
             s = jnp.zeros((1, steps, level.width), jnp.float32)
             entry = {
-                "encoder": self.seq_encoders[i].init(kk[0], pool_windows(x, level.window))[
-                    "params"
-                ],
+                "encoder": self.seq_encoders[i].init(kk[0], x)["params"],
                 "predictor": self.step_predictors[i].init(kk[1], s)["params"],
             }
             if level.recall:
                 recall_key = jax.random.fold_in(kk[1], 1)
                 entry["recall"] = self.recall_heads[i].init(recall_key, s)["params"]
-            levels[f"level{k}"] = entry
+            levels[f"level{i + 2}"] = entry
         if levels:
             params["levels"] = levels
         return params

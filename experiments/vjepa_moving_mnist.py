@@ -30,7 +30,6 @@ def get_config(arg=None):
     c.model.patch_size = 16
     c.model.num_frames = 8
     c.model.tubelet_size = 2
-    c.model.video_mode = "tubelet"
     c.model.width = 64
     c.model.depth = 3
 

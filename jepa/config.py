@@ -110,12 +110,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.attention_impl = ""  # "": einsum attention; "xla" or "cudnn" (fused, NVIDIA GPUs)
     # through jax.nn.dot_product_attention
     # Video (clips [batch, T, H, W, C]; jepa/models/vit.py). num_frames: frames per clip, 0 for
-    # an image model. video_mode "tubelet" (V-JEPA): 3D patches of tubelet_size frames × p × p,
-    # one transformer over the (num_frames / tubelet_size, h, w) grid; "framewise": the image
-    # ViT on every frame (one set of weights, frames never attend to each other).
+    # an image model; V-JEPA's 3D patches of tubelet_size frames × p × p, one transformer over
+    # the (num_frames / tubelet_size, h, w) grid.
     c.model.num_frames = 0
     c.model.tubelet_size = 2
-    c.model.video_mode = "tubelet"
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3
@@ -338,6 +336,5 @@ def mesh_shape(config, device_count: int) -> tuple[int, int, int]:
 def video_grid(config) -> tuple[int, int, int]:
     """The encoder's (time, h, w) token grid for clips of ``model.num_frames`` frames."""
     m = config.model
-    steps = m.num_frames // m.tubelet_size if m.video_mode == "tubelet" else m.num_frames
     g = m.image_size // m.patch_size
-    return steps, g, g
+    return m.num_frames // m.tubelet_size, g, g

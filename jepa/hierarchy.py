@@ -1,6 +1,6 @@
 """Hierarchical JEPA (LeCun 2022, section 4.6): levels stacked over time.
 
-Level 1 is a video JEPA over frames: the image ViT encodes every frame (frame-wise mode), and
+Level 1 is a video JEPA over frames: the image ViT encodes every frame on its own, and
 its predictor maps the tokens of ``level1.context_frames`` frames to the target encoder's tokens
 of the frame ``level1.horizon`` steps later — a short-range, detailed prediction made from every
 window of the sequence at once. Level k+1 reads level k's embeddings, one vector per time step
@@ -12,10 +12,9 @@ space.
 
 Anti-collapse per level: level 1 has the EMA target encoder (+ ``method.loss`` regularizers, as
 the future objective); levels ≥ 2 predict stop-gradient copies of their own states and keep
-them informative with their own VICReg terms. Each level may have a latent z (``latent`` kind
-per level; level 1 uses ``method.latent``). Level 1 may also learn what its frames share — the
-digit's shape, which predicting the next frame does not reward — from frames of one sequence
-as warped views (``level1.views_weight``, ``frame_views.py``; with ``model.stem="conv"``).
+them informative with their own VICReg terms. Level 1 may also learn what its frames share —
+the digit's shape, which predicting the next frame does not reward — from frames of one
+sequence as warped views (``level1.views_weight``, ``frame_views.py``; with ``model.stem="conv"``).
 
 Training modes (``method.mode``; their optimizer mask lives in ``methods/hjepa.py``):
 - ``joint``: every level learns; level k+1's gradients flow into level k scaled by
@@ -24,10 +23,9 @@ Training modes (``method.mode``; their optimizer mask lives in ``methods/hjepa.p
   (``config.init``: its ``path``, and in ``take`` the parameters of those levels) and frozen;
   the levels above learn on their outputs.
 
-Params: ``{"encoder", "predictor"[, "latent"][, "views_projector"]}`` for level 1 (so every
-image tool — probes, ``load_encoder``, the health monitor — sees level 1's encoder where it
-always is) and
-``{"levels": {"level2": {"encoder", "predictor"[, "latent"]}, ...}}`` above it.
+Params: ``{"encoder", "predictor"[, "views_projector"]}`` for level 1 (so every image tool —
+probes, ``load_encoder``, the health monitor — sees level 1's encoder where it always is) and
+``{"levels": {"level2": {"encoder", "predictor"[, "recall"]}, ...}}`` above it.
 """
 
 from __future__ import annotations
@@ -40,7 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jepa import frame_views, objectives, sharding
-from jepa import latent as latent_lib
 from jepa.models import build_encoder, build_predictor, build_projector
 from jepa.models.sequence import SequenceEncoder, StepPredictor
 
@@ -62,7 +59,6 @@ class UpperLevel:
     vicreg_var: float = 1.0
     vicreg_gamma: float = 1.0
     vicreg_cov: float = 0.04
-    latent: str = "none"  # none | discrete | continuous (the others: method.latent)
     # Steps back (0 = now) of this level's own *input* that a small head must read back from
     # the state at t, e.g. (0, 1, 2, 3): the state then has to carry the recent trajectory of
     # what it reads (velocity is a difference of positions a few frames apart), which
@@ -91,14 +87,6 @@ def upper_levels(config) -> list[UpperLevel]:
 
 def num_levels(config) -> int:
     return 1 + len(config.method.levels)
-
-
-def steps_per_level(config) -> list[int]:
-    """Time steps at each level: frames at level 1, then divided by each level's window."""
-    steps = [config.method.sequence.frames]
-    for level in upper_levels(config):
-        steps.append(steps[-1] // level.window)
-    return steps
 
 
 def frames_per_step(config) -> list[int]:
@@ -177,8 +165,6 @@ def validate(config) -> None:
             raise ValueError(f"{name}.recall_weight={level.recall_weight} must be >= 0")
         if level.width % level.num_heads or level.width % 2:
             raise ValueError(f"{name}.width={level.width}: even and divisible by num_heads")
-        if level.latent not in latent_lib.KINDS:
-            raise ValueError(f"{name}.latent={level.latent!r}; valid: {latent_lib.KINDS}")
 
 
 def scale_gradient(x: jax.Array, weight: float) -> jax.Array:
@@ -221,16 +207,12 @@ def shifted_targets(x: jax.Array, offsets) -> jax.Array:
     return jax.lax.stop_gradient(jnp.stack(out, 1))
 
 
-def _level_energy(energy):
-    """Per-sample energy over valid (horizon, step) slots; packing keeps LatentJEPA's single
-    target array: ``sy`` = [targets | validity] along the last axis."""
-
-    def fn(pred, sy):
-        target, mask = sy[..., :-1], sy[..., -1]
-        e = energy(pred, target) * mask  # [batch, horizons, steps]
-        return e.sum((-2, -1)) / jnp.maximum(mask.sum((-2, -1)), 1.0)
-
-    return fn
+def _masked_energy(energy, pred, sy):
+    """Per-sample energy over valid (horizon, step) slots: ``sy`` = [targets | validity] along
+    the last axis (``shifted_targets``)."""
+    target, mask = sy[..., :-1], sy[..., -1]
+    e = energy(pred, target) * mask  # [batch, horizons, steps]
+    return e.sum((-2, -1)) / jnp.maximum(mask.sum((-2, -1)), 1.0)
 
 
 class Hierarchy:
@@ -251,7 +233,6 @@ class Hierarchy:
         self.predictor = build_predictor(config, (l1.context_frames + l1.horizon, *[self.grid] * 2))
         self.frames = config.method.sequence.frames
         self.energy = objectives.energy_fn(config.method.loss.energy)
-        self.level1_latent_spec = _latent_spec(config, config.method.latent.kind)
         self.seq_encoders = [
             SequenceEncoder(lv.width, lv.depth, lv.num_heads, m.mlp_ratio) for lv in self.levels
         ]
@@ -287,7 +268,7 @@ class Hierarchy:
         b, t = tokens.shape[:2]
         return objectives.region_means(tokens, self.grid, g).reshape(b, t, -1)
 
-    def level1_predict(self, pred_params, context_tokens, z_embedding=None, ctx_idx=None):
+    def level1_predict(self, pred_params, context_tokens, ctx_idx=None):
         """context [N, C·n, width] (LayerNorm'd tokens of C frames) → [N, n, width]: the tokens
         of the frame ``horizon`` after the last context frame. ``ctx_idx`` [N, K] places a
         context that is not all C·n tokens (a masked one)."""
@@ -299,21 +280,8 @@ class Hierarchy:
             context_tokens,
             ctx_idx,
             jnp.broadcast_to(self.tgt_idx, (b, 1, self.tokens_per_frame)),
-            None if z_embedding is None else z_embedding[:, None],
         )
         return out[:, 0].astype(jnp.float32)
-
-    def level1_latent(self, spec=None) -> latent_lib.LatentJEPA:
-        """The level-1 E(x, y, z) over LayerNorm'd context tokens x and target tokens y."""
-        return latent_lib.LatentJEPA(
-            spec=spec or self.level1_latent_spec,
-            encode_x=None,
-            encode_y=None,
-            predict_fn=lambda p, sx, ze: self.level1_predict(p["predictor"], sx, ze),
-            energy_fn=lambda pred, sy: self.energy(pred, sy).mean(-1),  # per sample
-            pool=lambda s: s.reshape(s.shape[0], -1),
-            width=self.config.method.predictor.width,
-        )
 
     def train_windows(self, key=None) -> tuple[jax.Array, jax.Array]:
         """([W, C] context frames, [W] target frame) of the windows a step trains on: all of
@@ -339,7 +307,7 @@ class Hierarchy:
         the same random ``mask_ratio`` of the grid is hidden in all C context frames (a tube,
         as VideoMAE / V-JEPA), the encoder sees only the visible tokens, and the predictor
         must still give the whole next frame: the hidden part of a digit has to be inferred
-        from the visible part. Token counts are static; no latent z on this term."""
+        from the visible part. Token counts are static."""
         b, n = frames.shape[0], self.tokens_per_frame
         w, c = ctx.shape
         kept = n - int(round(self.config.method.level1.mask_ratio * n))
@@ -375,46 +343,24 @@ class Hierarchy:
         return frame_views.invariance_and_sigreg(z, k_sig, self.config.method.loss.sigreg_slices)
 
     # -------------------------------------------------------------------- upper levels
-    def upper_latent(self, k: int) -> latent_lib.LatentJEPA:
-        """Level k ≥ 2: E over all its (step, horizon) predictions of one sequence."""
-        level = self.levels[k - 2]
-        predictor = self.step_predictors[k - 2]
-        return latent_lib.LatentJEPA(
-            spec=_latent_spec(self.config, level.latent),
-            encode_x=None,
-            encode_y=None,
-            predict_fn=lambda p, s, ze: predictor.apply({"params": p["predictor"]}, s, ze),
-            energy_fn=_level_energy(self.energy),
-            pool=lambda s: s.reshape(s.shape[0], -1),
-            width=level.predictor_hidden,
-        )
-
-    def upper_targets(self, k: int, states: jax.Array) -> jax.Array:
-        """[b, T_k, width] → [b, horizons, T_k, width + 1]: the level's (stop-gradient) state h
-        steps later for each horizon h, and a last channel 1 where that step exists."""
-        return shifted_targets(states, self.levels[k - 2].horizons)
-
     def encode_level(self, params, k: int, inputs: jax.Array) -> jax.Array:
         """Level k ≥ 2's states from the level below's per-step embeddings [b, T_{k-1}, d]."""
-        level = self.levels[k - 2]
-        pooled = pool_windows(inputs, level.window)
+        pooled = pool_windows(inputs, self.levels[k - 2].window)
+        encoder_params = params["levels"][f"level{k}"]["encoder"]
         return (
-            self.seq_encoders[k - 2]
-            .apply({"params": params["levels"][f"level{k}"]["encoder"]}, pooled)
-            .astype(jnp.float32)
+            self.seq_encoders[k - 2].apply({"params": encoder_params}, pooled).astype(jnp.float32)
         )
 
-    def embeddings(self, params, frames, target_params=None, upto: int | None = None):
+    def embeddings(self, params, frames, target_params=None):
         """Per-level, per-step embeddings of whole sequences, for probes and plots:
         [level-1 pooled tokens [b, T, d1] (of ``target_params`` when given, the encoder the
         probes read), level-2 states [b, T_2, d2], …]. Upper levels read the online level-1
         encoder, as in training."""
-        upto = upto or num_levels(self.config)
         online = self.frame_tokens(params["encoder"], frames)
         first = online if target_params is None else self.frame_tokens(target_params, frames)
         out = [first.mean(2)]
         below = self.frame_embedding(online)
-        for k in range(2, upto + 1):
+        for k in range(2, num_levels(self.config) + 1):
             below = self.encode_level(params, k, below)
             out.append(below)
         return out
@@ -451,7 +397,7 @@ class Hierarchy:
                 if k > frozen:  # the frozen levels are only run forward
                     # What the encoder read, for the recall term only.
                     inputs = pool_windows(below, level.window) if level.recall else None
-                    lk, auxk = self.upper_level_loss(params, k, states, key, inputs)
+                    lk, auxk = self.upper_level_loss(params, k, states, inputs)
                     aux.update({f"level{k}/{name}": v for name, v in auxk.items()})
                     loss = loss + level.weight * lk
                 below = states
@@ -463,8 +409,8 @@ class Hierarchy:
         lc, l1 = self.config.method.loss, self.config.method.level1
         ctx, tgt = self.train_windows(jax.random.fold_in(key, 2))
         sx, sy = self.level1_pairs(online, target, ctx, tgt)
-        full = {"model": params, "latent": params.get("latent", {})}
-        loss1, aux1 = self.level1_latent().loss_from_embeddings(full, sx, sy, key)
+        loss1 = self.energy(self.level1_predict(params["predictor"], sx), sy).mean(-1).mean()
+        aux1 = {"energy": loss1}
         if l1.mask_ratio:
             aux1["masked_energy"] = self.masked_context_energy(
                 params["encoder"], params["predictor"], frames, ctx, sy, jax.random.fold_in(key, 4)
@@ -482,22 +428,19 @@ class Hierarchy:
         loss1 = loss1 + weighted
         return loss1, {**aux1, **terms, "loss": loss1}
 
-    def upper_level_loss(self, params, k: int, states, key, inputs=None):
+    def upper_level_loss(self, params, k: int, states, inputs=None):
         """Level k ≥ 2's energy of predicting its own (stop-gradient) ``states`` ``horizons``
         steps ahead, the recall energy of reading its ``inputs`` [b, T_k, d_in] back (when
         ``recall`` is set), plus its own VICReg terms on the states."""
         level = self.levels[k - 2]
         level_params = params["levels"][f"level{k}"]
-        lk, auxk = self.upper_latent(k).loss_from_embeddings(
-            {"model": level_params, "latent": level_params.get("latent", {})},
-            states,
-            self.upper_targets(k, states),
-            jax.random.fold_in(key, k),
-        )
+        pred = self.step_predictors[k - 2].apply({"params": level_params["predictor"]}, states)
+        lk = _masked_energy(self.energy, pred, shifted_targets(states, level.horizons)).mean()
+        auxk = {"energy": lk}
         if level.recall:
             recalled = self.recall_heads[k - 2].apply({"params": level_params["recall"]}, states)
             past = shifted_targets(inputs, tuple(-r for r in level.recall))
-            auxk["recall_energy"] = _level_energy(self.energy)(recalled, past).mean()
+            auxk["recall_energy"] = _masked_energy(self.energy, recalled, past).mean()
             lk = lk + level.recall_weight * auxk["recall_energy"]
         flat = states.reshape(-1, states.shape[-1])
         if level.vicreg_var:
@@ -528,36 +471,20 @@ class Hierarchy:
             params["views_projector"] = self.views_projector.init(
                 keys[3], jnp.zeros((1, m.width), jnp.float32)
             )["params"]
-        if self.level1_latent_spec.kind != "none":
-            params["latent"] = self.level1_latent().init_latent(
-                keys[2], self.context_frames * n * m.width, n * m.width
-            )
-        levels = {}
+        levels, steps = {}, self.frames
         for i, level in enumerate(self.levels):
-            k = i + 2
             kk = keys[4 + 3 * i : 7 + 3 * i]
-            steps = steps_per_level(config)[k - 1]
-            x = jnp.zeros((1, steps * level.window, self.input_widths[i]), jnp.float32)
+            steps //= level.window
+            x = jnp.zeros((1, steps, self.input_widths[i]), jnp.float32)  # the pooled input
             s = jnp.zeros((1, steps, level.width), jnp.float32)
             entry = {
-                "encoder": self.seq_encoders[i].init(kk[0], pool_windows(x, level.window))[
-                    "params"
-                ],
+                "encoder": self.seq_encoders[i].init(kk[0], x)["params"],
                 "predictor": self.step_predictors[i].init(kk[1], s)["params"],
             }
             if level.recall:
                 recall_key = jax.random.fold_in(kk[1], 1)
                 entry["recall"] = self.recall_heads[i].init(recall_key, s)["params"]
-            if level.latent != "none":
-                out = level.width
-                entry["latent"] = self.upper_latent(k).init_latent(
-                    kk[2], steps * level.width, len(level.horizons) * steps * (out + 1)
-                )
-            levels[f"level{k}"] = entry
+            levels[f"level{i + 2}"] = entry
         if levels:
             params["levels"] = levels
         return params
-
-
-def _latent_spec(config, kind: str) -> latent_lib.LatentSpec:
-    return latent_lib.LatentSpec.of(config.method.latent, kind)

@@ -39,28 +39,17 @@ from jepa.state import init_boxed_params
 WEIGHTS = {"target": ("target_params",), "context": ("params", "encoder")}
 
 
-def _nest(keys, value):
-    for k in reversed(keys):
-        value = {k: value}
-    return value
-
-
-def abstract_encoder_params(config):
+def abstract_params(config):
+    """The unboxed ShapeDtypeStructs of every module's parameters under ``config``."""
     boxed = jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.PRNGKey(0))
-    return nn.unbox(boxed["encoder"])
+    return nn.unbox(boxed)
 
 
-def _on_first_device(expected):
-    """``expected``'s ShapeDtypeStructs placed on this process's first device."""
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected)
-
-
-def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected, what: str):
-    """Read the part of a train-state checkpoint at ``keys`` (e.g. ``("params", "encoder")``)
-    into the structure ``expected`` (ShapeDtypeStructs), on this process's first device; only
-    those arrays leave the disk. Strict: a structure or shape mismatch raises naming paths."""
-    saved = ckpt.manager.item_metadata(step)["state"]
+def _read_tree(directory, saved, keys, expected, what: str):
+    """Read the part at ``keys`` (e.g. ``("params", "encoder")``) of the PyTree checkpoint in
+    ``directory`` (its metadata tree: ``saved``) into the structure ``expected``
+    (ShapeDtypeStructs), on this process's first device; only those arrays leave the disk.
+    Strict: a missing part, or a structure or shape mismatch, raises naming paths."""
     for i, k in enumerate(keys):
         if k not in saved:
             raise checkpointing.CheckpointMismatchError(
@@ -69,19 +58,27 @@ def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected,
             )
         saved = saved[k]
     checkpointing.check_tree_matches(saved, expected, what)
-    item = _nest(keys, _on_first_device(expected))
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    leaves = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected
+    )
+    item = functools.reduce(lambda tree, k: {k: tree}, reversed(keys), leaves)
     with ocp.PyTreeCheckpointer() as reader:
         restored = reader.restore(
-            ckpt.directory / str(step) / "state",
+            directory,
             args=ocp.args.PyTreeRestore(
                 item=item,
                 restore_args=ocp.checkpoint_utils.construct_restore_args(item),
                 partial_restore=True,
             ),
         )
-    for k in keys:
-        restored = restored[k]
-    return restored
+    return functools.reduce(operator.getitem, keys, restored)
+
+
+def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected, what: str):
+    """The part at ``keys`` of a train-state checkpoint's step (``_read_tree``)."""
+    saved = ckpt.manager.item_metadata(step)["state"]
+    return _read_tree(ckpt.directory / str(step) / "state", saved, keys, expected, what)
 
 
 def open_run(path: str) -> checkpointing.Checkpointer:
@@ -211,9 +208,7 @@ def load_model_params(workdir: str, step: int | None = None):
 
     def read(s):
         config = methods.from_stored(ckpt.read_config(s))
-        boxed = jax.eval_shape(functools.partial(init_boxed_params, config), jax.random.PRNGKey(0))
-        expected = nn.unbox(boxed)
-        what = f"checkpoint step {s}"
+        expected, what = abstract_params(config), f"checkpoint step {s}"
         params = restore_subtree(ckpt, s, ("params",), expected, what)
         target = restore_subtree(ckpt, s, ("target_params",), expected["encoder"], what)
         return config, params, target
@@ -235,11 +230,9 @@ class PretrainedEncoder:
     ``(tokens, per-block outputs)``, and gradients can flow through ``enc.params``.
     """
 
-    def __init__(self, config, params, step: int | None = None, pos_embed=None):
-        self.config = config
-        self.params = params
-        self.step = step
-        self.weights = None  # "target" or "context" once known (set by load_encoder)
+    def __init__(self, config, params, step=None, pos_embed=None, weights: str | None = None):
+        self.config, self.params, self.step = config, params, step
+        self.weights = weights  # "target" or "context" (None: not known, e.g. an import)
         # A [patches, width] position table replacing the sin-cos one (imported checkpoints
         # evaluated at another resolution carry their own, resampled).
         self.pos_embed = None if pos_embed is None else jnp.asarray(pos_embed, jnp.float32)
@@ -305,15 +298,8 @@ def _read_export_params(path: str, expected):
     params_dir = os.path.join(path, EXPORT_PARAMS)
     with ocp.PyTreeCheckpointer() as reader:
         saved = reader.metadata(params_dir)
-        saved = getattr(saved, "item_metadata", saved)
-        checkpointing.check_tree_matches(saved.tree, expected, f"export {path}")
-        target = _on_first_device(expected)
-        return reader.restore(
-            params_dir,
-            args=ocp.args.PyTreeRestore(
-                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target)
-            ),
-        )
+    saved = getattr(saved, "item_metadata", saved).tree
+    return _read_tree(params_dir, saved, (), expected, f"export {path}")
 
 
 def _load_export(path: str) -> PretrainedEncoder:
@@ -321,10 +307,8 @@ def _load_export(path: str) -> PretrainedEncoder:
         config = methods.from_stored(json.load(f))
     with open(os.path.join(path, EXPORT_INFO)) as f:
         info = json.load(f)
-    params = _read_export_params(path, abstract_encoder_params(config))
-    enc = PretrainedEncoder(config, params, info.get("step"))
-    enc.weights = info.get("weights")
-    return enc
+    params = _read_export_params(path, abstract_params(config)["encoder"])
+    return PretrainedEncoder(config, params, info.get("step"), weights=info.get("weights"))
 
 
 def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | None = None):
@@ -348,10 +332,8 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
     def read(s):
         config = methods.from_stored(ckpt.read_config(s))
         chosen = weights or methods.eval_weights(config)
-        expected, what = abstract_encoder_params(config), f"checkpoint step {s} ({chosen})"
+        expected, what = abstract_params(config)["encoder"], f"checkpoint step {s} ({chosen})"
         return config, chosen, restore_subtree(ckpt, s, WEIGHTS[chosen], expected, what)
 
     step, (config, chosen, params) = read_good_step(ckpt, step, read)
-    enc = PretrainedEncoder(config, params, step)
-    enc.weights = chosen
-    return enc
+    return PretrainedEncoder(config, params, step, weights=chosen)

@@ -29,10 +29,6 @@ class MetricWriter:
         for k, v in values.items():
             self._tb.add_scalar(k, v, int(step))
 
-    def flush(self) -> None:
-        if self._tb is not None:
-            self._tb.flush()
-
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()

@@ -162,11 +162,6 @@ class Batches:
         return sharding.global_batch(local, self.mesh), float(local["image"].sum(dtype=np.float64))
 
 
-def monitored_params(config, state):
-    """The encoder the health monitor watches: the one the probes read (``eval.weights``)."""
-    return state.encoder(methods.eval_weights(config))
-
-
 def make_health_fn(config, mesh):
     """Jitted: (encoder params, images) → health metrics of average-pooled features."""
     encoder = build_encoder(config)
@@ -213,6 +208,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     # ---------------------------------------------------------------------- update function
     train_step = step_lib.jit_train_step(config, tx, mesh, shardings)
     health_fn = make_health_fn(config, mesh)
+    watched = methods.eval_weights(config)  # health and evals read the encoder the probes read
     writer = MetricWriter(workdir)
     health_images = None
 
@@ -279,7 +275,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                 values["bad_records"] = records.bad_records_seen(train_iter)
                 if config.health_every and (done % config.health_every == 0 or last_step):
                     with jax.set_mesh(mesh):
-                        h = health_fn(monitored_params(config, state), health_images)
+                        h = health_fn(state.encoder(watched), health_images)
                         h = jax.device_get(h)
                     values.update({k: float(v) for k, v in h.items()})
                     alarms = health.collapse_alarms(
@@ -289,7 +285,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                     if alarms:
                         logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))
                 if evaluate:
-                    values.update(evals.run(done, monitored_params(config, state)))
+                    values.update(evals.run(done, state.encoder(watched)))
                     t_last = time.perf_counter()  # evaluating is not training throughput
                 writer.write(done, values)
                 bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{rate:.0f}", refresh=False)

@@ -15,19 +15,16 @@ from jepa.config import DTYPES, base_config, init_parts, mesh_shape
 from jepa.evaluate import protocols
 from jepa.methods.base import check_pair, validate_shared
 from jepa.models.layers import REMAT_POLICIES
-from jepa.models.vit import VIDEO_MODES
 
 
 def _validate_video(config) -> None:
     m = config.model
-    if m.video_mode not in VIDEO_MODES:
-        raise ValueError(f"model.video_mode={m.video_mode!r}; valid: {VIDEO_MODES}")
     if m.num_frames < 0 or m.tubelet_size < 1:
         raise ValueError(
             f"model.num_frames={m.num_frames}, model.tubelet_size={m.tubelet_size}; valid: "
             "num_frames >= 0 (0: images), tubelet_size >= 1"
         )
-    if m.num_frames and m.video_mode == "tubelet" and m.num_frames % m.tubelet_size:
+    if m.num_frames % m.tubelet_size:
         raise ValueError(
             f"model.num_frames={m.num_frames} is not divisible by model.tubelet_size="
             f"{m.tubelet_size}"
@@ -81,11 +78,8 @@ def _validate_stem(m) -> None:
             f"model.stem='conv' halves the resolution log2(patch) times: model.patch_size={p} "
             "must be a power of 2 (>= 2)"
         )
-    if m.num_frames and m.video_mode == "tubelet":
-        raise ValueError(
-            "model.stem='conv' is for images and model.video_mode='framewise'; tubelets take "
-            "model.stem='patch'"
-        )
+    if m.num_frames:
+        raise ValueError("model.stem='conv' is for images; tubelets take model.stem='patch'")
 
 
 def _expected_type(default) -> tuple[type, ...] | None:

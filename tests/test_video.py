@@ -111,34 +111,11 @@ def test_tubelet_context_encoder_sees_only_its_tokens():
     assert not np.allclose(apply(params, seen, ctx)[0], out, atol=1e-3)
 
 
-def test_framewise_is_the_image_vit_on_every_frame():
-    image_enc = tiny_vit()
-    params = random_params(image_enc, CLIP[:, 0])
-    video_enc = tiny_vit(num_frames=4, video_mode="framewise")
-    same = random_params(video_enc, CLIP)
-    assert jax.tree.map(np.shape, same) == jax.tree.map(np.shape, params)  # one set of weights
-    apply_video, apply_image = jax.jit(video_enc.apply), jax.jit(image_enc.apply)
-    out, aux = apply_video(params, CLIP)
-    assert out.shape == (2, 4 * 4, 48) and video_enc.video_grid == (4, 2, 2)
-    close = dict(rtol=1e-5, atol=1e-5)  # the same math, batched differently
-    for f in range(4):
-        frame, frame_aux = apply_image(params, CLIP[:, f])
-        np.testing.assert_allclose(out[:, 4 * f : 4 * f + 4], frame, **close)
-        np.testing.assert_allclose(
-            aux["block_0"][:, 4 * f : 4 * f + 4], frame_aux["block_0"], **close
-        )
-    idx = jnp.array([[[0, 3], [1, 2], [2, 3], [0, 1]]] * 2)  # [batch, frames, k]
-    part, _ = apply_video(params, CLIP, idx)
-    assert part.shape == (2, 4 * 2, 48)
-    frame, _ = apply_image(params, CLIP[:, 1], idx[:, 1])
-    np.testing.assert_allclose(part[:, 2:4], frame, **close)
-
-
 def test_build_encoder_video_fields_and_errors():
     c = config_lib.base_config()
     c.model.num_frames, c.model.tubelet_size = 16, 2
     enc = build_encoder(c)
-    assert (enc.num_frames, enc.tubelet_size, enc.video_mode) == (16, 2, "tubelet")
+    assert (enc.num_frames, enc.tubelet_size) == (16, 2)
     assert enc.video_grid == (8, 14, 14)
     small = tiny_vit(num_frames=4, tubelet_size=2)
     params = random_params(small, CLIP)
@@ -146,8 +123,6 @@ def test_build_encoder_video_fields_and_errors():
         small.apply(params, CLIP[:, :3])
     with pytest.raises(ValueError, match="takes clips"):
         small.apply(params, CLIP[:, 0])
-    with pytest.raises(ValueError, match="per-frame indices"):
-        tiny_vit(video_mode="framewise").apply(params, CLIP, jnp.zeros((2, 3), jnp.int32))
 
 
 def test_tubelet_parameter_count_and_axis_names():
@@ -412,7 +387,7 @@ def test_config_tube_spec_and_validation():
     assert vjepa.tube_spec(c).generators[0].context_tokens == 100
     for key, value, match in [
         ("model.num_frames", 15, "model.tubelet_size=2"),
-        ("model.video_mode", "framewise", 'video_mode="tubelet"'),
+        ("model.num_frames", 0, "masks the tubelet grid; model.num_frames=0"),
         ("method.mask.tube.num_blocks", (8,), "has 2 entries and method.mask.tube.num_blocks 1"),
         ("method.mask.tube.target_tokens", (1500, 0), r"method.mask.tube.context_tokens\[0\] \+"),
         ("method.mask.tube.aspect", ((0.75, 1.5), (2.0, 1.0)), r"method.mask.tube.aspect\[1\]"),

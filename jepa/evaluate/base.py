@@ -98,8 +98,9 @@ class TrainingEvals:
 
     def run(self, step: int, params) -> dict[str, float]:
         """The metrics of every evaluator at ``step``."""
-        encoder = hub.PretrainedEncoder(self.config, params, step)
-        encoder.weights = methods.eval_weights(self.config)
+        encoder = hub.PretrainedEncoder(
+            self.config, params, step, weights=methods.eval_weights(self.config)
+        )
         values = {}
         for name, evaluator in self.evaluators.items():
             t0 = time.perf_counter()

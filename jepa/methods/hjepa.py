@@ -12,15 +12,13 @@ import ml_collections
 import optax
 
 from jepa import hierarchy
-from jepa.methods import base, video
+from jepa.methods import base
 from jepa.methods.base import Method, register
-
-Hierarchy = hierarchy.Hierarchy
 
 
 def defaults() -> ml_collections.ConfigDict:
     """``method`` of a hierarchy: level 1's task (``level1``, on windows of ``sequence.frames``
-    frames), predictor, latent z and loss, its views term's ``projector``, the levels above
+    frames), predictor and loss, its views term's ``projector``, the levels above
     (``levels``: ``hierarchy.UpperLevel``'s fields) and the training mode; each key is
     described in docs/methods.md ("Hierarchy") and ``jepa/hierarchy.py``."""
     return ml_collections.ConfigDict(
@@ -28,7 +26,6 @@ def defaults() -> ml_collections.ConfigDict:
             predictor=base.predictor_defaults(),
             projector=dict(hidden=512, depth=2, out=64),
             sequence=dict(frames=20),
-            latent=video.latent_defaults(),
             loss=base.loss_defaults(target_encoder="ema", regularize="pooled"),
             mode="joint",
             joint_weight=0.1,
@@ -61,14 +58,11 @@ def level_of(path) -> int:
     return 1
 
 
-def active_levels(config, step) -> jax.Array:
-    """[num_levels] 0/1: which levels' updates apply at ``step`` (the same at every step)."""
-    del step
-    h, n = config.method, hierarchy.num_levels(config)
-    levels = jnp.arange(1, n + 1)
-    if h.mode == "greedy":
-        return (levels > h.frozen_levels).astype(jnp.float32)
-    return jnp.ones((n,), jnp.float32)
+def active_levels(config) -> jax.Array:
+    """[num_levels] 0/1: which levels' updates apply (greedy: those above the frozen ones)."""
+    levels = jnp.arange(1, hierarchy.num_levels(config) + 1)
+    frozen = config.method.frozen_levels if config.method.mode == "greedy" else 0
+    return (levels > frozen).astype(jnp.float32)
 
 
 def level_update_mask(config) -> optax.GradientTransformation:
@@ -76,7 +70,7 @@ def level_update_mask(config) -> optax.GradientTransformation:
     of the levels that are frozen (greedy)."""
     if config.method.mode == "joint":
         return optax.identity()
-    active = active_levels(config, 0)
+    active = active_levels(config)
 
     def update(updates, state, params=None):
         del params
@@ -98,8 +92,8 @@ def predictor_grid(config) -> tuple[int, int, int]:
 METHOD = register(
     Method(
         name="hierarchy",
-        init_params=lambda config, rng: Hierarchy(config).init_params(rng),
-        make_loss_fn=lambda config: Hierarchy(config).loss_fn,
+        init_params=lambda config, rng: hierarchy.Hierarchy(config).init_params(rng),
+        make_loss_fn=lambda config: hierarchy.Hierarchy(config).loss_fn,
         # Windows of frames [batch, T, h, w, c].
         batch_ndims=lambda config: {"image": 5},
         defaults=defaults,
@@ -109,7 +103,7 @@ METHOD = register(
         predictor_grid=predictor_grid,
         optimizer_tail=level_update_mask,  # frozen / off-duty levels do not move
         # A frozen / off-duty level 1 keeps its target encoder too.
-        ema_scale=lambda config, step: active_levels(config, step)[0],
+        ema_scale=lambda config, step: active_levels(config)[0],
         eval_weights=base.target_or_context,
     )
 )

@@ -142,6 +142,6 @@ def validate(config) -> None:
         raise ValueError(
             f'objective="masked" on clips (model.num_frames={config.model.num_frames}) needs '
             f"V-JEPA's 3D masks; method.mask.kind={config.method.mask.kind!r}: valid: "
-            'method.mask.kind="tube" (with video_mode="tubelet"), or model.num_frames=0 for images'
+            'method.mask.kind="tube", or model.num_frames=0 for images'
         )
     mask_spec(config).validate()

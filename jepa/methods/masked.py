@@ -17,8 +17,8 @@ MASK_KINDS = ("multiblock", "tube")
 def defaults() -> ml_collections.ConfigDict:
     mask = ijepa.mask_defaults()
     # "multiblock": I-JEPA's 2D masks (the keys above). "tube": V-JEPA's 3D multi-block masks
-    # on the tubelet grid (model.num_frames > 0, video_mode "tubelet"), one (context, target)
-    # pair per generator (masking.sample_tube_masks), from ``tube``.
+    # on the tubelet grid (model.num_frames > 0), one (context, target) pair per generator
+    # (masking.sample_tube_masks), from ``tube``.
     mask.kind = "multiblock"
     mask.tube = vjepa.tube_defaults()
     return ml_collections.ConfigDict(

@@ -1,5 +1,5 @@
 """``objective="future"``: the video objective. Tokens of the ``method.clip.context_frames``
-context frames (frame-wise encoder) predict the target encoder's LayerNorm'd tokens of the frame
+context frames (each encoded alone) predict the target encoder's LayerNorm'd tokens of the frame
 ``method.clip.horizon`` steps after the last of them, through a latent z when
 ``method.latent.kind`` is set (``jepa/latent.py``: winner-take-all codes or an amortized,
 information-limited z). ``params`` = {"encoder", "predictor"} plus "latent" (the codes or the

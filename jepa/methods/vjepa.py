@@ -1,5 +1,5 @@
 """V-JEPA: masked prediction on clips with 3D tube masks (``objective="masked"``,
-``method.mask.kind="tube"``, ``model.num_frames`` > 0, ``model.video_mode="tubelet"``).
+``method.mask.kind="tube"``, ``model.num_frames`` > 0).
 
 The targets are the EMA target encoder's LayerNorm'd tokens of the whole clip, computed once;
 for each mask generator g, the context encoder sees g's context tokens and the predictor (on
@@ -156,9 +156,9 @@ def step_inputs(config):
 
 def validate(config) -> None:
     m = config.model
-    if not m.num_frames or m.video_mode != "tubelet":
+    if not m.num_frames:
         raise ValueError(
-            f'method.mask.kind="tube" masks the tubelet grid; model.num_frames={m.num_frames}, '
-            f'model.video_mode={m.video_mode!r}: valid: num_frames > 0, video_mode="tubelet"'
+            'method.mask.kind="tube" masks the tubelet grid; model.num_frames=0: valid: '
+            "num_frames > 0"
         )
     tube_spec(config)

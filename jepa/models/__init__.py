@@ -38,7 +38,6 @@ def build_encoder(config) -> VisionTransformer:
         stem=m.stem,
         num_frames=m.num_frames,
         tubelet_size=m.tubelet_size,
-        video_mode=m.video_mode,
     )
 
 

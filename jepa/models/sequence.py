@@ -73,11 +73,10 @@ class SequenceEncoder(nn.Module):
 
 
 class StepPredictor(nn.Module):
-    """ŝ(t + h) = MLP(s(t) + horizon embedding [+ z embedding]) for every step t at once.
+    """ŝ(t + h) = MLP(s(t) + horizon embedding) for every step t at once.
 
     ``horizons`` are the steps ahead this level predicts; each has a learned embedding, so one
-    network serves all of them. z_embedding [batch, hidden] (the latent variable) is added to
-    the hidden state, as the image predictor adds it to its queries."""
+    network serves all of them."""
 
     out_width: int
     horizons: tuple[int, ...]
@@ -86,7 +85,7 @@ class StepPredictor(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, s: jax.Array, z_embedding: jax.Array | None = None) -> jax.Array:
+    def __call__(self, s: jax.Array) -> jax.Array:
         """s [batch, steps, width] → [batch, len(horizons), steps, out_width]."""
         h = layers.dense(self.hidden, ("embed", "mlp"), self.dtype, "embed")(s.astype(self.dtype))
         horizon = self.param(
@@ -95,8 +94,6 @@ class StepPredictor(nn.Module):
             (len(self.horizons), self.hidden),
         )
         h = h[:, None] + horizon.astype(self.dtype)[None, :, None]
-        if z_embedding is not None:
-            h = h + z_embedding[:, None, None].astype(self.dtype)
         for i in range(self.depth):
             h = h + layers.dense(self.hidden, ("embed", "mlp"), self.dtype, f"fc_{i}")(
                 nn.gelu(layers.layer_norm(f"norm_{i}", self.dtype)(h), approximate=False)

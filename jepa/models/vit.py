@@ -4,16 +4,11 @@ No class token, fixed sin-cos position embeddings (constants, not parameters), p
 with a qkv bias, exact GELU, LayerNorm eps 1e-6 and a final norm. The context encoder passes
 ``token_indices`` so that only the context patches enter the transformer.
 
-Video (clips [batch, T, H, W, C]) comes in two modes, chosen by ``video_mode``:
-  * ``"tubelet"`` (V-JEPA): a 3D patch embedding over tubelets of ``tubelet_size`` frames ×
-    p × p pixels (V-JEPA's ``PatchEmbed3D``: a Conv3d with kernel = stride), tokens over the
-    (T/tubelet, H/p, W/p) grid in time-major raster order with V-JEPA's 3D sin-cos positions
-    (``layers.sincos_3d_uniform``), and one transformer over all of them: attention is joint
-    over space and time, and ``token_indices`` index that 3D grid.
-  * ``"framewise"``: the image ViT applied to every frame with one set of weights: frames never
-    attend to each other, each has the 2D positions of an image, and the tokens of the T frames
-    are concatenated (time-major, [batch, T·h·w, width]).
-Images (4-D input) always take the image path, which the video modes leave unchanged.
+Video (clips [batch, T, H, W, C], V-JEPA): a 3D patch embedding over tubelets of
+``tubelet_size`` frames × p × p pixels (V-JEPA's ``PatchEmbed3D``: a Conv3d with kernel =
+stride), tokens over the (T/tubelet, H/p, W/p) grid in time-major raster order with V-JEPA's 3D
+sin-cos positions (``layers.sincos_3d_uniform``), and one transformer over all of them:
+attention is joint over space and time, and ``token_indices`` index that 3D grid.
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ VARIANTS: dict[str, tuple[int, int, int, float]] = {
     "H": (1280, 32, 16, 4.0),
     "g": (1408, 40, 16, 48 / 11),
 }
-VIDEO_MODES = ("tubelet", "framewise")
 STEMS = ("patch", "conv")
 
 
@@ -106,12 +100,11 @@ class VisionTransformer(nn.Module):
     # LayerNorm and GELU; Xiao et al. 2021, "Early Convolutions Help Transformers See Better")
     # whose output at each grid cell is that cell's token input. Its features move with the
     # image instead of being re-cut by a fixed patch grid; with warped views it is what let
-    # level 1 learn the shape of moving digits (docs/results/hjepa.md). Images and framewise video.
+    # level 1 learn the shape of moving digits (docs/results/hjepa.md). Images only.
     stem: str = "patch"
-    # Video: frames per clip (0: an image model), frames per tubelet and the mode (module doc).
+    # Video: frames per clip (0: an image model) and frames per tubelet (module doc).
     num_frames: int = 0
     tubelet_size: int = 2
-    video_mode: str = "tubelet"
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -119,9 +112,8 @@ class VisionTransformer(nn.Module):
 
     @property
     def video_grid(self) -> tuple[int, int, int]:
-        """(time, h, w) token grid of a ``num_frames`` clip: tubelets or frames along time."""
-        steps = self.num_frames // self.tubelet_size
-        return (steps if self.video_mode == "tubelet" else self.num_frames, *self.grid)
+        """(time, h, w) token grid of a ``num_frames`` clip: tubelets along time."""
+        return (self.num_frames // self.tubelet_size, *self.grid)
 
     @nn.compact
     def __call__(
@@ -138,21 +130,14 @@ class VisionTransformer(nn.Module):
         ``pos_embed`` [tokens, width] (raster order) replaces the sin-cos table, e.g. a converted
         checkpoint's table resampled to a new resolution (``jepa.ijepa_import``).
 
-        Clips, ``video_mode="tubelet"``: tokens [batch, (T/s)·h·w, width]; token_indices and
-        pos_embed refer to the (T/s, h, w) grid. ``video_mode="framewise"``: tokens
-        [batch, T·h·w, width]; token_indices [batch, T, k] select k patches of every frame
-        (frames are encoded independently, so each needs its own equal-size set) and give
-        [batch, T·k, width]; pos_embed is the per-frame [h·w, width] table."""
+        Clips: tokens [batch, (T/s)·h·w, width]; token_indices and pos_embed refer to the
+        (T/s, h, w) grid."""
         if self.stem not in STEMS:
             raise ValueError(f"model.stem={self.stem!r}; valid: {STEMS}")
-        if self.video_mode not in VIDEO_MODES:
-            raise ValueError(f"model.video_mode={self.video_mode!r}; valid: {VIDEO_MODES}")
-        if images.ndim == 5 and self.video_mode == "framewise":
-            return self._framewise(images, token_indices, pos_embed)
         if images.ndim == 5:
             x, pos = self._tubelet_tokens(images, pos_embed)
         elif images.ndim == 4:
-            if self.num_frames and self.video_mode == "tubelet":
+            if self.num_frames:
                 raise ValueError(
                     f"images of shape {images.shape}: a tubelet encoder (model.num_frames="
                     f"{self.num_frames}) takes clips [batch, T, H, W, C]"
@@ -228,8 +213,8 @@ class VisionTransformer(nn.Module):
             )
         if self.stem != "patch":
             raise ValueError(
-                f"model.stem={self.stem!r} is for images and framewise video; tubelets "
-                "(model.video_mode='tubelet') take stem='patch'"
+                f"model.stem={self.stem!r} is for images; tubelets (model.num_frames > 0) take "
+                "stem='patch'"
             )
         grid = (frames // self.tubelet_size, *self._check_spatial(h, w))
         clips = clips.astype(self.dtype)
@@ -239,25 +224,6 @@ class VisionTransformer(nn.Module):
         sincos = layers.sincos_3d_uniform(self.width, *grid)
         what = f"clips of shape {(frames, h, w)} (a {grid} tubelet grid)"
         return x, self._table(pos_embed, sincos, what)
-
-    def _framewise(self, clips, token_indices, pos_embed):
-        """The image path on the B·T frames, tokens regrouped per clip in time-major order."""
-        b, t = clips.shape[:2]
-        if token_indices is not None:
-            if token_indices.ndim != 3 or token_indices.shape[:2] != (b, t):
-                raise ValueError(
-                    f"token_indices of shape {token_indices.shape}; framewise encoding of "
-                    f"clips {clips.shape} takes per-frame indices [batch, frames, k] = "
-                    f"[{b}, {t}, k]"
-                )
-            token_indices = token_indices.reshape(b * t, -1)
-        x, pos = self._patch_tokens(clips.reshape(b * t, *clips.shape[2:]), pos_embed)
-        x, aux = self._encode(x, pos, token_indices)
-
-        def per_clip(y):
-            return y.reshape(b, t * y.shape[1], y.shape[2])
-
-        return per_clip(x), {k: per_clip(v) for k, v in aux.items()}
 
     def _encode(self, x, pos, token_indices):
         """patches [batch, n, d_in] → embed, add positions, keep ``token_indices``, blocks,

@@ -178,7 +178,9 @@ def wall_check(settings, model, params, read, pushes=12, speed=1.5, cases=64):
 def first_plans(args, settings, model, params, cfg, key, episodes, read):
     """The plan each episode starts with, as the probe reads its predicted embeddings
     [episodes, horizon, 2]: the figure's planned path."""
-    starts, goals = tp.tasks(jax.random.split(key)[0], episodes, settings)
+    # The evaluation's tasks (drawn for all its episodes), the first ``episodes`` of them.
+    tasks = tp.tasks(jax.random.split(key)[0], args.eval_episodes, settings)
+    starts, goals = jax.tree.map(lambda x: x[:episodes], tasks)
     builder = wmp.model_cost(model, params, lambda st: tr.render(st, settings), args.mode)
     planner = tp.make_planner(cfg)
 

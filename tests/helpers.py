@@ -7,6 +7,19 @@ from jepa import config as config_lib
 from jepa import masking, methods
 from jepa.methods import ijepa
 
+# A multiview run small enough for the tests: 2 global and 2 local views, SIGReg, a tiny projector.
+TINY_MULTIVIEW = {
+    "objective": "multiview",
+    "method.num_views": 2,
+    "method.local_views": 2,
+    "method.local_size": 14,
+    "method.loss.energy": "l2",
+    "method.loss.sigreg": 0.05,
+    "method.loss.sigreg_slices": 16,
+    "method.projector.hidden": 16,
+    "method.projector.out": 8,
+}
+
 
 def with_overrides(c, overrides: dict):
     """Set dotted keys (``"model.width"``) to already-typed values; returns ``c``."""

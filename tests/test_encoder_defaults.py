@@ -4,7 +4,7 @@ same features on the same images."""
 
 import numpy as np
 import pytest
-from helpers import tiny_mnist_config
+from helpers import TINY_MULTIVIEW, tiny_mnist_config
 from test_future import tiny_future_config
 from test_hierarchy import tiny_hierarchy_config
 
@@ -15,23 +15,11 @@ from jepa.data import augment, pipeline
 from jepa.evaluate import main as eval_main
 from jepa.evaluate import protocols
 
-MULTIVIEW = {
-    "objective": "multiview",
-    "method.num_views": 2,
-    "method.local_views": 2,
-    "method.local_size": 14,
-    "method.loss.energy": "l2",
-    "method.loss.sigreg": 0.05,
-    "method.loss.sigreg_slices": 16,
-    "method.projector.hidden": 16,
-    "method.projector.out": 8,
-}
-
 # objective → (tiny config, the encoder its probes read by default)
 METHODS = {
     "masked": (lambda mnist, smm: tiny_mnist_config(mnist, total_steps=2), "target"),
     "multiview": (
-        lambda mnist, smm: tiny_mnist_config(mnist, total_steps=2, **MULTIVIEW),
+        lambda mnist, smm: tiny_mnist_config(mnist, total_steps=2, **TINY_MULTIVIEW),
         "context",
     ),
     "future": (lambda mnist, smm: tiny_future_config(smm, total_steps=2), "target"),

@@ -10,7 +10,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from helpers import tiny_config, tiny_mnist_config
+from helpers import TINY_MULTIVIEW, tiny_config, tiny_mnist_config
 
 from jepa import checkpointing, optim, sharding, train
 from jepa import state as state_lib
@@ -150,17 +150,7 @@ def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_d
     config = tiny_mnist_config(
         mnist_data_dir,
         total_steps=2,
-        objective="multiview",
-        **{
-            "method.num_views": 2,
-            "method.local_views": 2,
-            "method.local_size": 14,
-            "method.loss.energy": "l2",
-            "method.loss.sigreg": 0.05,
-            "method.loss.sigreg_slices": 16,
-            "method.projector.hidden": 16,
-            "method.projector.out": 8,
-        },
+        **TINY_MULTIVIEW,
     )
     workdir = str(tmp_path / "mv")
     state = train.train_and_evaluate(config, workdir)

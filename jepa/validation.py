@@ -60,9 +60,10 @@ def _validate_accumulation(config) -> None:
         )
 
 
-# String keys with a fixed set of values that validate() does not check elsewhere (the models
-# would only fail when traced).
+# String keys with a fixed set of values (a model would only fail on a wrong one when traced).
 CHOICES = {
+    "model.dtype": (*DTYPES, "auto"),
+    "model.remat": tuple(REMAT_POLICIES),
     "model.patch_embed_init": ("reference", "fan_in"),
     "model.attention_impl": ("", "xla", "cudnn"),
     "model.stem": ("patch", "conv"),
@@ -82,19 +83,16 @@ def _validate_stem(m) -> None:
         raise ValueError("model.stem='conv' is for images; tubelets take model.stem='patch'")
 
 
-def _expected_type(default) -> tuple[type, ...] | None:
-    """The types a value may have where ``base_config`` has ``default`` (None: anything)."""
-    if isinstance(default, bool):
-        return (bool,)
-    if isinstance(default, int):
-        return (int,)
-    if isinstance(default, float):
-        return (int, float)
-    if isinstance(default, str):
-        return (str,)
-    if isinstance(default, (tuple, list)):
-        return (tuple, list)
-    return None
+# The types a value may have where ``base_config``'s default has the key's type (a type not
+# listed here: anything).
+EXPECTED_TYPES = {
+    bool: (bool,),
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    tuple: (tuple, list),
+    list: (tuple, list),
+}
 
 
 def _check_node(node, defaults, prefix: str) -> None:
@@ -115,7 +113,7 @@ def _check_node(node, defaults, prefix: str) -> None:
                 )
             _check_node(ml_collections.ConfigDict(value), default, path + ".")
             continue
-        kinds = _expected_type(default)
+        kinds = EXPECTED_TYPES.get(type(default))
         ok = kinds is None or (
             isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         )
@@ -155,10 +153,6 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
     if m.width % 4:
         raise ValueError(f"model.width={m.width} must be divisible by 4 (2D sin-cos embedding)")
-    if m.dtype not in (*DTYPES, "auto"):
-        raise ValueError(f"model.dtype={m.dtype!r}; valid: {(*DTYPES, 'auto')}")
-    if m.remat not in REMAT_POLICIES:
-        raise ValueError(f"model.remat={m.remat!r}; valid: {tuple(REMAT_POLICIES)}")
     protocols.validate_eval(config)
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")

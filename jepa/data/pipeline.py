@@ -12,8 +12,6 @@ item, with grain's Orbax handler (one JSON file per process).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from typing import Any
 
@@ -24,14 +22,12 @@ import tensorflow_datasets as tfds
 from absl import flags
 
 from jepa.data import augment, records
-from jepa.data.builders import BUILDERS
+from jepa.data.builders import BUILDERS, prepare
 from jepa.data.sequences import SequencePreprocess
 
-# Threads decoding and augmenting records in this process (Pillow releases the GIL); override
-# with `config.data.read_threads`.
+# Threads decoding and augmenting records in this process (Pillow releases the GIL); the
+# pipeline config's `read_threads` overrides it (tests use fewer).
 DEFAULT_READ_THREADS = 16
-# Corrupt training records one host may skip before the run stops; `config.data.max_bad_records`.
-DEFAULT_MAX_BAD_RECORDS = 100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,16 +42,8 @@ def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuild
         builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kwargs)
         if builder.is_prepared():
             return builder
-        # No download happens: the data ships with installed packages or is generated;
-        # `try_download_gcs=False` keeps TFDS from looking for a copy on GCS. TFDS prints its
-        # own banners and progress bars to stdout; one line of ours says the same.
         logging.info("preparing dataset %s in %s (once)", name, builder.data_dir)
-        tfds.disable_progress_bar()
-        with contextlib.redirect_stdout(io.StringIO()):
-            builder.download_and_prepare(
-                file_format="array_record",
-                download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-            )
+        prepare(builder)
         return builder
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -114,6 +102,12 @@ def check_labelled(name: str, data_dir: str | None, splits: dict, key: str, why:
             "needs labels. Valid: --config.eval.dataset=NAME (and --config.eval.data_dir=DIR) "
             "naming a labelled dataset, e.g. one `jepa-data` made from class subfolders"
         )
+    check_splits(info, splits, key, name)
+
+
+def check_splits(info: tfds.core.DatasetInfo, splits: dict, key: str, name: str) -> None:
+    """Raise naming the config key of a split (``splits``: key → split string, optionally
+    sliced like ``train[:90%]``) that dataset ``name`` (set by config key ``key``) lacks."""
     for split_key, split in splits.items():
         base = split.split("[")[0]  # "train[:90%]" → "train"
         if base not in info.splits:
@@ -145,8 +139,6 @@ class HostChunks(grain.MapDataset):
     is `parent` itself. Lazy: a host reads only its own records.
     """
 
-    _MUTATES_ELEMENT_SPEC = False
-
     def __init__(self, parent: grain.MapDataset, chunk: int, index: int, count: int):
         super().__init__(parent)
         if not 0 <= index < count:
@@ -168,10 +160,6 @@ class HostChunks(grain.MapDataset):
 
     def _getitems(self, indices):
         return self._parent._getitems([self._global(j) for j in indices])  # noqa: SLF001
-
-    @property
-    def _element_spec(self):
-        return grain.experimental.get_element_spec(self._parent)
 
     def __str__(self) -> str:
         return f"HostChunks(chunk={self._chunk}, host={self._index} of {self._count})"
@@ -273,7 +261,7 @@ def make_train_iterator(
     ds = HostChunks(ds, local_batch, process_index, process_count).to_iter_dataset(
         _read_options(cfg)
     )
-    max_bad = int(cfg.get("max_bad_records", DEFAULT_MAX_BAD_RECORDS))
+    max_bad = int(cfg.get("max_bad_records", 100))  # base_config's data.max_bad_records
     ds = records.SkipBadRecords(ds, max_bad, f"{cfg.dataset} {split}")
     ds = ds.batch(local_batch, drop_remainder=True)
     workers = cfg.get("worker_count", 0)

@@ -291,23 +291,23 @@ def make_eval_batches(
     process_count. Every example appears exactly once with mask True; padding (copies of the
     last example) has mask False. All hosts yield the same number of batches.
 
-    Global batch k holds padded indices [k*B, (k+1)*B); host p owns the slice
-    [k*B + p*L, k*B + (p+1)*L) of it, so stacking the hosts' k-th batches restores order.
+    Global batch k holds padded indices [k*B, (k+1)*B); host p reads its chunk
+    [k*B + p*L, k*B + (p+1)*L) (`HostChunks`), so stacking the hosts' k-th batches restores order.
     """
-    process_index, _, local_batch = _host_share(batch_size, process_index, process_count)
+    process_index, process_count, local_batch = _host_share(
+        batch_size, process_index, process_count
+    )
     source = load_data_source(cfg.dataset, split, cfg.get("data_dir"))
     n = len(source)
     num_batches = -(-n // batch_size)
     preprocess = augment.EvalPreprocess(image_size=cfg.image_size, **_mean_std(cfg))
 
-    def read(j: int) -> dict[str, Any]:
-        k, r = divmod(j, local_batch)  # position j of this host's stream
-        i = k * batch_size + process_index * local_batch + r
+    def read(i: int) -> dict[str, Any]:
         return {**preprocess.map(source[min(i, n - 1)]), "mask": np.bool_(i < n)}
 
+    padded = grain.MapDataset.range(num_batches * batch_size).map(read)
     return (
-        grain.MapDataset.range(num_batches * local_batch)
-        .map(read)
+        HostChunks(padded, local_batch, process_index, process_count)
         .to_iter_dataset(_read_options(cfg))
         .batch(local_batch)
     )

@@ -79,20 +79,20 @@ def check_data(config) -> None:
     _check_not_a_folder(name)
     base, _, builder_config = name.partition("/")
     ours = base in BUILDERS
-    if data_dir and not _remote(data_dir):
-        if ours:  # prepared on first use: data_dir may be new, if it can be created
-            problem = _writable_dir(_nearest_existing(data_dir))
-            if problem and not os.path.isdir(data_dir):
-                raise ValueError(
-                    f"data.data_dir={data_dir!r} does not exist and cannot be created to prepare "
-                    f"{name!r} in: {problem}; valid: an existing directory, a new path under a "
-                    f"writable one, or '' for TFDS's default {DEFAULT_DATA_DIR}"
-                )
-        elif not os.path.isdir(data_dir):
+    new_dir = bool(data_dir) and not _remote(data_dir) and not os.path.isdir(data_dir)
+    if new_dir and not ours:
+        raise ValueError(
+            f"data.data_dir={data_dir!r} does not exist (data.dataset={name!r} must already "
+            f"be prepared there); valid: the TFDS data directory holding it, or '' for "
+            f"TFDS's default {DEFAULT_DATA_DIR}"
+        )
+    if new_dir:  # jepa's own are prepared on first use: data_dir may be new, if it can be made
+        problem = _writable_dir(_nearest_existing(data_dir))
+        if problem:
             raise ValueError(
-                f"data.data_dir={data_dir!r} does not exist (data.dataset={name!r} must already "
-                f"be prepared there); valid: the TFDS data directory holding it, or '' for "
-                f"TFDS's default {DEFAULT_DATA_DIR}"
+                f"data.data_dir={data_dir!r} does not exist and cannot be created to prepare "
+                f"{name!r} in: {problem}; valid: an existing directory, a new path under a "
+                f"writable one, or '' for TFDS's default {DEFAULT_DATA_DIR}"
             )
     if ours:
         configs = [c.name for c in BUILDERS[base].BUILDER_CONFIGS or ()]
@@ -101,8 +101,8 @@ def check_data(config) -> None:
             raise ValueError(
                 f"data.dataset={name!r}: {base} has no config {builder_config!r}; valid: {valid}"
             )
-        if data_dir and not _remote(data_dir) and not os.path.isdir(data_dir):
-            return  # a new data_dir: the pipeline prepares the dataset there
+        if new_dir:
+            return  # the pipeline prepares the dataset there
         kwargs = {"config": builder_config} if builder_config else {}
         builder = BUILDERS[base](data_dir=data_dir or None, **kwargs)
         _check_pixels(config, builder)  # known from the builder's code, prepared or not

@@ -71,15 +71,13 @@ CHOICES = {
 
 
 def _validate_stem(m) -> None:
-    if m.stem != "conv":
-        return
     p = m.patch_size
-    if p < 2 or p & (p - 1):
+    if m.stem == "conv" and (p < 2 or p & (p - 1)):
         raise ValueError(
             f"model.stem='conv' halves the resolution log2(patch) times: model.patch_size={p} "
             "must be a power of 2 (>= 2)"
         )
-    if m.num_frames:
+    if m.stem == "conv" and m.num_frames:
         raise ValueError("model.stem='conv' is for images; tubelets take model.stem='patch'")
 
 

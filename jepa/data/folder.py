@@ -265,8 +265,7 @@ def center_resize(image, size: int):
 
 def load_image(source, channels: int, size: int | None):
     """The PIL image as it will be stored: ``channels`` (1: L, 3: RGB), resized if ``size``."""
-    image = _open(source)
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = _open(source).convert("L" if channels == 1 else "RGB")
     return center_resize(image, size) if size else image
 
 

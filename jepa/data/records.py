@@ -111,9 +111,7 @@ class PassBadRecords(grain.transforms.RandomMap):
 class _SkipBadRecordsIterator(grain.DatasetIterator):
     def __init__(self, parent, max_bad: int, what: str):
         super().__init__(parent)
-        self._max_bad = max_bad
-        self._what = what
-        self._count = 0
+        self._max_bad, self._what, self._count = max_bad, what, 0
 
     def __next__(self):
         while True:
@@ -152,8 +150,7 @@ class SkipBadRecords(grain.IterDataset):
         super().__init__(parent)
         if max_bad < 0:
             raise ValueError(f"data.max_bad_records={max_bad}; valid: an integer >= 0")
-        self._max_bad = max_bad
-        self._what = what
+        self._max_bad, self._what = max_bad, what
 
     def __iter__(self):
         return _SkipBadRecordsIterator(self._parent.__iter__(), self._max_bad, self._what)

@@ -180,16 +180,15 @@ def _check_pixels(config, builder) -> None:
                 f"(model.channels={m.channels}); valid: {m.channels} values, one per channel, or "
                 "() for the defaults"
             )
-    if key == "image" and len(shape) == 3 and None not in shape[:2]:
-        if min(shape[:2]) < m.image_size:
-            logging.warning(
-                "data.dataset=%r has %dx%d images, smaller than model.image_size=%d: they are "
-                "upsampled",
-                d.dataset,
-                shape[0],
-                shape[1],
-                m.image_size,
-            )
+    if key == "image" and None not in shape[:2] and min(shape[:2]) < m.image_size:
+        logging.warning(
+            "data.dataset=%r has %dx%d images, smaller than model.image_size=%d: they are "
+            "upsampled",
+            d.dataset,
+            shape[0],
+            shape[1],
+            m.image_size,
+        )
 
 
 def _stored_signature(workdir: str) -> tuple[int, dict] | None:

@@ -165,11 +165,8 @@ class TrainPreprocess(grain.transforms.RandomMap):
 
     def random_map(self, element, rng: np.random.Generator):
         image = _as_hwc(element["image"])
-        if self.num_views == 1:
-            out = self._view(image, rng)
-        else:
-            out = np.stack([self._view(image, rng) for _ in range(self.num_views)])
-        example = {"image": out}
+        views = [self._view(image, rng) for _ in range(self.num_views)]
+        example = {"image": views[0] if self.num_views == 1 else np.stack(views)}
         if "label" in element:  # pretraining reads no labels: unlabeled datasets have none
             example["label"] = np.int32(element["label"])
         if self.local_views:

@@ -75,11 +75,8 @@ def load_data_source(name: str, split: str, data_dir: str | None = None):
 def dataset_info(
     name: str, data_dir: str | None = None, split: str = "train"
 ) -> tuple[int, tuple[int | None, ...], int]:
-    """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info;
-    num_classes is 0 for an unlabeled dataset (no `label` field).
-
-    Used to turn epochs into steps; preparing our own builders first if needed.
-    """
+    """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info
+    (num_classes 0: unlabeled), for turning epochs into steps; jepa's builders are prepared."""
     info = _prepared_builder(name, data_dir).info
     label = info.features["label"] if "label" in info.features else None
     return (
@@ -226,10 +223,8 @@ def make_train_iterator(
     stacked in host order, does not depend on the number of hosts n (with `worker_count=0`).
     Batches run across epoch boundaries.
 
-    Corrupt records (an image that does not decode, or whose shape disagrees with the
-    dataset's features) are skipped, the batch filled from the records that follow, and
-    counted; more than `max_bad_records` of them on one host raise
-    `records.TooManyBadRecordsError` (see `jepa/data/records.py`).
+    Corrupt records are skipped and counted, up to `max_bad_records` on one host
+    (`jepa/data/records.py`).
 
     `worker_count=0` (`config.data`) decodes and augments in threads of this process; N > 0
     adds N worker processes, each assembling whole batches from every N-th example, so the

@@ -15,6 +15,7 @@ from jepa.config import DTYPES, base_config, init_parts, mesh_shape
 from jepa.evaluate import protocols
 from jepa.methods.base import check_pair, validate_shared
 from jepa.models.layers import REMAT_POLICIES
+from jepa.models.vit import STEMS
 
 
 def _validate_video(config) -> None:
@@ -66,7 +67,7 @@ CHOICES = {
     "model.remat": tuple(REMAT_POLICIES),
     "model.patch_embed_init": ("reference", "fan_in"),
     "model.attention_impl": ("", "xla", "cudnn"),
-    "model.stem": ("patch", "conv"),
+    "model.stem": STEMS,
 }
 
 

@@ -50,12 +50,9 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         key, eq, value = item.partition("=")
         if key not in defaults:
             raise ValueError(f"unknown config arg {key!r}; valid: {sorted(defaults)}")
-        if not eq:
-            out[key] = True
-            continue
         kind = type(defaults[key])
-        if kind is bool:
-            out[key] = value.lower() in ("1", "true", "yes")
+        if not eq or kind is bool:
+            out[key] = not eq or value.lower() in ("1", "true", "yes")
         elif defaults[key] is None:
             out[key] = value
         else:
@@ -86,16 +83,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.total_steps = 0  # 0: derive from ``epochs`` and the dataset size
     c.epochs = 0.0
 
-    # The encoder: what the probes, load_encoder and the health monitor read.
+    # The encoder: what the probes, load_encoder and the health monitor read. The variant sets
+    # width, depth, num_heads, mlp_ratio and patch_size (models/vit.py VARIANTS).
     c.model = ml_collections.ConfigDict()
-    c.model.variant = "S/16"
+    apply_variant(c, "S/16")
     c.model.image_size = 224
     c.model.channels = 3
-    c.model.width = 384
-    c.model.depth = 12
-    c.model.num_heads = 6
-    c.model.mlp_ratio = 4.0
-    c.model.patch_size = 16
     # Compute dtype: float32, bfloat16, or auto (chosen for the backend by measured speed,
     # jepa/hardware.py). Parameters and optimizer state stay float32.
     c.model.dtype = "float32"

@@ -18,32 +18,18 @@ from tqdm import tqdm
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-class _OwnRecords(logging.Filter):
-    """Passes jepa's records (by the file that logged them) and anything at ERROR or above."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or record.pathname.startswith(PACKAGE_DIR)
-
-
 class _AboveProgressBars(logging.Handler):
     """Writes to stderr through tqdm, so a message lands above a running progress bar instead
-    of inside its line."""
+    of inside its line: INFO as the bare message, other levels prefixed with their name."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(self.format(record), file=sys.stderr)
+            message = record.getMessage()
+            if record.levelno != logging.INFO:
+                message = f"{record.levelname}: {message}"
+            tqdm.write(message, file=sys.stderr)
         except Exception:
             self.handleError(record)
-
-
-class _TerminalFormat(logging.Formatter):
-    """INFO as the bare message; other levels prefixed with their name."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.levelno == logging.INFO:
-            return message
-        return f"{record.levelname}: {message}"
 
 
 def configure(log_file: str | None, verbose: bool = False, level: int = logging.INFO) -> None:
@@ -64,9 +50,10 @@ def configure(log_file: str | None, verbose: bool = False, level: int = logging.
 
     terminal = _AboveProgressBars()
     terminal.setLevel(logging.INFO if verbose else level)
-    terminal.setFormatter(_TerminalFormat())
-    if not verbose:
-        terminal.addFilter(_OwnRecords())
+    if not verbose:  # jepa's records (by the file that logged them) and any at ERROR or above
+        terminal.addFilter(
+            lambda r: r.levelno >= logging.ERROR or r.pathname.startswith(PACKAGE_DIR)
+        )
     root.addHandler(terminal)
 
     if log_file is None or "://" in log_file:

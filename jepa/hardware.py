@@ -33,22 +33,21 @@ def nominal_peak(device_kind: str) -> float | None:
 def cpu_info() -> dict:
     """The host CPU's vendor, model name and the instruction-set flags that decide the compute
     dtype (Linux ``/proc/cpuinfo``; empty values elsewhere)."""
-    info = {"vendor": "", "model": "", "flags": []}
     try:
         with open("/proc/cpuinfo") as f:
-            text = f.read()
+            lines = f.read().splitlines()
     except OSError:
-        return info
-    for line in text.splitlines():
-        key, _, value = (part.strip() for part in line.partition(":"))
-        if key == "vendor_id" and not info["vendor"]:
-            info["vendor"] = value
-        elif key == "model name" and not info["model"]:
-            info["model"] = value
-        elif key == "flags" and not info["flags"]:
-            wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-            info["flags"] = [f for f in value.split() if f in wanted]
-    return info
+        lines = []
+    fields = {}  # the fields repeat once per core: the first core's are kept
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {
+        "vendor": fields.get("vendor_id", ""),
+        "model": fields.get("model name", ""),
+        "flags": [f for f in fields.get("flags", "").split() if f in wanted],
+    }
 
 
 def auto_compute_dtype(backend: str, cpu: dict | None = None) -> tuple[str, str]:

@@ -125,11 +125,9 @@ def unknown_override(argv: list[str]) -> str | None:
 
 
 def parse_flags(argv: list[str], values: flags.FlagValues | None = None) -> list[str]:
-    """The shared parsing (``cli.parse``: usage for no arguments and ``-h`` / ``--help``, every
-    error one line naming the flag or key and the valid values; ``--debug`` shows the
-    traceback instead), plus what loading the experiment can meet: a missing file, and an
-    override of a key the config lacks (ml_collections raises a bare AttributeError for it),
-    named with the valid ones."""
+    """The shared parsing (``cli``: usage, one-line errors), plus what loading the experiment
+    can meet: a missing file, and an override of a key the config lacks (ml_collections raises
+    a bare AttributeError for it), named with the valid ones."""
     values = FLAGS if values is None else values
     cli.help_or_usage(argv, USAGE)
     debug = cli.is_debug(argv)

@@ -16,9 +16,10 @@ import os
 import tempfile
 
 import tensorflow_datasets as tfds
+from flax.traverse_util import flatten_dict
 
 from jepa import checkpointing
-from jepa.data import records
+from jepa.data import pipeline, records
 from jepa.data.builders import BUILDERS
 
 # TFDS's stand-in for "the default data directory" in our messages.
@@ -78,20 +79,20 @@ def check_data(config) -> None:
     _check_not_a_folder(name)
     base, _, builder_config = name.partition("/")
     ours = base in BUILDERS
-    if data_dir and not _remote(data_dir):
-        if ours:  # prepared on first use: data_dir may be new, if it can be created
-            problem = _writable_dir(_nearest_existing(data_dir))
-            if problem and not os.path.isdir(data_dir):
-                raise ValueError(
-                    f"data.data_dir={data_dir!r} does not exist and cannot be created to prepare "
-                    f"{name!r} in: {problem}; valid: an existing directory, a new path under a "
-                    f"writable one, or '' for TFDS's default {DEFAULT_DATA_DIR}"
-                )
-        elif not os.path.isdir(data_dir):
+    new_dir = bool(data_dir) and not _remote(data_dir) and not os.path.isdir(data_dir)
+    if new_dir and not ours:
+        raise ValueError(
+            f"data.data_dir={data_dir!r} does not exist (data.dataset={name!r} must already "
+            f"be prepared there); valid: the TFDS data directory holding it, or '' for "
+            f"TFDS's default {DEFAULT_DATA_DIR}"
+        )
+    if new_dir:  # jepa's own are prepared on first use: data_dir may be new, if it can be made
+        problem = _writable_dir(_nearest_existing(data_dir))
+        if problem:
             raise ValueError(
-                f"data.data_dir={data_dir!r} does not exist (data.dataset={name!r} must already "
-                f"be prepared there); valid: the TFDS data directory holding it, or '' for "
-                f"TFDS's default {DEFAULT_DATA_DIR}"
+                f"data.data_dir={data_dir!r} does not exist and cannot be created to prepare "
+                f"{name!r} in: {problem}; valid: an existing directory, a new path under a "
+                f"writable one, or '' for TFDS's default {DEFAULT_DATA_DIR}"
             )
     if ours:
         configs = [c.name for c in BUILDERS[base].BUILDER_CONFIGS or ()]
@@ -100,8 +101,8 @@ def check_data(config) -> None:
             raise ValueError(
                 f"data.dataset={name!r}: {base} has no config {builder_config!r}; valid: {valid}"
             )
-        if data_dir and not _remote(data_dir) and not os.path.isdir(data_dir):
-            return  # a new data_dir: the pipeline prepares the dataset there
+        if new_dir:
+            return  # the pipeline prepares the dataset there
         kwargs = {"config": builder_config} if builder_config else {}
         builder = BUILDERS[base](data_dir=data_dir or None, **kwargs)
         _check_pixels(config, builder)  # known from the builder's code, prepared or not
@@ -133,6 +134,15 @@ def check_data(config) -> None:
     _check_pixels(config, builder)
 
 
+def _check_split(config, builder) -> None:
+    # Only the split pretraining reads: data.test_split is checked by the evaluation that reads
+    # it (a dataset without one still pretrains).
+    d = config.data
+    pipeline.check_splits(
+        builder.info, {"data.train_split": d.train_split}, "data.dataset", d.dataset
+    )
+
+
 def _check_not_a_folder(name: str) -> None:
     """A path given as the dataset's name: the user's own images, not yet a dataset."""
     path = os.path.expanduser(name)
@@ -156,11 +166,10 @@ def _check_pixels(config, builder) -> None:
     features = builder.info.features
     key = next((k for k in records.PIXEL_KEYS if k in features), None)
     shape = tuple(features[key].shape) if key else ()
-    channels = shape[-1] if shape else None
-    if channels is not None and channels != m.channels:
+    if shape and shape[-1] not in (None, m.channels):
         raise ValueError(
-            f"data.dataset={d.dataset!r} has {channels}-channel images (shape {shape}) but "
-            f"model.channels={m.channels}; valid: --config.model.channels={channels}, or "
+            f"data.dataset={d.dataset!r} has {shape[-1]}-channel images (shape {shape}) but "
+            f"model.channels={m.channels}; valid: --config.model.channels={shape[-1]}, or "
             f"rewrite the dataset with `jepa-data … --channels {m.channels}`"
         )
     for k in ("mean", "std"):
@@ -171,38 +180,15 @@ def _check_pixels(config, builder) -> None:
                 f"(model.channels={m.channels}); valid: {m.channels} values, one per channel, or "
                 "() for the defaults"
             )
-    if key == "image" and len(shape) == 3 and None not in shape[:2]:
-        if min(shape[:2]) < m.image_size:
-            logging.warning(
-                "data.dataset=%r has %dx%d images, smaller than model.image_size=%d: they are "
-                "upsampled",
-                d.dataset,
-                shape[0],
-                shape[1],
-                m.image_size,
-            )
-
-
-def _check_split(config, builder) -> None:
-    """The split pretraining reads exists (``data.test_split`` is checked by the evaluation
-    that reads it: a dataset without one still pretrains)."""
-    split = config.data.train_split
-    name = split.split("[")[0]  # "train[:90%]" → "train"
-    if name not in builder.info.splits:
-        raise ValueError(
-            f"data.train_split={split!r}: {config.data.dataset} has no split {name!r}; valid: "
-            f"{sorted(builder.info.splits)}, optionally sliced like 'train[:90%]'"
+    if key == "image" and None not in shape[:2] and min(shape[:2]) < m.image_size:
+        logging.warning(
+            "data.dataset=%r has %dx%d images, smaller than model.image_size=%d: they are "
+            "upsampled",
+            d.dataset,
+            shape[0],
+            shape[1],
+            m.image_size,
         )
-
-
-def _flat(signature: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in signature.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def _stored_signature(workdir: str) -> tuple[int, dict] | None:
@@ -229,8 +215,8 @@ def check_checkpoint(config, workdir: str) -> None:
         return
     step, saved = stored
     # Through JSON, as it was stored: tuples become lists on both sides.
-    want = _flat(json.loads(json.dumps(checkpointing.model_signature(config))))
-    got = _flat(saved)
+    want = flatten_dict(json.loads(json.dumps(checkpointing.model_signature(config))), sep=".")
+    got = flatten_dict(saved, sep=".")
     # A part only one side has (a method's predictor or projector): the objectives differ.
     differ = [k for k in sorted(set(want) & set(got)) if want[k] != got[k]]
     if differ:

@@ -15,6 +15,7 @@ from jepa.config import DTYPES, base_config, init_parts, mesh_shape
 from jepa.evaluate import protocols
 from jepa.methods.base import check_pair, validate_shared
 from jepa.models.layers import REMAT_POLICIES
+from jepa.models.vit import STEMS
 
 
 def _validate_video(config) -> None:
@@ -60,41 +61,37 @@ def _validate_accumulation(config) -> None:
         )
 
 
-# String keys with a fixed set of values that validate() does not check elsewhere (the models
-# would only fail when traced).
+# String keys with a fixed set of values (a model would only fail on a wrong one when traced).
 CHOICES = {
+    "model.dtype": (*DTYPES, "auto"),
+    "model.remat": tuple(REMAT_POLICIES),
     "model.patch_embed_init": ("reference", "fan_in"),
     "model.attention_impl": ("", "xla", "cudnn"),
-    "model.stem": ("patch", "conv"),
+    "model.stem": STEMS,
 }
 
 
 def _validate_stem(m) -> None:
-    if m.stem != "conv":
-        return
     p = m.patch_size
-    if p < 2 or p & (p - 1):
+    if m.stem == "conv" and (p < 2 or p & (p - 1)):
         raise ValueError(
             f"model.stem='conv' halves the resolution log2(patch) times: model.patch_size={p} "
             "must be a power of 2 (>= 2)"
         )
-    if m.num_frames:
+    if m.stem == "conv" and m.num_frames:
         raise ValueError("model.stem='conv' is for images; tubelets take model.stem='patch'")
 
 
-def _expected_type(default) -> tuple[type, ...] | None:
-    """The types a value may have where ``base_config`` has ``default`` (None: anything)."""
-    if isinstance(default, bool):
-        return (bool,)
-    if isinstance(default, int):
-        return (int,)
-    if isinstance(default, float):
-        return (int, float)
-    if isinstance(default, str):
-        return (str,)
-    if isinstance(default, (tuple, list)):
-        return (tuple, list)
-    return None
+# The types a value may have where ``base_config``'s default has the key's type (a type not
+# listed here: anything).
+EXPECTED_TYPES = {
+    bool: (bool,),
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    tuple: (tuple, list),
+    list: (tuple, list),
+}
 
 
 def _check_node(node, defaults, prefix: str) -> None:
@@ -115,7 +112,7 @@ def _check_node(node, defaults, prefix: str) -> None:
                 )
             _check_node(ml_collections.ConfigDict(value), default, path + ".")
             continue
-        kinds = _expected_type(default)
+        kinds = EXPECTED_TYPES.get(type(default))
         ok = kinds is None or (
             isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         )
@@ -155,10 +152,6 @@ def validate(config, device_count: int | None = None) -> None:
         raise ValueError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
     if m.width % 4:
         raise ValueError(f"model.width={m.width} must be divisible by 4 (2D sin-cos embedding)")
-    if m.dtype not in (*DTYPES, "auto"):
-        raise ValueError(f"model.dtype={m.dtype!r}; valid: {(*DTYPES, 'auto')}")
-    if m.remat not in REMAT_POLICIES:
-        raise ValueError(f"model.remat={m.remat!r}; valid: {tuple(REMAT_POLICIES)}")
     protocols.validate_eval(config)
     if config.batch_size <= 0:
         raise ValueError(f"batch_size={config.batch_size} must be positive")

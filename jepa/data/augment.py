@@ -83,22 +83,16 @@ def resize_box(image: np.ndarray, box: Sequence[float], size: tuple[int, int]) -
     # PIL's BILINEAR filter widens its support when shrinking, as torchvision's PIL path does.
     pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
     pil = pil.resize(
-        (size[1], size[0]),
-        Image.Resampling.BILINEAR,
-        box=(left, top, left + box_w, top + box_h),
+        (size[1], size[0]), Image.Resampling.BILINEAR, box=(left, top, left + box_w, top + box_h)
     )
     return np.asarray(pil, dtype=np.uint8).reshape(size[0], size[1], image.shape[-1])
 
 
 def random_resized_crop(
-    image: np.ndarray,
-    rng: np.random.Generator,
-    size: int,
-    scale: Sequence[float] = (0.3, 1.0),
-    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    image: np.ndarray, rng: np.random.Generator, size: int, scale: Sequence[float] = (0.3, 1.0)
 ) -> np.ndarray:
     """I-JEPA's crop: a random box (see `sample_crop_box`) resized to uint8 `[size, size, C]`."""
-    box = sample_crop_box(rng, image.shape[0], image.shape[1], scale, ratio)
+    box = sample_crop_box(rng, image.shape[0], image.shape[1], scale)
     return resize_box(image, box, (size, size))
 
 
@@ -153,7 +147,6 @@ class TrainPreprocess(grain.transforms.RandomMap):
 
     image_size: int
     crop_scale: tuple[float, float] = (0.3, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool = False
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -164,7 +157,7 @@ class TrainPreprocess(grain.transforms.RandomMap):
 
     def _view(self, image, rng: np.random.Generator, size=None, scale=None):
         size, scale = size or self.image_size, scale or self.crop_scale
-        image = random_resized_crop(image, rng, size, scale, self.crop_ratio)
+        image = random_resized_crop(image, rng, size, scale)
         if self.hflip:
             image = random_horizontal_flip(image, rng)
         mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
@@ -172,11 +165,8 @@ class TrainPreprocess(grain.transforms.RandomMap):
 
     def random_map(self, element, rng: np.random.Generator):
         image = _as_hwc(element["image"])
-        if self.num_views == 1:
-            out = self._view(image, rng)
-        else:
-            out = np.stack([self._view(image, rng) for _ in range(self.num_views)])
-        example = {"image": out}
+        views = [self._view(image, rng) for _ in range(self.num_views)]
+        example = {"image": views[0] if self.num_views == 1 else np.stack(views)}
         if "label" in element:  # pretraining reads no labels: unlabeled datasets have none
             example["label"] = np.int32(element["label"])
         if self.local_views:
@@ -199,10 +189,7 @@ class EvalPreprocess(grain.transforms.Map):
     def map(self, element):
         image = eval_resize(_as_hwc(element["image"]), self.image_size)
         mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
-        return {
-            "image": normalize_images(image, mean, std),
-            "label": np.int32(element["label"]),
-        }
+        return {"image": normalize_images(image, mean, std), "label": np.int32(element["label"])}
 
 
 # ---------------------------------------------------------------------------------------------

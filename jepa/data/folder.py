@@ -17,9 +17,7 @@ TensorFlow: images reach TFDS as PIL images, which it encodes with Pillow (PNG, 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import os
 import re
 import shutil
@@ -29,6 +27,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
+
+from jepa.data.builders import prepare
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SPLIT_NAMES = ("train", "test", "validation")
@@ -126,30 +126,22 @@ def _scan_split(folder: str, root: str) -> tuple[dict[str, list[str]], list[str]
     return by_class, []
 
 
-def _hold_out(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """A boolean mask of the ``round(n * fraction)`` test members of n (at least one each side
-    when fraction > 0 and n > 1)."""
-    k = int(round(n * fraction))
-    if fraction > 0 and n > 1:
-        k = min(max(k, 1), n - 1)
-    mask = np.zeros(n, bool)
-    mask[rng.permutation(n)[:k]] = True
-    return mask
-
-
-def _split_by_fraction(
-    items: list[Example], test_fraction: float, seed: int
-) -> dict[str, list[Example]]:
+def _split_by_fraction(items: list[Example], test_fraction: float) -> dict[str, list[Example]]:
+    """``round(n * test_fraction)`` of each class's n examples (of all n when unlabeled) as
+    ``test``, drawn with ``SPLIT_SEED``; at least one on each side when n > 1, so that every
+    class is in both splits."""
     if not test_fraction:
         return {"train": items}
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for label in sorted({e.label for e in items}):  # per class: every class in both splits
+    rng = np.random.default_rng(SPLIT_SEED)
+    splits = {"train": [], "test": []}
+    for label in sorted({e.label for e in items}):
         members = [e for e in items if e.label == label]
-        mask = _hold_out(len(members), test_fraction, rng)
-        test += [e for e, t in zip(members, mask, strict=True) if t]
-        train += [e for e, t in zip(members, mask, strict=True) if not t]
-    return {"train": train, "test": test}
+        n = len(members)
+        k = min(max(round(n * test_fraction), 1), n - 1) if n > 1 else round(n * test_fraction)
+        held_out = set(rng.permutation(n)[:k].tolist())
+        for i, e in enumerate(members):
+            splits["test" if i in held_out else "train"].append(e)
+    return splits
 
 
 def _check_fraction(test_fraction: float) -> None:
@@ -157,7 +149,7 @@ def _check_fraction(test_fraction: float) -> None:
         raise FolderError(f"--test_fraction {test_fraction}; valid: a number in [0, 1)")
 
 
-def scan_folder(folder: str, test_fraction: float = 0.0, seed: int = SPLIT_SEED) -> ImageSet:
+def scan_folder(folder: str, test_fraction: float = 0.0) -> ImageSet:
     """The examples of ``folder`` (layouts in the module docstring), split into train/test."""
     _check_fraction(test_fraction)
     folder = os.path.abspath(folder)
@@ -197,13 +189,11 @@ def scan_folder(folder: str, test_fraction: float = 0.0, seed: int = SPLIT_SEED)
         ]
         splits[split] = [Example(os.path.relpath(p, folder), p, label) for p, label in pairs]
     if not split_folders:
-        splits = _split_by_fraction(splits["train"], test_fraction, seed)
+        splits = _split_by_fraction(splits["train"], test_fraction)
     return ImageSet(splits, class_names)
 
 
-def from_sources(
-    sources: Sequence, labels=None, class_names=None, test_fraction=0.0, seed=SPLIT_SEED
-) -> ImageSet:
+def from_sources(sources: Sequence, labels=None, class_names=None, test_fraction=0.0) -> ImageSet:
     """An ImageSet of files or arrays (``labels``: ints, or None for unlabeled)."""
     _check_fraction(test_fraction)
     if labels is not None:
@@ -227,7 +217,7 @@ def from_sources(
     ]
     if not items:
         raise FolderError("no images given; valid: at least one image")
-    return ImageSet(_split_by_fraction(items, test_fraction, seed), tuple(class_names or ()))
+    return ImageSet(_split_by_fraction(items, test_fraction), tuple(class_names or ()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,8 +265,7 @@ def center_resize(image, size: int):
 
 def load_image(source, channels: int, size: int | None):
     """The PIL image as it will be stored: ``channels`` (1: L, 3: RGB), resized if ``size``."""
-    image = _open(source)
-    image = image.convert("L" if channels == 1 else "RGB")
+    image = _open(source).convert("L" if channels == 1 else "RGB")
     return center_resize(image, size) if size else image
 
 
@@ -357,14 +346,7 @@ def write(
         shutil.rmtree(target)
     channels, shape = channels_and_shape(image_set, channels, size)
     builder = _builder(name, data_dir, image_set, shape, channels, size, encoding)
-    # TFDS prints its own shuffling bars and "downloaded and prepared" banner to stdout; the
-    # summary below says what was written.
-    tfds.disable_progress_bar()
-    with contextlib.redirect_stdout(io.StringIO()):
-        builder.download_and_prepare(
-            file_format="array_record",
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-        )
+    prepare(builder)  # the summary returned says what was written
     return summary(name, data_dir, image_set, builder.info.features["image"].shape)
 
 

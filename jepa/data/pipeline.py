@@ -12,8 +12,6 @@ item, with grain's Orbax handler (one JSON file per process).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from typing import Any
 
@@ -24,14 +22,12 @@ import tensorflow_datasets as tfds
 from absl import flags
 
 from jepa.data import augment, records
-from jepa.data.builders import BUILDERS
+from jepa.data.builders import BUILDERS, prepare
 from jepa.data.sequences import SequencePreprocess
 
-# Threads decoding and augmenting records in this process (Pillow releases the GIL); override
-# with `config.data.read_threads`.
+# Threads decoding and augmenting records in this process (Pillow releases the GIL); the
+# pipeline config's `read_threads` overrides it (tests use fewer).
 DEFAULT_READ_THREADS = 16
-# Corrupt training records one host may skip before the run stops; `config.data.max_bad_records`.
-DEFAULT_MAX_BAD_RECORDS = 100
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,16 +42,8 @@ def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuild
         builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kwargs)
         if builder.is_prepared():
             return builder
-        # No download happens: the data ships with installed packages or is generated;
-        # `try_download_gcs=False` keeps TFDS from looking for a copy on GCS. TFDS prints its
-        # own banners and progress bars to stdout; one line of ours says the same.
         logging.info("preparing dataset %s in %s (once)", name, builder.data_dir)
-        tfds.disable_progress_bar()
-        with contextlib.redirect_stdout(io.StringIO()):
-            builder.download_and_prepare(
-                file_format="array_record",
-                download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-            )
+        prepare(builder)
         return builder
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -87,11 +75,8 @@ def load_data_source(name: str, split: str, data_dir: str | None = None):
 def dataset_info(
     name: str, data_dir: str | None = None, split: str = "train"
 ) -> tuple[int, tuple[int | None, ...], int]:
-    """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info;
-    num_classes is 0 for an unlabeled dataset (no `label` field).
-
-    Used to turn epochs into steps; preparing our own builders first if needed.
-    """
+    """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info
+    (num_classes 0: unlabeled), for turning epochs into steps; jepa's builders are prepared."""
     info = _prepared_builder(name, data_dir).info
     label = info.features["label"] if "label" in info.features else None
     return (
@@ -114,6 +99,12 @@ def check_labelled(name: str, data_dir: str | None, splits: dict, key: str, why:
             "needs labels. Valid: --config.eval.dataset=NAME (and --config.eval.data_dir=DIR) "
             "naming a labelled dataset, e.g. one `jepa-data` made from class subfolders"
         )
+    check_splits(info, splits, key, name)
+
+
+def check_splits(info: tfds.core.DatasetInfo, splits: dict, key: str, name: str) -> None:
+    """Raise naming the config key of a split (``splits``: key → split string, optionally
+    sliced like ``train[:90%]``) that dataset ``name`` (set by config key ``key``) lacks."""
     for split_key, split in splits.items():
         base = split.split("[")[0]  # "train[:90%]" → "train"
         if base not in info.splits:
@@ -145,8 +136,6 @@ class HostChunks(grain.MapDataset):
     is `parent` itself. Lazy: a host reads only its own records.
     """
 
-    _MUTATES_ELEMENT_SPEC = False
-
     def __init__(self, parent: grain.MapDataset, chunk: int, index: int, count: int):
         super().__init__(parent)
         if not 0 <= index < count:
@@ -168,10 +157,6 @@ class HostChunks(grain.MapDataset):
 
     def _getitems(self, indices):
         return self._parent._getitems([self._global(j) for j in indices])  # noqa: SLF001
-
-    @property
-    def _element_spec(self):
-        return grain.experimental.get_element_spec(self._parent)
 
     def __str__(self) -> str:
         return f"HostChunks(chunk={self._chunk}, host={self._index} of {self._count})"
@@ -238,10 +223,8 @@ def make_train_iterator(
     stacked in host order, does not depend on the number of hosts n (with `worker_count=0`).
     Batches run across epoch boundaries.
 
-    Corrupt records (an image that does not decode, or whose shape disagrees with the
-    dataset's features) are skipped, the batch filled from the records that follow, and
-    counted; more than `max_bad_records` of them on one host raise
-    `records.TooManyBadRecordsError` (see `jepa/data/records.py`).
+    Corrupt records are skipped and counted, up to `max_bad_records` on one host
+    (`jepa/data/records.py`).
 
     `worker_count=0` (`config.data`) decodes and augments in threads of this process; N > 0
     adds N worker processes, each assembling whole batches from every N-th example, so the
@@ -273,7 +256,7 @@ def make_train_iterator(
     ds = HostChunks(ds, local_batch, process_index, process_count).to_iter_dataset(
         _read_options(cfg)
     )
-    max_bad = int(cfg.get("max_bad_records", DEFAULT_MAX_BAD_RECORDS))
+    max_bad = int(cfg.get("max_bad_records", 100))  # base_config's data.max_bad_records
     ds = records.SkipBadRecords(ds, max_bad, f"{cfg.dataset} {split}")
     ds = ds.batch(local_batch, drop_remainder=True)
     workers = cfg.get("worker_count", 0)
@@ -303,23 +286,23 @@ def make_eval_batches(
     process_count. Every example appears exactly once with mask True; padding (copies of the
     last example) has mask False. All hosts yield the same number of batches.
 
-    Global batch k holds padded indices [k*B, (k+1)*B); host p owns the slice
-    [k*B + p*L, k*B + (p+1)*L) of it, so stacking the hosts' k-th batches restores order.
+    Global batch k holds padded indices [k*B, (k+1)*B); host p reads its chunk
+    [k*B + p*L, k*B + (p+1)*L) (`HostChunks`), so stacking the hosts' k-th batches restores order.
     """
-    process_index, _, local_batch = _host_share(batch_size, process_index, process_count)
+    process_index, process_count, local_batch = _host_share(
+        batch_size, process_index, process_count
+    )
     source = load_data_source(cfg.dataset, split, cfg.get("data_dir"))
     n = len(source)
     num_batches = -(-n // batch_size)
     preprocess = augment.EvalPreprocess(image_size=cfg.image_size, **_mean_std(cfg))
 
-    def read(j: int) -> dict[str, Any]:
-        k, r = divmod(j, local_batch)  # position j of this host's stream
-        i = k * batch_size + process_index * local_batch + r
+    def read(i: int) -> dict[str, Any]:
         return {**preprocess.map(source[min(i, n - 1)]), "mask": np.bool_(i < n)}
 
+    padded = grain.MapDataset.range(num_batches * batch_size).map(read)
     return (
-        grain.MapDataset.range(num_batches * local_batch)
-        .map(read)
+        HostChunks(padded, local_batch, process_index, process_count)
         .to_iter_dataset(_read_options(cfg))
         .batch(local_batch)
     )

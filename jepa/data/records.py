@@ -1,15 +1,7 @@
 """Corrupt training records — an image that does not decode, or has the wrong shape — are
-skipped and counted instead of ending the run, up to `config.data.max_bad_records`.
-
-Three pieces, in pipeline order:
-
-  `CheckedSource`     wraps the TFDS source: a record that fails to decode or whose image
-                      shape disagrees with the dataset's features becomes a `BadRecord`
-                      (its source index and the reason) instead of raising.
-  `PassBadRecords`    wraps the augmentation, so a `BadRecord` passes through it unchanged.
-  `SkipBadRecords`    after `to_iter_dataset`, in the thread that assembles batches: drops
-                      `BadRecord`s, so a batch is filled from the records that follow; logs
-                      each one with its index; raises `TooManyBadRecordsError` past the limit.
+skipped and counted instead of ending the run, up to `config.data.max_bad_records`. In pipeline
+order: `CheckedSource` turns such a record into a `BadRecord`, `PassBadRecords` carries it
+through the augmentation, and `SkipBadRecords` drops it where batches are assembled.
 
 Which records are skipped is a function of the data alone, so the batches stay deterministic.
 The count is part of the iterator's state (`{'next_index': …, 'bad_records': n}`), so it is
@@ -119,9 +111,7 @@ class PassBadRecords(grain.transforms.RandomMap):
 class _SkipBadRecordsIterator(grain.DatasetIterator):
     def __init__(self, parent, max_bad: int, what: str):
         super().__init__(parent)
-        self._max_bad = max_bad
-        self._what = what
-        self._count = 0
+        self._max_bad, self._what, self._count = max_bad, what, 0
 
     def __next__(self):
         while True:
@@ -152,15 +142,15 @@ class _SkipBadRecordsIterator(grain.DatasetIterator):
 
 
 class SkipBadRecords(grain.IterDataset):
-    """Drops the `BadRecord`s of `parent`, counting them; raises `TooManyBadRecordsError` at
-    the (max_bad + 1)-th. `what` names the data in messages (e.g. `mnist5k train`)."""
+    """Drops the `BadRecord`s of `parent` (after `to_iter_dataset`, so a batch is filled from
+    the records that follow), logging and counting each; raises `TooManyBadRecordsError` at the
+    (max_bad + 1)-th. `what` names the data in messages (e.g. `mnist5k train`)."""
 
     def __init__(self, parent: grain.IterDataset, max_bad: int, what: str):
         super().__init__(parent)
         if max_bad < 0:
             raise ValueError(f"data.max_bad_records={max_bad}; valid: an integer >= 0")
-        self._max_bad = max_bad
-        self._what = what
+        self._max_bad, self._what = max_bad, what
 
     def __iter__(self):
         return _SkipBadRecordsIterator(self._parent.__iter__(), self._max_bad, self._what)

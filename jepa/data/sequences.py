@@ -41,8 +41,5 @@ def load_sequences(source) -> dict[str, np.ndarray]:
     """Every record of a random-access video source stacked: ``frames`` uint8 [N, T, H, W, C]
     and whichever of ``LABEL_KEYS`` the records have."""
     records = [source[i] for i in range(len(source))]
-    out = {"frames": np.stack([np.asarray(r["frames"]) for r in records])}
-    for key in LABEL_KEYS:
-        if key in records[0]:
-            out[key] = np.stack([np.asarray(r[key]) for r in records])
-    return out
+    keys = ["frames", *(k for k in LABEL_KEYS if k in records[0])]
+    return {key: np.stack([np.asarray(r[key]) for r in records]) for key in keys}

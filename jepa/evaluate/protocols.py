@@ -88,10 +88,14 @@ def summarize(protocol: str, out: dict) -> dict:
 
 EVAL_CHOICES = {
     "weights": ("", "target", "context"),
-    "layers": ("last", "last4"),
-    "pooling": ("avg", "flatten", "none"),
+    "layers": features.LAYERS,
+    "pooling": features.POOLINGS,
     "dtype": ("", *config_lib.DTYPES),
 }
+NON_EMPTY = ("lrs", "wds", "attentive_lrs", "attentive_wds", "fewshot")
+POSITIVE = (
+    "knn_k probe_epochs attentive_epochs attentive_batch_size fewshot_seeds batch_size".split()
+)
 
 
 def validate_eval(config) -> None:
@@ -100,17 +104,10 @@ def validate_eval(config) -> None:
     for key, valid in EVAL_CHOICES.items():
         if e[key] not in valid:
             raise ValueError(f"eval.{key}={e[key]!r}; valid: {valid}")
-    for key in ("lrs", "wds", "attentive_lrs", "attentive_wds", "fewshot"):
+    for key in NON_EMPTY:
         if not len(e[key]):
             raise ValueError(f"eval.{key} is empty")
-    for key in (
-        "knn_k",
-        "probe_epochs",
-        "attentive_epochs",
-        "attentive_batch_size",
-        "fewshot_seeds",
-        "batch_size",
-    ):
+    for key in POSITIVE:
         if e[key] <= 0:
             raise ValueError(f"eval.{key}={e[key]} must be positive")
     if not 0 < e.val_fraction < 1:
@@ -244,14 +241,6 @@ def print_progress(msg: str) -> None:
 
 for _name in ("linear", "knn", "attentive", "fewshot"):
     base.register(_name, functools.partial(Probe, protocol=_name))
-
-
-def run_probe(
-    workdir: str, step: int | None, overrides: dict, baselines: bool, protocol: str = "linear"
-) -> dict:
-    """``jepa-eval --protocol PROTOCOL`` on checkpoint ``step`` of ``workdir``: its result."""
-    config, encoder = base.load_run(workdir, step, overrides)
-    return Probe(config, workdir, protocol=protocol, baselines=baselines).run(encoder)
 
 
 def needs_workdir(name: str, workdir: str | None) -> str:

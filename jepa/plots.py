@@ -18,6 +18,15 @@ def pyplot():
     return plt
 
 
+def save(fig, path: str) -> str:
+    """``fig`` laid out and written to ``path`` (its folder created), then closed."""
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
 def plot_training_curves(workdir: str) -> str | None:
     """``workdir/loss.png``: loss (and, when logged, effective rank and feature std) by step."""
     plt = pyplot()
@@ -40,11 +49,7 @@ def plot_training_curves(workdir: str) -> str | None:
         axes[0][2].set(xlabel="step", ylabel="std", title="per-dim std (target enc.)")
         for a in axes[0][1:]:
             a.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(workdir, "loss.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, os.path.join(workdir, "loss.png"))
 
 
 def plot_probe_vs_step(workdir: str, results: list[dict]) -> str | None:
@@ -58,12 +63,7 @@ def plot_probe_vs_step(workdir: str, results: list[dict]) -> str | None:
     ax.plot(steps, top1, marker="o")
     ax.set(xlabel="pretraining step", ylabel="top-1 (%)", title=f"{results[0]['protocol']} probe")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(workdir, "eval", "probe_vs_step.png")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, os.path.join(workdir, "eval", "probe_vs_step.png"))
 
 
 def image_grid(path, rows, titles, suptitle, row_labels=None, cell=(1.3, 1.35), **imshow) -> str:
@@ -82,8 +82,4 @@ def image_grid(path, rows, titles, suptitle, row_labels=None, cell=(1.3, 1.35), 
         if row_labels:
             axes[r, 0].set_ylabel(row_labels[r], fontsize=6)
     fig.suptitle(suptitle, fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

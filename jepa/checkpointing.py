@@ -221,22 +221,12 @@ class Checkpointer:
                 self.directory,
                 name,
             )
-        failed = []
-        for step in reversed(self.all_steps()):
-            try:
-                state = self.restore_state(step, abstract_state, data_iterator)
-            except CheckpointMismatchError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
-                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                logging.warning(
-                    "checkpoint step %d in %s is unreadable (%s); trying the previous one",
-                    step,
-                    self.directory,
-                    reason,
-                )
-                failed.append((step, reason))
-                continue
+        step, state, failed = newest_readable(
+            self.all_steps(),
+            lambda s: self.restore_state(s, abstract_state, data_iterator),
+            self.directory,
+        )
+        if step is not None:
             for bad, reason in failed:
                 self.quarantine(bad, reason)
             return state, step
@@ -283,6 +273,23 @@ class Checkpointer:
         """True at the step all hosts agreed to save at after one of them was told it will be
         preempted (JAX's preemption service, multi-host runs; always False in one process)."""
         return self.manager.reached_preemption(step)
+
+
+def newest_readable(steps, read, directory):
+    """``(step, read(step), failed)`` for the newest of ``steps`` that reads, ``failed`` the
+    (step, reason) of the newer ones, each logged; ``(None, None, failed)`` when none reads. A
+    mismatched model is no read failure: it is raised at once."""
+    failed = []
+    for step in sorted(steps, reverse=True):
+        try:
+            return step, read(step), failed
+        except CheckpointMismatchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            logging.warning("checkpoint step %d in %s is unreadable (%s)", step, directory, reason)
+            failed.append((step, reason))
+    return None, None, failed
 
 
 def _full_like(abstract, value):

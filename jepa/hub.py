@@ -106,22 +106,10 @@ def read_good_step(ckpt: checkpointing.Checkpointer, step: int | None, read):
         raise FileNotFoundError(f"no checkpoints under {ckpt.directory}")
     if step is not None and step not in steps:
         raise FileNotFoundError(f"step {step} not in {ckpt.directory}; valid: one of {steps}")
-    failed = []
-    for s in [step] if step is not None else reversed(steps):
-        try:
-            return s, read(s)
-        except checkpointing.CheckpointMismatchError:
-            raise
-        except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
-            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            failed.append((s, reason))
-            if step is None:
-                logging.warning(
-                    "checkpoint step %d in %s is unreadable (%s); trying the previous one",
-                    s,
-                    ckpt.directory,
-                    reason,
-                )
+    candidates = steps if step is None else [step]
+    found, value, failed = checkpointing.newest_readable(candidates, read, ckpt.directory)
+    if found is not None:
+        return found, value
     if step is not None:
         others = [s for s in steps if s != step]
         raise checkpointing.CheckpointCorruptError(
@@ -237,10 +225,9 @@ class PretrainedEncoder:
         # evaluated at another resolution carry their own, resampled).
         self.pos_embed = None if pos_embed is None else jnp.asarray(pos_embed, jnp.float32)
         self.module = build_encoder(config)
-        mean, std = augment.resolve_mean_std(
+        self._mean, self._std = augment.resolve_mean_std(
             tuple(config.data.mean) or None, tuple(config.data.std) or None, config.model.channels
         )
-        self._mean, self._std = mean, std
         self._apply = jax.jit(self._forward)
 
     def normalize(self, images):
@@ -256,10 +243,6 @@ class PretrainedEncoder:
     def __call__(self, images):
         tokens, pooled, _ = self._apply(self.params, jnp.asarray(images))
         return tokens, pooled
-
-    def features(self, images):
-        """(tokens, pooled, per-block outputs) for evaluators that pick intermediate layers."""
-        return self._apply(self.params, jnp.asarray(images))
 
 
 EXPORT_CONFIG, EXPORT_PARAMS, EXPORT_INFO = "config.json", "params", "export.json"

@@ -21,7 +21,6 @@ see them.
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -207,6 +206,4 @@ def evaluate(workdir: str, step: int | None = None, split: str | None = None) ->
         os.path.join(workdir, "eval", "latent_modes.png"),
         banks=lambda i: own_digit_bank(config, source[int(where[i, 0])], int(where[i, 1])),
     )
-    with open(os.path.join(workdir, "eval", f"energy_step{step}.json"), "w") as f:
-        json.dump(result, f, indent=1)
     return result

@@ -17,6 +17,7 @@ saves that step again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -93,17 +94,13 @@ def with_shardings(abstract, shardings):
     )
 
 
-_whole_array_handler_registered = False
-
-
+@functools.cache
 def _save_replicated_arrays_whole_on_cpu() -> None:
     """Orbax's replica-parallel save slices every replicated array into one piece per replica,
     each slice a separately compiled ``jit(slice)``: on accelerators that spreads device→host
     copies over devices, on CPU it only costs compiles (144 of them, ~10 s, for the first save
     of a tiny model on 8 simulated devices). On CPU, replica 0 writes each array whole."""
-    global _whole_array_handler_registered
-    if jax.default_backend() == "cpu" and not _whole_array_handler_registered:
-        _whole_array_handler_registered = True
+    if jax.default_backend() == "cpu":
         # Orbax warns that the override replaces its handler, which is the point: the warning
         # would reach the terminal of any script that opens a checkpoint.
         absl_logger = logging.getLogger("absl")
@@ -245,9 +242,9 @@ class Checkpointer:
         matches = ((_PARTIAL_STEP.match(p.name), p.name) for p in self.directory.iterdir())
         return sorted((int(m.group(1)), name) for m, name in matches if m)
 
-    def quarantine(self, step: int, reason: str) -> str:
-        """Move step ``step`` to ``checkpoints/corrupt/STEP`` (``STEP.1``, … if taken); returns
-        the new path. Process 0 moves, every process then sees the step gone."""
+    def quarantine(self, step: int, reason: str) -> None:
+        """Move step ``step`` to ``checkpoints/corrupt/STEP`` (``STEP.1``, … if taken). Process 0
+        moves, every process then sees the step gone."""
         corrupt = self.directory / CORRUPT_DIR
         dest = corrupt / str(step)
         n = 0
@@ -266,7 +263,6 @@ class Checkpointer:
             dest,
             reason,
         )
-        return str(dest)
 
     # ----------------------------------------------------------------------------- preemption
     def reached_preemption(self, step: int) -> bool:

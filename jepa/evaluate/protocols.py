@@ -142,26 +142,19 @@ class Probe:
         self.config, self.protocol, self.baselines = config, protocol, baselines
         self.log = print_progress if progress else logging.debug  # quiet during training
         self.module = build_encoder(config)
+        # Each eval.KEY that is set replaces the pretraining data's; errors name the one read.
+        key = lambda name: f"{'eval' if e[name] else 'data'}.{name}"
         self.data = data_cfg = data_config(config)
-        if e.dataset:
-            data_cfg.dataset = e.dataset
-        if e.data_dir:
-            data_cfg.data_dir = e.data_dir
+        data_cfg.dataset = e.dataset or data_cfg.dataset
+        data_cfg.data_dir = e.data_dir or data_cfg.data_dir
         self.splits = (
             e.train_split or config.data.train_split,
             e.test_split or config.data.test_split,
         )
         # Before any feature is computed: the probe needs labels and both splits.
-        which = "eval" if e.dataset else "data"
+        splits = {key("train_split"): self.splits[0], key("test_split"): self.splits[1]}
         pipeline.check_labelled(
-            data_cfg.dataset,
-            data_cfg.data_dir,
-            {
-                f"{'eval' if e.train_split else 'data'}.train_split": self.splits[0],
-                f"{'eval' if e.test_split else 'data'}.test_split": self.splits[1],
-            },
-            f"{which}.dataset",
-            f"the {protocol} probe",
+            data_cfg.dataset, data_cfg.data_dir, splits, key("dataset"), f"the {protocol} probe"
         )
         self.cache = os.path.join(workdir, "eval", "features") if workdir else None
         self.classify = make_classifier(protocol, config)
@@ -226,11 +219,11 @@ class Probe:
             init_boxed_params(config, jax.random.PRNGKey(config.seed + 1))["encoder"]
         )
         rnd = self.probe(random_params, None, "random encoder")
-        out = {"pixels": round(100 * px["top1"], 2), "random_encoder": round(100 * rnd["top1"], 2)}
+        results = {"pixels": px, "random_encoder": rnd}
+        out = {name: round(100 * r["top1"], 2) for name, r in results.items()}
         if protocol == "fewshot":
             out["subsets"] = {
-                "pixels": summarize(protocol, px)["subsets"],
-                "random_encoder": summarize(protocol, rnd)["subsets"],
+                name: summarize(protocol, r)["subsets"] for name, r in results.items()
             }
         return out
 

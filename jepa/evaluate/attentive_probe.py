@@ -78,11 +78,10 @@ def attentive_probe(
     lrs=(3e-4, 1e-3, 3e-3),
     wds=(0.01, 0.1),
     epochs: int = 20,
-    batch_size: int = 256,
-    val_fraction: float = 0.1,
-    seed: int = 0,
+    **options,
 ) -> dict:
-    """Token features [n, tokens, width] → ``grid.select_and_evaluate``'s dict."""
+    """Token features [n, tokens, width]; ``options`` (``batch_size``, ``val_fraction``,
+    ``seed``) and the returned dict are ``grid.select_and_evaluate``'s."""
     if train_x.ndim != 3:
         raise ValueError(
             f"the attentive probe reads token features [n, tokens, width], got shape "
@@ -102,8 +101,6 @@ def attentive_probe(
         lrs=lrs,
         wds=wds,
         epochs=epochs,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        seed=seed,
+        **options,
     )
     return {**out, "heads": num_heads}

@@ -87,9 +87,9 @@ def select_and_evaluate(
     lrs,
     wds,
     epochs: int,
-    batch_size: int,
-    val_fraction: float,
-    seed: int,
+    batch_size: int = 256,
+    val_fraction: float = 0.1,
+    seed: int = 0,
     normalize: Callable | None = None,
 ) -> dict:
     """The probe protocol: train the grid on train minus a held-out ``val_fraction``, pick the

@@ -208,23 +208,16 @@ def plot_levels(path, frames_u8, common_te, level, mapped_all, rolled, num_seque
     def nearest(v):
         return images[int(np.argmin(((bank - v) ** 2).sum(-1)))]
 
-    horizons = sorted(mapped_all)
-    starts = [int(mapped_all[hf][0][0]) for hf in horizons]
+    columns = [(int(mapped_all[hf][0][0]), hf) for hf in sorted(mapped_all)]  # (t, h)
     rows, labels = [], []
     for s in range(num_sequences):
-        rows.append([frames_u8[s, t + hf, ..., 0] for t, hf in zip(starts, horizons, strict=True)])
-        rows.append([nearest(rolled[hf][s, t]) for t, hf in zip(starts, horizons, strict=True)])
-        rows.append([nearest(mapped_all[hf][1][s, 0]) for hf in horizons])
+        rows.append([frames_u8[s, t + hf, ..., 0] for t, hf in columns])
+        rows.append([nearest(rolled[hf][s, t]) for t, hf in columns])
+        rows.append([nearest(mapped_all[hf][1][s, 0]) for _, hf in columns])
         labels += [f"seq {s}\n{name}" for name in ("true", "level 1 rolled", f"level {level}")]
-    plots.image_grid(
-        path,
-        rows,
-        [f"t={t}+{hf}" for t, hf in zip(starts, horizons, strict=True)],
-        "true future frames vs nearest frames to each level's prediction",
-        labels,
-        vmin=0,
-        vmax=255,
-    )
+    titles = [f"t={t}+{hf}" for t, hf in columns]
+    suptitle = "true future frames vs nearest frames to each level's prediction"
+    plots.image_grid(path, rows, titles, suptitle, labels, vmin=0, vmax=255)
 
 
 def evaluate(

@@ -52,12 +52,11 @@ def linear_probe(
     lrs=(1e-3, 3e-3, 1e-2),
     wds=(0.0, 1e-3, 1e-2, 1e-1),
     epochs: int = 30,
-    batch_size: int = 256,
-    val_fraction: float = 0.1,
-    seed: int = 0,
     batchnorm: bool = True,
+    **options,
 ) -> dict:
-    """Logistic regression on flattened features; returns ``grid.select_and_evaluate``'s dict."""
+    """Logistic regression on flattened features; ``options`` (``batch_size``, ``val_fraction``,
+    ``seed``) and the returned dict are ``grid.select_and_evaluate``'s."""
     return grid.select_and_evaluate(
         train_x.reshape(len(train_x), -1).astype(np.float32),
         train_y,
@@ -68,10 +67,8 @@ def linear_probe(
         lrs=lrs,
         wds=wds,
         epochs=epochs,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        seed=seed,
         normalize=standardize if batchnorm else None,
+        **options,
     )
 
 

@@ -168,9 +168,8 @@ class Checkpointer:
 
     def read_config(self, step: int | None = None) -> dict:
         step = self.latest_step() if step is None else step
-        return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
-            "config"
-        ]
+        args = ocp.args.Composite(config=ocp.args.JsonRestore())
+        return self.manager.restore(step, args=args)["config"]
 
     def restore_state(self, step: int, abstract_state, data_iterator=None):
         """Restore ``step`` into ``abstract_state`` (ShapeDtypeStructs with shardings); the data

@@ -84,9 +84,7 @@ def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected,
 def open_run(path: str) -> checkpointing.Checkpointer:
     """The checkpoints of the run at ``path`` (a workdir or its ``checkpoints/`` folder), for
     reading. A path that holds no checkpoint steps raises, and nothing is created on it."""
-    workdir = str(path).rstrip("/")
-    if workdir.endswith("/checkpoints"):
-        workdir = workdir[: -len("/checkpoints")]
+    workdir = str(path).rstrip("/").removesuffix("/checkpoints")
     if "://" not in workdir and not checkpointing.has_checkpoints(workdir):
         what = "does not exist" if not os.path.exists(workdir) else "holds no checkpoints"
         raise FileNotFoundError(
@@ -303,8 +301,7 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
     ``weights``: "target" (EMA) or "context"; None: the encoder the run's probes read
     (``jepa.methods.eval_weights``: its ``eval.weights``, else the method's own — "context" for the
     multiview objective, "target" for the EMA-target ones), so that ``jepa-eval`` and this
-    return the same features. Returns a ``PretrainedEncoder`` (``config``, ``step``,
-    ``params``, ``module``, ``normalize``, ``weights``)."""
+    return the same features."""
     workdir = str(path_or_workdir).rstrip("/")
     if _is_export(workdir):
         return _load_export(workdir)

@@ -159,9 +159,9 @@ class Probe:
         self.cache = os.path.join(workdir, "eval", "features") if workdir else None
         self.classify = make_classifier(protocol, config)
 
-    def features(self, params, key):
-        """(train, test) (features, labels) of the encoder ``params``; cached under ``key``."""
-        e = self.config.eval
+    def probe(self, params, key, label):
+        """The classifier on the features of the encoder ``params`` (cached under ``key``)."""
+        e, t = self.config.eval, time.perf_counter()
         kw = dict(
             depth=self.config.model.depth,
             layers=e.layers,
@@ -170,18 +170,18 @@ class Probe:
             cache_dir=self.cache if key else None,
             cache_key=key,
         )
-        return [
+        tr, te = (
             features.extract_features(self.module, params, self.data, s, **kw) for s in self.splits
-        ]
-
-    def probe(self, params, key, label):
-        t = time.perf_counter()
-        tr, te = self.features(params, key)
+        )
         self.log(
             f"[{label}] features {tr[0].shape} train, {te[0].shape} test "
             f"({time.perf_counter() - t:.1f}s); running the {self.protocol} probe…"
         )
-        out = self.classify(tr[0], tr[1], te[0], te[1])
+        return self.classify_and_log(tr, te, label)
+
+    def classify_and_log(self, train, test, label):
+        """The classifier on (features, labels) of the train and test splits."""
+        out = self.classify(*train, *test)
         summary = json.dumps(summarize(self.protocol, out))
         self.log(f"[{label}] top-1 {100 * out['top1']:.2f}% {summary}")
         return out
@@ -213,8 +213,7 @@ class Probe:
         px_tr, px_te = (
             features.pixel_features(self.data, s, e.batch_size, patch) for s in self.splits
         )
-        px = self.classify(px_tr[0], px_tr[1], px_te[0], px_te[1])
-        self.log(f"[pixels] top-1 {100 * px['top1']:.2f}% {json.dumps(summarize(protocol, px))}")
+        px = self.classify_and_log(px_tr, px_te, "pixels")
         random_params = nn.unbox(
             init_boxed_params(config, jax.random.PRNGKey(config.seed + 1))["encoder"]
         )

@@ -21,6 +21,7 @@ see them.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -145,7 +146,10 @@ def plot_modes(
     c = config.method.clip.context_frames
     embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
 
-    test_bank = []  # the default: every clip's true future frame, embedded when first needed
+    @functools.cache
+    def test_bank():  # the default: every clip's true future frame, embedded when first needed
+        return clips[:, c], batched(embed, clips[:, c])
+
     picks = np.flatnonzero(uncertain)[:: max(1, uncertain.sum() // num_clips)][:num_clips]
     x = jnp.asarray(clips[picks, :c])
     spec = config.method.latent
@@ -169,12 +173,7 @@ def plot_modes(
     for row, clip_i in enumerate(picks):
         frames = None if banks is None else banks(clip_i)
         own += frames is not None
-        if frames is None:
-            if not test_bank:
-                test_bank.extend([clips[:, c], batched(embed, clips[:, c])])
-            frames, bank = test_bank
-        else:
-            bank = batched(embed, frames)
+        frames, bank = test_bank() if frames is None else (frames, batched(embed, frames))
         # squared distances [preds, bank] without materializing the differences
         dist = (flat[:, row] ** 2).sum(-1)[:, None] - 2 * flat[:, row] @ bank.T
         shown.append(frames[(dist + (bank**2).sum(-1)).argmin(-1)])

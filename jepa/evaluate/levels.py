@@ -138,14 +138,6 @@ def rollout_level1(model: hierarchy.Hierarchy, params, online_tokens, horizons):
     return out
 
 
-def level_predictions(model: hierarchy.Hierarchy, params, level: int, states):
-    """Level k's own predictions from every step: [n, horizons, T_k, d_k]."""
-    predictor = model.step_predictors[level - 2]
-    p = params["levels"][f"level{level}"]["predictor"]
-    fn = jax.jit(lambda s: predictor.apply({"params": p}, s))
-    return batched(fn, states)
-
-
 # ------------------------------------------------------------------------------ the report
 def _mse(a, b) -> float:
     """Mean squared error per dimension over the rows where both are defined."""
@@ -175,7 +167,10 @@ def long_horizon(
     t_len = common_te.shape[1]
     states_te = levels_te[level - 1]
     to_common = prediction_space_map(config, level, levels_tr, common_tr)
-    preds = level_predictions(model, params, level, states_te)  # [n, H, T_k, d_k]
+    # The level's own predictions from every step: [n, horizons, T_k, d_k].
+    predictor = model.step_predictors[level - 2]
+    p = params["levels"][f"level{level}"]["predictor"]
+    preds = batched(jax.jit(lambda s: predictor.apply({"params": p}, s)), states_te)
     frames_te = step_frames(config, level, states_te.shape[1])
     horizons = [h * f for h in spec.horizons]
     rolled = rollout_level1(model, params, online_te, horizons)

@@ -63,15 +63,10 @@ def _read_tree(directory, saved, keys, expected, what: str):
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected
     )
     item = functools.reduce(lambda tree, k: {k: tree}, reversed(keys), leaves)
+    restore_args = ocp.checkpoint_utils.construct_restore_args(item)
+    args = ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
     with ocp.PyTreeCheckpointer() as reader:
-        restored = reader.restore(
-            directory,
-            args=ocp.args.PyTreeRestore(
-                item=item,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-                partial_restore=True,
-            ),
-        )
+        restored = reader.restore(directory, args=args)
     return functools.reduce(operator.getitem, keys, restored)
 
 

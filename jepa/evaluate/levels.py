@@ -225,8 +225,7 @@ def evaluate(
     """The per-level report of one checkpoint (module docstring); a PNG for levels ≥ 2."""
     t0 = time.perf_counter()
     config, step, params, target = hub.load_model_params(workdir, step)
-    if overrides:
-        config_lib.apply_overrides(config, overrides)
+    config_lib.apply_overrides(config, overrides or {})
     if methods.get(config.objective) is not hjepa.METHOD:
         raise ValueError(
             f"--level needs a hierarchy run; {workdir} has objective={config.objective!r}"
@@ -263,8 +262,7 @@ def evaluate(
         }
 
     result = {"protocol": "levels", "level": level, "step": step, "dataset": config.data.dataset}
-    result["level1_weights"] = config.eval.weights
-    result.update(regressions(level))
+    result |= {"level1_weights": config.eval.weights, **regressions(level)}
     if level == 1:
         probe = identity_probe(
             config, levels_tr[0], train["digits"][:, 0], levels_te[0], test["digits"][:, 0]
@@ -279,7 +277,6 @@ def evaluate(
         result["long_horizon"] = lh
         if png:
             path = os.path.join(workdir, "eval", f"level{level}_predictions_step{step}.png")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             plot_levels(path, test["frames"], common_te, level, mapped_all, rolled)
             result["png"] = path
     result["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -79,14 +79,6 @@ def select_state_dict(checkpoint: Mapping, weights: str) -> dict[str, np.ndarray
 # ----------------------------------------------------------------- Checking it against the variant
 
 
-def infer_depth_width(state: Mapping[str, np.ndarray]) -> tuple[int, int]:
-    """(number of ``blocks.i`` entries, width of the final norm); 0 where absent."""
-    indices = {k.split(".")[1] for k in state if k.startswith("blocks.")}
-    depth = 1 + max((int(i) for i in indices if i.isdigit()), default=-1)
-    width = int(state["norm.weight"].shape[0]) if "norm.weight" in state else 0
-    return depth, width
-
-
 def official_shapes(hp: dict, channels: int = 3) -> dict[str, tuple[int, ...]]:
     """Key → shape of an I-JEPA ViT state dict (``pos_embed`` excluded: its grid is free)."""
     d, p, hidden = hp["width"], hp["patch_size"], int(hp["width"] * hp["mlp_ratio"])
@@ -120,7 +112,10 @@ def _square_grid(shape: tuple, width: int) -> int:
 def check_state_dict(state: Mapping[str, np.ndarray], hp: dict, variant: str) -> int:
     """Raise ``ValueError`` naming every missing, unexpected or reshaped key; return the side
     of the checkpoint's (square) position grid."""
-    depth, width = infer_depth_width(state)
+    # The checkpoint's depth (its blocks.i entries) and width (its final norm's); 0 if absent.
+    indices = {k.split(".")[1] for k in state if k.startswith("blocks.")}
+    depth = 1 + max((int(i) for i in indices if i.isdigit()), default=-1)
+    width = int(state["norm.weight"].shape[0]) if "norm.weight" in state else 0
     lines = []
     if (depth, width) != (hp["depth"], hp["width"]):
         fits = [n for n, v in VARIANTS.items() if v[:2] == (width, depth)]

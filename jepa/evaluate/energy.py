@@ -95,10 +95,8 @@ def clip_energies(config, params, target_params, clips: np.ndarray):
 def summarize(free, ref, uncertain, codes, num_codes: int, baselines=None) -> dict:
     """Per split (bounce / no bounce): mean F, mean E_ref, their ratio, and for each of
     ``baselines`` ({name: per-clip energy}) its mean ``{name}_energy`` and the reference's
-    skill over it, ``skill_vs_{name}`` = 1 − E_ref / E_name. A low skill on clips without a
-    bounce (whose future is determined) says the z-free predictor has not learned the
-    dynamics in this representation: the part of s_y that z can then explain is not the
-    bounce but whatever the predictor misses everywhere, and the two ratios come out alike."""
+    skill over it, ``skill_vs_{name}`` = 1 − E_ref / E_name (the module docstring says what a
+    low one on clips without a bounce means)."""
 
     def split(mask):
         f, r = float(free[mask].mean()), float(ref[mask].mean())

@@ -122,11 +122,8 @@ def validate_eval(config) -> None:
 
 class Probe:
     """Features of the frozen encoder (and of the baselines) on the train and test splits, then
-    the ``protocol``'s classifier: ``linear`` (LR × WD grid, selection on a held-out part of
-    train), ``knn`` (cosine, ``eval.knn_k`` neighbours, votes weighted by
-    exp(sim / ``eval.knn_temperature``)), ``attentive`` (V-JEPA's cross-attention probe on the
-    tokens, its own grid) or ``fewshot`` (closed-form ridge on ``eval.fewshot`` subsets of the
-    labels). Features are cached under ``WORKDIR/eval/features`` when there is a workdir."""
+    the ``protocol``'s classifier (``make_classifier``; its module's docstring describes it).
+    Features are cached under ``WORKDIR/eval/features`` when there is a workdir."""
 
     def __init__(
         self, config, workdir=None, *, protocol="linear", baselines=False, progress=True, **_

@@ -61,6 +61,11 @@ def _latent_model(config, params, target_params):
     return model_for(target_params), {"model": params, "latent": params.get("latent", {})}
 
 
+def _reference_prediction(model, params, x):
+    """The z-free reference predictor's s_y for the context frames ``x``."""
+    return model.predict_fn({"predictor": params["reference"]}, model.encode_x(params, x), None)
+
+
 def clip_energies(config, params, target_params, clips: np.ndarray):
     """Per clip: free energy F, the reference energy E_ref (NaN without a reference predictor),
     the minimizing code (−1 unless z is discrete), and {baseline: energy} of two predictors
@@ -76,10 +81,7 @@ def clip_energies(config, params, target_params, clips: np.ndarray):
         code = z if config.method.latent.kind == "discrete" else jnp.full(free.shape, -1)
         sy = model.encode_y(params, y)
         if "reference" in params:
-            sx = model.encode_x(params, x)
-            ref = model.energy_fn(
-                model.predict_fn({"predictor": params["reference"]}, sx, None), sy
-            )
+            ref = model.energy_fn(_reference_prediction(model, params, x), sy)
         else:
             ref = jnp.full(free.shape, jnp.nan)
         # A predictor that knows no dynamics: the last context frame's s_y, copied.
@@ -162,9 +164,7 @@ def plot_modes(
         preds = model.predict(full, x)[None]
         labels = ["prediction"]
     if "reference" in params:
-        sx = model.encode_x(params, x)
-        ref = model.predict_fn({"predictor": params["reference"]}, sx, None)
-        preds = jnp.concatenate([preds, ref[None]])
+        preds = jnp.concatenate([preds, _reference_prediction(model, params, x)[None]])
         labels.append("no z (reference)")
     flat = np.asarray(preds).reshape(len(preds), len(picks), -1)
     shown, own = [], 0

@@ -137,7 +137,8 @@ class Probe:
         if e.dtype:
             config.model.dtype = e.dtype
         self.config, self.protocol, self.baselines = config, protocol, baselines
-        self.log = print_progress if progress else logging.debug  # quiet during training
+        to_stderr = functools.partial(print, file=sys.stderr, flush=True)
+        self.log = to_stderr if progress else logging.debug  # quiet during training
         self.module = build_encoder(config)
         # Each eval.KEY that is set replaces the pretraining data's; errors name the one read.
         key = lambda name: f"{'eval' if e[name] else 'data'}.{name}"
@@ -222,10 +223,6 @@ class Probe:
                 name: summarize(protocol, r)["subsets"] for name, r in results.items()
             }
         return out
-
-
-def print_progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 for _name in ("linear", "knn", "attentive", "fewshot"):

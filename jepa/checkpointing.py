@@ -17,6 +17,7 @@ saves that step again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -93,17 +94,13 @@ def with_shardings(abstract, shardings):
     )
 
 
-_whole_array_handler_registered = False
-
-
+@functools.cache
 def _save_replicated_arrays_whole_on_cpu() -> None:
     """Orbax's replica-parallel save slices every replicated array into one piece per replica,
     each slice a separately compiled ``jit(slice)``: on accelerators that spreads device→host
     copies over devices, on CPU it only costs compiles (144 of them, ~10 s, for the first save
     of a tiny model on 8 simulated devices). On CPU, replica 0 writes each array whole."""
-    global _whole_array_handler_registered
-    if jax.default_backend() == "cpu" and not _whole_array_handler_registered:
-        _whole_array_handler_registered = True
+    if jax.default_backend() == "cpu":
         # Orbax warns that the override replaces its handler, which is the point: the warning
         # would reach the terminal of any script that opens a checkpoint.
         absl_logger = logging.getLogger("absl")
@@ -171,9 +168,8 @@ class Checkpointer:
 
     def read_config(self, step: int | None = None) -> dict:
         step = self.latest_step() if step is None else step
-        return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
-            "config"
-        ]
+        args = ocp.args.Composite(config=ocp.args.JsonRestore())
+        return self.manager.restore(step, args=args)["config"]
 
     def restore_state(self, step: int, abstract_state, data_iterator=None):
         """Restore ``step`` into ``abstract_state`` (ShapeDtypeStructs with shardings); the data
@@ -221,22 +217,12 @@ class Checkpointer:
                 self.directory,
                 name,
             )
-        failed = []
-        for step in reversed(self.all_steps()):
-            try:
-                state = self.restore_state(step, abstract_state, data_iterator)
-            except CheckpointMismatchError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
-                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                logging.warning(
-                    "checkpoint step %d in %s is unreadable (%s); trying the previous one",
-                    step,
-                    self.directory,
-                    reason,
-                )
-                failed.append((step, reason))
-                continue
+        step, state, failed = newest_readable(
+            self.all_steps(),
+            lambda s: self.restore_state(s, abstract_state, data_iterator),
+            self.directory,
+        )
+        if step is not None:
             for bad, reason in failed:
                 self.quarantine(bad, reason)
             return state, step
@@ -255,9 +241,9 @@ class Checkpointer:
         matches = ((_PARTIAL_STEP.match(p.name), p.name) for p in self.directory.iterdir())
         return sorted((int(m.group(1)), name) for m, name in matches if m)
 
-    def quarantine(self, step: int, reason: str) -> str:
-        """Move step ``step`` to ``checkpoints/corrupt/STEP`` (``STEP.1``, … if taken); returns
-        the new path. Process 0 moves, every process then sees the step gone."""
+    def quarantine(self, step: int, reason: str) -> None:
+        """Move step ``step`` to ``checkpoints/corrupt/STEP`` (``STEP.1``, … if taken). Process 0
+        moves, every process then sees the step gone."""
         corrupt = self.directory / CORRUPT_DIR
         dest = corrupt / str(step)
         n = 0
@@ -276,13 +262,29 @@ class Checkpointer:
             dest,
             reason,
         )
-        return str(dest)
 
     # ----------------------------------------------------------------------------- preemption
     def reached_preemption(self, step: int) -> bool:
         """True at the step all hosts agreed to save at after one of them was told it will be
         preempted (JAX's preemption service, multi-host runs; always False in one process)."""
         return self.manager.reached_preemption(step)
+
+
+def newest_readable(steps, read, directory):
+    """``(step, read(step), failed)`` for the newest of ``steps`` that reads, ``failed`` the
+    (step, reason) of the newer ones, each logged; ``(None, None, failed)`` when none reads. A
+    mismatched model is no read failure: it is raised at once."""
+    failed = []
+    for step in sorted(steps, reverse=True):
+        try:
+            return step, read(step), failed
+        except CheckpointMismatchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            logging.warning("checkpoint step %d in %s is unreadable (%s)", step, directory, reason)
+            failed.append((step, reason))
+    return None, None, failed
 
 
 def _full_like(abstract, value):

@@ -63,15 +63,10 @@ def _read_tree(directory, saved, keys, expected, what: str):
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), expected
     )
     item = functools.reduce(lambda tree, k: {k: tree}, reversed(keys), leaves)
+    restore_args = ocp.checkpoint_utils.construct_restore_args(item)
+    args = ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
     with ocp.PyTreeCheckpointer() as reader:
-        restored = reader.restore(
-            directory,
-            args=ocp.args.PyTreeRestore(
-                item=item,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-                partial_restore=True,
-            ),
-        )
+        restored = reader.restore(directory, args=args)
     return functools.reduce(operator.getitem, keys, restored)
 
 
@@ -84,9 +79,7 @@ def restore_subtree(ckpt: checkpointing.Checkpointer, step: int, keys, expected,
 def open_run(path: str) -> checkpointing.Checkpointer:
     """The checkpoints of the run at ``path`` (a workdir or its ``checkpoints/`` folder), for
     reading. A path that holds no checkpoint steps raises, and nothing is created on it."""
-    workdir = str(path).rstrip("/")
-    if workdir.endswith("/checkpoints"):
-        workdir = workdir[: -len("/checkpoints")]
+    workdir = str(path).rstrip("/").removesuffix("/checkpoints")
     if "://" not in workdir and not checkpointing.has_checkpoints(workdir):
         what = "does not exist" if not os.path.exists(workdir) else "holds no checkpoints"
         raise FileNotFoundError(
@@ -106,22 +99,10 @@ def read_good_step(ckpt: checkpointing.Checkpointer, step: int | None, read):
         raise FileNotFoundError(f"no checkpoints under {ckpt.directory}")
     if step is not None and step not in steps:
         raise FileNotFoundError(f"step {step} not in {ckpt.directory}; valid: one of {steps}")
-    failed = []
-    for s in [step] if step is not None else reversed(steps):
-        try:
-            return s, read(s)
-        except checkpointing.CheckpointMismatchError:
-            raise
-        except Exception as e:  # noqa: BLE001 - any read failure means "try an older one"
-            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            failed.append((s, reason))
-            if step is None:
-                logging.warning(
-                    "checkpoint step %d in %s is unreadable (%s); trying the previous one",
-                    s,
-                    ckpt.directory,
-                    reason,
-                )
+    candidates = steps if step is None else [step]
+    found, value, failed = checkpointing.newest_readable(candidates, read, ckpt.directory)
+    if found is not None:
+        return found, value
     if step is not None:
         others = [s for s in steps if s != step]
         raise checkpointing.CheckpointCorruptError(
@@ -237,10 +218,9 @@ class PretrainedEncoder:
         # evaluated at another resolution carry their own, resampled).
         self.pos_embed = None if pos_embed is None else jnp.asarray(pos_embed, jnp.float32)
         self.module = build_encoder(config)
-        mean, std = augment.resolve_mean_std(
+        self._mean, self._std = augment.resolve_mean_std(
             tuple(config.data.mean) or None, tuple(config.data.std) or None, config.model.channels
         )
-        self._mean, self._std = mean, std
         self._apply = jax.jit(self._forward)
 
     def normalize(self, images):
@@ -256,10 +236,6 @@ class PretrainedEncoder:
     def __call__(self, images):
         tokens, pooled, _ = self._apply(self.params, jnp.asarray(images))
         return tokens, pooled
-
-    def features(self, images):
-        """(tokens, pooled, per-block outputs) for evaluators that pick intermediate layers."""
-        return self._apply(self.params, jnp.asarray(images))
 
 
 EXPORT_CONFIG, EXPORT_PARAMS, EXPORT_INFO = "config.json", "params", "export.json"
@@ -320,8 +296,7 @@ def load_encoder(path_or_workdir: str, step: int | None = None, weights: str | N
     ``weights``: "target" (EMA) or "context"; None: the encoder the run's probes read
     (``jepa.methods.eval_weights``: its ``eval.weights``, else the method's own — "context" for the
     multiview objective, "target" for the EMA-target ones), so that ``jepa-eval`` and this
-    return the same features. Returns a ``PretrainedEncoder`` (``config``, ``step``,
-    ``params``, ``module``, ``normalize``, ``weights``)."""
+    return the same features."""
     workdir = str(path_or_workdir).rstrip("/")
     if _is_export(workdir):
         return _load_export(workdir)

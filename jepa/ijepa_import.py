@@ -21,7 +21,6 @@ import math
 import os
 from collections.abc import Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +29,7 @@ from jepa import checkpointing, hub, masking, methods
 from jepa import config as config_lib
 from jepa.data import augment
 from jepa.methods import masked
-from jepa.models import build_encoder, layers
+from jepa.models import layers
 from jepa.models.vit import VARIANTS, parse_variant
 
 WEIGHTS = {"target": "target_encoder", "context": "encoder"}
@@ -39,9 +38,7 @@ SINCOS_ATOL = 1e-4
 MAX_LISTED = 20  # keys listed per kind of mismatch; the count says how many more there are
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading the checkpoint
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------- Reading the checkpoint
 
 
 def _load_torch(path) -> Mapping:
@@ -68,8 +65,6 @@ def select_state_dict(checkpoint: Mapping, weights: str) -> dict[str, np.ndarray
 
     ``checkpoint`` is a whole training checkpoint (holding ``encoder``/``target_encoder``) or
     already one encoder's state dict (then ``weights`` has nothing to pick)."""
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}; valid: {sorted(WEIGHTS)}")
     if any(isinstance(checkpoint.get(k), Mapping) for k in WEIGHTS.values()):
         key = WEIGHTS[weights]
         if not isinstance(checkpoint.get(key), Mapping):
@@ -81,17 +76,7 @@ def select_state_dict(checkpoint: Mapping, weights: str) -> dict[str, np.ndarray
     return {k.removeprefix(DDP_PREFIX): _to_numpy(v) for k, v in checkpoint.items()}
 
 
-# ---------------------------------------------------------------------------------------------
-# Checking it against the variant
-# ---------------------------------------------------------------------------------------------
-
-
-def infer_depth_width(state: Mapping[str, np.ndarray]) -> tuple[int, int]:
-    """(number of ``blocks.i`` entries, width of the final norm); 0 where absent."""
-    indices = {k.split(".")[1] for k in state if k.startswith("blocks.")}
-    depth = 1 + max((int(i) for i in indices if i.isdigit()), default=-1)
-    width = int(state["norm.weight"].shape[0]) if "norm.weight" in state else 0
-    return depth, width
+# ----------------------------------------------------------------- Checking it against the variant
 
 
 def official_shapes(hp: dict, channels: int = 3) -> dict[str, tuple[int, ...]]:
@@ -127,7 +112,10 @@ def _square_grid(shape: tuple, width: int) -> int:
 def check_state_dict(state: Mapping[str, np.ndarray], hp: dict, variant: str) -> int:
     """Raise ``ValueError`` naming every missing, unexpected or reshaped key; return the side
     of the checkpoint's (square) position grid."""
-    depth, width = infer_depth_width(state)
+    # The checkpoint's depth (its blocks.i entries) and width (its final norm's); 0 if absent.
+    indices = {k.split(".")[1] for k in state if k.startswith("blocks.")}
+    depth = 1 + max((int(i) for i in indices if i.isdigit()), default=-1)
+    width = int(state["norm.weight"].shape[0]) if "norm.weight" in state else 0
     lines = []
     if (depth, width) != (hp["depth"], hp["width"]):
         fits = [n for n, v in VARIANTS.items() if v[:2] == (width, depth)]
@@ -155,9 +143,7 @@ def check_state_dict(state: Mapping[str, np.ndarray], hp: dict, variant: str) ->
     return grid
 
 
-# ---------------------------------------------------------------------------------------------
-# Conversion (torch Linear weights are [out, in]; our kernels are [in, out])
-# ---------------------------------------------------------------------------------------------
+# ---------------------- Conversion (torch Linear weights are [out, in]; our kernels are [in, out])
 
 
 def _dense(state, name: str) -> dict:
@@ -205,9 +191,7 @@ def convert_params(state: Mapping[str, np.ndarray], depth: int, num_heads: int) 
     return params
 
 
-# ---------------------------------------------------------------------------------------------
-# Position embeddings
-# ---------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------- Position embeddings
 
 
 def check_sincos(table: np.ndarray, grid: int) -> None:
@@ -278,9 +262,7 @@ def resample_pos_embed(table: np.ndarray, grid: int, new_grid: int) -> np.ndarra
     return resized.reshape(new_grid * new_grid, width).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------
-# The encoder
-# ---------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------- The encoder
 
 
 def imported_config(variant: str, res: int, weights: str):
@@ -300,13 +282,6 @@ def imported_config(variant: str, res: int, weights: str):
     c.data.mean, c.data.std = augment.IMAGENET_MEAN, augment.IMAGENET_STD
     c.eval.weights = weights
     return config_lib.finalize(c)
-
-
-def _abstract_params(config):
-    m = config.model
-    images = jnp.zeros((1, m.image_size, m.image_size, m.channels), jnp.float32)
-    boxed = jax.eval_shape(build_encoder(config).init, jax.random.key(0), images)["params"]
-    return nn.unbox(boxed)
 
 
 def from_ijepa_torch(
@@ -344,7 +319,8 @@ def from_ijepa_torch(
 
     config = imported_config(variant, res, weights)
     params = convert_params(state, hp["depth"], hp["num_heads"])
-    checkpointing.check_tree_matches(params, _abstract_params(config), "converted I-JEPA weights")
+    expected = hub.abstract_params(config)["encoder"]
+    checkpointing.check_tree_matches(params, expected, "converted I-JEPA weights")
     params = jax.tree.map(jnp.asarray, params)
 
     grid = res // hp["patch_size"]

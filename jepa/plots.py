@@ -18,61 +18,50 @@ def pyplot():
     return plt
 
 
+def save(fig, path: str) -> str:
+    """``fig`` laid out and written to ``path`` (its folder created), then closed."""
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
 def plot_training_curves(workdir: str) -> str | None:
     """``workdir/loss.png``: loss (and, when logged, effective rank and feature std) by step."""
-    plt = pyplot()
     rows = read_metrics(workdir)
-    loss = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    health = [(r["step"], r["rankme"], r["feature_std"]) for r in rows if "rankme" in r]
-    if not loss:
+    if not any("loss" in r for r in rows):
         return None
-    panels = 3 if health else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
-    ax = axes[0][0]
-    ax.plot(*zip(*loss, strict=True))
-    ax.set(xlabel="step", ylabel="loss", title="JEPA energy (train)")
-    ax.grid(alpha=0.3)
-    if health:
-        steps, ranks, stds = zip(*health, strict=True)
-        axes[0][1].plot(steps, ranks, marker="o")
-        axes[0][1].set(xlabel="step", ylabel="RankMe", title="effective rank (target enc.)")
-        axes[0][2].plot(steps, stds, marker="o")
-        axes[0][2].set(xlabel="step", ylabel="std", title="per-dim std (target enc.)")
-        for a in axes[0][1:]:
-            a.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(workdir, "loss.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    panels = [("loss", "loss", "JEPA energy (train)", {})]
+    if any("rankme" in r for r in rows):
+        panels.append(("rankme", "RankMe", "effective rank (target enc.)", {"marker": "o"}))
+        panels.append(("feature_std", "std", "per-dim std (target enc.)", {"marker": "o"}))
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (key, ylabel, title, style) in zip(axes[0], panels, strict=True):
+        logged = [r for r in rows if key in r]
+        ax.plot([r["step"] for r in logged], [r[key] for r in logged], **style)
+        ax.set(xlabel="step", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+    return save(fig, os.path.join(workdir, "loss.png"))
 
 
 def plot_probe_vs_step(workdir: str, results: list[dict]) -> str | None:
     """Probe top-1 against pretraining step → ``workdir/eval/probe_vs_step.png``."""
-    plt = pyplot()
     if not results:
         return None
-    steps = [r["step"] for r in results]
-    top1 = [r["top1"] for r in results]
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    ax.plot(steps, top1, marker="o")
+    fig, ax = pyplot().subplots(figsize=(5, 3.6))
+    ax.plot([r["step"] for r in results], [r["top1"] for r in results], marker="o")
     ax.set(xlabel="pretraining step", ylabel="top-1 (%)", title=f"{results[0]['protocol']} probe")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(workdir, "eval", "probe_vs_step.png")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, os.path.join(workdir, "eval", "probe_vs_step.png"))
 
 
 def image_grid(path, rows, titles, suptitle, row_labels=None, cell=(1.3, 1.35), **imshow) -> str:
     """``rows`` of grayscale images [H, W] as a grid saved to ``path``: ``titles`` above the
     columns, ``row_labels`` left of the rows, ``imshow`` options (e.g. ``vmin``, ``vmax``) for
     every image; ``cell`` is one image's (width, height) in inches."""
-    plt = pyplot()
     size = (cell[0] * len(rows[0]), cell[1] * len(rows))
-    fig, axes = plt.subplots(len(rows), len(rows[0]), figsize=size, squeeze=False)
+    fig, axes = pyplot().subplots(len(rows), len(rows[0]), figsize=size, squeeze=False)
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
             axes[r, c].imshow(image, cmap="gray", **imshow)
@@ -82,8 +71,4 @@ def image_grid(path, rows, titles, suptitle, row_labels=None, cell=(1.3, 1.35), 
         if row_labels:
             axes[r, 0].set_ylabel(row_labels[r], fontsize=6)
     fig.suptitle(suptitle, fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -7,7 +7,7 @@ from test_config import load_experiment
 
 from jepa import methods, train, validation
 from jepa.data import folder
-from jepa.evaluate import protocols as eval_main
+from jepa.evaluate import main as eval_main
 
 
 def test_recipe_matches_lejepa_minimal_where_it_can():
@@ -55,7 +55,7 @@ def test_recipe_pretrains_and_probes_a_tiny_tfds_image_dataset(tmp_path):
     assert (config.total_steps, config.method.num_views, config.model.image_size) == (2, 4, 32)
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(config, workdir)
-    result = eval_main.run_probe(workdir, None, {}, baselines=True)
+    (result,) = eval_main.main(["--workdir", workdir, "--baselines"])
     assert (result["step"], result["pooling"], result["weights"]) == (2, "avg", "context")
     assert 0.0 <= result["top1"] <= 100.0
     assert set(result["baselines"]) == {"pixels", "random_encoder"}

@@ -145,7 +145,7 @@ def test_relative_workdir(tmp_path, monkeypatch):
 def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_dir):
     """mnist5k through the grain path with 2 global and 2 local views, 2 steps, then the
     probe reads the online encoder (the multiview objective's own) from the checkpoint."""
-    from jepa.evaluate import protocols as eval_main
+    from jepa.evaluate import main as eval_main
 
     config = tiny_mnist_config(
         mnist_data_dir,
@@ -157,11 +157,11 @@ def test_multiview_objective_trains_and_probes_end_to_end(tmp_path, mnist_data_d
     assert set(state.params) == {"encoder", "projector"}
     rows = read_metrics(workdir)
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) and r["sigreg"] > 0 for r in rows)
-    result = eval_main.run_probe(workdir, None, {}, baselines=False)
+    (result,) = eval_main.main(["--workdir", workdir])
     # Ten balanced classes: chance is 10 %; two steps from a random init already separate
     # digits far better (a probe fed shuffled labels or the wrong split reads ~10 %).
     assert result["weights"] == "context" and result["top1"] > 40.0
-    knn = eval_main.run_probe(workdir, None, {"eval.knn_k": "5"}, False, protocol="knn")
+    (knn,) = eval_main.main(["--workdir", workdir, "--protocol", "knn", "--config.eval.knn_k=5"])
     assert (knn["protocol"], knn["k"]) == ("knn", 5) and knn["top1"] > 40.0
     # The kNN vote recomputed from the cached features: cosine similarity, the 5 nearest
     # training images, each voting for its label with weight exp(similarity / 0.07).

@@ -33,11 +33,11 @@ class AttentivePooler(nn.Module):
             raise ValueError(f"feature width {width} is not divisible by {self.num_heads} heads")
         head_dim = width // self.num_heads
         init = layers.trunc_normal_init()
-        dense = lambda feats, name: nn.Dense(feats, kernel_init=init, name=name)  # noqa: E731
+        dense = lambda feats, name: nn.Dense(feats, kernel_init=init, name=name)
         query = self.param("query", init, (1, 1, width))
         q = jnp.broadcast_to(query, (b, 1, width))
         kv = nn.LayerNorm(epsilon=layers.LAYER_NORM_EPS, name="norm1")(tokens)
-        split = lambda x: x.reshape(*x.shape[:2], self.num_heads, head_dim)  # noqa: E731
+        split = lambda x: x.reshape(*x.shape[:2], self.num_heads, head_dim)
         qh = split(dense(width, "q")(q)) * head_dim**-0.5
         k, v = jnp.split(dense(2 * width, "kv")(kv), 2, axis=-1)
         weights = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", qh, split(k)), axis=-1)
@@ -53,13 +53,8 @@ def _make_probe(num_heads: int):
     def make(num_classes: int, feature_shape: tuple):
         module = AttentivePooler(num_heads, num_classes)
         dummy = jnp.zeros((1, *feature_shape), jnp.float32)
-
-        def init(key):
-            return module.init(key, dummy)["params"]
-
-        def apply(p, x):
-            return module.apply({"params": p}, x)
-
+        init = lambda key: module.init(key, dummy)["params"]
+        apply = lambda p, x: module.apply({"params": p}, x)
         return init, apply
 
     return make
@@ -83,11 +78,10 @@ def attentive_probe(
     lrs=(3e-4, 1e-3, 3e-3),
     wds=(0.01, 0.1),
     epochs: int = 20,
-    batch_size: int = 256,
-    val_fraction: float = 0.1,
-    seed: int = 0,
+    **options,
 ) -> dict:
-    """Token features [n, tokens, width] → ``grid.select_and_evaluate``'s dict."""
+    """Token features [n, tokens, width]; ``options`` (``batch_size``, ``val_fraction``,
+    ``seed``) and the returned dict are ``grid.select_and_evaluate``'s."""
     if train_x.ndim != 3:
         raise ValueError(
             f"the attentive probe reads token features [n, tokens, width], got shape "
@@ -107,8 +101,6 @@ def attentive_probe(
         lrs=lrs,
         wds=wds,
         epochs=epochs,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        seed=seed,
+        **options,
     )
     return {**out, "heads": num_heads}

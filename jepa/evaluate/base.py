@@ -42,14 +42,10 @@ def register(name: str, factory: Callable[..., Evaluator] | None = None):
     return add if factory is None else add(factory)
 
 
-def names() -> tuple[str, ...]:
-    return tuple(EVALUATORS)
-
-
 def lookup(name: str, key: str = "--protocol") -> Callable[..., Evaluator]:
     """The evaluator registered as ``name``; a ValueError naming ``key`` and the valid names."""
-    if name not in names():
-        raise ValueError(f"{key}={name!r}; valid: {names()}")
+    if name not in EVALUATORS:
+        raise ValueError(f"{key}={name!r}; valid: {tuple(EVALUATORS)}")
     return EVALUATORS[name]
 
 

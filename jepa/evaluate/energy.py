@@ -21,7 +21,7 @@ see them.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 
 import jax
@@ -61,6 +61,11 @@ def _latent_model(config, params, target_params):
     return model_for(target_params), {"model": params, "latent": params.get("latent", {})}
 
 
+def _reference_prediction(model, params, x):
+    """The z-free reference predictor's s_y for the context frames ``x``."""
+    return model.predict_fn({"predictor": params["reference"]}, model.encode_x(params, x), None)
+
+
 def clip_energies(config, params, target_params, clips: np.ndarray):
     """Per clip: free energy F, the reference energy E_ref (NaN without a reference predictor),
     the minimizing code (−1 unless z is discrete), and {baseline: energy} of two predictors
@@ -76,10 +81,7 @@ def clip_energies(config, params, target_params, clips: np.ndarray):
         code = z if config.method.latent.kind == "discrete" else jnp.full(free.shape, -1)
         sy = model.encode_y(params, y)
         if "reference" in params:
-            sx = model.encode_x(params, x)
-            ref = model.energy_fn(
-                model.predict_fn({"predictor": params["reference"]}, sx, None), sy
-            )
+            ref = model.energy_fn(_reference_prediction(model, params, x), sy)
         else:
             ref = jnp.full(free.shape, jnp.nan)
         # A predictor that knows no dynamics: the last context frame's s_y, copied.
@@ -95,10 +97,8 @@ def clip_energies(config, params, target_params, clips: np.ndarray):
 def summarize(free, ref, uncertain, codes, num_codes: int, baselines=None) -> dict:
     """Per split (bounce / no bounce): mean F, mean E_ref, their ratio, and for each of
     ``baselines`` ({name: per-clip energy}) its mean ``{name}_energy`` and the reference's
-    skill over it, ``skill_vs_{name}`` = 1 − E_ref / E_name. A low skill on clips without a
-    bounce (whose future is determined) says the z-free predictor has not learned the
-    dynamics in this representation: the part of s_y that z can then explain is not the
-    bounce but whatever the predictor misses everywhere, and the two ratios come out alike."""
+    skill over it, ``skill_vs_{name}`` = 1 − E_ref / E_name (the module docstring says what a
+    low one on clips without a bounce means)."""
 
     def split(mask):
         f, r = float(free[mask].mean()), float(ref[mask].mean())
@@ -146,7 +146,10 @@ def plot_modes(
     c = config.method.clip.context_frames
     embed = jax.jit(lambda y: model.encode_y(params, y).reshape(len(y), -1))
 
-    test_bank = []  # the default: every clip's true future frame, embedded when first needed
+    @functools.cache
+    def test_bank():  # the default: every clip's true future frame, embedded when first needed
+        return clips[:, c], batched(embed, clips[:, c])
+
     picks = np.flatnonzero(uncertain)[:: max(1, uncertain.sum() // num_clips)][:num_clips]
     x = jnp.asarray(clips[picks, :c])
     spec = config.method.latent
@@ -161,21 +164,14 @@ def plot_modes(
         preds = model.predict(full, x)[None]
         labels = ["prediction"]
     if "reference" in params:
-        sx = model.encode_x(params, x)
-        ref = model.predict_fn({"predictor": params["reference"]}, sx, None)
-        preds = jnp.concatenate([preds, ref[None]])
+        preds = jnp.concatenate([preds, _reference_prediction(model, params, x)[None]])
         labels.append("no z (reference)")
     flat = np.asarray(preds).reshape(len(preds), len(picks), -1)
     shown, own = [], 0
     for row, clip_i in enumerate(picks):
         frames = None if banks is None else banks(clip_i)
         own += frames is not None
-        if frames is None:
-            if not test_bank:
-                test_bank.extend([clips[:, c], batched(embed, clips[:, c])])
-            frames, bank = test_bank
-        else:
-            bank = batched(embed, frames)
+        frames, bank = test_bank() if frames is None else (frames, batched(embed, frames))
         # squared distances [preds, bank] without materializing the differences
         dist = (flat[:, row] ** 2).sum(-1)[:, None] - 2 * flat[:, row] @ bank.T
         shown.append(frames[(dist + (bank**2).sum(-1)).argmin(-1)])
@@ -207,6 +203,4 @@ def evaluate(workdir: str, step: int | None = None, split: str | None = None) ->
         os.path.join(workdir, "eval", "latent_modes.png"),
         banks=lambda i: own_digit_bank(config, source[int(where[i, 0])], int(where[i, 1])),
     )
-    with open(os.path.join(workdir, "eval", f"energy_step{step}.json"), "w") as f:
-        json.dump(result, f, indent=1)
     return result

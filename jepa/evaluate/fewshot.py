@@ -18,9 +18,9 @@ import numpy as np
 from jepa.evaluate.linear_probe import standardize
 from jepa.evaluate.ridge import ridge_classifier
 
-# λ = alpha · mean squared singular value of the centered features: the grid then means the
-# same thing whatever the feature scale and width.
-DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-4, 2, 13))
+# The ridge strengths: λ = alpha · mean squared singular value of the centered features, so the
+# grid means the same thing whatever the feature scale and width.
+ALPHAS = tuple(float(a) for a in np.logspace(-4, 2, 13))
 
 
 def parse_subset(spec: str) -> tuple[str, float]:
@@ -55,7 +55,6 @@ def fewshot_probe(
     *,
     subsets=("10-shot", "1%", "10%"),
     seeds: int = 3,
-    alphas=DEFAULT_ALPHAS,
     batchnorm: bool = True,
     seed: int = 0,
 ) -> dict:
@@ -70,7 +69,7 @@ def fewshot_probe(
         for s in range(seeds):
             idx = subset_indices(train_y, spec, seed=[seed, s, zlib.crc32(spec.encode())])
             fit_x, te_x = standardize(train_x[idx], test_x) if batchnorm else (train_x[idx], test_x)
-            clf = ridge_classifier(fit_x, train_y[idx], num_classes, alphas)
+            clf = ridge_classifier(fit_x, train_y[idx], num_classes, ALPHAS)
             pred = np.asarray((jnp.asarray(te_x) @ clf["w"] + clf["b"]).argmax(-1))
             accs.append(float((pred == test_y).mean()))
             chosen.append(clf["alpha"])

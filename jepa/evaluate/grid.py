@@ -22,41 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-
-@functools.partial(jax.jit, static_argnames=("init", "apply", "make_tx", "trace_counter"))
-def _fit(x, y, perms, lrs, wds, key, *, init, apply, make_tx, trace_counter):
-    # Runs once per compilation: how the eval proves the grid is one program.
-    trace_counter.append(1)
-    total = perms.shape[0]
-
-    def train_one(lr, wd):
-        tx = make_tx(lr, wd, total)
-        params = init(key)
-        opt = tx.init(params)
-
-        def loss_fn(p, idx):
-            logits = apply(p, x[idx])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
-
-        def body(carry, idx):
-            p, o = carry
-            g = jax.grad(loss_fn)(p, idx)
-            u, o = tx.update(g, o, p)
-            return (optax.apply_updates(p, u), o), None
-
-        (params, _), _ = jax.lax.scan(body, (params, opt), perms)
-        return params
-
-    return jax.vmap(train_one)(lrs, wds)
-
-
-class _Counter(list):
-    """A hashable list (by identity), so it can ride along as a static jit argument."""
-
-    __hash__ = object.__hash__
-
-    def __eq__(self, other):
-        return self is other
+from jepa.evaluate.features import batched
 
 
 def train_grid(init, apply, make_tx, x, y, lrs, wds, *, epochs, batch_size, seed):
@@ -67,30 +33,47 @@ def train_grid(init, apply, make_tx, x, y, lrs, wds, *, epochs, batch_size, seed
     steps_per_epoch = max(1, n // batch_size)
     perms = np.stack([np.random.default_rng([seed, e]).permutation(n) for e in range(epochs)])
     perms = perms[:, : steps_per_epoch * batch_size].reshape(-1, batch_size)
-    counter = _Counter()
-    params = _fit(
+    traces = []
+
+    @jax.jit
+    def fit(x, y, perms, lrs, wds, key):
+        traces.append(1)  # once per compilation: how the eval proves the grid is one program
+
+        def train_one(lr, wd):
+            tx = make_tx(lr, wd, len(perms))
+            params = init(key)
+
+            def loss_fn(p, idx):
+                logits = apply(p, x[idx])
+                return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
+
+            def body(carry, idx):
+                p, o = carry
+                g = jax.grad(loss_fn)(p, idx)
+                u, o = tx.update(g, o, p)
+                return (optax.apply_updates(p, u), o), None
+
+            (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), perms)
+            return params
+
+        return jax.vmap(train_one)(lrs, wds)
+
+    params = fit(
         jnp.asarray(x),
         jnp.asarray(y),
         jnp.asarray(perms),
         jnp.asarray(lrs, jnp.float32),
         jnp.asarray(wds, jnp.float32),
         jax.random.PRNGKey(seed),
-        init=init,
-        apply=apply,
-        make_tx=make_tx,
-        trace_counter=counter,
     )
-    return params, len(counter)
+    return params, len(traces)
 
 
 def grid_accuracy(apply, params, x, y, batch_size: int = 1024) -> np.ndarray:
     """Top-1 of every grid member on (x, y): [grid]."""
-    batched = jax.jit(lambda p, xb: jax.vmap(apply, in_axes=(0, None))(p, xb).argmax(-1))
-    preds = [
-        np.asarray(batched(params, jnp.asarray(x[i : i + batch_size])))
-        for i in range(0, len(x), batch_size)
-    ]
-    return (np.concatenate(preds, axis=1) == np.asarray(y)[None]).mean(1)
+    predict = jax.jit(lambda p, xb: jax.vmap(apply, in_axes=(0, None))(p, xb).argmax(-1).T)
+    preds = batched(lambda xb: predict(params, xb), x, size=batch_size)  # [n, grid]
+    return (preds == np.asarray(y)[:, None]).mean(0)
 
 
 def select_and_evaluate(
@@ -104,9 +87,9 @@ def select_and_evaluate(
     lrs,
     wds,
     epochs: int,
-    batch_size: int,
-    val_fraction: float,
-    seed: int,
+    batch_size: int = 256,
+    val_fraction: float = 0.1,
+    seed: int = 0,
     normalize: Callable | None = None,
 ) -> dict:
     """The probe protocol: train the grid on train minus a held-out ``val_fraction``, pick the

@@ -17,6 +17,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jepa.evaluate.features import batched
+
 
 def _normalize(x: np.ndarray) -> np.ndarray:
     x = x.reshape(len(x), -1).astype(np.float32)
@@ -75,22 +77,11 @@ def knn_predict(
     pad = -len(bank) % n  # equal shards; padded rows carry label -1 and never win
     bank = np.concatenate([bank, np.zeros((pad, bank.shape[1]), np.float32)])
     labels = np.concatenate([labels, -np.ones(pad, np.int32)])
-    bank = jax.device_put(bank, NamedSharding(mesh, P("bank")))
-    labels = jax.device_put(labels, NamedSharding(mesh, P("bank")))
-    queries = _normalize(test_x)
-    preds = []
-    for i in range(0, len(queries), query_batch):
-        scores = _vote(
-            bank,
-            labels,
-            jnp.asarray(queries[i : i + query_batch]),
-            k=k,
-            temperature=temperature,
-            num_classes=num_classes,
-            mesh=mesh,
-        )
-        preds.append(np.asarray(scores.argmax(-1)))
-    return np.concatenate(preds)
+    bank, labels = jax.device_put((bank, labels), NamedSharding(mesh, P("bank")))
+    vote = functools.partial(
+        _vote, bank, labels, k=k, temperature=temperature, num_classes=num_classes, mesh=mesh
+    )
+    return batched(lambda q: vote(q).argmax(-1), _normalize(test_x), size=query_batch)
 
 
 def knn_probe(train_x, train_y, test_x, test_y, *, k: int = 20, temperature: float = 0.07):

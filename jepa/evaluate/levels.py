@@ -138,14 +138,6 @@ def rollout_level1(model: hierarchy.Hierarchy, params, online_tokens, horizons):
     return out
 
 
-def level_predictions(model: hierarchy.Hierarchy, params, level: int, states):
-    """Level k's own predictions from every step: [n, horizons, T_k, d_k]."""
-    predictor = model.step_predictors[level - 2]
-    p = params["levels"][f"level{level}"]["predictor"]
-    fn = jax.jit(lambda s: predictor.apply({"params": p}, s))
-    return batched(fn, states)
-
-
 # ------------------------------------------------------------------------------ the report
 def _mse(a, b) -> float:
     """Mean squared error per dimension over the rows where both are defined."""
@@ -175,7 +167,10 @@ def long_horizon(
     t_len = common_te.shape[1]
     states_te = levels_te[level - 1]
     to_common = prediction_space_map(config, level, levels_tr, common_tr)
-    preds = level_predictions(model, params, level, states_te)  # [n, H, T_k, d_k]
+    # The level's own predictions from every step: [n, horizons, T_k, d_k].
+    predictor = model.step_predictors[level - 2]
+    p = params["levels"][f"level{level}"]["predictor"]
+    preds = batched(jax.jit(lambda s: predictor.apply({"params": p}, s)), states_te)
     frames_te = step_frames(config, level, states_te.shape[1])
     horizons = [h * f for h in spec.horizons]
     rolled = rollout_level1(model, params, online_te, horizons)
@@ -208,23 +203,16 @@ def plot_levels(path, frames_u8, common_te, level, mapped_all, rolled, num_seque
     def nearest(v):
         return images[int(np.argmin(((bank - v) ** 2).sum(-1)))]
 
-    horizons = sorted(mapped_all)
-    starts = [int(mapped_all[hf][0][0]) for hf in horizons]
+    columns = [(int(mapped_all[hf][0][0]), hf) for hf in sorted(mapped_all)]  # (t, h)
     rows, labels = [], []
     for s in range(num_sequences):
-        rows.append([frames_u8[s, t + hf, ..., 0] for t, hf in zip(starts, horizons, strict=True)])
-        rows.append([nearest(rolled[hf][s, t]) for t, hf in zip(starts, horizons, strict=True)])
-        rows.append([nearest(mapped_all[hf][1][s, 0]) for hf in horizons])
+        rows.append([frames_u8[s, t + hf, ..., 0] for t, hf in columns])
+        rows.append([nearest(rolled[hf][s, t]) for t, hf in columns])
+        rows.append([nearest(mapped_all[hf][1][s, 0]) for _, hf in columns])
         labels += [f"seq {s}\n{name}" for name in ("true", "level 1 rolled", f"level {level}")]
-    plots.image_grid(
-        path,
-        rows,
-        [f"t={t}+{hf}" for t, hf in zip(starts, horizons, strict=True)],
-        "true future frames vs nearest frames to each level's prediction",
-        labels,
-        vmin=0,
-        vmax=255,
-    )
+    titles = [f"t={t}+{hf}" for t, hf in columns]
+    suptitle = "true future frames vs nearest frames to each level's prediction"
+    plots.image_grid(path, rows, titles, suptitle, labels, vmin=0, vmax=255)
 
 
 def evaluate(
@@ -237,8 +225,7 @@ def evaluate(
     """The per-level report of one checkpoint (module docstring); a PNG for levels ≥ 2."""
     t0 = time.perf_counter()
     config, step, params, target = hub.load_model_params(workdir, step)
-    if overrides:
-        config_lib.apply_overrides(config, overrides)
+    config_lib.apply_overrides(config, overrides or {})
     if methods.get(config.objective) is not hjepa.METHOD:
         raise ValueError(
             f"--level needs a hierarchy run; {workdir} has objective={config.objective!r}"
@@ -275,8 +262,7 @@ def evaluate(
         }
 
     result = {"protocol": "levels", "level": level, "step": step, "dataset": config.data.dataset}
-    result["level1_weights"] = config.eval.weights
-    result.update(regressions(level))
+    result |= {"level1_weights": config.eval.weights, **regressions(level)}
     if level == 1:
         probe = identity_probe(
             config, levels_tr[0], train["digits"][:, 0], levels_te[0], test["digits"][:, 0]
@@ -291,7 +277,6 @@ def evaluate(
         result["long_horizon"] = lh
         if png:
             path = os.path.join(workdir, "eval", f"level{level}_predictions_step{step}.png")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             plot_levels(path, test["frames"], common_te, level, mapped_all, rolled)
             result["png"] = path
     result["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -8,6 +8,8 @@ minibatches with a cosine LR; selection on a held-out part of train (``grid.py``
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,14 +27,9 @@ def standardize(train: np.ndarray, *others: np.ndarray, eps: float = 1e-6):
 
 def _linear(num_classes: int, feature_shape: tuple):
     (f,) = feature_shape
-
-    def init(key):
-        del key  # zeros: the convex problem has one optimum, and the grid members stay comparable
-        return {"w": jnp.zeros((f, num_classes)), "b": jnp.zeros((num_classes,))}
-
-    def apply(p, x):
-        return x @ p["w"] + p["b"]
-
+    # Zeros: the convex problem has one optimum, and the grid members stay comparable.
+    init = lambda key: {"w": jnp.zeros((f, num_classes)), "b": jnp.zeros((num_classes,))}
+    apply = lambda p, x: x @ p["w"] + p["b"]
     return init, apply
 
 
@@ -55,12 +52,11 @@ def linear_probe(
     lrs=(1e-3, 3e-3, 1e-2),
     wds=(0.0, 1e-3, 1e-2, 1e-1),
     epochs: int = 30,
-    batch_size: int = 256,
-    val_fraction: float = 0.1,
-    seed: int = 0,
     batchnorm: bool = True,
+    **options,
 ) -> dict:
-    """Logistic regression on flattened features; returns ``grid.select_and_evaluate``'s dict."""
+    """Logistic regression on flattened features; ``options`` (``batch_size``, ``val_fraction``,
+    ``seed``) and the returned dict are ``grid.select_and_evaluate``'s."""
     return grid.select_and_evaluate(
         train_x.reshape(len(train_x), -1).astype(np.float32),
         train_y,
@@ -71,13 +67,12 @@ def linear_probe(
         lrs=lrs,
         wds=wds,
         epochs=epochs,
-        batch_size=batch_size,
-        val_fraction=val_fraction,
-        seed=seed,
         normalize=standardize if batchnorm else None,
+        **options,
     )
 
 
+@functools.partial(jax.jit, static_argnames=("num_classes", "iterations"))
 def _lbfgs_logistic(x, y, l2, num_classes: int, iterations: int):
     """Multinomial logistic regression, 0.5·l2·|W|² on the weights (not the bias), solved by
     full-batch L-BFGS: the convex optimum, whatever the features' conditioning."""
@@ -99,9 +94,6 @@ def _lbfgs_logistic(x, y, l2, num_classes: int, iterations: int):
 
     (params, _), _ = jax.lax.scan(step, (params, solver.init(params)), length=iterations)
     return params
-
-
-_lbfgs_logistic_jit = jax.jit(_lbfgs_logistic, static_argnames=("num_classes", "iterations"))
 
 
 def whiten(train: np.ndarray, *others: np.ndarray, eps: float = 1e-4):
@@ -152,13 +144,7 @@ def converged_linear_probe(
 
     def fit_and_score(fit_x, fit_y, eval_x, eval_y, l2):
         fit_x, eval_x = whiten(*standardize(fit_x, eval_x))
-        p = _lbfgs_logistic_jit(
-            jnp.asarray(fit_x),
-            jnp.asarray(fit_y),
-            l2,
-            num_classes=num_classes,
-            iterations=iterations,
-        )
+        p = _lbfgs_logistic(fit_x, fit_y, l2, num_classes=num_classes, iterations=iterations)
         pred = np.asarray(jnp.asarray(eval_x) @ p["w"] + p["b"]).argmax(-1)
         return float((pred == eval_y).mean())
 

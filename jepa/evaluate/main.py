@@ -1,15 +1,6 @@
-"""``jepa-eval``: evaluate a pretrained checkpoint; prints progress, then one final JSON line.
-
-  jepa-eval --workdir DIR [--step N | --all-steps] [--protocol NAME] [--baselines] \
-      [--config.eval.pooling=flatten ...]
-  jepa-eval --workdir DIR --level N      # a hierarchy run: level N's report (--protocol levels)
-
-The protocols are the evaluators registered in ``base.py`` (``protocols.py``: linear, knn,
-attentive, fewshot, levels, energy, transfer; ``base.register`` adds one). Results are also
-written to ``DIR/eval/<protocol>_step<N>.json``. ``--config.KEY=VALUE`` overrides apply to the
-config stored with the checkpoint (``eval.*`` keys select the probe dataset, layers, pooling
-and grid).
-"""
+"""``jepa-eval``: evaluate a pretrained checkpoint (flags: ``USAGE``; protocols: the evaluators
+registered in ``base.py``). Prints progress, then one final JSON line, also written to
+``DIR/eval/<protocol>_step<N>.json``."""
 
 from __future__ import annotations
 

@@ -88,10 +88,14 @@ def summarize(protocol: str, out: dict) -> dict:
 
 EVAL_CHOICES = {
     "weights": ("", "target", "context"),
-    "layers": ("last", "last4"),
-    "pooling": ("avg", "flatten", "none"),
+    "layers": features.LAYERS,
+    "pooling": features.POOLINGS,
     "dtype": ("", *config_lib.DTYPES),
 }
+NON_EMPTY = ("lrs", "wds", "attentive_lrs", "attentive_wds", "fewshot")
+POSITIVE = (
+    "knn_k probe_epochs attentive_epochs attentive_batch_size fewshot_seeds batch_size".split()
+)
 
 
 def validate_eval(config) -> None:
@@ -100,17 +104,10 @@ def validate_eval(config) -> None:
     for key, valid in EVAL_CHOICES.items():
         if e[key] not in valid:
             raise ValueError(f"eval.{key}={e[key]!r}; valid: {valid}")
-    for key in ("lrs", "wds", "attentive_lrs", "attentive_wds", "fewshot"):
+    for key in NON_EMPTY:
         if not len(e[key]):
             raise ValueError(f"eval.{key} is empty")
-    for key in (
-        "knn_k",
-        "probe_epochs",
-        "attentive_epochs",
-        "attentive_batch_size",
-        "fewshot_seeds",
-        "batch_size",
-    ):
+    for key in POSITIVE:
         if e[key] <= 0:
             raise ValueError(f"eval.{key}={e[key]} must be positive")
     if not 0 < e.val_fraction < 1:
@@ -125,11 +122,8 @@ def validate_eval(config) -> None:
 
 class Probe:
     """Features of the frozen encoder (and of the baselines) on the train and test splits, then
-    the ``protocol``'s classifier: ``linear`` (LR × WD grid, selection on a held-out part of
-    train), ``knn`` (cosine, ``eval.knn_k`` neighbours, votes weighted by
-    exp(sim / ``eval.knn_temperature``)), ``attentive`` (V-JEPA's cross-attention probe on the
-    tokens, its own grid) or ``fewshot`` (closed-form ridge on ``eval.fewshot`` subsets of the
-    labels). Features are cached under ``WORKDIR/eval/features`` when there is a workdir."""
+    the ``protocol``'s classifier (``make_classifier``; its module's docstring describes it).
+    Features are cached under ``WORKDIR/eval/features`` when there is a workdir."""
 
     def __init__(
         self, config, workdir=None, *, protocol="linear", baselines=False, progress=True, **_
@@ -143,35 +137,29 @@ class Probe:
         if e.dtype:
             config.model.dtype = e.dtype
         self.config, self.protocol, self.baselines = config, protocol, baselines
-        self.log = print_progress if progress else logging.debug  # quiet during training
+        to_stderr = functools.partial(print, file=sys.stderr, flush=True)
+        self.log = to_stderr if progress else logging.debug  # quiet during training
         self.module = build_encoder(config)
+        # Each eval.KEY that is set replaces the pretraining data's; errors name the one read.
+        key = lambda name: f"{'eval' if e[name] else 'data'}.{name}"
         self.data = data_cfg = data_config(config)
-        if e.dataset:
-            data_cfg.dataset = e.dataset
-        if e.data_dir:
-            data_cfg.data_dir = e.data_dir
+        data_cfg.dataset = e.dataset or data_cfg.dataset
+        data_cfg.data_dir = e.data_dir or data_cfg.data_dir
         self.splits = (
             e.train_split or config.data.train_split,
             e.test_split or config.data.test_split,
         )
         # Before any feature is computed: the probe needs labels and both splits.
-        which = "eval" if e.dataset else "data"
+        splits = {key("train_split"): self.splits[0], key("test_split"): self.splits[1]}
         pipeline.check_labelled(
-            data_cfg.dataset,
-            data_cfg.data_dir,
-            {
-                f"{'eval' if e.train_split else 'data'}.train_split": self.splits[0],
-                f"{'eval' if e.test_split else 'data'}.test_split": self.splits[1],
-            },
-            f"{which}.dataset",
-            f"the {protocol} probe",
+            data_cfg.dataset, data_cfg.data_dir, splits, key("dataset"), f"the {protocol} probe"
         )
         self.cache = os.path.join(workdir, "eval", "features") if workdir else None
         self.classify = make_classifier(protocol, config)
 
-    def features(self, params, key):
-        """(train, test) (features, labels) of the encoder ``params``; cached under ``key``."""
-        e = self.config.eval
+    def probe(self, params, key, label):
+        """The classifier on the features of the encoder ``params`` (cached under ``key``)."""
+        e, t = self.config.eval, time.perf_counter()
         kw = dict(
             depth=self.config.model.depth,
             layers=e.layers,
@@ -180,18 +168,18 @@ class Probe:
             cache_dir=self.cache if key else None,
             cache_key=key,
         )
-        return [
+        tr, te = (
             features.extract_features(self.module, params, self.data, s, **kw) for s in self.splits
-        ]
-
-    def probe(self, params, key, label):
-        t = time.perf_counter()
-        tr, te = self.features(params, key)
+        )
         self.log(
             f"[{label}] features {tr[0].shape} train, {te[0].shape} test "
             f"({time.perf_counter() - t:.1f}s); running the {self.protocol} probe…"
         )
-        out = self.classify(tr[0], tr[1], te[0], te[1])
+        return self.classify_and_log(tr, te, label)
+
+    def classify_and_log(self, train, test, label):
+        """The classifier on (features, labels) of the train and test splits."""
+        out = self.classify(*train, *test)
         summary = json.dumps(summarize(self.protocol, out))
         self.log(f"[{label}] top-1 {100 * out['top1']:.2f}% {summary}")
         return out
@@ -223,35 +211,22 @@ class Probe:
         px_tr, px_te = (
             features.pixel_features(self.data, s, e.batch_size, patch) for s in self.splits
         )
-        px = self.classify(px_tr[0], px_tr[1], px_te[0], px_te[1])
-        self.log(f"[pixels] top-1 {100 * px['top1']:.2f}% {json.dumps(summarize(protocol, px))}")
+        px = self.classify_and_log(px_tr, px_te, "pixels")
         random_params = nn.unbox(
             init_boxed_params(config, jax.random.PRNGKey(config.seed + 1))["encoder"]
         )
         rnd = self.probe(random_params, None, "random encoder")
-        out = {"pixels": round(100 * px["top1"], 2), "random_encoder": round(100 * rnd["top1"], 2)}
+        results = {"pixels": px, "random_encoder": rnd}
+        out = {name: round(100 * r["top1"], 2) for name, r in results.items()}
         if protocol == "fewshot":
             out["subsets"] = {
-                "pixels": summarize(protocol, px)["subsets"],
-                "random_encoder": summarize(protocol, rnd)["subsets"],
+                name: summarize(protocol, r)["subsets"] for name, r in results.items()
             }
         return out
 
 
-def print_progress(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 for _name in ("linear", "knn", "attentive", "fewshot"):
     base.register(_name, functools.partial(Probe, protocol=_name))
-
-
-def run_probe(
-    workdir: str, step: int | None, overrides: dict, baselines: bool, protocol: str = "linear"
-) -> dict:
-    """``jepa-eval --protocol PROTOCOL`` on checkpoint ``step`` of ``workdir``: its result."""
-    config, encoder = base.load_run(workdir, step, overrides)
-    return Probe(config, workdir, protocol=protocol, baselines=baselines).run(encoder)
 
 
 def needs_workdir(name: str, workdir: str | None) -> str:

@@ -202,17 +202,14 @@ class VisionTransformer(nn.Module):
     def _encode(self, x, pos, token_indices):
         """patches [batch, n, d_in] → embed, add positions, keep ``token_indices``, blocks,
         final norm."""
-        if self.patch_embed_init == "reference":
-            std = layers.INIT_STD
-        elif self.patch_embed_init == "fan_in":
-            std = 1.0 / float(x.shape[-1]) ** 0.5
-        else:
-            raise ValueError(
-                f"model.patch_embed_init={self.patch_embed_init!r}; valid: reference, fan_in"
-            )
+        stds = {"reference": layers.INIT_STD, "fan_in": 1.0 / float(x.shape[-1]) ** 0.5}
+        if self.patch_embed_init not in stds:
+            valid = ", ".join(stds)
+            raise ValueError(f"model.patch_embed_init={self.patch_embed_init!r}; valid: {valid}")
+        std = stds[self.patch_embed_init]
         init = layers.trunc_normal_init(std, bound=2 * max(std, 1.0))
-        x = layers.dense(self.width, ("patch", "embed"), self.dtype, "patch_embed", init)(x)
-        x = x + pos[None]
+        embed = layers.dense(self.width, ("patch", "embed"), self.dtype, "patch_embed", init)
+        x = embed(x) + pos[None]
         if token_indices is not None:
             x = gather_tokens(x, token_indices)
         x = layers.constrain(x, ("act_batch", "act_length", "act_embed"))

@@ -51,14 +51,10 @@ def _mesh_axes_for(logical: PartitionSpec, shape, mesh, rules) -> PartitionSpec:
     used: set[str] = set()
     names = tuple(logical) + (None,) * (len(shape) - len(logical))
     for name, dim in zip(names, shape, strict=True):
-        axes = table.get(name) if name is not None else None
-        if axes is None:
-            out.append(None)
-            continue
-        axes = (axes,) if isinstance(axes, str) else tuple(axes)
+        axes = table.get(name) or ()
+        axes = (axes,) if isinstance(axes, str) else axes
         axes = tuple(a for a in axes if a not in used and mesh.shape[a] > 1)
-        size = math.prod(mesh.shape[a] for a in axes)
-        if not axes or dim % size:
+        if not axes or dim % math.prod(mesh.shape[a] for a in axes):
             out.append(None)
             continue
         used.update(axes)

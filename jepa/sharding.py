@@ -74,9 +74,7 @@ def param_shardings(boxed_params, mesh, rules):
     )
 
 
-def opt_state_shardings(
-    tx: optax.GradientTransformation, abstract_opt_state, params_sharding, mesh
-):
+def opt_state_shardings(tx, abstract_opt_state, params_sharding, mesh):
     """Optimizer moments follow their parameters' shardings; counters are replicated."""
     return optax.tree_map_params(
         tx,
@@ -164,9 +162,7 @@ def maybe_initialize_distributed(
             )
         jax.distributed.initialize(coordinator, num_processes, process_id)
         return True
-    if mode == "off":
+    if mode == "off" or (mode == "auto" and not _cluster_detected()):
         return False
-    if mode == "on" or _cluster_detected():
-        jax.distributed.initialize()
-        return True
-    return False
+    jax.distributed.initialize()
+    return True

@@ -47,7 +47,8 @@ def build_predictor(config, grid: tuple[int, ...]) -> Predictor:
     """The predictor of ``config.method.predictor`` on the token ``grid`` its positions index:
     (h, w) for images, (time, h, w) for clips; each method says which (``predictor_grid``)."""
     m, p = config.model, config.method.predictor
-    return Predictor(grid, m.width, p.width, p.depth, p.num_heads, **_block_kwargs(m))
+    sizes = dict(out_width=m.width, width=p.width, depth=p.depth, num_heads=p.num_heads)
+    return Predictor(grid, **sizes, **_block_kwargs(m))
 
 
 def build_projector(config) -> Projector:

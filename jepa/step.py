@@ -14,12 +14,6 @@ from jepa import methods, optim, sharding
 from jepa.state import TrainState
 
 
-def make_loss_fn(config):
-    """loss_fn(params, target_params, batch, step) → (loss, aux) of ``config.objective``'s
-    method; pure, for grad and tests."""
-    return methods.of(config).make_loss_fn(config)
-
-
 def split_microbatches(batch: dict, steps: int, rules=()) -> dict:
     """Every ``[batch, ...]`` array → ``[steps, batch / steps, ...]``; micro-batch j holds rows
     j, j + steps, j + 2·steps, …

@@ -51,14 +51,10 @@ def _mesh_axes_for(logical: PartitionSpec, shape, mesh, rules) -> PartitionSpec:
     used: set[str] = set()
     names = tuple(logical) + (None,) * (len(shape) - len(logical))
     for name, dim in zip(names, shape, strict=True):
-        axes = table.get(name) if name is not None else None
-        if axes is None:
-            out.append(None)
-            continue
-        axes = (axes,) if isinstance(axes, str) else tuple(axes)
+        axes = table.get(name) or ()
+        axes = (axes,) if isinstance(axes, str) else axes
         axes = tuple(a for a in axes if a not in used and mesh.shape[a] > 1)
-        size = math.prod(mesh.shape[a] for a in axes)
-        if not axes or dim % size:
+        if not axes or dim % math.prod(mesh.shape[a] for a in axes):
             out.append(None)
             continue
         used.update(axes)
@@ -78,9 +74,7 @@ def param_shardings(boxed_params, mesh, rules):
     )
 
 
-def opt_state_shardings(
-    tx: optax.GradientTransformation, abstract_opt_state, params_sharding, mesh
-):
+def opt_state_shardings(tx, abstract_opt_state, params_sharding, mesh):
     """Optimizer moments follow their parameters' shardings; counters are replicated."""
     return optax.tree_map_params(
         tx,
@@ -168,9 +162,7 @@ def maybe_initialize_distributed(
             )
         jax.distributed.initialize(coordinator, num_processes, process_id)
         return True
-    if mode == "off":
+    if mode == "off" or (mode == "auto" and not _cluster_detected()):
         return False
-    if mode == "on" or _cluster_detected():
-        jax.distributed.initialize()
-        return True
-    return False
+    jax.distributed.initialize()
+    return True

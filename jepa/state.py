@@ -82,9 +82,9 @@ def state_shardings(config, tx, mesh, rng: jax.Array) -> tuple[TrainState, Train
     return abstract, shardings
 
 
-def create_train_state(config, tx, mesh, seed: int | None = None):
+def create_train_state(config, tx, mesh):
     """Initialize the state directly into its shardings (no host-side full copy)."""
-    rng = jax.random.PRNGKey(config.seed if seed is None else seed)
+    rng = jax.random.PRNGKey(config.seed)
     _, shardings = state_shardings(config, tx, mesh, rng)
     init = functools.partial(init_train_state, config, tx)
     state = jax.jit(init, out_shardings=shardings)(rng)

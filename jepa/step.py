@@ -14,12 +14,6 @@ from jepa import methods, optim, sharding
 from jepa.state import TrainState
 
 
-def make_loss_fn(config):
-    """loss_fn(params, target_params, batch, step) → (loss, aux) of ``config.objective``'s
-    method; pure, for grad and tests."""
-    return methods.of(config).make_loss_fn(config)
-
-
 def split_microbatches(batch: dict, steps: int, rules=()) -> dict:
     """Every ``[batch, ...]`` array → ``[steps, batch / steps, ...]``; micro-batch j holds rows
     j, j + steps, j + 2·steps, …
@@ -70,19 +64,11 @@ def accumulated_value_and_grad(loss_fn, steps: int = 1, rules=()):
     return accumulated
 
 
-def unless_nonfinite(nonfinite: jax.Array, updated, previous):
-    """``previous`` where the scalar ``nonfinite`` is set, else ``updated``, array by array: a
-    select inside the jitted step (no host round trip), so the donated state stays donated."""
-    return jax.tree.map(lambda new, old: jnp.where(nonfinite, old, new), updated, previous)
-
-
 def make_train_step(config, tx: optax.GradientTransformation):
     """The un-jitted step ``(state, batch) → (state, metrics)``."""
     method = methods.of(config)
-    loss_fn = method.make_loss_fn(config)
-    grad_fn = accumulated_value_and_grad(
-        loss_fn, config.optim.grad_accum_steps, sharding.rules_of(config)
-    )
+    loss_fn, rules = method.make_loss_fn(config), sharding.rules_of(config)
+    grad_fn = accumulated_value_and_grad(loss_fn, config.optim.grad_accum_steps, rules)
     schedules = optim.schedules_from_config(config)
 
     def train_step(state: TrainState, batch):
@@ -101,8 +87,10 @@ def make_train_step(config, tx: optax.GradientTransformation):
         nonfinite = ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
         skipped = state.nonfinite_skipped
         if config.skip_nonfinite:
-            params, opt_state, target = unless_nonfinite(
-                nonfinite,
+            # The previous state, array by array: a select inside the jitted step (no host
+            # round trip), so the donated state stays donated.
+            params, opt_state, target = jax.tree.map(
+                lambda new, old: jnp.where(nonfinite, old, new),
                 (params, opt_state, target),
                 (state.params, state.opt_state, state.target_params),
             )
@@ -131,18 +119,15 @@ def make_train_step(config, tx: optax.GradientTransformation):
     return train_step
 
 
-def batch_shardings(mesh, config) -> dict:
-    """One batch-axis sharding per key of the batch that ``config``'s method reads."""
-    ndims = methods.of(config).batch_ndims(config)
-    return {key: sharding.batch_sharding(mesh, ndim) for key, ndim in ndims.items()}
-
-
 def jit_train_step(config, tx, mesh, state_shardings: TrainState):
     """``jax.jit`` of the step with the state donated and every input/output sharding fixed,
-    so the step compiles exactly once per run."""
+    so the step compiles exactly once per run. The batch: one batch-axis sharding per key
+    that the method reads."""
+    ndims = methods.of(config).batch_ndims(config)
+    batch_shardings = {key: sharding.batch_sharding(mesh, ndim) for key, ndim in ndims.items()}
     return jax.jit(
         make_train_step(config, tx),
-        in_shardings=(state_shardings, batch_shardings(mesh, config)),
+        in_shardings=(state_shardings, batch_shardings),
         out_shardings=(state_shardings, sharding.replicated(mesh)),
         donate_argnums=(0,),
     )

@@ -42,45 +42,44 @@ class NonFiniteLossError(FloatingPointError):
 @dataclasses.dataclass
 class NonFiniteGuard:
     """Reads each step's ``nonfinite`` flag (set by the jitted step, ``jepa/step.py``) once, in
-    step order. ``must_stop`` is True at the first non-finite step unless ``skip`` (the step
-    itself then left the state unchanged; this only reports it)."""
+    step order, and raises at the first non-finite step unless ``skip`` (the step itself then
+    left the state unchanged; this only reports it)."""
 
     skip: bool
     checked: int  # the last step whose flag was read
+    ckpt: checkpointing.Checkpointer
+    workdir: str
+    bar: tqdm
 
-    def must_stop(self, step: int, metrics: dict) -> bool:
+    def check(self, step: int, metrics: dict) -> None:
         if step <= self.checked:
-            return False
+            return
         self.checked = step
         if not bool(metrics["nonfinite"]):
-            return False
+            return
         if self.skip:
             logging.warning(
                 "step %d: non-finite loss or gradient; update skipped (%d skipped so far)",
                 step,
                 int(metrics["nonfinite_skipped"]),
             )
-            return False
-        return True
-
-
-def nonfinite_error(step: int, metrics: dict, ckpt, workdir: str, bar) -> NonFiniteLossError:
-    """The error for non-finite step ``step``, once the saves in flight (of earlier steps, all
-    checked finite) have completed."""
-    ckpt.wait()
-    bar.close()
-    last = ckpt.latest_step()
-    kept = (
-        f"The last good checkpoint (step {last}) in {workdir} is intact; a rerun resumes there "
-        "and meets the same batches, so change the recipe (e.g. a lower optim.lr)"
-        if last is not None
-        else f"No checkpoint was saved in {workdir} yet; change the recipe (e.g. a lower optim.lr)"
-    )
-    return NonFiniteLossError(
-        f"non-finite loss ({float(metrics['loss'])}) or gradient norm "
-        f"({float(metrics['grad_norm'])}) at step {step}; stopped without saving it. {kept}, "
-        "or set --config.skip_nonfinite=True to skip and count such updates."
-    )
+            return
+        # The saves in flight (of earlier steps, all checked finite) complete first.
+        self.ckpt.wait()
+        self.bar.close()
+        last = self.ckpt.latest_step()
+        kept = (
+            f"No checkpoint was saved in {self.workdir} yet"
+            if last is None
+            else f"The last good checkpoint (step {last}) in {self.workdir} is intact (a rerun "
+            "resumes there and meets the same batches)"
+        )
+        raise NonFiniteLossError(
+            f"non-finite loss ({float(metrics['loss'])}) or gradient norm "
+            f"({float(metrics['grad_norm'])}) at step {step}; stopped without saving it. {kept}. "
+            "Change the recipe (e.g. a lower optim.lr), or set --config.skip_nonfinite=True to "
+            "skip and count such updates."
+        )
 
 
 @dataclasses.dataclass
@@ -89,7 +88,7 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
+def stop_on_signals():
     """Within the block, SIGTERM / SIGINT set ``.received`` instead of ending the process: the
     loop saves a checkpoint at the next step boundary and returns, so the process exits 0 and
     the next launch resumes there. The previous handlers are restored on exit; a second SIGINT
@@ -112,7 +111,7 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
             "%s: saving a checkpoint after the current step, then stopping", request.received
         )
 
-    previous = {s: signal.signal(s, handler) for s in signums}
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield request
     finally:
@@ -120,13 +119,13 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGINT)):
             signal.signal(s, signal.SIG_DFL if h is None else h)
 
 
-def prepare_config(config, num_train_examples: int | None = None):
+def prepare_config(config):
     """Resolve ``model.dtype="auto"`` for this backend and epochs → steps from the dataset
     size, then validate against the device count."""
     config = hardware.resolve_auto_dtype(config)
     validation.validate(config, jax.device_count())
     if not config.total_steps or (config.optim.warmup_epochs and not config.optim.warmup_steps):
-        n = num_train_examples or config.data.num_train_examples
+        n = config.data.num_train_examples
         if not n:
             n, _, _ = pipeline.dataset_info(config.data.dataset, config.data.data_dir or None)
         config = config_lib.resolve_steps(config, n)
@@ -150,9 +149,7 @@ class Batches:
     def get(self, step: int) -> tuple[dict, float]:
         """(global batch, checksum of this host's images — logged to prove exact resumes)."""
         record = next(self.iterator)
-        local = {"image": np.asarray(record["image"], np.float32)}
-        if "local" in record:
-            local["local"] = np.asarray(record["local"], np.float32)
+        local = {k: np.asarray(record[k], np.float32) for k in ("image", "local") if k in record}
         if self.draw is not None:
             # Every host draws the *global* batch's masks and keeps its slice, so the masks do
             # not depend on the number of hosts (multi-host == single-host, bit for bit).
@@ -234,7 +231,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     )
     t_last, n_last = time.perf_counter(), start
     previous, preempted = None, False
-    guard = NonFiniteGuard(config.skip_nonfinite, checked=start)
+    guard = NonFiniteGuard(config.skip_nonfinite, start, ckpt, workdir, bar)
     with stop_on_signals() as signals:
         for step in range(start, end):
             batch, checksum = batches.get(step)
@@ -249,9 +246,8 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
             done = step + 1
             # Wait for the *previous* step only (reading its non-finite flag): the device stays
             # one step ahead of the host, and the progress bar's rate and ETA reflect real
-            # compute instead of dispatch speed.
-            if previous is not None and guard.must_stop(done - 1, previous):
-                raise nonfinite_error(done - 1, previous, ckpt, workdir, bar)
+            # compute instead of dispatch speed. (At the first step there is no previous one.)
+            guard.check(done - 1, previous)
             previous = metrics
             last_step = done == end
             # Asked to stop (SIGTERM/SIGINT, or all hosts agreed on a preemption step): save
@@ -263,8 +259,8 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
             should_save = done % config.checkpoint_every == 0 or last_step or preempted
             # A step about to be logged or saved is checked now: no state past a non-finite
             # step is ever saved.
-            if (should_log or should_save) and guard.must_stop(done, metrics):
-                raise nonfinite_error(done, metrics, ckpt, workdir, bar)
+            if should_log or should_save:
+                guard.check(done, metrics)
             if should_log:
                 now = time.perf_counter()
                 rate = (done - n_last) * config.batch_size / max(now - t_last, 1e-9)
@@ -275,12 +271,9 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                 values["bad_records"] = records.bad_records_seen(train_iter)
                 if config.health_every and (done % config.health_every == 0 or last_step):
                     with jax.set_mesh(mesh):
-                        h = health_fn(state.encoder(watched), health_images)
-                        h = jax.device_get(h)
+                        h = jax.device_get(health_fn(state.encoder(watched), health_images))
                     values.update({k: float(v) for k, v in h.items()})
-                    alarms = health.collapse_alarms(
-                        h, config.health.min_std, config.health.min_rank
-                    )
+                    alarms = health.collapse_alarms(h, **config.health)
                     values["collapse_alarms"] = len(alarms)
                     if alarms:
                         logging.warning("step %d: collapse alarm: %s", done, "; ".join(alarms))

@@ -11,7 +11,6 @@ from helpers import synthetic_batch, tiny_config, with_overrides
 from jepa import config as config_lib
 from jepa import methods, optim
 from jepa import state as state_lib
-from jepa import step as step_lib
 from jepa.methods import video
 from jepa.models import build_encoder, build_predictor
 
@@ -40,7 +39,7 @@ def test_masked_loss_equals_the_ijepa_energy_plus_weighted_terms(regularize):
     # A target encoder unlike the online one, as after training: a copy would hide a swap.
     target = jax.tree.map(lambda x: x * 1.5 + 0.01, state.target_params)
     batch = synthetic_batch(config, step)
-    loss, aux = jax.jit(step_lib.make_loss_fn(config))(state.params, target, batch, step)
+    loss, aux = jax.jit(methods.of(config).make_loss_fn(config))(state.params, target, batch, step)
 
     encoder = build_encoder(config)
     predictor = build_predictor(config, config_lib.grid_of(config))
@@ -91,7 +90,7 @@ def test_multiview_loss_equals_its_definition_recomputed():
     tx = optim.make_optimizer(config)
     state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
     batch = multiview_batch(config, 0)
-    loss, aux = jax.jit(step_lib.make_loss_fn(config))(
+    loss, aux = jax.jit(methods.of(config).make_loss_fn(config))(
         state.params, state.target_params, batch, step
     )
     encoder, projector = build_encoder(config), build_projector(config)
@@ -217,7 +216,7 @@ def test_hierarchy_loss_equals_level1_next_frame_plus_level2_self_prediction():
     params = nn.unbox(model.init_params(jax.random.PRNGKey(0)))
     target_params = jax.tree.map(lambda x: x * 1.1 + 0.01, params["encoder"])  # EMA ≠ online
     frames = jnp.asarray(frames_batch(config)["image"][:2])  # [2 sequences, 6 frames, ...]
-    loss_fn = step_lib.make_loss_fn(config)
+    loss_fn = methods.of(config).make_loss_fn(config)
     p2 = params["levels"]["level2"]
 
     def level2_energy_of(encoder_params):  # one program: the loss, its parts and a gradient

@@ -9,7 +9,7 @@ import optax
 import pytest
 from helpers import synthetic_batch, tiny_config
 
-from jepa import optim
+from jepa import methods, optim
 
 
 def test_warmup_cosine_schedule():
@@ -192,7 +192,9 @@ def test_train_step_applies_the_logged_lr_wd_and_ema_momentum():
     tx = optim.make_optimizer(config)
     state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
     train_step = jax.jit(step_lib.make_train_step(config, tx))
-    grad_fn = jax.jit(jax.grad(lambda p, t, b, s: step_lib.make_loss_fn(config)(p, t, b, s)[0]))
+    grad_fn = jax.jit(
+        jax.grad(lambda p, t, b, s: methods.of(config).make_loss_fn(config)(p, t, b, s)[0])
+    )
     decayed = optim.weight_decay_mask(state.params)
     for t in range(4):
         batch = synthetic_batch(config, t)

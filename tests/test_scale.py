@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import synthetic_batch, tiny_config
 
-from jepa import memory, optim, sharding, validation
+from jepa import memory, methods, optim, sharding, validation
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.models.layers import REMAT_POLICIES
@@ -46,7 +46,7 @@ def loss_and_grads(remat: str):
     if remat not in _GRADS:
         config = tiny_config(batch_size=BATCH, **{"model.remat": remat})
         state = initial_state()
-        fn = jax.value_and_grad(step_lib.make_loss_fn(config), has_aux=True)
+        fn = jax.value_and_grad(methods.of(config).make_loss_fn(config), has_aux=True)
         args = (state.params, state.target_params, synthetic_batch(config, 0), 1)
         (loss, _), grads = jax.jit(fn).lower(*args).compile(FAST)(*args)
         _GRADS[remat] = (loss, grads)
@@ -72,7 +72,9 @@ def test_every_remat_policy_wraps_encoder_and_predictor_blocks(remat):
     config = tiny_config(batch_size=BATCH, **{"model.remat": remat})
     state = initial_state()
     batch = synthetic_batch(config, 0)
-    fn = jax.grad(lambda p: step_lib.make_loss_fn(config)(p, state.target_params, batch, 1)[0])
+    fn = jax.grad(
+        lambda p: methods.of(config).make_loss_fn(config)(p, state.target_params, batch, 1)[0]
+    )
     jaxpr = str(jax.make_jaxpr(fn)(state.params))
     wrapped = jaxpr.count("remat2[") + jaxpr.count("checkpoint[")
     assert wrapped == (0 if remat == "none" else 5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from helpers import synthetic_batch, tiny_config, train_on_mesh
 
-from jepa import objectives, optim, sharding
+from jepa import methods, objectives, optim, sharding
 from jepa import state as state_lib
 from jepa import step as step_lib
 from jepa.models import build_encoder
@@ -94,7 +94,7 @@ def test_target_encoder_gets_no_gradient():
     config = tiny_config()
     tx = optim.make_optimizer(config)
     state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
-    loss_fn = step_lib.make_loss_fn(config)
+    loss_fn = methods.of(config).make_loss_fn(config)
     batch = synthetic_batch(config, 0)
     grads = jax.jit(jax.grad(lambda t: loss_fn(state.params, t, batch)[0]))(state.target_params)
     assert all(float(abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
@@ -115,7 +115,9 @@ def test_information_regularizers_add_to_the_energy_with_their_weights():
     tx = optim.make_optimizer(config)
     state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
     batch = synthetic_batch(config, 0)
-    loss, aux = jax.jit(step_lib.make_loss_fn(config))(state.params, state.target_params, batch, 3)
+    loss, aux = jax.jit(methods.of(config).make_loss_fn(config))(
+        state.params, state.target_params, batch, 3
+    )
     context, _ = build_encoder(config).apply(
         {"params": state.params["encoder"]}, batch["image"], batch["context"]
     )
@@ -134,7 +136,9 @@ def test_information_regularizers_add_to_the_energy_with_their_weights():
     assert float(aux["vicreg_var"]) > 0  # fresh-init pooled embeddings have std < 1
 
     plain = tiny_config()
-    plain_loss, plain_aux = step_lib.make_loss_fn(plain)(state.params, state.target_params, batch)
+    plain_loss, plain_aux = methods.of(plain).make_loss_fn(plain)(
+        state.params, state.target_params, batch
+    )
     assert set(plain_aux) == {"energy", "target_std"}
     np.testing.assert_allclose(plain_loss, aux["energy"], rtol=1e-5)
 
@@ -179,7 +183,9 @@ def test_multiview_loss_matches_its_definition():
     state = state_lib.init_train_state(config, tx, jax.random.PRNGKey(0))
     assert set(state.params) == {"encoder", "projector"}
     batch = multiview_batch(config, 0)
-    loss, aux = jax.jit(step_lib.make_loss_fn(config))(state.params, state.target_params, batch, 5)
+    loss, aux = jax.jit(methods.of(config).make_loss_fn(config))(
+        state.params, state.target_params, batch, 5
+    )
 
     encoder, projector = build_encoder(config), build_projector(config)
 
@@ -200,7 +206,7 @@ def test_multiview_loss_matches_its_definition():
 
     same = {"image": np.repeat(batch["image"][:, :1], 2, axis=1)}
     no_local = multiview_config(**{"method.local_views": 0})
-    _, same_aux = jax.jit(step_lib.make_loss_fn(no_local))(
+    _, same_aux = jax.jit(methods.of(no_local).make_loss_fn(no_local))(
         state.params, state.target_params, same, 5
     )
     assert float(same_aux["energy"]) == 0.0
@@ -228,7 +234,7 @@ def test_bfloat16_train_step_matches_float32():
     batch = synthetic_batch(f32, 0)
     results = {}
     for name, config in (("f32", f32), ("bf16", bf16)):
-        loss_fn = step_lib.make_loss_fn(config)
+        loss_fn = methods.of(config).make_loss_fn(config)
         value_and_grad = jax.value_and_grad(
             lambda p, c=loss_fn: c(p, state.target_params, batch)[0]
         )

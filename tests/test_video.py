@@ -79,7 +79,7 @@ def test_tubelet_tokens_equal_a_conv3d_reference():
     kernel, bias = params["patch_embed"]["kernel"], params["patch_embed"]["bias"]
     assert kernel.shape == (2 * 4 * 4 * 3, 48)
     out, _ = jax.jit(enc.apply)({"params": params}, CLIP)
-    assert out.shape == (2, 2 * 2 * 2, 48) and enc.video_grid == (2, 2, 2)
+    assert out.shape == (2, 2 * 2 * 2, 48)  # a 2 × 2 × 2 tubelet grid
 
     clip, pos = np.asarray(CLIP), vjepa_sincos_3d(48, 2, 2, 2)
     # Conv3d weight [out, C, s, p, p] as the (s, p, p, C) rows of our kernel.
@@ -116,7 +116,7 @@ def test_build_encoder_video_fields_and_errors():
     c.model.num_frames, c.model.tubelet_size = 16, 2
     enc = build_encoder(c)
     assert (enc.num_frames, enc.tubelet_size) == (16, 2)
-    assert enc.video_grid == (8, 14, 14)
+    assert config_lib.video_grid(c) == (8, 14, 14)
     small = tiny_vit(num_frames=4, tubelet_size=2)
     params = random_params(small, CLIP)
     with pytest.raises(ValueError, match="model.tubelet_size=2"):

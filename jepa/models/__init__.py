@@ -21,41 +21,34 @@ def compute_dtype(name: str):
     return DTYPES[name]
 
 
-def build_encoder(config) -> VisionTransformer:
-    m = config.model
-    return VisionTransformer(
-        image_size=(m.image_size, m.image_size),
-        patch_size=m.patch_size,
-        width=m.width,
-        depth=m.depth,
-        num_heads=m.num_heads,
+# config.model keys that are VisionTransformer fields of the same name.
+ENCODER_KEYS = (
+    "patch_size width depth num_heads patch_embed_init patch_blur stem num_frames tubelet_size"
+).split()
+
+
+def _block_kwargs(m) -> dict:
+    """What the encoder's and the predictor's transformer blocks take from ``config.model``."""
+    return dict(
         mlp_ratio=m.mlp_ratio,
         dtype=compute_dtype(m.dtype),
         remat=m.remat,
         attention_impl=m.attention_impl or None,
-        patch_embed_init=m.patch_embed_init,
-        patch_blur=m.patch_blur,
-        stem=m.stem,
-        num_frames=m.num_frames,
-        tubelet_size=m.tubelet_size,
     )
+
+
+def build_encoder(config) -> VisionTransformer:
+    m = config.model
+    fields = {k: m[k] for k in ENCODER_KEYS}
+    return VisionTransformer(image_size=(m.image_size, m.image_size), **fields, **_block_kwargs(m))
 
 
 def build_predictor(config, grid: tuple[int, ...]) -> Predictor:
     """The predictor of ``config.method.predictor`` on the token ``grid`` its positions index:
     (h, w) for images, (time, h, w) for clips; each method says which (``predictor_grid``)."""
     m, p = config.model, config.method.predictor
-    return Predictor(
-        grid=grid,
-        out_width=m.width,
-        width=p.width,
-        depth=p.depth,
-        num_heads=p.num_heads,
-        mlp_ratio=m.mlp_ratio,
-        dtype=compute_dtype(m.dtype),
-        remat=m.remat,
-        attention_impl=m.attention_impl or None,
-    )
+    sizes = dict(out_width=m.width, width=p.width, depth=p.depth, num_heads=p.num_heads)
+    return Predictor(grid, **sizes, **_block_kwargs(m))
 
 
 def build_projector(config) -> Projector:

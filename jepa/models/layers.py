@@ -38,13 +38,9 @@ def trunc_normal_init(std: float = INIT_STD, bound: float = 2.0):
     return init
 
 
-def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
-    """Sharding constraint by logical names; a no-op outside a mesh or without rules."""
-    return nn.with_logical_constraint(x, names)
-
-
-def _param(init, names):
-    return nn.with_logical_partitioning(init, names)
+# Sharding constraint by logical names; a no-op outside a mesh or without rules.
+constrain = nn.with_logical_constraint
+_param = nn.with_logical_partitioning
 
 
 def dense(features: int, names: tuple, dtype, name: str, kernel_init=None) -> Dense:
@@ -59,19 +55,13 @@ def dense(features: int, names: tuple, dtype, name: str, kernel_init=None) -> De
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Mixed-precision contractions: low-precision operands, float32 accumulation.
-# ---------------------------------------------------------------------------------------------
+# --- Mixed-precision contractions: low-precision operands, float32 accumulation.
 
 _LOW_PRECISION = (jnp.bfloat16, jnp.float16)
 
 
 def einsum(
-    spec: str,
-    a: jax.Array,
-    b: jax.Array,
-    bias: jax.Array | None = None,
-    dtype: Dtype | None = None,
+    spec: str, a: jax.Array, b: jax.Array, bias: jax.Array | None = None, dtype: Dtype | None = None
 ) -> jax.Array:
     """``jnp.einsum`` of two operands computed in ``dtype`` (default: their common dtype), plus
     an optional ``bias`` aligned with the output's trailing axes (size-1 axes broadcast).
@@ -135,8 +125,7 @@ def _low_precision_einsum_bwd(spec, dtype, residuals, grad):
     if bias is not None:
         shapes = zip(grad.shape, bias.shape, strict=True)
         axes = tuple(i for i, (n, m) in enumerate(shapes) if m == 1 and n > 1)
-        grad_bias = jnp.sum(grad, axis=axes, keepdims=True, dtype=jnp.float32)
-        grad_bias = grad_bias.astype(bias.dtype)
+        grad_bias = jnp.sum(grad, axis=axes, keepdims=True, dtype=jnp.float32).astype(bias.dtype)
     return grad_a.astype(a.dtype), grad_b.astype(b.dtype), grad_bias
 
 
@@ -160,9 +149,7 @@ class Dense(nn.Module):
         return einsum(f"{lead}d,dz->{lead}z", x, kernel, bias, self.dtype)
 
 
-# ---------------------------------------------------------------------------------------------
-# Fixed sin-cos position embeddings (MAE / I-JEPA layout), computed in numpy as constants.
-# ---------------------------------------------------------------------------------------------
+# --- Fixed sin-cos position embeddings (MAE / I-JEPA layout), computed in numpy as constants.
 
 
 def sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
@@ -211,9 +198,7 @@ def sincos_3d_uniform(dim: int, grid_t: int, grid_h: int, grid_w: int) -> np.nda
     return _sincos_grid(dim, (grid_t, grid_h, grid_w), (part, part, part), (0, 1, 2))
 
 
-# ---------------------------------------------------------------------------------------------
-# Blocks
-# ---------------------------------------------------------------------------------------------
+# --- Input filter, normalization and transformer blocks.
 
 
 def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
@@ -227,14 +212,11 @@ def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
     k = jnp.asarray(k / k.sum(), images.dtype)
     c = images.shape[-1]
     x = jnp.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
+    layout = ("NHWC", "HWIO", "NHWC")
     for kernel in (k[:, None], k[None, :]):  # rows, then columns
+        hwio = jnp.tile(kernel[:, :, None, None], (1, 1, 1, c))  # one filter per channel
         x = jax.lax.conv_general_dilated(
-            x,
-            jnp.tile(kernel[:, :, None, None], (1, 1, 1, c)),  # HWIO, one filter per channel
-            (1, 1),
-            "VALID",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            feature_group_count=c,
+            x, hwio, (1, 1), "VALID", dimension_numbers=layout, feature_group_count=c
         )
     return x.reshape(shape)
 
@@ -364,9 +346,8 @@ class Block(nn.Module):
         attn = Attention(self.num_heads, scale, self.dtype, self.attention_impl, name="attn")
         y = attn(layer_norm("norm1", self.dtype)(x), num_queries)
         x = (x if num_queries is None else x[:, -num_queries:]) + y
-        x = x + Mlp(int(width * self.mlp_ratio), scale, self.dtype, name="mlp")(
-            layer_norm("norm2", self.dtype)(x)
-        )
+        mlp = Mlp(int(width * self.mlp_ratio), scale, self.dtype, name="mlp")
+        x = x + mlp(layer_norm("norm2", self.dtype)(x))
         return constrain(x, ("act_batch", "act_length", "act_embed"))
 
 
@@ -376,16 +357,6 @@ REMAT_POLICIES = {
     "dots": jax.checkpoint_policies.checkpoint_dots,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
-
-
-def block_class(remat: str = "none"):
-    """The Block module, wrapped in ``nn.remat`` with a named policy when memory is short."""
-    if remat not in REMAT_POLICIES:
-        raise ValueError(f"model.remat={remat!r}; valid: {sorted(REMAT_POLICIES)}")
-    if remat == "none":
-        return Block
-    # num_queries (argument 2, counting self) is a Python int that shapes the block.
-    return nn.remat(Block, policy=REMAT_POLICIES[remat], static_argnums=(2,))
 
 
 def stack_blocks(
@@ -399,10 +370,16 @@ def stack_blocks(
     collect: dict | None = None,
     last_block_outputs: int | None = None,
 ) -> jax.Array:
-    """Apply ``depth`` blocks (names ``block_0`` …); optionally record every block's output.
+    """Apply ``depth`` blocks (names ``block_0`` …), each wrapped in ``nn.remat`` with the named
+    policy unless ``remat="none"``; optionally record every block's output.
     ``last_block_outputs=k``: the last block computes (and this returns) only the last k
     positions, e.g. the predictor's mask tokens."""
-    cls = block_class(remat)
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"model.remat={remat!r}; valid: {sorted(REMAT_POLICIES)}")
+    cls = Block
+    if remat != "none":
+        # num_queries (argument 2, counting self) is a Python int that shapes the block.
+        cls = nn.remat(Block, policy=REMAT_POLICIES[remat], static_argnums=(2,))
     for i in range(depth):
         keep = last_block_outputs if i == depth - 1 else None
         x = cls(num_heads, mlp_ratio, i + 1, dtype, attention_impl, name=f"block_{i}")(x, keep)

@@ -37,29 +37,19 @@ class Predictor(nn.Module):
         target_indices: jax.Array,
         z_embedding: jax.Array | None = None,
     ) -> jax.Array:
-        """Predict target-token representations.
-
-        Args:
-          context: [batch, n_ctx, out_width] context-encoder output.
-          context_indices: [batch, n_ctx] grid positions of the context tokens.
-          target_indices: [batch, n_blocks, n_tgt] grid positions to predict, per target block.
-          z_embedding: optional [batch, n_blocks, width] latent conditioning added to every mask
-            token of a block (the latent variable z of an energy-based JEPA).
-        Returns:
-          [batch, n_blocks, n_tgt, out_width] predictions.
-        """
-        b, n_ctx, _ = context.shape
-        _, n_blocks, n_tgt = target_indices.shape
+        """context [batch, n_ctx, out_width] (the context encoder's output) at grid positions
+        context_indices [batch, n_ctx] → predictions [batch, n_blocks, n_tgt, out_width] at the
+        grid positions target_indices [batch, n_blocks, n_tgt]. z_embedding [batch, n_blocks,
+        width], if given, is added to every mask token of a block (the latent variable z of an
+        energy-based JEPA)."""
+        b, n_blocks, n_tgt = target_indices.shape
         make_pos = layers.sincos_2d if len(self.grid) == 2 else layers.sincos_3d
         pos = jnp.asarray(make_pos(self.width, *self.grid), self.dtype)  # [n_grid, width]
 
-        x = layers.dense(self.width, ("embed", "mlp"), self.dtype, "embed")(
-            context.astype(self.dtype)
-        )
-        x = x + pos[context_indices]
+        embed = layers.dense(self.width, ("embed", "mlp"), self.dtype, "embed")
+        x = embed(context.astype(self.dtype)) + pos[context_indices]
         # One sequence per target block: [batch * n_blocks, n_ctx, width].
-        x = jnp.broadcast_to(x[:, None], (b, n_blocks, n_ctx, self.width))
-        x = x.reshape(b * n_blocks, n_ctx, self.width)
+        x = jnp.repeat(x, n_blocks, axis=0)
 
         # [1, 1, width] like the reference, so it gets weight decay like the reference's 3-D token.
         mask_token = self.param(

@@ -38,13 +38,10 @@ class CausalBlock(nn.Module):
         q, k, v = jnp.split(qkv.reshape(b, length, 3 * self.num_heads, head_dim), 3, axis=2)
         out = jax.nn.dot_product_attention(q, k, v, is_causal=True)
         proj_init = layers.trunc_normal_init(layers.INIT_STD * scale)
-        out = layers.dense(width, ("mlp", "embed"), self.dtype, "proj", proj_init)(
-            out.reshape(b, length, width)
-        )
-        x = x + out
-        x = x + layers.Mlp(int(width * self.mlp_ratio), scale, self.dtype, name="mlp")(
-            layers.layer_norm("norm2", self.dtype)(x)
-        )
+        proj = layers.dense(width, ("mlp", "embed"), self.dtype, "proj", proj_init)
+        x = x + proj(out.reshape(b, length, width))
+        mlp = layers.Mlp(int(width * self.mlp_ratio), scale, self.dtype, name="mlp")
+        x = x + mlp(layers.layer_norm("norm2", self.dtype)(x))
         return layers.constrain(x, ("act_batch", "act_length", "act_embed"))
 
 
@@ -95,8 +92,7 @@ class StepPredictor(nn.Module):
         )
         h = h[:, None] + horizon.astype(self.dtype)[None, :, None]
         for i in range(self.depth):
-            h = h + layers.dense(self.hidden, ("embed", "mlp"), self.dtype, f"fc_{i}")(
-                nn.gelu(layers.layer_norm(f"norm_{i}", self.dtype)(h), approximate=False)
-            )
+            fc = layers.dense(self.hidden, ("embed", "mlp"), self.dtype, f"fc_{i}")
+            h = h + fc(nn.gelu(layers.layer_norm(f"norm_{i}", self.dtype)(h), approximate=False))
         h = layers.layer_norm("norm", self.dtype)(h)
         return layers.dense(self.out_width, ("mlp", "embed"), self.dtype, "proj")(h)

@@ -45,12 +45,9 @@ def parse_variant(variant: str) -> dict[str, Any]:
 
 
 def patchify(images: jax.Array, patch_size: int) -> jax.Array:
-    """[batch, H, W, C] → [batch, (H/p)·(W/p), p·p·C] in raster order of patches."""
-    b, h, w, c = images.shape
-    p = patch_size
-    x = images.reshape(b, h // p, p, w // p, p, c)
-    x = x.transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, (h // p) * (w // p), p * p * c)
+    """[batch, H, W, C] → [batch, (H/p)·(W/p), p·p·C] in raster order of patches (the tubelets
+    of one-frame clips)."""
+    return patchify_tubelets(images[:, None], 1, patch_size)
 
 
 def patchify_tubelets(clips: jax.Array, tubelet_size: int, patch_size: int) -> jax.Array:
@@ -106,15 +103,6 @@ class VisionTransformer(nn.Module):
     num_frames: int = 0
     tubelet_size: int = 2
 
-    @property
-    def grid(self) -> tuple[int, int]:
-        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
-
-    @property
-    def video_grid(self) -> tuple[int, int, int]:
-        """(time, h, w) token grid of a ``num_frames`` clip: tubelets along time."""
-        return (self.num_frames // self.tubelet_size, *self.grid)
-
     @nn.compact
     def __call__(
         self,
@@ -134,47 +122,55 @@ class VisionTransformer(nn.Module):
         (T/s, h, w) grid."""
         if self.stem not in STEMS:
             raise ValueError(f"model.stem={self.stem!r}; valid: {STEMS}")
-        if images.ndim == 5:
-            x, pos = self._tubelet_tokens(images, pos_embed)
-        elif images.ndim == 4:
-            if self.num_frames:
-                raise ValueError(
-                    f"images of shape {images.shape}: a tubelet encoder (model.num_frames="
-                    f"{self.num_frames}) takes clips [batch, T, H, W, C]"
-                )
-            x, pos = self._patch_tokens(images, pos_embed)
-        else:
+        if images.ndim not in (4, 5):
             raise ValueError(
                 f"input of shape {images.shape}; valid: images [batch, H, W, C] or clips "
                 "[batch, T, H, W, C]"
             )
+        if images.ndim == 4 and self.num_frames:
+            raise ValueError(
+                f"images of shape {images.shape}: a tubelet encoder (model.num_frames="
+                f"{self.num_frames}) takes clips [batch, T, H, W, C]"
+            )
+        x, pos = self._tokens(images.astype(self.dtype), pos_embed)
         return self._encode(x, pos, token_indices)
 
-    def _check_spatial(self, h: int, w: int) -> tuple[int, int]:
+    def _tokens(self, images, pos_embed):
+        """Images → (patches [batch, h·w, p·p·C], positions [h·w, width]); clips → (tubelets
+        [batch, t·h·w, s·p·p·C], positions [t·h·w, width]). The positions are the sin-cos table
+        of the input's grid, or the caller's ``pos_embed`` checked against its shape."""
+        h, w = images.shape[-3:-1]
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(
                 f"images have spatial shape {(h, w)}, not divisible by model.patch_size="
                 f"{self.patch_size}"
             )
-        return h // self.patch_size, w // self.patch_size
-
-    def _table(self, pos_embed, sincos, what: str) -> jax.Array:
-        """The caller's ``pos_embed``, checked against the shape of the fixed ``sincos`` table
-        [n, width] it replaces, or that table."""
-        if pos_embed is not None and pos_embed.shape != sincos.shape:
-            raise ValueError(f"pos_embed has shape {pos_embed.shape}; {what} need {sincos.shape}")
-        return jnp.asarray(sincos if pos_embed is None else pos_embed, self.dtype)
-
-    def _patch_tokens(self, images, pos_embed):
-        """Images → (patches [batch, h·w, p·p·C], positions [h·w, width])."""
-        h, w = images.shape[1:3]
-        grid = self._check_spatial(h, w)
-        images = images.astype(self.dtype)
+        grid = (h // self.patch_size, w // self.patch_size)
         if self.patch_blur:
             images = layers.gaussian_blur(images, self.patch_blur)
-        x = self._conv_stem(images) if self.stem == "conv" else patchify(images, self.patch_size)
-        sincos = layers.sincos_2d(self.width, *grid)
-        return x, self._table(pos_embed, sincos, f"images of spatial shape {(h, w)}")
+        if images.ndim == 4:
+            conv = self.stem == "conv"
+            x = self._conv_stem(images) if conv else patchify(images, self.patch_size)
+            sincos, what = layers.sincos_2d(self.width, *grid), f"images of spatial shape {(h, w)}"
+        else:
+            frames = images.shape[1]
+            if self.tubelet_size < 1 or frames % self.tubelet_size:
+                raise ValueError(
+                    f"clips have {frames} frames, not divisible by model.tubelet_size="
+                    f"{self.tubelet_size}"
+                )
+            if self.stem != "patch":
+                raise ValueError(
+                    f"model.stem={self.stem!r} is for images; tubelets (model.num_frames > 0) "
+                    "take stem='patch'"
+                )
+            grid = (frames // self.tubelet_size, *grid)
+            x = patchify_tubelets(images, self.tubelet_size, self.patch_size)
+            sincos = layers.sincos_3d_uniform(self.width, *grid)
+            what = f"clips of shape {(frames, h, w)} (a {grid} tubelet grid)"
+        if pos_embed is not None and pos_embed.shape != sincos.shape:
+            raise ValueError(f"pos_embed has shape {pos_embed.shape}; {what} need {sincos.shape}")
+        return x, jnp.asarray(sincos if pos_embed is None else pos_embed, self.dtype)
 
     def _conv_stem(self, images):
         """Images [b, H, W, C] → [b, (H/p)·(W/p), width]: log2(p) stride-2 3 × 3 convs."""
@@ -203,42 +199,17 @@ class VisionTransformer(nn.Module):
             x = nn.gelu(x, approximate=False)
         return x.reshape(x.shape[0], -1, x.shape[-1])
 
-    def _tubelet_tokens(self, clips, pos_embed):
-        """Clips → (tubelets [batch, t·h·w, s·p·p·C], positions [t·h·w, width])."""
-        frames, h, w = clips.shape[1:4]
-        if self.tubelet_size < 1 or frames % self.tubelet_size:
-            raise ValueError(
-                f"clips have {frames} frames, not divisible by model.tubelet_size="
-                f"{self.tubelet_size}"
-            )
-        if self.stem != "patch":
-            raise ValueError(
-                f"model.stem={self.stem!r} is for images; tubelets (model.num_frames > 0) take "
-                "stem='patch'"
-            )
-        grid = (frames // self.tubelet_size, *self._check_spatial(h, w))
-        clips = clips.astype(self.dtype)
-        if self.patch_blur:
-            clips = layers.gaussian_blur(clips, self.patch_blur)
-        x = patchify_tubelets(clips, self.tubelet_size, self.patch_size)
-        sincos = layers.sincos_3d_uniform(self.width, *grid)
-        what = f"clips of shape {(frames, h, w)} (a {grid} tubelet grid)"
-        return x, self._table(pos_embed, sincos, what)
-
     def _encode(self, x, pos, token_indices):
         """patches [batch, n, d_in] → embed, add positions, keep ``token_indices``, blocks,
         final norm."""
-        if self.patch_embed_init == "reference":
-            std = layers.INIT_STD
-        elif self.patch_embed_init == "fan_in":
-            std = 1.0 / float(x.shape[-1]) ** 0.5
-        else:
-            raise ValueError(
-                f"model.patch_embed_init={self.patch_embed_init!r}; valid: reference, fan_in"
-            )
+        stds = {"reference": layers.INIT_STD, "fan_in": 1.0 / float(x.shape[-1]) ** 0.5}
+        if self.patch_embed_init not in stds:
+            valid = ", ".join(stds)
+            raise ValueError(f"model.patch_embed_init={self.patch_embed_init!r}; valid: {valid}")
+        std = stds[self.patch_embed_init]
         init = layers.trunc_normal_init(std, bound=2 * max(std, 1.0))
-        x = layers.dense(self.width, ("patch", "embed"), self.dtype, "patch_embed", init)(x)
-        x = x + pos[None]
+        embed = layers.dense(self.width, ("patch", "embed"), self.dtype, "patch_embed", init)
+        x = embed(x) + pos[None]
         if token_indices is not None:
             x = gather_tokens(x, token_indices)
         x = layers.constrain(x, ("act_batch", "act_length", "act_embed"))

@@ -132,14 +132,6 @@ def feature_std(features: jax.Array) -> jax.Array:
     return jnp.std(features.astype(jnp.float32), axis=0).mean()
 
 
-def regularizer_samples(context: jax.Array, mode: str) -> jax.Array:
-    """The samples the information regularizers see: ``pooled`` = one mean embedding per image
-    (information about the image as a whole), ``tokens`` = every context token."""
-    if mode == "pooled":
-        return context.mean(axis=1)
-    return context.reshape(-1, context.shape[-1])
-
-
 def information_terms(z: jax.Array, loss_config, key: jax.Array) -> dict:
     """The enabled anti-collapse terms on embeddings ``z`` [samples, dim], unweighted, keyed by
     the name of their weight in ``config.method.loss``."""
@@ -164,8 +156,12 @@ def weighted_sum(terms: dict, loss_config):
 
 
 def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
-    """The information terms on ``embeddings`` [batch, tokens, dim], sampled as
-    ``method.loss.regularize`` says: (their weighted sum, {name: value})."""
-    samples = regularizer_samples(embeddings, loss_config.regularize)
+    """The information terms on ``embeddings`` [batch, tokens, dim]: (their weighted sum,
+    {name: value}). ``method.loss.regularize`` picks the samples they see: ``pooled``, one mean
+    embedding per image (information about the image as a whole), or ``tokens``, every token."""
+    if loss_config.regularize == "pooled":
+        samples = embeddings.mean(axis=1)
+    else:
+        samples = embeddings.reshape(-1, embeddings.shape[-1])
     terms = information_terms(samples, loss_config, key)
     return weighted_sum(terms, loss_config), terms

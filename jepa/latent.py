@@ -77,11 +77,6 @@ class InferenceNet(nn.Module):
         return self.embed_z(mu)
 
 
-# ---------------------------------------------------------------------------------------------
-# Pure pieces (tested against hand-computed values)
-# ---------------------------------------------------------------------------------------------
-
-
 def code_usage_penalty(energies: jax.Array, temperature: float) -> jax.Array:
     """KL(mean_b softmax(-E_b / T) || uniform) for energies [batch, K]: 0 when the batch uses
     every code equally, log K when it uses one."""
@@ -133,11 +128,6 @@ def minimize_energy(energy_of_z: Callable, z0: jax.Array, steps: int, lr: float)
     return jnp.where(better[:, None], z, best_z), jnp.where(better, e, best_e)
 
 
-# ---------------------------------------------------------------------------------------------
-# The latent-variable JEPA around given encoders and predictor
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
 class LatentSpec:
     kind: str = "none"
@@ -164,11 +154,9 @@ class LatentSpec:
             raise ValueError(f"method.latent.dim={self.dim} must be >= 1")
 
     @classmethod
-    def of(cls, section, kind: str | None = None) -> LatentSpec:
-        """``method.latent`` (its keys beyond the fields, e.g. ``reference``, are not read), with
-        ``kind`` replacing its own when given."""
-        spec = cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
-        return spec if kind is None else dataclasses.replace(spec, kind=kind)
+    def of(cls, section) -> LatentSpec:
+        """``method.latent`` (its keys beyond the fields, e.g. ``reference``, are not read)."""
+        return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,12 +286,8 @@ class LatentJEPA:
             )
             eps = jax.random.normal(key, mu.shape)
             noise = jnp.exp(0.5 * logvar) if s.penalty == "kl" else s.noise_std
-            z = mu + noise * eps
-            energy = self.energy_fn(self._predict(params, sx, z), sy)
+            energy = self.energy_fn(self._predict(params, sx, mu + noise * eps), sy).mean()
             info = information_penalty(s.penalty, mu, logvar).mean()
-            return energy.mean() + s.penalty_weight * info, {
-                "energy": energy.mean(),
-                "z_information": info,
-            }
+            return energy + s.penalty_weight * info, {"energy": energy, "z_information": info}
         energy = self.energy_fn(self._predict(params, sx), sy).mean()
         return energy, {"energy": energy}

@@ -20,16 +20,11 @@ from jepa.methods.base import Method, register
 from jepa.models import build_encoder, build_predictor
 
 
-def latent_defaults() -> ml_collections.ConfigDict:
-    """``method.latent``: the predictor's latent variable z, ``jepa.latent.LatentSpec``'s fields
-    (kind "none", "discrete" codes or an amortized, information-limited "continuous" z)."""
-    return ml_collections.ConfigDict(dataclasses.asdict(latent.LatentSpec()))
-
-
 def defaults() -> ml_collections.ConfigDict:
-    lat = latent_defaults()
-    # Also train a z-free predictor on the stop-gradient embeddings of the same run, the
+    # The predictor's latent variable z: ``jepa.latent.LatentSpec``'s fields, and ``reference``:
+    # also train a z-free predictor on the stop-gradient embeddings of the same run, the
     # baseline the free energy is compared with (evaluate/energy.py).
+    lat = ml_collections.ConfigDict(dataclasses.asdict(latent.LatentSpec()))
     lat.reference = False
     return ml_collections.ConfigDict(
         dict(

@@ -68,13 +68,10 @@ class InferenceNet(nn.Module):
         h = nn.gelu(self.fc(jnp.concatenate([sx, sy], axis=-1)), approximate=False)
         return self.mu(h), self.logvar(h)
 
-    def embed_z(self, z: jax.Array) -> jax.Array:
-        return self.embed(z)
-
     def initialize(self, sx: jax.Array, sy: jax.Array):
         """Touches every submodule, so ``init`` creates all parameters."""
         mu, _ = self(sx, sy)
-        return self.embed_z(mu)
+        return self.embed(mu)
 
 
 def code_usage_penalty(energies: jax.Array, temperature: float) -> jax.Array:
@@ -199,9 +196,8 @@ class LatentJEPA:
             return DiscreteCodes(self.spec.num_codes, self.width).apply(
                 {"params": params["latent"]}
             )[z]
-        return self._inference_net().apply(
-            {"params": params["latent"]}, z, method=InferenceNet.embed_z
-        )
+        net = self._inference_net()
+        return net.apply({"params": params["latent"]}, z, method=lambda module, z: module.embed(z))
 
     def _predict(self, params, sx, z=None):
         """ŝ_y = Pred(s_x, z) from s_x; z None: the prediction without z."""
@@ -262,11 +258,6 @@ class LatentJEPA:
         return jax.vmap(lambda z: self._predict(params, sx, z))(zs)
 
     # -- training -----------------------------------------------------------------------------
-    def loss(self, params, x, y, key) -> tuple[jax.Array, dict]:
-        """The training objective on raw (x, y); see ``loss_from_embeddings``."""
-        sx, sy = self.encode_x(params["model"], x), self.encode_y(params["model"], y)
-        return self.loss_from_embeddings(params, sx, sy, key)
-
     def loss_from_embeddings(self, params, sx, sy, key) -> tuple[jax.Array, dict]:
         """The objective and its parts given s_x, s_y: ``none``: mean E; ``discrete``: mean
         min_k E (winner-take-all) + usage_weight · KL(usage || uniform); ``continuous``: mean E

@@ -107,19 +107,13 @@ def epps_pulley(projections: jax.Array, t_max: float = 5.0, num_points: int = 17
     return jnp.trapezoid(err, t, axis=-1) * n
 
 
-def sigreg(
-    z: jax.Array,
-    key: jax.Array,
-    num_slices: int = 256,
-    t_max: float = 5.0,
-    num_points: int = 17,
-) -> jax.Array:
+def sigreg(z: jax.Array, key: jax.Array, num_slices: int = 256) -> jax.Array:
     """SIGReg (Balestriero & LeCun, LeJEPA 2025): the mean Epps–Pulley statistic of ``z`` [n, d]
     projected on ``num_slices`` random unit directions. Pass a key derived from the step so
     that the directions are re-drawn every step and identical on every device."""
     directions = jax.random.normal(key, (z.shape[-1], num_slices), jnp.float32)
     directions = directions / jnp.linalg.norm(directions, axis=0, keepdims=True)
-    return epps_pulley(z @ directions, t_max, num_points).mean()
+    return epps_pulley(z @ directions).mean()
 
 
 # --- The information terms as ``config.method.loss`` enables and weights them -----------------

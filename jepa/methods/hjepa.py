@@ -1,8 +1,5 @@
 """``objective="hierarchy"``: the hierarchical JEPA over video (``jepa/hierarchy.py`` holds the
-model and its loss): its config section, and its training modes (``method.mode``) as optimizer
-plumbing: which level a parameter belongs to, which levels move (greedy: the unfrozen ones,
-the frozen ones loaded through ``config.init``), and the optimizer transform that zeroes the
-others' updates."""
+model and its loss): its config section, and the optimizer mask of its training modes."""
 
 from __future__ import annotations
 

@@ -74,13 +74,12 @@ def init_params(config, rng) -> dict:
 
 
 def masked_prediction_fn(config, grid):
-    """``(params, target_params, inputs, pairs) → (s_y, energies, contexts)``, the steps images
-    and clips share. s_y [batch, tokens, width]: the EMA target encoder on the whole input under
-    stop-gradient (I-JEPA), or with ``method.loss.target_encoder="online"`` the online encoder
-    itself, gradients on both sides (no EMA: the information terms must then prevent collapse).
-    Per (context [batch, Kc], targets [batch, blocks, Kt]) pair of indices: the energy of the
-    predictor's guess of the LayerNorm'd s_y at the targets from the online encoder's context
-    tokens (mean over blocks, tokens and features), and those context embeddings (float32)."""
+    """``(params, target_params, inputs, pairs) → (s_y, energies, contexts)``: s_y [batch,
+    tokens, width] from the EMA target encoder under stop-gradient (I-JEPA), or with
+    ``method.loss.target_encoder="online"`` from the online encoder, gradients on both sides (no
+    EMA: the information terms must then prevent collapse); per (context [batch, Kc], targets
+    [batch, blocks, Kt]) pair of indices, the energy of predicting the LayerNorm'd s_y at the
+    targets from the context tokens, and those context embeddings (float32)."""
     encoder = build_encoder(config)
     predictor = build_predictor(config, grid)
     energy = objectives.energy_fn(config.method.loss.energy)

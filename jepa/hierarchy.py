@@ -242,9 +242,8 @@ class Hierarchy:
     def frame_tokens(self, enc_params, frames: jax.Array) -> jax.Array:
         """[b, T, H, W, ch] → [b, T, n, width] float32, every frame encoded on its own."""
         b, t = frames.shape[:2]
-        tokens, _ = self.encoder.apply(
-            {"params": enc_params}, frames.reshape(b * t, *frames.shape[2:])
-        )
+        flat = frames.reshape(b * t, *frames.shape[2:])
+        tokens, _ = self.encoder.apply({"params": enc_params}, flat)
         return tokens.astype(jnp.float32).reshape(b, t, self.tokens_per_frame, -1)
 
     def frame_embedding(self, tokens: jax.Array) -> jax.Array:
@@ -263,12 +262,8 @@ class Hierarchy:
         b = context_tokens.shape[0]
         if ctx_idx is None:
             ctx_idx = jnp.broadcast_to(self.ctx_idx, (b, self.ctx_idx.shape[1]))
-        out = self.predictor.apply(
-            {"params": pred_params},
-            context_tokens,
-            ctx_idx,
-            jnp.broadcast_to(self.tgt_idx, (b, 1, self.tokens_per_frame)),
-        )
+        tgt_idx = jnp.broadcast_to(self.tgt_idx, (b, 1, self.tokens_per_frame))
+        out = self.predictor.apply({"params": pred_params}, context_tokens, ctx_idx, tgt_idx)
         return out[:, 0].astype(jnp.float32)
 
     def train_windows(self, key) -> tuple[jax.Array, jax.Array]:
@@ -319,9 +314,8 @@ class Hierarchy:
         flat = views.reshape(b * v, *views.shape[2:]).astype(jnp.float32)
         flat = frame_views.augment(flat, k_warp, l1.views_rotate, l1.views_scale, l1.views_dilate)
         tokens, _ = self.encoder.apply({"params": params["encoder"]}, flat)
-        z = self.views_projector.apply(
-            {"params": params["views_projector"]}, tokens.astype(jnp.float32).mean(1)
-        )
+        pooled = tokens.astype(jnp.float32).mean(1)
+        z = self.views_projector.apply({"params": params["views_projector"]}, pooled)
         z = z.astype(jnp.float32).reshape(b, v, -1)
         return frame_views.invariance_and_sigreg(z, k_sig, self.config.method.loss.sigreg_slices)
 
@@ -330,9 +324,8 @@ class Hierarchy:
         """Level k ≥ 2's states from the level below's per-step embeddings [b, T_{k-1}, d]."""
         pooled = pool_windows(inputs, self.levels[k - 2].window)
         encoder_params = params["levels"][f"level{k}"]["encoder"]
-        return (
-            self.seq_encoders[k - 2].apply({"params": encoder_params}, pooled).astype(jnp.float32)
-        )
+        states = self.seq_encoders[k - 2].apply({"params": encoder_params}, pooled)
+        return states.astype(jnp.float32)
 
     def embeddings(self, params, frames, level1_params):
         """Per-level, per-step embeddings of whole sequences, for probes and plots:

@@ -233,13 +233,13 @@ class LatentJEPA:
             energies = self.all_code_energies(params, sx, sy)
             return energies.min(-1), energies.argmin(-1)
         if self.spec.kind == "continuous":
+
+            def energy_of_z(z):
+                return self.energy_fn(self._predict(params, sx, z), sy)
+
             z0 = jnp.zeros((sy.shape[0], self.spec.dim))
-            z, f = minimize_energy(
-                lambda z: self.energy_fn(self._predict(params, sx, z), sy),
-                z0,
-                self.spec.inference_steps,
-                self.spec.inference_lr,
-            )
+            steps, lr = self.spec.inference_steps, self.spec.inference_lr
+            z, f = minimize_energy(energy_of_z, z0, steps, lr)
             return f, z
         return self.energy_fn(self._predict(params, sx), sy), None
 

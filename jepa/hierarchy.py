@@ -191,16 +191,25 @@ def level1_windows(frames: int, context: int, horizon: int) -> tuple[np.ndarray,
     return ctx, ctx[:, -1] + horizon
 
 
-def shifted_energy(energy, pred: jax.Array, x: jax.Array, offsets) -> jax.Array:
-    """Per-sample energy of ``pred`` [b, len(offsets), T, d] against the stop-gradient x
-    [b, T, d] at step t + o (o < 0: the past), averaged over the (o, t) that exist."""
-    t = x.shape[1]
-    steps = jnp.arange(t)
-    valid = jnp.stack([((steps + o >= 0) & (steps + o < t)).astype(x.dtype) for o in offsets])
-    shifted = jnp.stack([jnp.roll(x, -o, axis=1) for o in offsets], 1)  # [b, O, T, d]
-    target = jax.lax.stop_gradient(shifted * valid[None, :, :, None])
-    e = energy(pred, target) * valid  # [b, O, T]
-    return e.sum((-2, -1)) / jnp.maximum(valid.sum(), 1.0)
+def shifted_targets(x: jax.Array, offsets) -> jax.Array:
+    """[b, T, d] → [b, len(offsets), T, d + 1], stop-gradient: slot (o, t) holds x at step
+    t + o (o < 0: the past) and a last channel 1 where that step exists, else zeros."""
+    b, t, _ = x.shape
+    out = []
+    for o in offsets:
+        shifted = jnp.roll(x, -o, axis=1)
+        valid = ((jnp.arange(t) + o >= 0) & (jnp.arange(t) + o < t)).astype(x.dtype)
+        valid = jnp.broadcast_to(valid[None, :, None], (b, t, 1))
+        out.append(jnp.concatenate([shifted * valid, valid], -1))
+    return jax.lax.stop_gradient(jnp.stack(out, 1))
+
+
+def _masked_energy(energy, pred, sy):
+    """Per-sample energy over valid (horizon, step) slots: ``sy`` = [targets | validity] along
+    the last axis (``shifted_targets``)."""
+    target, mask = sy[..., :-1], sy[..., -1]
+    e = energy(pred, target) * mask  # [batch, horizons, steps]
+    return e.sum((-2, -1)) / jnp.maximum(mask.sum((-2, -1)), 1.0)
 
 
 class Hierarchy:
@@ -407,12 +416,12 @@ class Hierarchy:
         level = self.levels[k - 2]
         level_params = params["levels"][f"level{k}"]
         pred = self.step_predictors[k - 2].apply({"params": level_params["predictor"]}, states)
-        lk = shifted_energy(self.energy, pred, states, level.horizons).mean()
+        lk = _masked_energy(self.energy, pred, shifted_targets(states, level.horizons)).mean()
         auxk = {"energy": lk}
         if level.recall:
             recalled = self.recall_heads[k - 2].apply({"params": level_params["recall"]}, states)
-            back = [-r for r in level.recall]
-            auxk["recall_energy"] = shifted_energy(self.energy, recalled, inputs, back).mean()
+            past = shifted_targets(inputs, tuple(-r for r in level.recall))
+            auxk["recall_energy"] = _masked_energy(self.energy, recalled, past).mean()
             lk = lk + level.recall_weight * auxk["recall_energy"]
         flat = states.reshape(-1, states.shape[-1])
         if level.vicreg_var:

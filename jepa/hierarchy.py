@@ -97,43 +97,40 @@ def frames_per_step(config) -> list[int]:
     return out
 
 
+def predictor_grid(config) -> tuple[int, int, int]:
+    """Level 1's (time, h, w): its context frames through its target frame."""
+    g = config.model.image_size // config.model.patch_size
+    level1 = config.method.level1
+    return level1.context_frames + level1.horizon, g, g
+
+
 def validate(config) -> None:
     """Raise ``ValueError`` naming the key for an impossible hierarchy (before compilation)."""
-    h = config.method
+    h, l1 = config.method, config.method.level1
     if h.mode not in MODES:
         raise ValueError(f"method.mode={h.mode!r}; valid: {MODES}")
-    l1 = h.level1
-    frames = config.method.sequence.frames
-    if l1.windows < 0:
-        raise ValueError(f"method.level1.windows={l1.windows} must be >= 0 (0 = all)")
-    if not 0.0 <= l1.mask_ratio < 1.0 or l1.mask_weight < 0:
-        raise ValueError(
-            f"method.level1.mask_ratio={l1.mask_ratio} must be in [0, 1) and "
-            f"method.level1.mask_weight={l1.mask_weight} >= 0"
-        )
+    frames = h.sequence.frames
     grid = config.model.image_size // config.model.patch_size
-    if l1.views_weight < 0:
-        raise ValueError(f"method.level1.views_weight={l1.views_weight} must be >= 0")
-    if l1.views_weight:
-        if not 2 <= l1.views <= frames:
-            raise ValueError(
-                f"method.level1.views={l1.views} must be in [2, method.sequence.frames={frames}]"
-            )
-        if not 0.0 <= l1.views_sigreg <= 1.0:
-            raise ValueError(f"method.level1.views_sigreg={l1.views_sigreg} must be in [0, 1]")
-        if l1.views_rotate < 0 or not 0.0 <= l1.views_scale < 1.0:
-            raise ValueError(
-                f"method.level1.views_rotate={l1.views_rotate} must be >= 0 and "
-                f"method.level1.views_scale={l1.views_scale} in [0, 1)"
-            )
-        if not 0.0 <= l1.views_dilate <= 1.0:
-            raise ValueError(f"method.level1.views_dilate={l1.views_dilate} must be in [0, 1]")
-    if l1.pool_grid < 1 or grid % l1.pool_grid:
-        raise ValueError(
-            f"method.level1.pool_grid={l1.pool_grid} must divide the {grid} × {grid} token grid"
+    checks = {  # key of method.level1: (its value is valid, what is valid)
+        "windows": (l1.windows >= 0, ">= 0 (0 = all)"),
+        "mask_ratio": (0.0 <= l1.mask_ratio < 1.0, "in [0, 1)"),
+        "mask_weight": (l1.mask_weight >= 0, ">= 0"),
+        "views_weight": (l1.views_weight >= 0, ">= 0"),
+        "pool_grid": (l1.pool_grid >= 1 and not grid % l1.pool_grid, f"a divisor of {grid}"),
+        "context_frames": (l1.context_frames >= 1, ">= 1"),
+        "horizon": (l1.horizon >= 1, ">= 1"),
+    }
+    if l1.views_weight:  # the views term's keys are read only when it is on
+        checks.update(
+            views=(2 <= l1.views <= frames, f"in [2, method.sequence.frames={frames}]"),
+            views_sigreg=(0.0 <= l1.views_sigreg <= 1.0, "in [0, 1]"),
+            views_rotate=(l1.views_rotate >= 0, ">= 0 (degrees)"),
+            views_scale=(0.0 <= l1.views_scale < 1.0, "in [0, 1)"),
+            views_dilate=(0.0 <= l1.views_dilate <= 1.0, "in [0, 1]"),
         )
-    if l1.context_frames < 1 or l1.horizon < 1:
-        raise ValueError("method.level1.context_frames and .horizon must be >= 1")
+    for key, (ok, valid) in checks.items():
+        if not ok:
+            raise ValueError(f"method.level1.{key}={l1[key]}; valid: {valid}")
     if l1.context_frames + l1.horizon > frames:
         raise ValueError(
             f"method.level1: {l1.context_frames} context frames + horizon {l1.horizon} do "
@@ -230,7 +227,7 @@ class Hierarchy:
         self.tokens_per_frame = self.grid**2
         l1 = config.method.level1
         self.context_frames, self.horizon = l1.context_frames, l1.horizon
-        self.predictor = build_predictor(config, (l1.context_frames + l1.horizon, *[self.grid] * 2))
+        self.predictor = build_predictor(config, predictor_grid(config))
         self.frames = config.method.sequence.frames
         self.energy = objectives.energy_fn(config.method.loss.energy)
         self.seq_encoders = [
@@ -254,9 +251,8 @@ class Hierarchy:
     def frame_tokens(self, enc_params, frames: jax.Array) -> jax.Array:
         """[b, T, H, W, ch] → [b, T, n, width] float32, every frame encoded on its own."""
         b, t = frames.shape[:2]
-        tokens, _ = self.encoder.apply(
-            {"params": enc_params}, frames.reshape(b * t, *frames.shape[2:])
-        )
+        flat = frames.reshape(b * t, *frames.shape[2:])
+        tokens, _ = self.encoder.apply({"params": enc_params}, flat)
         return tokens.astype(jnp.float32).reshape(b, t, self.tokens_per_frame, -1)
 
     def frame_embedding(self, tokens: jax.Array) -> jax.Array:
@@ -275,20 +271,16 @@ class Hierarchy:
         b = context_tokens.shape[0]
         if ctx_idx is None:
             ctx_idx = jnp.broadcast_to(self.ctx_idx, (b, self.ctx_idx.shape[1]))
-        out = self.predictor.apply(
-            {"params": pred_params},
-            context_tokens,
-            ctx_idx,
-            jnp.broadcast_to(self.tgt_idx, (b, 1, self.tokens_per_frame)),
-        )
+        tgt_idx = jnp.broadcast_to(self.tgt_idx, (b, 1, self.tokens_per_frame))
+        out = self.predictor.apply({"params": pred_params}, context_tokens, ctx_idx, tgt_idx)
         return out[:, 0].astype(jnp.float32)
 
-    def train_windows(self, key=None) -> tuple[jax.Array, jax.Array]:
+    def train_windows(self, key) -> tuple[jax.Array, jax.Array]:
         """([W, C] context frames, [W] target frame) of the windows a step trains on: all of
         them, or ``level1.windows`` drawn at random with ``key`` (the same for the batch)."""
         ctx, tgt = level1_windows(self.frames, self.context_frames, self.horizon)
         k = self.config.method.level1.windows
-        if key is not None and 0 < k < len(tgt):
+        if 0 < k < len(tgt):
             pick = jax.random.permutation(key, len(tgt))[:k]
             return jnp.asarray(ctx)[pick], jnp.asarray(tgt)[pick]
         return jnp.asarray(ctx), jnp.asarray(tgt)
@@ -328,17 +320,11 @@ class Hierarchy:
         k_pick, k_warp, k_sig = jax.random.split(key, 3)
         views = frame_views.sample_views(frames, l1.views, k_pick)  # [b, V, H, W, ch]
         b, v = views.shape[:2]
-        flat = frame_views.augment(
-            views.reshape(b * v, *views.shape[2:]).astype(jnp.float32),
-            k_warp,
-            l1.views_rotate,
-            l1.views_scale,
-            l1.views_dilate,
-        )
+        flat = views.reshape(b * v, *views.shape[2:]).astype(jnp.float32)
+        flat = frame_views.augment(flat, k_warp, l1.views_rotate, l1.views_scale, l1.views_dilate)
         tokens, _ = self.encoder.apply({"params": params["encoder"]}, flat)
-        z = self.views_projector.apply(
-            {"params": params["views_projector"]}, tokens.astype(jnp.float32).mean(1)
-        )
+        pooled = tokens.astype(jnp.float32).mean(1)
+        z = self.views_projector.apply({"params": params["views_projector"]}, pooled)
         z = z.astype(jnp.float32).reshape(b, v, -1)
         return frame_views.invariance_and_sigreg(z, k_sig, self.config.method.loss.sigreg_slices)
 
@@ -347,19 +333,16 @@ class Hierarchy:
         """Level k ≥ 2's states from the level below's per-step embeddings [b, T_{k-1}, d]."""
         pooled = pool_windows(inputs, self.levels[k - 2].window)
         encoder_params = params["levels"][f"level{k}"]["encoder"]
-        return (
-            self.seq_encoders[k - 2].apply({"params": encoder_params}, pooled).astype(jnp.float32)
-        )
+        states = self.seq_encoders[k - 2].apply({"params": encoder_params}, pooled)
+        return states.astype(jnp.float32)
 
-    def embeddings(self, params, frames, target_params=None):
+    def embeddings(self, params, frames, level1_params):
         """Per-level, per-step embeddings of whole sequences, for probes and plots:
-        [level-1 pooled tokens [b, T, d1] (of ``target_params`` when given, the encoder the
-        probes read), level-2 states [b, T_2, d2], …]. Upper levels read the online level-1
-        encoder, as in training."""
-        online = self.frame_tokens(params["encoder"], frames)
-        first = online if target_params is None else self.frame_tokens(target_params, frames)
-        out = [first.mean(2)]
-        below = self.frame_embedding(online)
+        [level-1 pooled tokens [b, T, d1] of the encoder ``level1_params`` (the one the probes
+        read), level-2 states [b, T_2, d2], …]. Upper levels read the online level-1 encoder,
+        as in training."""
+        out = [self.frame_tokens(level1_params, frames).mean(2)]
+        below = self.frame_embedding(self.frame_tokens(params["encoder"], frames))
         for k in range(2, num_levels(self.config) + 1):
             below = self.encode_level(params, k, below)
             out.append(below)
@@ -421,10 +404,8 @@ class Hierarchy:
             aux1["views_invariance"], aux1["views_sigreg"] = inv, sig
             lam = l1.views_sigreg  # LeJEPA's trade-off: (1 − λ) · invariance + λ · SIGReg
             loss1 = loss1 + l1.views_weight * ((1.0 - lam) * inv + lam * sig)
-        frames_tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
-        weighted, terms = objectives.regularizer_terms(
-            frames_tokens, lc, jax.random.fold_in(key, 1)
-        )
+        tokens = online.reshape(-1, *online.shape[2:])  # [b·T, tokens, width]
+        weighted, terms = objectives.regularizer_terms(tokens, lc, jax.random.fold_in(key, 1))
         loss1 = loss1 + weighted
         return loss1, {**aux1, **terms, "loss": loss1}
 
@@ -450,7 +431,7 @@ class Hierarchy:
             auxk["vicreg_cov"] = objectives.vicreg_covariance(flat)
             lk = lk + level.vicreg_cov * auxk["vicreg_cov"]
         auxk["loss"] = lk
-        auxk["state_std"] = jnp.std(flat, 0).mean()
+        auxk["state_std"] = objectives.feature_std(flat)
         return lk, auxk
 
     # -------------------------------------------------------------------------- params

@@ -68,18 +68,10 @@ class InferenceNet(nn.Module):
         h = nn.gelu(self.fc(jnp.concatenate([sx, sy], axis=-1)), approximate=False)
         return self.mu(h), self.logvar(h)
 
-    def embed_z(self, z: jax.Array) -> jax.Array:
-        return self.embed(z)
-
     def initialize(self, sx: jax.Array, sy: jax.Array):
         """Touches every submodule, so ``init`` creates all parameters."""
         mu, _ = self(sx, sy)
-        return self.embed_z(mu)
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure pieces (tested against hand-computed values)
-# ---------------------------------------------------------------------------------------------
+        return self.embed(mu)
 
 
 def code_usage_penalty(energies: jax.Array, temperature: float) -> jax.Array:
@@ -133,11 +125,6 @@ def minimize_energy(energy_of_z: Callable, z0: jax.Array, steps: int, lr: float)
     return jnp.where(better[:, None], z, best_z), jnp.where(better, e, best_e)
 
 
-# ---------------------------------------------------------------------------------------------
-# The latent-variable JEPA around given encoders and predictor
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
 class LatentSpec:
     kind: str = "none"
@@ -164,11 +151,9 @@ class LatentSpec:
             raise ValueError(f"method.latent.dim={self.dim} must be >= 1")
 
     @classmethod
-    def of(cls, section, kind: str | None = None) -> LatentSpec:
-        """``method.latent`` (its keys beyond the fields, e.g. ``reference``, are not read), with
-        ``kind`` replacing its own when given."""
-        spec = cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
-        return spec if kind is None else dataclasses.replace(spec, kind=kind)
+    def of(cls, section) -> LatentSpec:
+        """``method.latent`` (its keys beyond the fields, e.g. ``reference``, are not read)."""
+        return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,9 +196,8 @@ class LatentJEPA:
             return DiscreteCodes(self.spec.num_codes, self.width).apply(
                 {"params": params["latent"]}
             )[z]
-        return self._inference_net().apply(
-            {"params": params["latent"]}, z, method=InferenceNet.embed_z
-        )
+        net = self._inference_net()
+        return net.apply({"params": params["latent"]}, z, method=lambda module, z: module.embed(z))
 
     def _predict(self, params, sx, z=None):
         """ŝ_y = Pred(s_x, z) from s_x; z None: the prediction without z."""
@@ -249,13 +233,13 @@ class LatentJEPA:
             energies = self.all_code_energies(params, sx, sy)
             return energies.min(-1), energies.argmin(-1)
         if self.spec.kind == "continuous":
+
+            def energy_of_z(z):
+                return self.energy_fn(self._predict(params, sx, z), sy)
+
             z0 = jnp.zeros((sy.shape[0], self.spec.dim))
-            z, f = minimize_energy(
-                lambda z: self.energy_fn(self._predict(params, sx, z), sy),
-                z0,
-                self.spec.inference_steps,
-                self.spec.inference_lr,
-            )
+            steps, lr = self.spec.inference_steps, self.spec.inference_lr
+            z, f = minimize_energy(energy_of_z, z0, steps, lr)
             return f, z
         return self.energy_fn(self._predict(params, sx), sy), None
 
@@ -274,11 +258,6 @@ class LatentJEPA:
         return jax.vmap(lambda z: self._predict(params, sx, z))(zs)
 
     # -- training -----------------------------------------------------------------------------
-    def loss(self, params, x, y, key) -> tuple[jax.Array, dict]:
-        """The training objective on raw (x, y); see ``loss_from_embeddings``."""
-        sx, sy = self.encode_x(params["model"], x), self.encode_y(params["model"], y)
-        return self.loss_from_embeddings(params, sx, sy, key)
-
     def loss_from_embeddings(self, params, sx, sy, key) -> tuple[jax.Array, dict]:
         """The objective and its parts given s_x, s_y: ``none``: mean E; ``discrete``: mean
         min_k E (winner-take-all) + usage_weight · KL(usage || uniform); ``continuous``: mean E
@@ -298,12 +277,8 @@ class LatentJEPA:
             )
             eps = jax.random.normal(key, mu.shape)
             noise = jnp.exp(0.5 * logvar) if s.penalty == "kl" else s.noise_std
-            z = mu + noise * eps
-            energy = self.energy_fn(self._predict(params, sx, z), sy)
+            energy = self.energy_fn(self._predict(params, sx, mu + noise * eps), sy).mean()
             info = information_penalty(s.penalty, mu, logvar).mean()
-            return energy.mean() + s.penalty_weight * info, {
-                "energy": energy.mean(),
-                "z_information": info,
-            }
+            return energy + s.penalty_weight * info, {"energy": energy, "z_information": info}
         energy = self.energy_fn(self._predict(params, sx), sy).mean()
         return energy, {"energy": energy}

@@ -56,39 +56,32 @@ class MultiBlockSpec:
     context_aspect: tuple[float, float] = (1.0, 1.0)
     min_keep: int = 10
 
-    @property
-    def num_patches(self) -> int:
-        return self.grid[0] * self.grid[1]
-
     def validate(self) -> None:
         """Raise ``ValueError`` naming the ``mask.*`` key for impossible combinations."""
-        n = self.num_patches
-        if not 0 < self.target_tokens <= n:
-            raise ValueError(f"method.mask.target_tokens={self.target_tokens} must be in [1, {n}]")
-        if not 0 < self.context_tokens < n:
-            raise ValueError(
-                f"method.mask.context_tokens={self.context_tokens} must be in [1, {n - 1}]"
-            )
-        if self.num_targets < 1:
-            raise ValueError(f"method.mask.num_targets={self.num_targets} must be >= 1")
+        n = self.grid[0] * self.grid[1]
+        checks = {  # key: (its value is valid, what is valid)
+            "target_tokens": (0 < self.target_tokens <= n, f"in [1, {n}]"),
+            "context_tokens": (0 < self.context_tokens < n, f"in [1, {n - 1}]"),
+            "num_targets": (self.num_targets >= 1, ">= 1"),
+        }
+        for key in ("target_scale", "context_scale", "target_aspect", "context_aspect"):
+            lo, hi = getattr(self, key)
+            if key.endswith("scale"):  # a fraction of the grid
+                checks[key] = (0 < lo <= hi <= 1, "0 < low <= high <= 1")
+            else:
+                checks[key] = (0 < lo <= hi, "0 < low <= high")
+        checks["min_keep"] = (
+            self.min_keep <= self.context_tokens,
+            f"<= method.mask.context_tokens={self.context_tokens}",
+        )
+        for key, (ok, valid) in checks.items():
+            if not ok:
+                raise ValueError(f"method.mask.{key}={getattr(self, key)}; valid: {valid}")
         if self.context_tokens + self.target_tokens > n:
             raise ValueError(
                 f"method.mask.context_tokens + method.mask.target_tokens = "
                 f"{self.context_tokens + self.target_tokens} exceed the {n} patches of the "
                 f"{self.grid[0]}x{self.grid[1]} grid"
-            )
-        for key in ("target_scale", "context_scale", "target_aspect", "context_aspect"):
-            lo, hi = getattr(self, key)
-            if not 0 < lo <= hi:
-                raise ValueError(f"method.mask.{key}={(lo, hi)} must satisfy 0 < low <= high")
-        if self.target_scale[1] > 1 or self.context_scale[1] > 1:
-            raise ValueError(
-                "method.mask.target_scale / method.mask.context_scale must be fractions <= 1"
-            )
-        if self.min_keep > self.context_tokens:
-            raise ValueError(
-                f"method.mask.min_keep={self.min_keep} exceeds "
-                f"method.mask.context_tokens={self.context_tokens}"
             )
 
 
@@ -110,12 +103,9 @@ class Masks:
 
 def default_token_counts(grid: tuple[int, int]) -> tuple[int, int]:
     """(context_tokens, target_tokens) scaled from the reference's 14×14 numbers."""
-    n = grid[0] * grid[1]
-    ratio = n / REFERENCE_GRID_PATCHES
-    return (
-        max(1, round(REFERENCE_CONTEXT_TOKENS * ratio)),
-        max(1, round(REFERENCE_TARGET_TOKENS * ratio)),
-    )
+    ratio = grid[0] * grid[1] / REFERENCE_GRID_PATCHES
+    reference = (REFERENCE_CONTEXT_TOKENS, REFERENCE_TARGET_TOKENS)
+    return tuple(max(1, round(count * ratio)) for count in reference)
 
 
 def block_size(
@@ -125,19 +115,15 @@ def block_size(
     height, width = grid
     area = int(height * width * (scale[0] + u * (scale[1] - scale[0])))
     ratio = aspect[0] + u * (aspect[1] - aspect[0])
-    h = int(round(math.sqrt(area * ratio)))
-    w = int(round(math.sqrt(area / ratio)))
-    h = max(1, min(h, height - 1))
-    w = max(1, min(w, width - 1))
+    h = max(1, min(int(round(math.sqrt(area * ratio))), height - 1))
+    w = max(1, min(int(round(math.sqrt(area / ratio))), width - 1))
     return h, w
 
 
 def _distance_to_blocks(grid, tops, lefts, h, w) -> np.ndarray:
     """Chebyshev distance of every grid cell to each block; tops/lefts [...] → [..., n_patches]."""
-    rows = np.arange(grid[0])[:, None].repeat(grid[1], 1).reshape(-1)
-    cols = np.arange(grid[1])[None, :].repeat(grid[0], 0).reshape(-1)
-    t = tops[..., None]
-    lft = lefts[..., None]
+    rows, cols = np.divmod(np.arange(grid[0] * grid[1]), grid[1])  # of each raster cell
+    t, lft = tops[..., None], lefts[..., None]
     dr = np.maximum(np.maximum(t - rows, rows - (t + h - 1)), 0)
     dc = np.maximum(np.maximum(lft - cols, cols - (lft + w - 1)), 0)
     return np.maximum(dr, dc)
@@ -153,7 +139,7 @@ def sample_multiblock_masks(
     rng: np.random.Generator, batch_size: int, spec: MultiBlockSpec
 ) -> Masks:
     """Draw one batch of multi-block masks (vectorized over the batch)."""
-    grid, n = spec.grid, spec.num_patches
+    grid, n = spec.grid, spec.grid[0] * spec.grid[1]
     th, tw = block_size(rng.random(), grid, spec.target_scale, spec.target_aspect)
     ch, cw = block_size(rng.random(), grid, spec.context_scale, spec.context_aspect)
 
@@ -167,10 +153,8 @@ def sample_multiblock_masks(
         t_left = rng.integers(0, grid[1] - tw + 1, size=(m, spec.num_targets))
         # Distance 0 inside the block; the uniform jitter picks a random subset when trimming
         # and breaks ties between equally near cells when padding.
-        t_score = _distance_to_blocks(grid, t_top, t_left, th, tw) + rng.random(
-            (m, spec.num_targets, n)
-        )
-        t_idx = _closest(t_score, spec.target_tokens)
+        t_dist = _distance_to_blocks(grid, t_top, t_left, th, tw)
+        t_idx = _closest(t_dist + rng.random((m, spec.num_targets, n)), spec.target_tokens)
         is_target = np.zeros((m, n), bool)
         np.put_along_axis(is_target, t_idx.reshape(m, -1), True, axis=1)
 
@@ -217,8 +201,8 @@ def masks_for_step(seed: int, step: int, batch_size: int, spec: MultiBlockSpec) 
 #
 # What we keep: the block-size formula (with V-JEPA's clip of a side to the full grid, not
 # ``grid - 1`` as in I-JEPA), sizes per batch and positions per sample over every valid offset,
-# the union/complement construction and ``max_temporal_keep`` (frames past that fraction are
-# predicted, never seen).
+# and the union/complement construction. (V-JEPA's ``max_temporal_keep``, 1.0 in all its
+# configs, is left out: every frame may give context.)
 #
 # What we change, and why: the static shapes, as for the 2D sampler. The reference trims every
 # sample to the batch minimum *in raster order*, which drops the last frames' tokens first;
@@ -248,8 +232,6 @@ class TubeGenerator:
     spatial_scale: tuple[float, float]
     temporal_scale: tuple[float, float] = (1.0, 1.0)
     aspect: tuple[float, float] = (0.75, 1.5)
-    # Frames past this fraction of the clip are always targets (V-JEPA's max_temporal_keep).
-    max_temporal_keep: float = 1.0
     context_tokens: int = 0  # 0 only before ``with_default_counts``
     target_tokens: int = 0
 
@@ -268,10 +250,6 @@ class TubeSpec:
     grid: tuple[int, int, int]
     generators: tuple[TubeGenerator, ...] = VJEPA_GENERATORS
 
-    @property
-    def num_tokens(self) -> int:
-        return self.grid[0] * self.grid[1] * self.grid[2]
-
     def with_default_counts(self) -> TubeSpec:
         """Fill every count left at 0 with ``default_tube_token_counts``."""
         gens = []
@@ -288,7 +266,7 @@ class TubeSpec:
     def validate(self, counts: bool = True) -> None:
         """Raise ``ValueError`` naming the ``method.mask.tube.*`` key (and generator) at fault;
         ``counts=False`` checks everything but the token counts (before they are derived)."""
-        n = self.num_tokens
+        n = math.prod(self.grid)
         if min(self.grid) < 1:
             raise ValueError(f"tube mask grid {self.grid} is empty (model.num_frames, image size)")
         if not self.generators:
@@ -302,10 +280,6 @@ class TubeSpec:
                 if not 0 < lo <= hi or (name != "aspect" and hi > 1):
                     valid = "0 < low <= high" + ("" if name == "aspect" else " <= 1")
                     raise ValueError(f"{key.format(name)}={(lo, hi)}; valid: {valid}")
-            if not 0 < g.max_temporal_keep <= 1:
-                raise ValueError(
-                    f"{key.format('max_temporal_keep')}={g.max_temporal_keep}; valid: (0, 1]"
-                )
             if not counts:
                 continue
             if not 0 < g.target_tokens < n or not 0 < g.context_tokens < n:
@@ -362,30 +336,23 @@ def tube_block_size(
     return int(t), int(h), int(w)
 
 
-def _kept_frames(grid, gen: TubeGenerator) -> int:
-    """Frames the context may come from (V-JEPA's ``max_context_duration``)."""
-    return max(1, int(grid[0] * gen.max_temporal_keep))
-
-
 def _tube_distance(rng, m: int, grid, gen: TubeGenerator, size) -> np.ndarray:
     """Place ``num_blocks`` blocks of ``size`` per sample; [m, t·h·w] Chebyshev distance of each
-    token to the nearest block (0 inside: the union), frames past ``max_temporal_keep`` at 0."""
+    token to the nearest block (0 inside: the union)."""
     dists = []
-    for axis, (n, side) in enumerate(zip(grid, size, strict=True)):
+    for n, side in zip(grid, size, strict=True):
         start = rng.integers(0, n - side + 1, size=(m, gen.num_blocks, 1))
         pos = np.arange(n)
         d = np.maximum(np.maximum(start - pos, pos - (start + side - 1)), 0)  # [m, blocks, n]
-        d = d.astype(np.int16)  # distances are < grid sides; the 5-D max below is the cost
-        shape = [m, gen.num_blocks, 1, 1, 1]
-        shape[2 + axis] = n
-        dists.append(d.reshape(shape))
-    dist = np.maximum(np.maximum(dists[0], dists[1]), dists[2]).min(axis=1)  # [m, t, h, w]
-    dist[:, _kept_frames(grid, gen) :] = 0
+        dists.append(d.astype(np.int16))  # distances are < grid sides; the 5-D max is the cost
+    dt, dh, dw = dists
+    dist = np.maximum(dt[..., None, None], dh[..., None, :, None])
+    dist = np.maximum(dist, dw[..., None, None, :]).min(axis=1)  # nearest block: [m, t, h, w]
     return dist.reshape(m, -1)
 
 
 def _sample_generator(rng, batch_size: int, grid, gen: TubeGenerator) -> TubeMasks:
-    n = grid[0] * grid[1] * grid[2]
+    n = math.prod(grid)
     size = tube_block_size(tuple(rng.random(3)), grid, gen)
     context = np.zeros((batch_size, gen.context_tokens), np.int32)
     targets = np.zeros((batch_size, 1, gen.target_tokens), np.int32)
@@ -445,7 +412,7 @@ def default_tube_token_counts(
     defaults are reproducible). Samples with an empty complement are redrawn, as the reference
     does. Only the generator's shape fields matter (its counts are ignored)."""
     rng = np.random.default_rng(0)
-    n = grid[0] * grid[1] * grid[2]
+    n = math.prod(grid)
     min_union, min_context = [], []
     for _ in range(batches):
         size = tube_block_size(tuple(rng.random(3)), grid, gen)

@@ -107,19 +107,13 @@ def epps_pulley(projections: jax.Array, t_max: float = 5.0, num_points: int = 17
     return jnp.trapezoid(err, t, axis=-1) * n
 
 
-def sigreg(
-    z: jax.Array,
-    key: jax.Array,
-    num_slices: int = 256,
-    t_max: float = 5.0,
-    num_points: int = 17,
-) -> jax.Array:
+def sigreg(z: jax.Array, key: jax.Array, num_slices: int = 256) -> jax.Array:
     """SIGReg (Balestriero & LeCun, LeJEPA 2025): the mean Epps–Pulley statistic of ``z`` [n, d]
     projected on ``num_slices`` random unit directions. Pass a key derived from the step so
     that the directions are re-drawn every step and identical on every device."""
     directions = jax.random.normal(key, (z.shape[-1], num_slices), jnp.float32)
     directions = directions / jnp.linalg.norm(directions, axis=0, keepdims=True)
-    return epps_pulley(z @ directions, t_max, num_points).mean()
+    return epps_pulley(z @ directions).mean()
 
 
 # --- The information terms as ``config.method.loss`` enables and weights them -----------------
@@ -130,14 +124,6 @@ def feature_std(features: jax.Array) -> jax.Array:
 
     Falls towards 0 when the representation collapses to a constant."""
     return jnp.std(features.astype(jnp.float32), axis=0).mean()
-
-
-def regularizer_samples(context: jax.Array, mode: str) -> jax.Array:
-    """The samples the information regularizers see: ``pooled`` = one mean embedding per image
-    (information about the image as a whole), ``tokens`` = every context token."""
-    if mode == "pooled":
-        return context.mean(axis=1)
-    return context.reshape(-1, context.shape[-1])
 
 
 def information_terms(z: jax.Array, loss_config, key: jax.Array) -> dict:
@@ -164,8 +150,12 @@ def weighted_sum(terms: dict, loss_config):
 
 
 def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
-    """The information terms on ``embeddings`` [batch, tokens, dim], sampled as
-    ``method.loss.regularize`` says: (their weighted sum, {name: value})."""
-    samples = regularizer_samples(embeddings, loss_config.regularize)
+    """The information terms on ``embeddings`` [batch, tokens, dim]: (their weighted sum,
+    {name: value}). ``method.loss.regularize`` picks the samples they see: ``pooled``, one mean
+    embedding per image (information about the image as a whole), or ``tokens``, every token."""
+    if loss_config.regularize == "pooled":
+        samples = embeddings.mean(axis=1)
+    else:
+        samples = embeddings.reshape(-1, embeddings.shape[-1])
     terms = information_terms(samples, loss_config, key)
     return weighted_sum(terms, loss_config), terms

@@ -252,7 +252,6 @@ def expected_tube_sizes(grid, gen, points: int = 512) -> tuple[float, float]:
     _, h, w = masking._block_sides(0.5, us.ravel(), ua.ravel(), grid, gen)
     ts, t_counts = np.unique(t, return_counts=True)
     hws, hw_counts = np.unique(np.stack([h, w], 1), axis=0, return_counts=True)
-    kept = max(1, int(grid[0] * gen.max_temporal_keep))
     volume = union = 0.0
     for ti, tc in zip(ts, t_counts, strict=True):
         for (hi, wi), hc in zip(hws, hw_counts, strict=True):
@@ -262,7 +261,6 @@ def expected_tube_sizes(grid, gen, points: int = 512) -> tuple[float, float]:
                 pos, starts = np.arange(n)[:, None], np.arange(n - side + 1)[None, :]
                 covers.append(((starts <= pos) & (pos < starts + side)).mean(axis=1))
             inside = 1.0 - (1.0 - np.einsum("t,h,w->thw", *covers)) ** gen.num_blocks
-            inside[kept:] = 1.0
             volume += prob * math.prod(size)
             union += prob * inside.sum()
     return volume, union
@@ -272,9 +270,6 @@ def test_expected_sizes_hand_computed():
     # Grid 1×1×2, area ⌊2·0.5⌋ = 1 → 1×1×1 blocks; two of them cover a token w.p. 1 − 1/4.
     gen = masking.TubeGenerator(2, (0.5, 0.5))
     assert expected_tube_sizes((1, 1, 2), gen) == pytest.approx((1.0, 1.5))
-    # Frames past max_temporal_keep are always in the union: 1 of 2 frames of 1×2 tokens.
-    half = masking.TubeGenerator(2, (0.5, 0.5), max_temporal_keep=0.5)
-    assert expected_tube_sizes((2, 1, 2), half)[1] == pytest.approx(1.5 + 2)
 
 
 @pytest.mark.parametrize(

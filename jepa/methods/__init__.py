@@ -44,11 +44,7 @@ def from_stored(stored: dict) -> ml_collections.ConfigDict:
 
     def merge(node, values):
         for key, value in values.items():
-            if (
-                isinstance(value, dict)
-                and key in node
-                and isinstance(node[key], ml_collections.ConfigDict)
-            ):
+            if isinstance(value, dict) and isinstance(node.get(key), ml_collections.ConfigDict):
                 merge(node[key], value)
             else:
                 node[key] = tuple(value) if isinstance(value, list) else value

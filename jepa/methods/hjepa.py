@@ -1,8 +1,5 @@
 """``objective="hierarchy"``: the hierarchical JEPA over video (``jepa/hierarchy.py`` holds the
-model and its loss): its config section, and its training modes (``method.mode``) as optimizer
-plumbing: which level a parameter belongs to, which levels move (greedy: the unfrozen ones,
-the frozen ones loaded through ``config.init``), and the optimizer transform that zeroes the
-others' updates."""
+model and its loss): its config section, and the optimizer mask of its training modes."""
 
 from __future__ import annotations
 
@@ -82,13 +79,6 @@ def level_update_mask(config) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def predictor_grid(config) -> tuple[int, int, int]:
-    """Level 1's (time, h, w): its context frames through its target frame."""
-    g = config.model.image_size // config.model.patch_size
-    level1 = config.method.level1
-    return level1.context_frames + level1.horizon, g, g
-
-
 METHOD = register(
     Method(
         name="hierarchy",
@@ -100,7 +90,7 @@ METHOD = register(
         validate=hierarchy.validate,
         # Windows of ``method.sequence.frames`` consecutive frames of a video dataset.
         pipeline=lambda config: {"sequence_frames": config.method.sequence.frames},
-        predictor_grid=predictor_grid,
+        predictor_grid=hierarchy.predictor_grid,
         optimizer_tail=level_update_mask,  # frozen / off-duty levels do not move
         # A frozen / off-duty level 1 keeps its target encoder too.
         ema_scale=lambda config, step: active_levels(config)[0],

@@ -49,21 +49,6 @@ def mask_spec(config) -> masking.MultiBlockSpec:
     return masking.MultiBlockSpec(grid=config_lib.grid_of(config), **values)
 
 
-def target_embeddings_fn(config, encoder):
-    """``(params, target_params, images) → s_y`` [batch, tokens, width]: the EMA target encoder
-    under stop-gradient (I-JEPA), or with ``method.loss.target_encoder="online"`` the online encoder
-    itself, gradients on both sides (no EMA: the information terms must then prevent
-    collapse)."""
-
-    def target_embeddings(params, target_params, images):
-        if config.method.loss.target_encoder == "online":
-            return encoder.apply({"params": params["encoder"]}, images)[0].astype(jnp.float32)
-        full, _ = encoder.apply({"params": target_params}, images)
-        return jax.lax.stop_gradient(full.astype(jnp.float32))
-
-    return target_embeddings
-
-
 def init_masked_params(config, rng, images, grid, n_ctx: int, n_blocks: int, n_tgt: int):
     """Boxed params: the encoder on ``images``, the predictor on ``grid`` for (n_ctx context,
     n_blocks × n_tgt target) tokens."""
@@ -88,31 +73,54 @@ def init_params(config, rng) -> dict:
     )
 
 
+def masked_prediction_fn(config, grid):
+    """``(params, target_params, inputs, pairs) → (s_y, energies, contexts)``: s_y [batch,
+    tokens, width] from the EMA target encoder under stop-gradient (I-JEPA), or with
+    ``method.loss.target_encoder="online"`` from the online encoder, gradients on both sides (no
+    EMA: the information terms must then prevent collapse); per (context [batch, Kc], targets
+    [batch, blocks, Kt]) pair of indices, the energy of predicting the LayerNorm'd s_y at the
+    targets from the context tokens, and those context embeddings (float32)."""
+    encoder = build_encoder(config)
+    predictor = build_predictor(config, grid)
+    energy = objectives.energy_fn(config.method.loss.energy)
+    online_targets = config.method.loss.target_encoder == "online"
+
+    def predict_pairs(params, target_params, inputs, pairs):
+        if online_targets:
+            full = encoder.apply({"params": params["encoder"]}, inputs)[0].astype(jnp.float32)
+        else:
+            full, _ = encoder.apply({"params": target_params}, inputs)
+            full = jax.lax.stop_gradient(full.astype(jnp.float32))
+        h = objectives.normalize_targets(full)
+        energies, contexts = [], []
+        for ctx_idx, tgt_idx in pairs:
+            b, n_blocks, n_tgt = tgt_idx.shape
+            targets = gather_tokens(h, tgt_idx.reshape(b, n_blocks * n_tgt))
+            targets = targets.reshape(b, n_blocks, n_tgt, -1)
+            context, _ = encoder.apply({"params": params["encoder"]}, inputs, ctx_idx)
+            preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
+            energies.append(energy(preds.astype(jnp.float32), targets).mean())
+            contexts.append(context.astype(jnp.float32))
+        return full, energies, contexts
+
+    return predict_pairs
+
+
 def make_loss_fn(config):
     """The I-JEPA loss (module docstring) with the optional information terms."""
-    encoder = build_encoder(config)
-    predictor = build_predictor(config, predictor_grid(config))
-    target_embeddings = target_embeddings_fn(config, encoder)
+    predict_pairs = masked_prediction_fn(config, predictor_grid(config))
     lc = config.method.loss
-    energy = objectives.energy_fn(lc.energy)
     rules = sharding.rules_of(config)
     base_key = jax.random.PRNGKey(config.seed)
 
     def loss_fn(params, target_params, batch, step=0):
-        images, ctx_idx, tgt_idx = batch["image"], batch["context"], batch["targets"]
-        b, n_blocks, n_tgt = tgt_idx.shape
+        pairs = [(batch["context"], batch["targets"])]
         # Logical-axis rules are read while tracing; entering them here keeps the function pure.
         with nn.logical_axis_rules(rules):
-            full = target_embeddings(params, target_params, images)
-            h = objectives.normalize_targets(full)
-            targets = gather_tokens(h, tgt_idx.reshape(b, n_blocks * n_tgt))
-            targets = targets.reshape(b, n_blocks, n_tgt, -1)
-
-            context, _ = encoder.apply({"params": params["encoder"]}, images, ctx_idx)
-            preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
-            pred_energy = energy(preds.astype(jnp.float32), targets).mean()
-            context = context.astype(jnp.float32)
-            aux = {"energy": pred_energy, "target_std": objectives.feature_std(full.mean(axis=1))}
+            full, (pred_energy,), (context,) = predict_pairs(
+                params, target_params, batch["image"], pairs
+            )
+        aux = {"energy": pred_energy, "target_std": objectives.feature_std(full.mean(axis=1))}
         # SIGReg directions: re-drawn every step, the same on every device (one key per step).
         key = jax.random.fold_in(base_key, step)
         weighted, terms = objectives.regularizer_terms(context, lc, key)

@@ -58,9 +58,8 @@ def make_loss_fn(config):
         """[batch, n_views, h, w, c] → [n_views, batch, out]: batch-major reshapes, so the
         batch axis keeps its sharding."""
         b, v = views.shape[:2]
-        tokens, _ = encoder.apply(
-            {"params": params["encoder"]}, views.reshape(b * v, *views.shape[2:])
-        )
+        flat = views.reshape(b * v, *views.shape[2:])
+        tokens, _ = encoder.apply({"params": params["encoder"]}, flat)
         z = projector.apply({"params": params["projector"]}, tokens.astype(jnp.float32).mean(1))
         return jnp.swapaxes(z.astype(jnp.float32).reshape(b, v, -1), 0, 1)
 

@@ -20,16 +20,11 @@ from jepa.methods.base import Method, register
 from jepa.models import build_encoder, build_predictor
 
 
-def latent_defaults() -> ml_collections.ConfigDict:
-    """``method.latent``: the predictor's latent variable z, ``jepa.latent.LatentSpec``'s fields
-    (kind "none", "discrete" codes or an amortized, information-limited "continuous" z)."""
-    return ml_collections.ConfigDict(dataclasses.asdict(latent.LatentSpec()))
-
-
 def defaults() -> ml_collections.ConfigDict:
-    lat = latent_defaults()
-    # Also train a z-free predictor on the stop-gradient embeddings of the same run, the
+    # The predictor's latent variable z: ``jepa.latent.LatentSpec``'s fields, and ``reference``:
+    # also train a z-free predictor on the stop-gradient embeddings of the same run, the
     # baseline the free energy is compared with (evaluate/energy.py).
+    lat = ml_collections.ConfigDict(dataclasses.asdict(latent.LatentSpec()))
     lat.reference = False
     return ml_collections.ConfigDict(
         dict(
@@ -114,22 +109,18 @@ def make_loss_and_model(config):
 
     def predict(pred_params, sx, z_embedding):
         b = sx.shape[0]
-        out = predictor.apply(
-            {"params": pred_params},
-            sx,
-            jnp.broadcast_to(ctx_idx, (b, ctx_idx.shape[1])),
-            jnp.broadcast_to(tgt_idx, (b, 1, n)),
-            None if z_embedding is None else z_embedding[:, None],
-        )
+        ctx = jnp.broadcast_to(ctx_idx, (b, ctx_idx.shape[1]))
+        tgt = jnp.broadcast_to(tgt_idx, (b, 1, n))
+        z = None if z_embedding is None else z_embedding[:, None]
+        out = predictor.apply({"params": pred_params}, sx, ctx, tgt, z)
         return to_target_space(out[:, 0].astype(jnp.float32))  # [b, n or G², width]
 
     def latent_model_for(target_params):
         def encode_y(params, frame):
-            if lc.target_encoder == "online":
-                tokens = encode_frames(params["encoder"], frame[:, None])
-                return objectives.normalize_targets(to_target_space(tokens))
-            full = to_target_space(encode_frames(target_params, frame[:, None]))
-            return jax.lax.stop_gradient(objectives.normalize_targets(full))
+            online = lc.target_encoder == "online"
+            tokens = encode_frames(params["encoder"] if online else target_params, frame[:, None])
+            sy = objectives.normalize_targets(to_target_space(tokens))
+            return sy if online else jax.lax.stop_gradient(sy)
 
         return latent.LatentJEPA(
             spec=spec,

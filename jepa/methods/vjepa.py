@@ -19,9 +19,7 @@ import ml_collections
 
 from jepa import config as config_lib
 from jepa import masking, objectives, sharding
-from jepa.methods import ijepa
-from jepa.models import build_encoder, build_predictor
-from jepa.models.vit import gather_tokens
+from jepa.methods import base, ijepa
 
 
 def predictor_grid(config) -> tuple[int, ...]:
@@ -54,8 +52,7 @@ def tube_spec(config) -> masking.TubeSpec:
             )
     for key in TUBE_PAIR_KEYS:
         for i, pair in enumerate(t[key]):
-            if len(pair) != 2:
-                raise ValueError(f"method.mask.tube.{key}[{i}]={pair!r}; valid: a pair (low, high)")
+            base.check_pair(pair, f"method.mask.tube.{key}[{i}]")
     gens = tuple(
         masking.TubeGenerator(**{k: tuple(t[k][i]) if k in TUBE_PAIR_KEYS else t[k][i] for k in t})
         for i in range(n)
@@ -89,45 +86,28 @@ def init_params(config, rng) -> dict:
 
 def make_loss_fn(config):
     """V-JEPA's loss on clips ``[batch, T, H, W, C]`` (module docstring)."""
-    encoder = build_encoder(config)
-    predictor = build_predictor(config, predictor_grid(config))
-    target_embeddings = ijepa.target_embeddings_fn(config, encoder)
+    predict_pairs = ijepa.masked_prediction_fn(config, predictor_grid(config))
     lc = config.method.loss
-    energy = objectives.energy_fn(lc.energy)
     rules = sharding.rules_of(config)
     base_key = jax.random.PRNGKey(config.seed)
     keys = tube_mask_keys(config)
 
     def loss_fn(params, target_params, batch, step=0):
-        clips = batch["image"]
         key = jax.random.fold_in(base_key, step)
-        energies, contexts = [], []
+        pairs = [(batch[ctx_key], batch[tgt_key]) for ctx_key, tgt_key in keys]
         with nn.logical_axis_rules(rules):
-            full = target_embeddings(params, target_params, clips)
-            h = objectives.normalize_targets(full)
-            for ctx_key, tgt_key in keys:
-                ctx_idx, tgt_idx = batch[ctx_key], batch[tgt_key]  # [b, Kc], [b, 1, Kt]
-                targets = gather_tokens(h, tgt_idx[:, 0])[:, None]  # [b, 1, Kt, width]
-                context, _ = encoder.apply({"params": params["encoder"]}, clips, ctx_idx)
-                preds = predictor.apply({"params": params["predictor"]}, context, ctx_idx, tgt_idx)
-                energies.append(energy(preds.astype(jnp.float32), targets).mean())
-                contexts.append(context.astype(jnp.float32))
+            full, energies, contexts = predict_pairs(params, target_params, batch["image"], pairs)
         pred_energy = jnp.mean(jnp.stack(energies))
-        loss = pred_energy
         aux = {"energy": pred_energy, "target_std": objectives.feature_std(full.mean(axis=1))}
         aux.update({f"energy_{g}": e for g, e in enumerate(energies)})
         # Generator g's SIGReg directions: key (step, 2 + g).
         terms = objectives.mean_terms(
             [
-                objectives.information_terms(
-                    objectives.regularizer_samples(c, lc.regularize),
-                    lc,
-                    jax.random.fold_in(key, 2 + g),
-                )
+                objectives.regularizer_terms(c, lc, jax.random.fold_in(key, 2 + g))[1]
                 for g, c in enumerate(contexts)
             ]
         )
-        return loss + objectives.weighted_sum(terms, lc), {**aux, **terms}
+        return pred_energy + objectives.weighted_sum(terms, lc), {**aux, **terms}
 
     return loss_fn
 

@@ -150,6 +150,21 @@ def test_future_target_grid_compares_region_means_of_the_token_space(target_grid
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
 
+def test_continuous_z_with_target_grid_reads_the_region_means_it_compares():
+    """The inference network q(z | s_x, s_y) is built for s_y as the energy compares it
+    (target_grid² region means), so the loss and its gradient are defined and finite."""
+    c = tiny_future_config("", **{"method.latent.kind": "continuous", "method.loss.target_grid": 2})
+    params = nn.unbox(state.init_boxed_params(c, jax.random.PRNGKey(0)))
+    frames = jax.random.uniform(jax.random.PRNGKey(1), (2, 3, 64, 64, 1))
+    loss_fn = video.make_loss_and_model(c)[0]
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, params["encoder"], {"image": frames}
+    )
+    assert np.isfinite(float(loss))
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads["latent"]))
+    assert any(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads["latent"]))
+
+
 def test_energy_summary_by_hand():
     from jepa.evaluate import energy
 

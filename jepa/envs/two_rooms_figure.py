@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from jepa.envs import two_rooms as tr
-from jepa.plots import pyplot
+from jepa.plots import pyplot, save
 
 
 def plot_episodes(
@@ -47,7 +47,4 @@ def plot_episodes(
         if success is not None:
             ax.set_title("reached" if bool(success[e]) else "missed", fontsize=9)
     axes.ravel()[0].legend(loc="lower left", fontsize=6, framealpha=0.8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

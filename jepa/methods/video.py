@@ -65,8 +65,10 @@ def init_params(config, rng) -> dict:
     spec = latent.LatentSpec.of(config.method.latent)
     if spec.kind != "none":
         model = latent.LatentJEPA(spec, None, None, None, None, None, config.method.predictor.width)
-        # the inference network reads the flattened tokens of s_x and s_y (``make_loss_fn``)
-        params["latent"] = model.init_latent(k_lat, n_ctx * m.width, g * g * m.width)
+        # the inference network reads the flattened tokens of s_x and of s_y as the energy
+        # compares them (``make_loss_fn``): target_grid² region means when that is set
+        n_tgt = config.method.loss.target_grid**2 or g * g
+        params["latent"] = model.init_latent(k_lat, n_ctx * m.width, n_tgt * m.width)
     if config.method.latent.reference:
         params["reference"] = predictor.init(k_ref, context, ctx_idx, tgt_idx)["params"]
     return params

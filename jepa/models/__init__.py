@@ -10,15 +10,13 @@ from jepa.models.predictor import Predictor
 from jepa.models.projector import Projector
 from jepa.models.vit import VisionTransformer
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
 
 def compute_dtype(name: str):
-    """``model.dtype`` as a jnp dtype; ``auto``: the one chosen for this backend (a run stores
-    the resolved name, see ``jepa.hardware.resolve_auto_dtype``)."""
+    """``model.dtype`` (one of ``jepa.config.DTYPES``) as a jnp dtype; ``auto``: the one chosen for
+    this backend (a run stores the resolved name, see ``jepa.hardware.resolve_auto_dtype``)."""
     if name == "auto":
         name = hardware.auto_compute_dtype(jax.default_backend())[0]
-    return DTYPES[name]
+    return jnp.dtype(name)
 
 
 # config.model keys that are VisionTransformer fields of the same name.

@@ -42,10 +42,6 @@ def configure(log_file: str | None, verbose: bool = False, level: int = logging.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA's C++ INFO/WARNING lines
     absl_logging.set_verbosity(absl_logging.INFO)  # absl records flow on to the handlers below
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.setLevel(logging.INFO)
     logging.captureWarnings(True)
 
     terminal = _AboveProgressBars()
@@ -54,7 +50,8 @@ def configure(log_file: str | None, verbose: bool = False, level: int = logging.
         terminal.addFilter(
             lambda r: r.levelno >= logging.ERROR or r.pathname.startswith(PACKAGE_DIR)
         )
-    root.addHandler(terminal)
+    # The only handlers: those a previous call, absl or a library installed are removed.
+    logging.basicConfig(level=logging.INFO, handlers=[terminal], force=True)
 
     if log_file is None or "://" in log_file:
         return  # no local file (a gs:// workdir): library records are dropped unless verbose
@@ -66,4 +63,4 @@ def configure(log_file: str | None, verbose: bool = False, level: int = logging.
     to_file.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s")
     )
-    root.addHandler(to_file)
+    logging.getLogger().addHandler(to_file)

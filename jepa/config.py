@@ -218,16 +218,12 @@ def apply_overrides(config, overrides: dict[str, str]) -> None:
             node = node[p]
         if leaf not in node:
             raise KeyError(f"unknown config key {dotted!r}; valid here: {sorted(node.keys())}")
-        old = node[leaf]
-        if isinstance(old, str):
-            value = raw
-        elif isinstance(old, bool):
-            value = raw.lower() in ("1", "true", "yes")
-        else:
-            value = ast.literal_eval(raw)
-            if isinstance(old, float) and isinstance(value, int):
-                value = float(value)
-        node[leaf] = value
+        if isinstance(node[leaf], str):
+            node[leaf] = raw
+        elif isinstance(node[leaf], bool):
+            node[leaf] = raw.lower() in ("1", "true", "yes")
+        else:  # ConfigDict casts an int set on a float key to float
+            node[leaf] = ast.literal_eval(raw)
 
 
 # Keys holding local paths that a run stores with its checkpoints.
@@ -255,8 +251,7 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> None:
     """Set width/depth/heads/mlp ratio/patch from a name like ``"H/14"``."""
     config.model.variant = variant
-    for key, value in parse_variant(variant).items():
-        config.model[key] = value
+    config.model.update(parse_variant(variant))
 
 
 def grid_of(config) -> tuple[int, int]:

@@ -74,8 +74,7 @@ def check_workdir(workdir: str) -> None:
 
 def check_data(config) -> None:
     """``data.dataset`` names a dataset that can be read from ``data.data_dir``."""
-    d = config.data
-    name, data_dir = d.dataset, d.data_dir
+    name, data_dir = config.data.dataset, config.data.data_dir
     _check_not_a_folder(name)
     base, _, builder_config = name.partition("/")
     ours = base in BUILDERS
@@ -132,7 +131,7 @@ def check_data(config) -> None:
     # pipeline prepares it, its splits are known after that.
     if builder.is_prepared():
         pipeline.check_splits(
-            builder.info, {"data.train_split": d.train_split}, "data.dataset", name
+            builder.info, {"data.train_split": config.data.train_split}, "data.dataset", name
         )
 
 

@@ -50,17 +50,6 @@ CHOICES = {
 }
 
 
-def _validate_stem(m) -> None:
-    p = m.patch_size
-    if m.stem == "conv" and (p < 2 or p & (p - 1)):
-        raise ValueError(
-            f"model.stem='conv' halves the resolution log2(patch) times: model.patch_size={p} "
-            "must be a power of 2 (>= 2)"
-        )
-    if m.stem == "conv" and m.num_frames:
-        raise ValueError("model.stem='conv' is for images; tubelets take model.stem='patch'")
-
-
 # The types a value may have where ``base_config``'s default has the key's type (a type not
 # listed here: anything).
 EXPECTED_TYPES = {
@@ -150,7 +139,13 @@ def validate(config, device_count: int | None = None) -> None:
     methods.of(config).validate(config)
     if config.model.patch_blur < 0:
         raise ValueError(f"model.patch_blur={config.model.patch_blur} must be >= 0 (0 = off)")
-    _validate_stem(config.model)
+    if m.stem == "conv" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
+        raise ValueError(
+            f"model.stem='conv' halves the resolution log2(patch) times: model.patch_size="
+            f"{m.patch_size} must be a power of 2 (>= 2)"
+        )
+    if m.stem == "conv" and m.num_frames:
+        raise ValueError("model.stem='conv' is for images; tubelets take model.stem='patch'")
     _validate_accumulation(config)
     if device_count is not None:
         data, fsdp, _ = mesh_shape(config, device_count)

@@ -179,7 +179,7 @@ def _check_pixels(config, builder) -> None:
         )
 
 
-def _stored_signature(workdir: str) -> tuple[int, dict] | None:
+def _stored_signature(workdir: str) -> tuple[int | None, dict]:
     """(step, model signature) of the newest checkpoint whose metadata reads; (None, {})."""
     root = os.path.join(workdir, "checkpoints")
     steps = sorted((int(s) for s in os.listdir(root) if s.isdigit()), reverse=True)

@@ -218,35 +218,27 @@ def apply_overrides(config, overrides: dict[str, str]) -> None:
             node = node[p]
         if leaf not in node:
             raise KeyError(f"unknown config key {dotted!r}; valid here: {sorted(node.keys())}")
-        old = node[leaf]
-        if isinstance(old, str):
-            value = raw
-        elif isinstance(old, bool):
-            value = raw.lower() in ("1", "true", "yes")
-        else:
-            value = ast.literal_eval(raw)
-            if isinstance(old, float) and isinstance(value, int):
-                value = float(value)
-        node[leaf] = value
+        if isinstance(node[leaf], str):
+            node[leaf] = raw
+        elif isinstance(node[leaf], bool):
+            node[leaf] = raw.lower() in ("1", "true", "yes")
+        else:  # ConfigDict casts an int set on a float key to float
+            node[leaf] = ast.literal_eval(raw)
 
 
 # Keys holding local paths that a run stores with its checkpoints.
 PATH_KEYS = ("data.data_dir", "eval.data_dir", "init.path", "method_file")
 
 
-def absolute_paths(config, base: str | None = None) -> ml_collections.ConfigDict:
-    """A copy of ``config`` whose relative ``PATH_KEYS`` are made absolute against ``base``
-    (default: the working directory), so that what a workdir stores means the same from any
-    directory. Empty values (TFDS's default) and remote paths (``gs://…``) are kept."""
+def absolute_paths(config) -> ml_collections.ConfigDict:
+    """A copy of ``config`` whose relative ``PATH_KEYS`` are made absolute against the working
+    directory, so that what a workdir stores means the same from any directory. Empty values
+    (TFDS's default), remote paths (``gs://…``) and keys a stored config lacks are kept."""
     config = ml_collections.ConfigDict(config.to_dict())
     for dotted in PATH_KEYS:
-        *parents, leaf = dotted.split(".")
-        node = config
-        for p in parents:
-            node = node.get(p) if node is not None else None
-        value = node.get(leaf) if node is not None else None
+        value = config.get(dotted)
         if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
-            node[leaf] = os.path.abspath(os.path.join(base or os.getcwd(), value))
+            config.update_from_flattened_dict({dotted: os.path.abspath(value)})
     return config
 
 
@@ -259,8 +251,7 @@ def finalize(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> None:
     """Set width/depth/heads/mlp ratio/patch from a name like ``"H/14"``."""
     config.model.variant = variant
-    for key, value in parse_variant(variant).items():
-        config.model[key] = value
+    config.model.update(parse_variant(variant))
 
 
 def grid_of(config) -> tuple[int, int]:
@@ -283,12 +274,11 @@ def init_parts(take) -> list[tuple[str, ...]]:
 
 
 def resolve_steps(config, num_train_examples: int) -> ml_collections.ConfigDict:
-    """Fill ``total_steps`` and ``optim.warmup_steps`` from epochs when they are given in epochs."""
+    """Fill ``total_steps`` and ``optim.warmup_steps`` from epochs when they are given in epochs
+    (``validate`` has checked that one of ``total_steps`` and ``epochs`` is set)."""
     config = ml_collections.ConfigDict(config.to_dict())
     steps_per_epoch = max(1, num_train_examples // config.batch_size)
     if not config.total_steps:
-        if config.epochs <= 0:
-            raise ValueError("set either total_steps or epochs (both are 0)")
         config.total_steps = int(math.ceil(config.epochs * steps_per_epoch))
     if not config.optim.warmup_steps and config.optim.warmup_epochs:
         config.optim.warmup_steps = int(round(config.optim.warmup_epochs * steps_per_epoch))
@@ -298,36 +288,30 @@ def resolve_steps(config, num_train_examples: int) -> ml_collections.ConfigDict:
 def mesh_shape(config, device_count: int) -> tuple[int, int, int]:
     """``config.mesh`` with one -1 filled so the product is ``device_count``."""
     sizes = [int(config.mesh[a]) for a in MESH_AXES]
+    mesh, axes = dict(config.mesh), f"mesh.{{{','.join(MESH_AXES)}}}"
     if sizes.count(-1) > 1:
         raise ValueError(
-            f"config.mesh={dict(config.mesh)} has more than one -1; valid: at most one axis of "
-            f"mesh.{{{','.join(MESH_AXES)}}} is -1 (filled to use every device)"
+            f"config.mesh={mesh} has more than one -1; valid: at most one axis of {axes} is -1 "
+            "(filled to use every device)"
         )
     known = math.prod(s for s in sizes if s != -1)
     if any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(
-            f"config.mesh={dict(config.mesh)}: valid sizes of mesh.{{{','.join(MESH_AXES)}}} "
-            "are positive integers or -1"
-        )
+        raise ValueError(f"config.mesh={mesh}: valid sizes of {axes} are positive integers or -1")
     if -1 in sizes:
         if device_count % known:
             raise ValueError(
-                f"config.mesh={dict(config.mesh)} cannot fill {device_count} devices "
-                f"({device_count} is not divisible by {known}); valid: axis sizes whose "
-                f"product divides {device_count}"
+                f"config.mesh={mesh} cannot fill {device_count} devices ({device_count} is not "
+                f"divisible by {known}); valid: axis sizes whose product divides {device_count}"
             )
         sizes[sizes.index(-1)] = device_count // known
     if math.prod(sizes) != device_count:
         raise ValueError(
-            f"config.mesh={dict(config.mesh)} needs {math.prod(sizes)} devices, "
-            f"{device_count} are available; valid: sizes whose product is {device_count}, or "
-            "-1 on one axis to fill"
+            f"config.mesh={mesh} needs {math.prod(sizes)} devices, {device_count} are available; "
+            f"valid: sizes whose product is {device_count}, or -1 on one axis to fill"
         )
     return tuple(sizes)
 
 
 def video_grid(config) -> tuple[int, int, int]:
     """The encoder's (time, h, w) token grid for clips of ``model.num_frames`` frames."""
-    m = config.model
-    g = m.image_size // m.patch_size
-    return m.num_frames // m.tubelet_size, g, g
+    return config.model.num_frames // config.model.tubelet_size, *grid_of(config)

@@ -8,6 +8,7 @@ at ERROR and above reach the terminal whoever logs them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from absl import logging as absl_logging
 from tqdm import tqdm
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+LOG_FORMAT = "%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s"  # the log file's
 
 
 class _AboveProgressBars(logging.Handler):
@@ -42,10 +44,6 @@ def configure(log_file: str | None, verbose: bool = False, level: int = logging.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA's C++ INFO/WARNING lines
     absl_logging.set_verbosity(absl_logging.INFO)  # absl records flow on to the handlers below
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.setLevel(logging.INFO)
     logging.captureWarnings(True)
 
     terminal = _AboveProgressBars()
@@ -54,16 +52,12 @@ def configure(log_file: str | None, verbose: bool = False, level: int = logging.
         terminal.addFilter(
             lambda r: r.levelno >= logging.ERROR or r.pathname.startswith(PACKAGE_DIR)
         )
-    root.addHandler(terminal)
-
-    if log_file is None or "://" in log_file:
-        return  # no local file (a gs:// workdir): library records are dropped unless verbose
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        to_file = logging.FileHandler(log_file)
-    except OSError:
-        return  # an unwritable workdir is reported by the command's own checks, with its path
-    to_file.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s")
-    )
-    root.addHandler(to_file)
+    handlers = [terminal]
+    # No local file for a gs:// workdir (library records are then dropped unless verbose); an
+    # unwritable workdir is reported by the command's own checks, with its path.
+    if log_file is not None and "://" not in log_file:
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+            handlers.append(logging.FileHandler(log_file))
+    # The only handlers: those a previous call, absl or a library installed are removed.
+    logging.basicConfig(level=logging.INFO, handlers=handlers, format=LOG_FORMAT, force=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import jax
@@ -33,15 +34,11 @@ def nominal_peak(device_kind: str) -> float | None:
 def cpu_info() -> dict:
     """The host CPU's vendor, model name and the instruction-set flags that decide the compute
     dtype (Linux ``/proc/cpuinfo``; empty values elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        lines = []
     fields = {}  # the fields repeat once per core: the first core's are kept
-    for line in lines:
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
     return {
         "vendor": fields.get("vendor_id", ""),

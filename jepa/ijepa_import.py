@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import types
 from collections.abc import Mapping
 
 import jax
@@ -35,7 +36,6 @@ from jepa.models.vit import VARIANTS, parse_variant
 WEIGHTS = {"target": "target_encoder", "context": "encoder"}
 DDP_PREFIX = "module."
 SINCOS_ATOL = 1e-4
-MAX_LISTED = 20  # keys listed per kind of mismatch; the count says how many more there are
 
 
 # -------------------------------------------------------------------------- Reading the checkpoint
@@ -92,15 +92,6 @@ def official_shapes(hp: dict, channels: int = 3) -> dict[str, tuple[int, ...]]:
     return shapes | {f"{name}.bias": weight[:1] for name, weight in layers.items()}
 
 
-def _listed(lines: list[str]) -> list[str]:
-    extra = len(lines) - MAX_LISTED
-    return lines[:MAX_LISTED] + ([f"  … and {extra} more"] if extra > 0 else [])
-
-
-def _fmt(shape: tuple) -> str:
-    return "(" + ", ".join(map(str, shape)) + ")"
-
-
 def _square_grid(shape: tuple, width: int) -> int:
     """g for a [1, g², width] position table, else 0."""
     if len(shape) != 3 or shape[0] != 1 or shape[2] != width:
@@ -110,36 +101,26 @@ def _square_grid(shape: tuple, width: int) -> int:
 
 
 def check_state_dict(state: Mapping[str, np.ndarray], hp: dict, variant: str) -> int:
-    """Raise ``ValueError`` naming every missing, unexpected or reshaped key; return the side
-    of the checkpoint's (square) position grid."""
+    """Raise ``ValueError`` naming a depth or width other than the variant's, else every missing,
+    unexpected or reshaped key; return the side of the checkpoint's (square) position grid."""
     # The checkpoint's depth (its blocks.i entries) and width (its final norm's); 0 if absent.
     indices = {k.split(".")[1] for k in state if k.startswith("blocks.")}
     depth = 1 + max((int(i) for i in indices if i.isdigit()), default=-1)
     width = int(state["norm.weight"].shape[0]) if "norm.weight" in state else 0
-    lines = []
     if (depth, width) != (hp["depth"], hp["width"]):
         fits = [n for n, v in VARIANTS.items() if v[:2] == (width, depth)]
-        lines.append(
-            f"  the checkpoint has depth {depth} and width {width}, variant {variant!r} has depth "
-            f"{hp['depth']} and width {hp['width']}"
+        raise ValueError(
+            f"I-JEPA state dict does not match ViT-{variant}: the checkpoint has depth {depth} and "
+            f"width {width}, variant {variant!r} has depth {hp['depth']} and width {hp['width']}"
             + (f" (variant {fits[0]!r} has this shape)" if fits else "")
         )
-    want = official_shapes(hp)
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    grid = _square_grid(got.get("pos_embed", ()), hp["width"])
+    table = tuple(state["pos_embed"].shape) if "pos_embed" in state else ()
+    grid = _square_grid(table, hp["width"])
     # The position table may have any square grid (the resolution it was trained at).
-    want["pos_embed"] = got["pos_embed"] if grid else (1, "n²", hp["width"])
-    lines += _listed([f"  missing: {k} {_fmt(want[k])}" for k in sorted(set(want) - set(got))])
-    lines += _listed([f"  unexpected: {k} {_fmt(got[k])}" for k in sorted(set(got) - set(want))])
-    lines += _listed(
-        [
-            f"  shape {_fmt(got[k])} in the checkpoint, {_fmt(want[k])} expected: {k}"
-            for k in sorted(set(want) & set(got))
-            if got[k] != want[k]
-        ]
-    )
-    if lines:
-        raise ValueError("\n".join([f"I-JEPA state dict does not match ViT-{variant}:", *lines]))
+    want = official_shapes(hp) | {"pos_embed": table if grid else (1, "n²", hp["width"])}
+    # Leaves with a ``.shape``, which is all the comparison reads.
+    want = {k: types.SimpleNamespace(shape=shape) for k, shape in want.items()}
+    checkpointing.check_tree_matches(state, want, "the I-JEPA checkpoint")
     return grid
 
 

@@ -109,9 +109,7 @@ def unknown_override(argv: list[str]) -> str | None:
     message naming it, the closest key and the valid keys at that level (None when every key
     exists)."""
     base = experiment_config(argv)
-    for arg in argv:
-        if not arg.startswith("--config."):
-            continue
+    for arg in [a for a in argv if a.startswith("--config.")]:
         node, prefix = base, ""
         for part in arg[len("--config.") :].split("=", 1)[0].split("."):
             keys = sorted(node.keys()) if hasattr(node, "keys") else []
@@ -130,13 +128,11 @@ def parse_flags(argv: list[str], values: flags.FlagValues | None = None) -> list
     a bare AttributeError for it), named with the valid ones."""
     values = FLAGS if values is None else values
     cli.help_or_usage(argv, USAGE)
-    debug = cli.is_debug(argv)
     problem = missing_experiment(argv)
     if problem:
         raise SystemExit(f"jepa-train: {problem}")
-    with cli.one_line_errors(
-        "jepa-train", debug, EXPLAINED + (AttributeError, OSError, SyntaxError)
-    ):
+    explained = EXPLAINED + (AttributeError, OSError, SyntaxError)
+    with cli.one_line_errors("jepa-train", cli.is_debug(argv), explained):
         try:
             rest = cli.parse(argv, values, "jepa-train", VALID_FLAGS)
             values["config"].value  # noqa: B018 - loads the experiment: its errors are raised here

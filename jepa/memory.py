@@ -63,9 +63,8 @@ def step_memory(compiled, state, shardings) -> dict[str, int]:
     (the batch and whatever else the step reads), ``temp_bytes`` (activations and scratch),
     ``output_bytes`` (the new state, aliased to the donated old one, and metrics)."""
     parts = state_bytes(state, shardings)
-    out = {f"{k}_bytes": v for k, v in parts.items() if k != "other"}
-    out.update(compiled_memory(compiled))
+    known = parts["params"] + parts["target_params"] + parts["opt_state"]
+    out = {f"{k}_bytes": v for k, v in parts.items() if k != "other"} | compiled_memory(compiled)
     if "argument_bytes" in out:
-        known = parts["params"] + parts["target_params"] + parts["opt_state"]
         out["other_argument_bytes"] = out["argument_bytes"] - known
     return out

@@ -153,9 +153,7 @@ def regularizer_terms(embeddings: jax.Array, loss_config, key: jax.Array):
     """The information terms on ``embeddings`` [batch, tokens, dim]: (their weighted sum,
     {name: value}). ``method.loss.regularize`` picks the samples they see: ``pooled``, one mean
     embedding per image (information about the image as a whole), or ``tokens``, every token."""
-    if loss_config.regularize == "pooled":
-        samples = embeddings.mean(axis=1)
-    else:
-        samples = embeddings.reshape(-1, embeddings.shape[-1])
+    pooled = loss_config.regularize == "pooled"
+    samples = embeddings.mean(axis=1) if pooled else embeddings.reshape(-1, embeddings.shape[-1])
     terms = information_terms(samples, loss_config, key)
     return weighted_sum(terms, loss_config), terms

@@ -1,6 +1,6 @@
 """Checks of what a run needs outside its config, made before anything is built or compiled.
 
-:func:`jepa.config.validate` checks the config on its own; these check it against the world:
+:func:`jepa.validation.validate` checks the config on its own; these check it against the world:
 the dataset can be read (or, for jepa's own builders, prepared), ``data.data_dir`` exists, the
 workdir can be written, and a checkpoint already in the workdir is of the model being trained
 (otherwise the strict restore would fail later, after the data pipeline and the abstract state
@@ -74,8 +74,7 @@ def check_workdir(workdir: str) -> None:
 
 def check_data(config) -> None:
     """``data.dataset`` names a dataset that can be read from ``data.data_dir``."""
-    d = config.data
-    name, data_dir = d.dataset, d.data_dir
+    name, data_dir = config.data.dataset, config.data.data_dir
     _check_not_a_folder(name)
     base, _, builder_config = name.partition("/")
     ours = base in BUILDERS
@@ -105,42 +104,35 @@ def check_data(config) -> None:
             return  # the pipeline prepares the dataset there
         kwargs = {"config": builder_config} if builder_config else {}
         builder = BUILDERS[base](data_dir=data_dir or None, **kwargs)
-        _check_pixels(config, builder)  # known from the builder's code, prepared or not
+    else:
+        try:
+            builder = tfds.builder(name, data_dir=data_dir or None)
+        except tfds.core.registered.DatasetNotFoundError:
+            if os.path.isdir(name):
+                _check_not_a_folder(f"./{name}")
+            raise ValueError(
+                f"data.dataset={name!r} is not a dataset jepa or TFDS knows in data.data_dir="
+                f"{data_dir or DEFAULT_DATA_DIR!r}; valid: one of jepa's builders "
+                f"{sorted(BUILDERS)} (prepared on first use), a TFDS name such as 'cifar10' "
+                "prepared in data.data_dir, or a folder of your images made a dataset with "
+                "`jepa-data FOLDER --name NAME --data_dir DIR`"
+            ) from None
         if not builder.is_prepared():
-            return  # the pipeline prepares it; its splits are known after that
-        _check_split(config, builder)
-        return
-    try:
-        builder = tfds.builder(name, data_dir=data_dir or None)
-    except tfds.core.registered.DatasetNotFoundError:
-        if os.path.isdir(name):
-            _check_not_a_folder(f"./{name}")
-        raise ValueError(
-            f"data.dataset={name!r} is not a dataset jepa or TFDS knows in data.data_dir="
-            f"{data_dir or DEFAULT_DATA_DIR!r}; valid: one of jepa's builders {sorted(BUILDERS)} "
-            "(prepared on first use), a TFDS name such as 'cifar10' prepared in data.data_dir, "
-            "or a folder of your images made a dataset with `jepa-data FOLDER --name NAME "
-            "--data_dir DIR`"
-        ) from None
-    if not builder.is_prepared():
-        raise ValueError(
-            f"data.dataset={name!r} is not prepared under data.data_dir="
-            f"{data_dir or DEFAULT_DATA_DIR!r} (looked in {builder.data_dir}); valid: a data_dir "
-            f"where it is prepared, or prepare it once with tfds.builder({name!r}, "
-            "data_dir=...).download_and_prepare(file_format='array_record'), or one of jepa's "
-            f"builders {sorted(BUILDERS)}"
-        )
-    _check_split(config, builder)
-    _check_pixels(config, builder)
-
-
-def _check_split(config, builder) -> None:
+            raise ValueError(
+                f"data.dataset={name!r} is not prepared under data.data_dir="
+                f"{data_dir or DEFAULT_DATA_DIR!r} (looked in {builder.data_dir}); valid: a "
+                f"data_dir where it is prepared, or prepare it once with tfds.builder({name!r}, "
+                "data_dir=...).download_and_prepare(file_format='array_record'), or one of "
+                f"jepa's builders {sorted(BUILDERS)}"
+            )
+    _check_pixels(config, builder)  # known from the builder's code, prepared or not
     # Only the split pretraining reads: data.test_split is checked by the evaluation that reads
-    # it (a dataset without one still pretrains).
-    d = config.data
-    pipeline.check_splits(
-        builder.info, {"data.train_split": d.train_split}, "data.dataset", d.dataset
-    )
+    # it (a dataset without one still pretrains). One of jepa's own not prepared yet: the
+    # pipeline prepares it, its splits are known after that.
+    if builder.is_prepared():
+        pipeline.check_splits(
+            builder.info, {"data.train_split": config.data.train_split}, "data.dataset", name
+        )
 
 
 def _check_not_a_folder(name: str) -> None:
@@ -182,17 +174,13 @@ def _check_pixels(config, builder) -> None:
             )
     if key == "image" and None not in shape[:2] and min(shape[:2]) < m.image_size:
         logging.warning(
-            "data.dataset=%r has %dx%d images, smaller than model.image_size=%d: they are "
-            "upsampled",
-            d.dataset,
-            shape[0],
-            shape[1],
-            m.image_size,
+            f"data.dataset={d.dataset!r} has {shape[0]}x{shape[1]} images, smaller than "
+            f"model.image_size={m.image_size}: they are upsampled"
         )
 
 
-def _stored_signature(workdir: str) -> tuple[int, dict] | None:
-    """(step, model signature) of the newest checkpoint whose metadata reads, or None."""
+def _stored_signature(workdir: str) -> tuple[int | None, dict]:
+    """(step, model signature) of the newest checkpoint whose metadata reads; (None, {})."""
     root = os.path.join(workdir, "checkpoints")
     steps = sorted((int(s) for s in os.listdir(root) if s.isdigit()), reverse=True)
     for step in steps:
@@ -203,17 +191,14 @@ def _stored_signature(workdir: str) -> tuple[int, dict] | None:
                 return step, json.load(f)["model"]
         except (OSError, ValueError, KeyError):
             continue  # unreadable: the restore skips such a step too
-    return None
+    return None, {}
 
 
 def check_checkpoint(config, workdir: str) -> None:
     """A checkpoint in ``workdir`` (which the run would resume from) is of this model."""
     if _remote(workdir) or not checkpointing.has_checkpoints(workdir):
         return
-    stored = _stored_signature(workdir)
-    if stored is None:
-        return
-    step, saved = stored
+    step, saved = _stored_signature(workdir)
     # Through JSON, as it was stored: tuples become lists on both sides.
     want = flatten_dict(json.loads(json.dumps(checkpointing.model_signature(config))), sep=".")
     got = flatten_dict(saved, sep=".")

@@ -8,7 +8,7 @@ the same for every run on a dataset lives here once.
 from __future__ import annotations
 
 
-def smmnist_video(c, *, digits: str, data_dir: str, steps: int, batch_size: int):
+def smmnist_video(c, *, digits: str, data_dir: str, steps: int, batch_size: int) -> None:
     """Stochastic Moving MNIST (64 × 64 one-channel frames, ``digits`` = its builder config):
     the splits, a 64-wide 2-block predictor, the fan-in patch embedding, and the short-run
     AdamW schedule (warm-up 100 steps from 1e-4 to 1e-3, cosine to 1e-5, weight decay 0.05)
@@ -32,4 +32,3 @@ def smmnist_video(c, *, digits: str, data_dir: str, steps: int, batch_size: int)
     o.weight_decay = o.final_weight_decay = 0.05
     c.log_every = 50
     c.checkpoint_every = 500
-    return c

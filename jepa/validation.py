@@ -18,32 +18,6 @@ from jepa.models.layers import REMAT_POLICIES
 from jepa.models.vit import STEMS
 
 
-def _validate_video(config) -> None:
-    m = config.model
-    if m.num_frames < 0 or m.tubelet_size < 1:
-        raise ValueError(
-            f"model.num_frames={m.num_frames}, model.tubelet_size={m.tubelet_size}; valid: "
-            "num_frames >= 0 (0: images), tubelet_size >= 1"
-        )
-    if m.num_frames % m.tubelet_size:
-        raise ValueError(
-            f"model.num_frames={m.num_frames} is not divisible by model.tubelet_size="
-            f"{m.tubelet_size}"
-        )
-
-
-def batch_statistic_terms(config) -> list[str]:
-    """The enabled loss terms of the method's section that are statistics over the batch (not
-    means of per-sample values), by full key: gradient accumulation computes them per
-    micro-batch."""
-    section = config.method
-    loss, lat = section.get("loss", {}), section.get("latent", {})
-    keys = [f"method.loss.{k}" for k in ("vicreg_var", "vicreg_cov", "sigreg") if loss.get(k)]
-    if lat.get("kind") == "discrete" and lat.get("usage_weight"):
-        keys.append("method.latent.usage_weight")
-    return keys
-
-
 def _validate_accumulation(config) -> None:
     steps = config.optim.grad_accum_steps
     if steps < 1 or config.batch_size % steps:
@@ -51,7 +25,12 @@ def _validate_accumulation(config) -> None:
             f"optim.grad_accum_steps={steps}; valid: an integer >= 1 that divides "
             f"batch_size={config.batch_size}"
         )
-    terms = batch_statistic_terms(config)
+    # The enabled loss terms that are statistics over the batch (not means of per-sample values):
+    # accumulation computes them per micro-batch.
+    loss, lat = config.method.get("loss", {}), config.method.get("latent", {})
+    terms = [f"method.loss.{k}" for k in ("vicreg_var", "vicreg_cov", "sigreg") if loss.get(k)]
+    if lat.get("kind") == "discrete" and lat.get("usage_weight"):
+        terms.append("method.latent.usage_weight")
     if steps > 1 and terms:
         warnings.warn(
             f"optim.grad_accum_steps={steps} with batch statistics {terms}: each is computed "
@@ -69,17 +48,6 @@ CHOICES = {
     "model.attention_impl": ("", "xla", "cudnn"),
     "model.stem": STEMS,
 }
-
-
-def _validate_stem(m) -> None:
-    p = m.patch_size
-    if m.stem == "conv" and (p < 2 or p & (p - 1)):
-        raise ValueError(
-            f"model.stem='conv' halves the resolution log2(patch) times: model.patch_size={p} "
-            "must be a power of 2 (>= 2)"
-        )
-    if m.stem == "conv" and m.num_frames:
-        raise ValueError("model.stem='conv' is for images; tubelets take model.stem='patch'")
 
 
 # The types a value may have where ``base_config``'s default has the key's type (a type not
@@ -133,10 +101,9 @@ def check_keys_and_types(config) -> None:
     _check_node(config, expected, "")
     check_pair(config.data.crop_scale, "data.crop_scale")
     check_pair(config.optim.ema_momentum, "optim.ema_momentum")
-    for path, valid in CHOICES.items():
-        group, leaf = path.split(".")
-        if config[group][leaf] not in valid:
-            raise ValueError(f"{path}={config[group][leaf]!r}; valid: {valid}")
+    for key, valid in CHOICES.items():
+        if config[key] not in valid:
+            raise ValueError(f"{key}={config[key]!r}; valid: {valid}")
 
 
 def validate(config, device_count: int | None = None) -> None:
@@ -162,13 +129,23 @@ def validate(config, device_count: int | None = None) -> None:
         )
     if config.optim.schedule_scale < 1:
         raise ValueError(f"optim.schedule_scale={config.optim.schedule_scale} must be >= 1")
-    _validate_video(config)
+    if m.num_frames < 0 or m.tubelet_size < 1 or m.num_frames % m.tubelet_size:
+        raise ValueError(
+            f"model.num_frames={m.num_frames}, model.tubelet_size={m.tubelet_size}; valid: "
+            "num_frames >= 0 (0: images) and a multiple of tubelet_size >= 1"
+        )
     init_parts(config.init.take)
     validate_shared(config)
     methods.of(config).validate(config)
     if config.model.patch_blur < 0:
         raise ValueError(f"model.patch_blur={config.model.patch_blur} must be >= 0 (0 = off)")
-    _validate_stem(config.model)
+    if m.stem == "conv" and (m.patch_size < 2 or m.patch_size & (m.patch_size - 1)):
+        raise ValueError(
+            f"model.stem='conv' halves the resolution log2(patch) times: model.patch_size="
+            f"{m.patch_size} must be a power of 2 (>= 2)"
+        )
+    if m.stem == "conv" and m.num_frames:
+        raise ValueError("model.stem='conv' is for images; tubelets take model.stem='patch'")
     _validate_accumulation(config)
     if device_count is not None:
         data, fsdp, _ = mesh_shape(config, device_count)

@@ -187,17 +187,20 @@ def test_weights_choice_and_module_prefix():
 
 def _missing(sd):
     del sd["blocks.5.attn.proj.bias"]
-    return "missing: blocks.5.attn.proj.bias (192)"
+    return "missing in the I-JEPA checkpoint: blocks.5.attn.proj.bias (192,)"
 
 
 def _unexpected(sd):
     sd["blocks.0.attn.q_norm.weight"] = np.ones(WIDTH, np.float32)
-    return "unexpected: blocks.0.attn.q_norm.weight (192)"
+    return "not in the model: blocks.0.attn.q_norm.weight (192,)"
 
 
 def _reshaped(sd):
     sd["blocks.2.mlp.fc1.weight"] = sd["blocks.2.mlp.fc1.weight"][:100]
-    return "shape (100, 192) in the checkpoint, (768, 192) expected: blocks.2.mlp.fc1.weight"
+    return (
+        "shape (100, 192) in the I-JEPA checkpoint, (768, 192) in the model: "
+        "blocks.2.mlp.fc1.weight"
+    )
 
 
 def _extra_block(sd):
@@ -207,7 +210,7 @@ def _extra_block(sd):
 
 def _bad_pos_embed(sd):
     sd["pos_embed"] = sd["pos_embed"][:, :3]
-    return "shape (1, 3, 192) in the checkpoint, (1, n², 192) expected: pos_embed"
+    return "shape (1, 3, 192) in the I-JEPA checkpoint, (1, 'n²', 192) in the model: pos_embed"
 
 
 @pytest.mark.parametrize(
@@ -224,7 +227,7 @@ def test_wrong_variant_or_patch_size():
     sd = official_state_dict(0)
     with pytest.raises(ValueError, match=r"variant 'S/16' has depth 12 and width 384.*'Ti'"):
         from_ijepa_torch(sd, "S/16", res=RES)
-    expected = "shape (192, 3, 16, 16) in the checkpoint, (192, 3, 8, 8) expected"
+    expected = "shape (192, 3, 16, 16) in the I-JEPA checkpoint, (192, 3, 8, 8) in the model"
     with pytest.raises(ValueError, match=re.escape(expected)):
         from_ijepa_torch(sd, VARIANT, res=RES, patch_size=8)
 

@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jepa import sharding
 from jepa.data import pipeline
 from jepa.models.vit import patchify
 
@@ -60,7 +61,7 @@ def make_feature_fn(module, depth: int, layers: str, pooling: str, mesh: Mesh):
     ``data`` axis and the (frozen, small next to activations) params replicated."""
     data = NamedSharding(mesh, P("data"))
 
-    @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), data), out_shardings=data)
+    @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), data), out_shardings=data)
     def fn(params, images):
         tokens, aux = module.apply({"params": params}, images)
         return select_and_pool(tokens, aux, depth, layers, pooling)
@@ -116,7 +117,7 @@ def extract_features(
                 return f["features"], f["labels"]
     mesh = feature_mesh(batch_size)
     fn = make_feature_fn(module, depth, layers, pooling, mesh)
-    params = jax.device_put(params, NamedSharding(mesh, P()))
+    params = jax.device_put(params, sharding.replicated(mesh))
     data = NamedSharding(mesh, P("data"))
     feats, labels = [], []
     for batch in pipeline.make_eval_batches(data_cfg, split, batch_size):

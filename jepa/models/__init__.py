@@ -10,15 +10,13 @@ from jepa.models.predictor import Predictor
 from jepa.models.projector import Projector
 from jepa.models.vit import VisionTransformer
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
 
 def compute_dtype(name: str):
-    """``model.dtype`` as a jnp dtype; ``auto``: the one chosen for this backend (a run stores
-    the resolved name, see ``jepa.hardware.resolve_auto_dtype``)."""
+    """``model.dtype`` (one of ``jepa.config.DTYPES``) as a jnp dtype; ``auto``: the one chosen for
+    this backend (a run stores the resolved name, see ``jepa.hardware.resolve_auto_dtype``)."""
     if name == "auto":
         name = hardware.auto_compute_dtype(jax.default_backend())[0]
-    return DTYPES[name]
+    return jnp.dtype(name)
 
 
 # config.model keys that are VisionTransformer fields of the same name.
@@ -46,14 +44,11 @@ def build_encoder(config) -> VisionTransformer:
 def build_predictor(config, grid: tuple[int, ...]) -> Predictor:
     """The predictor of ``config.method.predictor`` on the token ``grid`` its positions index:
     (h, w) for images, (time, h, w) for clips; each method says which (``predictor_grid``)."""
-    m, p = config.model, config.method.predictor
-    sizes = dict(out_width=m.width, width=p.width, depth=p.depth, num_heads=p.num_heads)
-    return Predictor(grid, **sizes, **_block_kwargs(m))
+    m = config.model  # the predictor section's keys are Predictor's width, depth, num_heads
+    return Predictor(grid, out_width=m.width, **config.method.predictor, **_block_kwargs(m))
 
 
 def build_projector(config) -> Projector:
-    """The MLP of ``config.method.projector`` from a pooled embedding [batch, model.width]."""
-    p = config.method.projector
-    return Projector(
-        hidden=p.hidden, depth=p.depth, out=p.out, dtype=compute_dtype(config.model.dtype)
-    )
+    """The MLP of ``config.method.projector`` (its keys are Projector's fields) from a pooled
+    embedding [batch, model.width]."""
+    return Projector(**config.method.projector, dtype=compute_dtype(config.model.dtype))

@@ -84,12 +84,9 @@ def check_name(name: str) -> None:
     )
 
 
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
-
-
 def _images_in(folder: str) -> list[str]:
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if _is_image(f))
+    names = (f for f in os.listdir(folder) if not f.startswith("."))
+    return sorted(os.path.join(folder, f) for f in names if f.lower().endswith(IMAGE_SUFFIXES))
 
 
 def _subfolders(folder: str) -> list[str]:
@@ -220,8 +217,7 @@ def from_sources(sources: Sequence, labels=None, class_names=None, test_fraction
     return ImageSet(_split_by_fraction(items, test_fraction), tuple(class_names or ()))
 
 
-# ---------------------------------------------------------------------------------------------
-# Pixels.
+# ------------------------------------------------------------------------------------------- pixels
 
 
 def _open(source):
@@ -232,11 +228,11 @@ def _open(source):
     return Image.open(source)
 
 
-def channels_and_shape(image_set: ImageSet, channels: int | None, size: int | None):
-    """(``channels``, or 1 when every image is grayscale and else 3; the stored shape
-    ``(size, size, C)``, or the images' common ``(H, W, C)``, ``None`` sides for sizes that
-    vary). Reads only the image headers, and stops once both are settled."""
-    gray, sizes = channels is None, set()
+def channels_and_shape(image_set: ImageSet, size: int | None):
+    """(1 when every image is grayscale, else 3; the stored shape ``(size, size, C)``, or the
+    images' common ``(H, W, C)``, ``None`` sides for sizes that vary). Reads only the image
+    headers, and stops once both are settled."""
+    gray, sizes = True, set()
     for e in (e for examples in image_set.splits.values() for e in examples):
         if isinstance(e.source, np.ndarray):
             gray &= e.source.ndim == 2 or e.source.shape[-1] == 1
@@ -247,10 +243,9 @@ def channels_and_shape(image_set: ImageSet, channels: int | None, size: int | No
                 sizes.add(image.size[::-1])
         if not gray and (size or len(sizes) > 1):
             break
-    channels = channels or (1 if gray else 3)
-    if size:
-        return channels, (size, size, channels)
-    return channels, (*(sizes.pop() if len(sizes) == 1 else (None, None)), channels)
+    channels = 1 if gray else 3
+    height_width = (size, size) if size else sizes.pop() if len(sizes) == 1 else (None, None)
+    return channels, (*height_width, channels)
 
 
 def center_resize(image, size: int):
@@ -269,8 +264,7 @@ def load_image(source, channels: int, size: int | None):
     return center_resize(image, size) if size else image
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing.
+# ------------------------------------------------------------------------------------------ writing
 
 
 ENCODINGS = ("png", "jpeg")
@@ -322,7 +316,6 @@ def write(
     name: str,
     data_dir: str,
     size: int | None = None,
-    channels: int | None = None,
     overwrite: bool = False,
     encoding: str = "png",
 ) -> dict:
@@ -332,8 +325,6 @@ def write(
     check_name(name)
     if size is not None and size < 1:
         raise FolderError(f"--size {size}; valid: a positive number of pixels")
-    if channels not in (None, 1, 3):
-        raise FolderError(f"--channels {channels}; valid: 1 (grayscale) or 3 (RGB)")
     if encoding not in ENCODINGS:
         raise FolderError(f"--encoding {encoding}; valid: one of {ENCODINGS}")
     data_dir = os.path.abspath(os.path.expanduser(data_dir))
@@ -344,7 +335,7 @@ def write(
                 f"{target} already exists; valid: another --name, or --overwrite to replace it"
             )
         shutil.rmtree(target)
-    channels, shape = channels_and_shape(image_set, channels, size)
+    channels, shape = channels_and_shape(image_set, size)
     builder = _builder(name, data_dir, image_set, shape, channels, size, encoding)
     prepare(builder)  # the summary returned says what was written
     return summary(name, data_dir, image_set, builder.info.features["image"].shape)
@@ -367,17 +358,14 @@ def write_files(paths, labels=None, *, name, data_dir, class_names=None, test_fr
 def write_arrays(images, labels=None, *, name, data_dir, class_names=None, test_fraction=0.0, **kw):
     """uint8 images ``[N, H, W]`` or ``[N, H, W, C]`` (C 1 or 3) as dataset ``name``."""
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim not in (3, 4) or images.shape[-1:] == (0,):
+    layout_ok = images.ndim == 3 or images.ndim == 4 and images.shape[-1] in (1, 3)
+    if images.dtype != np.uint8 or not layout_ok or images.shape[-1] == 0:
         raise FolderError(
             f"images of dtype {images.dtype} and shape {images.shape}; valid: uint8 "
             "[N, H, W] or [N, H, W, C] with C 1 or 3"
         )
-    if images.ndim == 4 and images.shape[-1] not in (1, 3):
-        raise FolderError(
-            f"images of shape {images.shape} have {images.shape[-1]} channels; valid: 1 or 3"
-        )
-    sources = list(images)
-    return write(from_sources(sources, labels, class_names, test_fraction), name, data_dir, **kw)
+    images = list(images)
+    return write(from_sources(images, labels, class_names, test_fraction), name, data_dir, **kw)
 
 
 def summary(name: str, data_dir: str, image_set: ImageSet, shape) -> dict:
@@ -387,13 +375,9 @@ def summary(name: str, data_dir: str, image_set: ImageSet, shape) -> dict:
         c: {s: sum(e.label == i for e in ex) for s, ex in image_set.splits.items()}
         for i, c in enumerate(image_set.class_names)
     }
-    return {
-        "name": name,
-        "data_dir": data_dir,
-        "splits": counts,
-        "classes": per_class,
-        "image_shape": list(shape),
-    }
+    return dict(
+        name=name, data_dir=data_dir, splits=counts, classes=per_class, image_shape=list(shape)
+    )
 
 
 def summary_lines(s: dict) -> list[str]:

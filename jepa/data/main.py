@@ -54,9 +54,6 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--size", type=int, help="resize the shorter side and centre-crop to SIZE²")
     p.add_argument(
-        "--channels", type=int, choices=(1, 3), help="default: 1 if every image is gray, else 3"
-    )
-    p.add_argument(
         "--encoding",
         choices=("png", "jpeg"),
         default="png",
@@ -100,9 +97,7 @@ def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None
 
 
 def write(args) -> dict:
-    kw = dict(
-        size=args.size, channels=args.channels, overwrite=args.overwrite, encoding=args.encoding
-    )
+    kw = dict(size=args.size, overwrite=args.overwrite, encoding=args.encoding)
     common = dict(name=args.name, data_dir=args.data_dir, test_fraction=args.test_fraction)
     if args.source.endswith((".npy", ".npz")) and os.path.isfile(args.source):
         images, labels = _arrays(args.source)

@@ -30,8 +30,7 @@ from jepa.data.sequences import SequencePreprocess
 DEFAULT_READ_THREADS = 16
 
 
-# ---------------------------------------------------------------------------------------------
-# Sources.
+# ------------------------------------------------------------------------------------------ sources
 
 
 def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -40,10 +39,9 @@ def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuild
     if base in BUILDERS:
         kwargs = {"config": builder_config} if builder_config else {}
         builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kwargs)
-        if builder.is_prepared():
-            return builder
-        logging.info("preparing dataset %s in %s (once)", name, builder.data_dir)
-        prepare(builder)
+        if not builder.is_prepared():
+            logging.info("preparing dataset %s in %s (once)", name, builder.data_dir)
+            prepare(builder)
         return builder
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -78,19 +76,15 @@ def dataset_info(
     """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info
     (num_classes 0: unlabeled), for turning epochs into steps; jepa's builders are prepared."""
     info = _prepared_builder(name, data_dir).info
-    label = info.features["label"] if "label" in info.features else None
-    return (
-        info.splits[split].num_examples,
-        tuple(info.features["image"].shape),
-        label.num_classes if label is not None else 0,
-    )
+    features = info.features
+    num_classes = features["label"].num_classes if "label" in features else 0
+    return info.splits[split].num_examples, tuple(features["image"].shape), num_classes
 
 
 def check_labelled(name: str, data_dir: str | None, splits: dict, key: str, why: str) -> None:
     """Raise naming the dataset (set by config key ``key``) when its records have no `label`,
-    or naming the config key of a split (``splits``: key → split string) it lacks.
-
-    Pretraining never reads labels; what does (a probe) calls this before any work."""
+    or as `check_splits` does. Pretraining never reads labels; what does (a probe) calls this
+    before any work."""
     info = _prepared_builder(name, data_dir).info
     features = info.features
     if "label" not in features:
@@ -114,8 +108,7 @@ def check_splits(info: tfds.core.DatasetInfo, splits: dict, key: str, name: str)
             )
 
 
-# ---------------------------------------------------------------------------------------------
-# Training.
+# ----------------------------------------------------------------------------------------- training
 
 
 def _stream_seed(seed: int) -> int:
@@ -163,11 +156,8 @@ class HostChunks(grain.MapDataset):
 
 
 def _mean_std(cfg) -> dict[str, tuple[float, ...] | None]:
-    """`config.data.mean/std` as tuples; None (or absent) → defaults by channel count."""
-    return {
-        key: None if cfg.get(key) is None else tuple(float(v) for v in cfg.get(key))
-        for key in ("mean", "std")
-    }
+    """`config.data.mean/std`; None (or absent) → defaults by channel count."""
+    return {key: cfg.get(key) for key in ("mean", "std")}
 
 
 def _host_share(global_batch: int, index: int | None, count: int | None):
@@ -269,8 +259,7 @@ def make_train_iterator(
     return iter(ds)
 
 
-# ---------------------------------------------------------------------------------------------
-# Evaluation.
+# --------------------------------------------------------------------------------------- evaluation
 
 
 def make_eval_batches(

@@ -28,13 +28,13 @@ from jepa.data.normalization import (  # noqa: F401
     normalize_images,
     resolve_mean_std,
 )
+from jepa.data.sequences import window_start
 
 # The fraction of the resized image kept by the eval center crop (224 of 256 in ImageNet).
 EVAL_CROP_FRACTION = 0.875
 
 
-# ---------------------------------------------------------------------------------------------
-# Geometry.
+# ----------------------------------------------------------------------------------------- geometry
 
 
 def sample_crop_box(
@@ -129,8 +129,7 @@ def _as_hwc(image) -> np.ndarray:
     return image[..., None] if image.ndim == 2 else image
 
 
-# ---------------------------------------------------------------------------------------------
-# Grain transforms over TFDS records.
+# --------------------------------------------------------------- grain transforms over TFDS records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,8 +191,7 @@ class EvalPreprocess(grain.transforms.Map):
         return {"image": normalize_images(image, mean, std), "label": np.int32(element["label"])}
 
 
-# ---------------------------------------------------------------------------------------------
-# Video clips (objective="future").
+# ----------------------------------------------------------------- video clips (objective="future")
 
 
 def clip_window(t0: int, context_frames: int, horizon: int) -> tuple[np.ndarray, int]:
@@ -229,13 +227,8 @@ class ClipPreprocess(grain.transforms.RandomMap):
 
     def random_map(self, element, rng: np.random.Generator):
         frames = element["frames"]
-        last_start = len(frames) - self.context_frames - self.horizon
-        if last_start < 0:
-            raise ValueError(
-                f"clips of {self.context_frames} + {self.horizon} frames do not fit in "
-                f"{len(frames)}-frame videos (data.clip)"
-            )
-        t0 = int(rng.integers(0, last_start + 1))
+        length = self.context_frames + self.horizon
+        t0 = window_start(rng, len(frames), length, "clips (method.clip: context + horizon)")
         clip = make_clip(frames, t0, self.context_frames, self.horizon, self.mean, self.std)
         uncertain = "bounce" in element and clip_is_uncertain(
             element["bounce"], t0, self.context_frames, self.horizon

@@ -10,8 +10,6 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-GRAYSCALE_MEAN = (0.5,)
-GRAYSCALE_STD = (0.5,)
 
 
 def resolve_mean_std(
@@ -19,7 +17,7 @@ def resolve_mean_std(
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std; where the config leaves them None, ImageNet's for 3 channels and
     (0.5,)/(0.5,) for 1."""
-    defaults = {1: (GRAYSCALE_MEAN, GRAYSCALE_STD), 3: (IMAGENET_MEAN, IMAGENET_STD)}
+    defaults = {1: ((0.5,), (0.5,)), 3: (IMAGENET_MEAN, IMAGENET_STD)}
     if (mean is None or std is None) and channels not in defaults:
         raise ValueError(
             f"no default mean/std for {channels}-channel images (defaults exist for 1 and 3); "
@@ -37,16 +35,14 @@ def resolve_mean_std(
 def normalize_images(images, mean: Sequence[float], std: Sequence[float]):
     """float32 `(x / 255 - mean) / std` per channel of `images` `[..., H, W, C]`: integers in
     [0, 255] or floats already in [0, 1], numpy or jax arrays (also inside `jax.jit`)."""
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     if images.shape[-1] != mean.shape[0]:
         raise ValueError(
             f"images have {images.shape[-1]} channels (shape {images.shape}) but mean/std "
             f"have {mean.shape[0]}"
         )
-    is_integer = np.issubdtype(np.dtype(images.dtype), np.integer)
     x = images.astype(np.float32)
-    if is_integer:
+    if np.issubdtype(np.dtype(images.dtype), np.integer):
         x = x / np.float32(255.0)
     return (x - mean) / std
 

@@ -111,15 +111,13 @@ def _scan_split(folder: str, root: str) -> tuple[dict[str, list[str]], list[str]
                 "or class subfolders of them"
             )
         return {}, files
-    by_class = {}
-    for cls in classes:
-        found = _images_in(os.path.join(folder, cls))
-        if not found:
-            raise FolderError(
-                f"class folder {os.path.join(folder, cls)} holds no images; valid: remove it, "
-                f"or put {', '.join(IMAGE_SUFFIXES)} files in it"
-            )
-        by_class[cls] = found
+    by_class = {cls: _images_in(os.path.join(folder, cls)) for cls in classes}
+    empty = [cls for cls, found in by_class.items() if not found]
+    if empty:
+        raise FolderError(
+            f"class folder {os.path.join(folder, empty[0])} holds no images; valid: remove it, "
+            f"or put {', '.join(IMAGE_SUFFIXES)} files in it"
+        )
     return by_class, []
 
 
@@ -181,9 +179,8 @@ def scan_folder(folder: str, test_fraction: float = 0.0) -> ImageSet:
     index = {c: i for i, c in enumerate(class_names)}
     splits = {}
     for split, (by_class, files) in scanned.items():
-        pairs = [(p, index[c]) for c, paths in by_class.items() for p in paths] or [
-            (p, -1) for p in files
-        ]
+        pairs = [(p, index[c]) for c, paths in by_class.items() for p in paths]
+        pairs = pairs or [(p, -1) for p in files]
         splits[split] = [Example(os.path.relpath(p, folder), p, label) for p, label in pairs]
     if not split_folders:
         splits = _split_by_fraction(splits["train"], test_fraction)
@@ -228,10 +225,10 @@ def _open(source):
     return Image.open(source)
 
 
-def channels_and_shape(image_set: ImageSet, size: int | None):
-    """(1 when every image is grayscale, else 3; the stored shape ``(size, size, C)``, or the
-    images' common ``(H, W, C)``, ``None`` sides for sizes that vary). Reads only the image
-    headers, and stops once both are settled."""
+def stored_shape(image_set: ImageSet, size: int | None) -> tuple:
+    """``(size, size, C)``, or the images' common ``(H, W, C)`` (``None`` sides for sizes that
+    vary); C 1 when every image is grayscale, else 3. Reads only the image headers, and stops
+    once both are settled."""
     gray, sizes = True, set()
     for e in (e for examples in image_set.splits.values() for e in examples):
         if isinstance(e.source, np.ndarray):
@@ -243,9 +240,8 @@ def channels_and_shape(image_set: ImageSet, size: int | None):
                 sizes.add(image.size[::-1])
         if not gray and (size or len(sizes) > 1):
             break
-    channels = 1 if gray else 3
     height_width = (size, size) if size else sizes.pop() if len(sizes) == 1 else (None, None)
-    return channels, (*height_width, channels)
+    return (*height_width, 1 if gray else 3)
 
 
 def center_resize(image, size: int):
@@ -270,11 +266,9 @@ def load_image(source, channels: int, size: int | None):
 ENCODINGS = ("png", "jpeg")
 
 
-def _builder(
-    name: str, data_dir: str, image_set: ImageSet, shape: tuple, channels: int, size, encoding
-):
-    """A TFDS builder of ``image_set``, defined per call and kept out of TFDS's registry (its
-    name is the user's, read back from the files)."""
+def _builder(name: str, data_dir: str, image_set: ImageSet, shape: tuple, size, encoding):
+    """A TFDS builder of ``image_set`` (``shape``: see `stored_shape`), defined per call and
+    kept out of TFDS's registry (its name is the user's, read back from the files)."""
     features = {"image": tfds.features.Image(shape=shape, encoding_format=encoding)}
     if image_set.labelled:
         features["label"] = tfds.features.ClassLabel(names=list(image_set.class_names))
@@ -303,7 +297,7 @@ def _builder(
 
             def _generate_examples(self, examples):
                 for e in examples:
-                    record = {"image": load_image(e.source, channels, size)}
+                    record = {"image": load_image(e.source, shape[-1], size)}
                     if image_set.labelled:
                         record["label"] = e.label
                     yield e.key, record
@@ -335,8 +329,8 @@ def write(
                 f"{target} already exists; valid: another --name, or --overwrite to replace it"
             )
         shutil.rmtree(target)
-    channels, shape = channels_and_shape(image_set, size)
-    builder = _builder(name, data_dir, image_set, shape, channels, size, encoding)
+    shape = stored_shape(image_set, size)
+    builder = _builder(name, data_dir, image_set, shape, size, encoding)
     prepare(builder)  # the summary returned says what was written
     return summary(name, data_dir, image_set, builder.info.features["image"].shape)
 
@@ -392,4 +386,5 @@ def summary_lines(s: dict) -> list[str]:
         lines.append("class".ljust(width) + "".join(n.rjust(8) for n in names))
         for c, by_split in s["classes"].items():
             lines.append(c.ljust(width) + "".join(str(by_split[n]).rjust(8) for n in names))
-    return lines
+    flags = f"--config.data.dataset={s['name']} --config.data.data_dir={s['data_dir']}"
+    return [*lines, f"read it with: {flags}"]

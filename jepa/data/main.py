@@ -47,17 +47,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="dataset name: lowercase, digits, underscores")
     p.add_argument("--data_dir", required=True, help="TFDS data directory to write into")
     p.add_argument(
-        "--test_fraction",
-        type=float,
-        default=0.0,
-        help="hold out this part of each class as split 'test' (default 0: train only)",
+        "--test_fraction", type=float, default=0.0, help="the part of each class held out as 'test'"
     )
     p.add_argument("--size", type=int, help="resize the shorter side and centre-crop to SIZE²")
     p.add_argument(
-        "--encoding",
-        choices=("png", "jpeg"),
-        default="png",
-        help="how images are stored: png (lossless, default) or jpeg (smaller, for photos)",
+        "--encoding", choices=folder.ENCODINGS, default="png", help="jpeg: smaller, lossy"
     )
     p.add_argument("--overwrite", action="store_true", help="replace DATA_DIR/NAME if it exists")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -116,13 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.debug:
             raise
         raise SystemExit(f"jepa-data: {e}") from None
-    for line in folder.summary_lines(summary):
-        print(line, file=sys.stderr)
-    print(
-        f"read it with: --config.data.dataset={summary['name']} "
-        f"--config.data.data_dir={summary['data_dir']}",
-        file=sys.stderr,
-    )
+    print("\n".join(folder.summary_lines(summary)), file=sys.stderr)
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -159,8 +159,7 @@ class TrainPreprocess(grain.transforms.RandomMap):
         image = random_resized_crop(image, rng, size, scale)
         if self.hflip:
             image = random_horizontal_flip(image, rng)
-        mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
-        return normalize_images(image, mean, std)
+        return normalize_images(image, self.mean, self.std)
 
     def random_map(self, element, rng: np.random.Generator):
         image = _as_hwc(element["image"])
@@ -187,8 +186,8 @@ class EvalPreprocess(grain.transforms.Map):
 
     def map(self, element):
         image = eval_resize(_as_hwc(element["image"]), self.image_size)
-        mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
-        return {"image": normalize_images(image, mean, std), "label": np.int32(element["label"])}
+        image = normalize_images(image, self.mean, self.std)
+        return {"image": image, "label": np.int32(element["label"])}
 
 
 # ----------------------------------------------------------------- video clips (objective="future")

@@ -86,10 +86,9 @@ def check_labelled(name: str, data_dir: str | None, splits: dict, key: str, why:
     or as `check_splits` does. Pretraining never reads labels; what does (a probe) calls this
     before any work."""
     info = _prepared_builder(name, data_dir).info
-    features = info.features
-    if "label" not in features:
+    if "label" not in info.features:
         raise ValueError(
-            f"{key}={name!r} has no 'label' field (its features: {sorted(features)}); {why} "
+            f"{key}={name!r} has no 'label' field (its features: {sorted(info.features)}); {why} "
             "needs labels. Valid: --config.eval.dataset=NAME (and --config.eval.data_dir=DIR) "
             "naming a labelled dataset, e.g. one `jepa-data` made from class subfolders"
         )
@@ -134,10 +133,9 @@ class HostChunks(grain.MapDataset):
         if not 0 <= index < count:
             raise ValueError(f"host index {index} is outside [0, {count})")
         self._chunk, self._index, self._count = chunk, index, count
-        self._length = len(parent) // (chunk * count) * chunk
 
     def __len__(self) -> int:
-        return self._length
+        return len(self._parent) // (self._chunk * self._count) * self._chunk
 
     def _global(self, j: int) -> int:
         c, r = divmod(j, self._chunk)
@@ -177,7 +175,7 @@ def _read_options(cfg) -> grain.ReadOptions:
 
 
 def _train_preprocess(cfg):
-    if cfg.get("sequence_frames"):  # objective="hierarchy": whole windows of a video dataset
+    if cfg.get("sequence_frames"):  # hierarchy, V-JEPA: whole windows of a video dataset
         return SequencePreprocess(frames=int(cfg.sequence_frames), **_mean_std(cfg))
     if cfg.get("clip_context_frames"):  # objective="future": clips of a video dataset
         return augment.ClipPreprocess(
@@ -207,11 +205,9 @@ def make_train_iterator(
     """An endless, checkpointable iterator of augmented training batches for this host.
 
     One global stream — the split reshuffled each epoch, repeated, each record augmented with
-    randomness keyed by its position in the stream — is the same on every host. Cut into
-    chunks of one local batch, host h takes chunks h, h + n, h + 2n, … (`HostChunks`; it
-    reads and decodes only those), so the global batch of a step, the hosts' local batches
-    stacked in host order, does not depend on the number of hosts n (with `worker_count=0`).
-    Batches run across epoch boundaries.
+    randomness keyed by its position in the stream — is the same on every host, which reads
+    and decodes only its chunks of it (`HostChunks`), so the global batch of a step does not
+    depend on the number of hosts (with `worker_count=0`). Batches run across epoch boundaries.
 
     Corrupt records are skipped and counted, up to `max_bad_records` on one host
     (`jepa/data/records.py`).

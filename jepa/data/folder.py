@@ -240,8 +240,9 @@ def stored_shape(image_set: ImageSet, size: int | None) -> tuple:
                 sizes.add(image.size[::-1])
         if not gray and (size or len(sizes) > 1):
             break
-    height_width = (size, size) if size else sizes.pop() if len(sizes) == 1 else (None, None)
-    return (*height_width, 1 if gray else 3)
+    channels = 1 if gray else 3
+    height, width = sizes.pop() if len(sizes) == 1 else (None, None)  # None: sizes vary
+    return (size, size, channels) if size else (height, width, channels)
 
 
 def center_resize(image, size: int):
@@ -352,7 +353,7 @@ def write_files(paths, labels=None, *, name, data_dir, class_names=None, test_fr
 def write_arrays(images, labels=None, *, name, data_dir, class_names=None, test_fraction=0.0, **kw):
     """uint8 images ``[N, H, W]`` or ``[N, H, W, C]`` (C 1 or 3) as dataset ``name``."""
     images = np.asarray(images)
-    layout_ok = images.ndim == 3 or images.ndim == 4 and images.shape[-1] in (1, 3)
+    layout_ok = images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))
     if images.dtype != np.uint8 or not layout_ok or images.shape[-1] == 0:
         raise FolderError(
             f"images of dtype {images.dtype} and shape {images.shape}; valid: uint8 "

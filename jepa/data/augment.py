@@ -3,10 +3,8 @@
 Images are uint8 `[height, width, channels]` with 1 (grayscale) or 3 (RGB) channels until the
 last step, `normalize_images`, which turns them into float32. Randomness comes only from the
 `np.random.Generator` passed in; inside a grain pipeline that is grain's per-record generator,
-so every crop is a function of (pipeline seed, record position).
-
-The grain transforms at the bottom (`TrainPreprocess`, `EvalPreprocess`) map a TFDS record
-`{'image', 'label', ...}` to `{'image': float32 [size, size, C], 'label': int32 []}`.
+so every crop is a function of (pipeline seed, record position). The grain transforms below
+(`TrainPreprocess`, `EvalPreprocess`, `ClipPreprocess`) turn TFDS records into examples.
 """
 
 from __future__ import annotations

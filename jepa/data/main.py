@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
         "--test_fraction", type=float, default=0.0, help="the part of each class held out as 'test'"
     )
     p.add_argument("--size", type=int, help="resize the shorter side and centre-crop to SIZE²")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="default: 1 if all gray, else 3")
     p.add_argument(
         "--encoding", choices=folder.ENCODINGS, default="png", help="jpeg: smaller, lossy"
     )
@@ -91,7 +92,7 @@ def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None
 
 
 def write(args) -> dict:
-    kw = dict(size=args.size, overwrite=args.overwrite, encoding=args.encoding)
+    kw = {k: getattr(args, k) for k in ("size", "channels", "overwrite", "encoding")}
     common = dict(name=args.name, data_dir=args.data_dir, test_fraction=args.test_fraction)
     if args.source.endswith((".npy", ".npz")) and os.path.isfile(args.source):
         images, labels = _arrays(args.source)

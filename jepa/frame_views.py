@@ -28,8 +28,7 @@ def sample_views(frames: jax.Array, num_views: int, key: jax.Array) -> jax.Array
     uniformly without replacement, independently per sequence."""
     b, t = frames.shape[:2]
     order = jax.vmap(lambda k: jax.random.permutation(k, t))(jax.random.split(key, b))
-    idx = order[:, :num_views]
-    return jnp.take_along_axis(frames, idx[:, :, None, None, None], axis=1)
+    return jnp.take_along_axis(frames, order[:, :num_views, None, None, None], axis=1)
 
 
 def warp_about_centroid(images: jax.Array, angle: jax.Array, scale: jax.Array) -> jax.Array:

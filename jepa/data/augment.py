@@ -3,10 +3,8 @@
 Images are uint8 `[height, width, channels]` with 1 (grayscale) or 3 (RGB) channels until the
 last step, `normalize_images`, which turns them into float32. Randomness comes only from the
 `np.random.Generator` passed in; inside a grain pipeline that is grain's per-record generator,
-so every crop is a function of (pipeline seed, record position).
-
-The grain transforms at the bottom (`TrainPreprocess`, `EvalPreprocess`) map a TFDS record
-`{'image', 'label', ...}` to `{'image': float32 [size, size, C], 'label': int32 []}`.
+so every crop is a function of (pipeline seed, record position). The grain transforms below
+(`TrainPreprocess`, `EvalPreprocess`, `ClipPreprocess`) turn TFDS records into examples.
 """
 
 from __future__ import annotations
@@ -28,13 +26,13 @@ from jepa.data.normalization import (  # noqa: F401
     normalize_images,
     resolve_mean_std,
 )
+from jepa.data.sequences import window_start
 
 # The fraction of the resized image kept by the eval center crop (224 of 256 in ImageNet).
 EVAL_CROP_FRACTION = 0.875
 
 
-# ---------------------------------------------------------------------------------------------
-# Geometry.
+# ----------------------------------------------------------------------------------------- geometry
 
 
 def sample_crop_box(
@@ -129,8 +127,7 @@ def _as_hwc(image) -> np.ndarray:
     return image[..., None] if image.ndim == 2 else image
 
 
-# ---------------------------------------------------------------------------------------------
-# Grain transforms over TFDS records.
+# --------------------------------------------------------------- grain transforms over TFDS records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,8 +157,7 @@ class TrainPreprocess(grain.transforms.RandomMap):
         image = random_resized_crop(image, rng, size, scale)
         if self.hflip:
             image = random_horizontal_flip(image, rng)
-        mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
-        return normalize_images(image, mean, std)
+        return normalize_images(image, self.mean, self.std)
 
     def random_map(self, element, rng: np.random.Generator):
         image = _as_hwc(element["image"])
@@ -188,12 +184,11 @@ class EvalPreprocess(grain.transforms.Map):
 
     def map(self, element):
         image = eval_resize(_as_hwc(element["image"]), self.image_size)
-        mean, std = resolve_mean_std(self.mean, self.std, image.shape[-1])
-        return {"image": normalize_images(image, mean, std), "label": np.int32(element["label"])}
+        image = normalize_images(image, self.mean, self.std)
+        return {"image": image, "label": np.int32(element["label"])}
 
 
-# ---------------------------------------------------------------------------------------------
-# Video clips (objective="future").
+# ----------------------------------------------------------------- video clips (objective="future")
 
 
 def clip_window(t0: int, context_frames: int, horizon: int) -> tuple[np.ndarray, int]:
@@ -229,13 +224,8 @@ class ClipPreprocess(grain.transforms.RandomMap):
 
     def random_map(self, element, rng: np.random.Generator):
         frames = element["frames"]
-        last_start = len(frames) - self.context_frames - self.horizon
-        if last_start < 0:
-            raise ValueError(
-                f"clips of {self.context_frames} + {self.horizon} frames do not fit in "
-                f"{len(frames)}-frame videos (data.clip)"
-            )
-        t0 = int(rng.integers(0, last_start + 1))
+        length = self.context_frames + self.horizon
+        t0 = window_start(rng, len(frames), length, "clips (method.clip: context + horizon)")
         clip = make_clip(frames, t0, self.context_frames, self.horizon, self.mean, self.std)
         uncertain = "bounce" in element and clip_is_uncertain(
             element["bounce"], t0, self.context_frames, self.horizon

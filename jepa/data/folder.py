@@ -84,12 +84,9 @@ def check_name(name: str) -> None:
     )
 
 
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
-
-
 def _images_in(folder: str) -> list[str]:
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if _is_image(f))
+    names = (f for f in os.listdir(folder) if not f.startswith("."))
+    return sorted(os.path.join(folder, f) for f in names if f.lower().endswith(IMAGE_SUFFIXES))
 
 
 def _subfolders(folder: str) -> list[str]:
@@ -114,15 +111,13 @@ def _scan_split(folder: str, root: str) -> tuple[dict[str, list[str]], list[str]
                 "or class subfolders of them"
             )
         return {}, files
-    by_class = {}
-    for cls in classes:
-        found = _images_in(os.path.join(folder, cls))
-        if not found:
-            raise FolderError(
-                f"class folder {os.path.join(folder, cls)} holds no images; valid: remove it, "
-                f"or put {', '.join(IMAGE_SUFFIXES)} files in it"
-            )
-        by_class[cls] = found
+    by_class = {cls: _images_in(os.path.join(folder, cls)) for cls in classes}
+    empty = [cls for cls, found in by_class.items() if not found]
+    if empty:
+        raise FolderError(
+            f"class folder {os.path.join(folder, empty[0])} holds no images; valid: remove it, "
+            f"or put {', '.join(IMAGE_SUFFIXES)} files in it"
+        )
     return by_class, []
 
 
@@ -184,9 +179,8 @@ def scan_folder(folder: str, test_fraction: float = 0.0) -> ImageSet:
     index = {c: i for i, c in enumerate(class_names)}
     splits = {}
     for split, (by_class, files) in scanned.items():
-        pairs = [(p, index[c]) for c, paths in by_class.items() for p in paths] or [
-            (p, -1) for p in files
-        ]
+        pairs = [(p, index[c]) for c, paths in by_class.items() for p in paths]
+        pairs = pairs or [(p, -1) for p in files]
         splits[split] = [Example(os.path.relpath(p, folder), p, label) for p, label in pairs]
     if not split_folders:
         splits = _split_by_fraction(splits["train"], test_fraction)
@@ -220,8 +214,7 @@ def from_sources(sources: Sequence, labels=None, class_names=None, test_fraction
     return ImageSet(_split_by_fraction(items, test_fraction), tuple(class_names or ()))
 
 
-# ---------------------------------------------------------------------------------------------
-# Pixels.
+# ------------------------------------------------------------------------------------------- pixels
 
 
 def _open(source):
@@ -232,10 +225,10 @@ def _open(source):
     return Image.open(source)
 
 
-def channels_and_shape(image_set: ImageSet, channels: int | None, size: int | None):
-    """(``channels``, or 1 when every image is grayscale and else 3; the stored shape
-    ``(size, size, C)``, or the images' common ``(H, W, C)``, ``None`` sides for sizes that
-    vary). Reads only the image headers, and stops once both are settled."""
+def stored_shape(image_set: ImageSet, size: int | None, channels: int | None) -> tuple:
+    """``(size, size, C)``, or the images' common ``(H, W, C)`` (``None`` sides for sizes that
+    vary); C ``channels``, or 1 when every image is grayscale and else 3. Reads only the image
+    headers, and stops once both are settled."""
     gray, sizes = channels is None, set()
     for e in (e for examples in image_set.splits.values() for e in examples):
         if isinstance(e.source, np.ndarray):
@@ -248,9 +241,8 @@ def channels_and_shape(image_set: ImageSet, channels: int | None, size: int | No
         if not gray and (size or len(sizes) > 1):
             break
     channels = channels or (1 if gray else 3)
-    if size:
-        return channels, (size, size, channels)
-    return channels, (*(sizes.pop() if len(sizes) == 1 else (None, None)), channels)
+    height, width = sizes.pop() if len(sizes) == 1 else (None, None)  # None: sizes vary
+    return (size, size, channels) if size else (height, width, channels)
 
 
 def center_resize(image, size: int):
@@ -269,18 +261,15 @@ def load_image(source, channels: int, size: int | None):
     return center_resize(image, size) if size else image
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing.
+# ------------------------------------------------------------------------------------------ writing
 
 
 ENCODINGS = ("png", "jpeg")
 
 
-def _builder(
-    name: str, data_dir: str, image_set: ImageSet, shape: tuple, channels: int, size, encoding
-):
-    """A TFDS builder of ``image_set``, defined per call and kept out of TFDS's registry (its
-    name is the user's, read back from the files)."""
+def _builder(name: str, data_dir: str, image_set: ImageSet, shape: tuple, size, encoding):
+    """A TFDS builder of ``image_set`` (``shape``: see `stored_shape`), defined per call and
+    kept out of TFDS's registry (its name is the user's, read back from the files)."""
     features = {"image": tfds.features.Image(shape=shape, encoding_format=encoding)}
     if image_set.labelled:
         features["label"] = tfds.features.ClassLabel(names=list(image_set.class_names))
@@ -309,7 +298,7 @@ def _builder(
 
             def _generate_examples(self, examples):
                 for e in examples:
-                    record = {"image": load_image(e.source, channels, size)}
+                    record = {"image": load_image(e.source, shape[-1], size)}
                     if image_set.labelled:
                         record["label"] = e.label
                     yield e.key, record
@@ -344,8 +333,8 @@ def write(
                 f"{target} already exists; valid: another --name, or --overwrite to replace it"
             )
         shutil.rmtree(target)
-    channels, shape = channels_and_shape(image_set, channels, size)
-    builder = _builder(name, data_dir, image_set, shape, channels, size, encoding)
+    shape = stored_shape(image_set, size, channels)
+    builder = _builder(name, data_dir, image_set, shape, size, encoding)
     prepare(builder)  # the summary returned says what was written
     return summary(name, data_dir, image_set, builder.info.features["image"].shape)
 
@@ -367,17 +356,14 @@ def write_files(paths, labels=None, *, name, data_dir, class_names=None, test_fr
 def write_arrays(images, labels=None, *, name, data_dir, class_names=None, test_fraction=0.0, **kw):
     """uint8 images ``[N, H, W]`` or ``[N, H, W, C]`` (C 1 or 3) as dataset ``name``."""
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim not in (3, 4) or images.shape[-1:] == (0,):
+    layout_ok = images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))
+    if images.dtype != np.uint8 or not layout_ok or images.shape[-1] == 0:
         raise FolderError(
             f"images of dtype {images.dtype} and shape {images.shape}; valid: uint8 "
             "[N, H, W] or [N, H, W, C] with C 1 or 3"
         )
-    if images.ndim == 4 and images.shape[-1] not in (1, 3):
-        raise FolderError(
-            f"images of shape {images.shape} have {images.shape[-1]} channels; valid: 1 or 3"
-        )
-    sources = list(images)
-    return write(from_sources(sources, labels, class_names, test_fraction), name, data_dir, **kw)
+    images = list(images)
+    return write(from_sources(images, labels, class_names, test_fraction), name, data_dir, **kw)
 
 
 def summary(name: str, data_dir: str, image_set: ImageSet, shape) -> dict:
@@ -387,13 +373,9 @@ def summary(name: str, data_dir: str, image_set: ImageSet, shape) -> dict:
         c: {s: sum(e.label == i for e in ex) for s, ex in image_set.splits.items()}
         for i, c in enumerate(image_set.class_names)
     }
-    return {
-        "name": name,
-        "data_dir": data_dir,
-        "splits": counts,
-        "classes": per_class,
-        "image_shape": list(shape),
-    }
+    return dict(
+        name=name, data_dir=data_dir, splits=counts, classes=per_class, image_shape=list(shape)
+    )
 
 
 def summary_lines(s: dict) -> list[str]:
@@ -408,4 +390,5 @@ def summary_lines(s: dict) -> list[str]:
         lines.append("class".ljust(width) + "".join(n.rjust(8) for n in names))
         for c, by_split in s["classes"].items():
             lines.append(c.ljust(width) + "".join(str(by_split[n]).rjust(8) for n in names))
-    return lines
+    flags = f"--config.data.dataset={s['name']} --config.data.data_dir={s['data_dir']}"
+    return [*lines, f"read it with: {flags}"]

@@ -47,20 +47,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="dataset name: lowercase, digits, underscores")
     p.add_argument("--data_dir", required=True, help="TFDS data directory to write into")
     p.add_argument(
-        "--test_fraction",
-        type=float,
-        default=0.0,
-        help="hold out this part of each class as split 'test' (default 0: train only)",
+        "--test_fraction", type=float, default=0.0, help="the part of each class held out as 'test'"
     )
     p.add_argument("--size", type=int, help="resize the shorter side and centre-crop to SIZE²")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="default: 1 if all gray, else 3")
     p.add_argument(
-        "--channels", type=int, choices=(1, 3), help="default: 1 if every image is gray, else 3"
-    )
-    p.add_argument(
-        "--encoding",
-        choices=("png", "jpeg"),
-        default="png",
-        help="how images are stored: png (lossless, default) or jpeg (smaller, for photos)",
+        "--encoding", choices=folder.ENCODINGS, default="png", help="jpeg: smaller, lossy"
     )
     p.add_argument("--overwrite", action="store_true", help="replace DATA_DIR/NAME if it exists")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -100,9 +92,7 @@ def _file_list(path: str) -> tuple[list[str], list[int] | None, list[str] | None
 
 
 def write(args) -> dict:
-    kw = dict(
-        size=args.size, channels=args.channels, overwrite=args.overwrite, encoding=args.encoding
-    )
+    kw = {k: getattr(args, k) for k in ("size", "channels", "overwrite", "encoding")}
     common = dict(name=args.name, data_dir=args.data_dir, test_fraction=args.test_fraction)
     if args.source.endswith((".npy", ".npz")) and os.path.isfile(args.source):
         images, labels = _arrays(args.source)
@@ -121,13 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.debug:
             raise
         raise SystemExit(f"jepa-data: {e}") from None
-    for line in folder.summary_lines(summary):
-        print(line, file=sys.stderr)
-    print(
-        f"read it with: --config.data.dataset={summary['name']} "
-        f"--config.data.data_dir={summary['data_dir']}",
-        file=sys.stderr,
-    )
+    print("\n".join(folder.summary_lines(summary)), file=sys.stderr)
     print(json.dumps(summary), flush=True)
     return summary
 

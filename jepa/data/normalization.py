@@ -10,8 +10,6 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-GRAYSCALE_MEAN = (0.5,)
-GRAYSCALE_STD = (0.5,)
 
 
 def resolve_mean_std(
@@ -19,7 +17,7 @@ def resolve_mean_std(
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean/std; where the config leaves them None, ImageNet's for 3 channels and
     (0.5,)/(0.5,) for 1."""
-    defaults = {1: (GRAYSCALE_MEAN, GRAYSCALE_STD), 3: (IMAGENET_MEAN, IMAGENET_STD)}
+    defaults = {1: ((0.5,), (0.5,)), 3: (IMAGENET_MEAN, IMAGENET_STD)}
     if (mean is None or std is None) and channels not in defaults:
         raise ValueError(
             f"no default mean/std for {channels}-channel images (defaults exist for 1 and 3); "
@@ -34,26 +32,19 @@ def resolve_mean_std(
     return mean, std
 
 
-def normalize_images(images, mean: Sequence[float], std: Sequence[float]):
+def normalize_images(images, mean: Sequence[float] | None, std: Sequence[float] | None):
     """float32 `(x / 255 - mean) / std` per channel of `images` `[..., H, W, C]`: integers in
-    [0, 255] or floats already in [0, 1], numpy or jax arrays (also inside `jax.jit`)."""
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
-    if images.shape[-1] != mean.shape[0]:
-        raise ValueError(
-            f"images have {images.shape[-1]} channels (shape {images.shape}) but mean/std "
-            f"have {mean.shape[0]}"
-        )
-    is_integer = np.issubdtype(np.dtype(images.dtype), np.integer)
+    [0, 255] or floats already in [0, 1], numpy or jax arrays (also inside `jax.jit`); `mean` /
+    `std` as `resolve_mean_std` takes them."""
+    mean, std = resolve_mean_std(mean, std, images.shape[-1])
     x = images.astype(np.float32)
-    if is_integer:
+    if np.issubdtype(np.dtype(images.dtype), np.integer):
         x = x / np.float32(255.0)
-    return (x - mean) / std
+    return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
 def normalize_frames(frames, mean, std) -> np.ndarray:
     """uint8 [..., H, W, C] → normalized float32, as every other input of the framework
     (``mean`` / ``std`` None or empty: the defaults for the channel count)."""
     frames = np.asarray(frames).astype(np.float32) / 255.0
-    mean, std = resolve_mean_std(mean or None, std or None, frames.shape[-1])
-    return normalize_images(frames, mean, std)
+    return normalize_images(frames, mean or None, std or None)

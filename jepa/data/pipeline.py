@@ -30,8 +30,7 @@ from jepa.data.sequences import SequencePreprocess
 DEFAULT_READ_THREADS = 16
 
 
-# ---------------------------------------------------------------------------------------------
-# Sources.
+# ------------------------------------------------------------------------------------------ sources
 
 
 def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -40,10 +39,9 @@ def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuild
     if base in BUILDERS:
         kwargs = {"config": builder_config} if builder_config else {}
         builder = BUILDERS[base](data_dir=data_dir, file_format="array_record", **kwargs)
-        if builder.is_prepared():
-            return builder
-        logging.info("preparing dataset %s in %s (once)", name, builder.data_dir)
-        prepare(builder)
+        if not builder.is_prepared():
+            logging.info("preparing dataset %s in %s (once)", name, builder.data_dir)
+            prepare(builder)
         return builder
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -78,24 +76,19 @@ def dataset_info(
     """`(num_examples in split, image shape [H, W, C], num_classes)` from the builder's info
     (num_classes 0: unlabeled), for turning epochs into steps; jepa's builders are prepared."""
     info = _prepared_builder(name, data_dir).info
-    label = info.features["label"] if "label" in info.features else None
-    return (
-        info.splits[split].num_examples,
-        tuple(info.features["image"].shape),
-        label.num_classes if label is not None else 0,
-    )
+    features = info.features
+    num_classes = features["label"].num_classes if "label" in features else 0
+    return info.splits[split].num_examples, tuple(features["image"].shape), num_classes
 
 
 def check_labelled(name: str, data_dir: str | None, splits: dict, key: str, why: str) -> None:
     """Raise naming the dataset (set by config key ``key``) when its records have no `label`,
-    or naming the config key of a split (``splits``: key → split string) it lacks.
-
-    Pretraining never reads labels; what does (a probe) calls this before any work."""
+    or as `check_splits` does. Pretraining never reads labels; what does (a probe) calls this
+    before any work."""
     info = _prepared_builder(name, data_dir).info
-    features = info.features
-    if "label" not in features:
+    if "label" not in info.features:
         raise ValueError(
-            f"{key}={name!r} has no 'label' field (its features: {sorted(features)}); {why} "
+            f"{key}={name!r} has no 'label' field (its features: {sorted(info.features)}); {why} "
             "needs labels. Valid: --config.eval.dataset=NAME (and --config.eval.data_dir=DIR) "
             "naming a labelled dataset, e.g. one `jepa-data` made from class subfolders"
         )
@@ -114,8 +107,7 @@ def check_splits(info: tfds.core.DatasetInfo, splits: dict, key: str, name: str)
             )
 
 
-# ---------------------------------------------------------------------------------------------
-# Training.
+# ----------------------------------------------------------------------------------------- training
 
 
 def _stream_seed(seed: int) -> int:
@@ -141,10 +133,9 @@ class HostChunks(grain.MapDataset):
         if not 0 <= index < count:
             raise ValueError(f"host index {index} is outside [0, {count})")
         self._chunk, self._index, self._count = chunk, index, count
-        self._length = len(parent) // (chunk * count) * chunk
 
     def __len__(self) -> int:
-        return self._length
+        return len(self._parent) // (self._chunk * self._count) * self._chunk
 
     def _global(self, j: int) -> int:
         c, r = divmod(j, self._chunk)
@@ -163,11 +154,8 @@ class HostChunks(grain.MapDataset):
 
 
 def _mean_std(cfg) -> dict[str, tuple[float, ...] | None]:
-    """`config.data.mean/std` as tuples; None (or absent) → defaults by channel count."""
-    return {
-        key: None if cfg.get(key) is None else tuple(float(v) for v in cfg.get(key))
-        for key in ("mean", "std")
-    }
+    """`config.data.mean/std`; None (or absent) → defaults by channel count."""
+    return {key: cfg.get(key) for key in ("mean", "std")}
 
 
 def _host_share(global_batch: int, index: int | None, count: int | None):
@@ -187,7 +175,7 @@ def _read_options(cfg) -> grain.ReadOptions:
 
 
 def _train_preprocess(cfg):
-    if cfg.get("sequence_frames"):  # objective="hierarchy": whole windows of a video dataset
+    if cfg.get("sequence_frames"):  # hierarchy, V-JEPA: whole windows of a video dataset
         return SequencePreprocess(frames=int(cfg.sequence_frames), **_mean_std(cfg))
     if cfg.get("clip_context_frames"):  # objective="future": clips of a video dataset
         return augment.ClipPreprocess(
@@ -217,11 +205,9 @@ def make_train_iterator(
     """An endless, checkpointable iterator of augmented training batches for this host.
 
     One global stream — the split reshuffled each epoch, repeated, each record augmented with
-    randomness keyed by its position in the stream — is the same on every host. Cut into
-    chunks of one local batch, host h takes chunks h, h + n, h + 2n, … (`HostChunks`; it
-    reads and decodes only those), so the global batch of a step, the hosts' local batches
-    stacked in host order, does not depend on the number of hosts n (with `worker_count=0`).
-    Batches run across epoch boundaries.
+    randomness keyed by its position in the stream — is the same on every host, which reads
+    and decodes only its chunks of it (`HostChunks`), so the global batch of a step does not
+    depend on the number of hosts (with `worker_count=0`). Batches run across epoch boundaries.
 
     Corrupt records are skipped and counted, up to `max_bad_records` on one host
     (`jepa/data/records.py`).
@@ -269,8 +255,7 @@ def make_train_iterator(
     return iter(ds)
 
 
-# ---------------------------------------------------------------------------------------------
-# Evaluation.
+# --------------------------------------------------------------------------------------- evaluation
 
 
 def make_eval_batches(

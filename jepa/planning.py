@@ -3,8 +3,9 @@
 A planner searches an action sequence ``[horizon, action_dim]`` that minimizes a pure
 ``cost(actions) -> scalar``; candidates are scored by ``vmap(cost)``, so the cost may be the
 true dynamics rolled out in state space or a world model's predicted embeddings against a
-goal's. ``plan_episode`` runs an environment for N steps, re-planning every k steps from the
-current state, as one ``lax.scan``: a whole evaluation, vmapped over episodes, compiles once.
+goal's (``latent_cost``). ``plan_episode`` runs an environment for N steps, re-planning every
+k steps from the current state, as one ``lax.scan``: a whole evaluation, vmapped over
+episodes, compiles once.
 
 The optimizers are eb_jepa's (``eb_jepa/planning.py``, ``examples/ac_video_jepa``):
   * CEM: sample ``mean + std·N(0, 1)``, clip each action to norm ``max_norm``, keep the
@@ -13,8 +14,8 @@ The optimizers are eb_jepa's (``eb_jepa/planning.py``, ``examples/ac_video_jepa`
     ``exp(-(c - c_min) / temperature)`` and the mean and std refit with those weights; the plan
     is one elite drawn with those weights. eb_jepa writes the weight as
     ``exp(0.005·(c_min - c))``: its "temperature" 0.005 is our 1 / 200.
-Its defaults: horizon 90, 20 iterations, 200 samples, 20 elites, initial std 1.5 (CEM) and
-2.0 (MPPI), one action executed per plan, horizon cut to the steps left.
+Its defaults are the configs' below; one action is executed per plan, the horizon cut to the
+steps left.
 
 What we add: ``warm_start`` starts each plan from the previous plan's mean shifted by the
 steps executed (zeros appended). eb_jepa starts every plan from zeros; with ``warm_start=False``
@@ -24,6 +25,7 @@ so do we.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -59,7 +61,8 @@ class Plan(NamedTuple):
 
 
 def clip_norm(actions: jax.Array, max_norm: float | None) -> jax.Array:
-    """Each action [..., A] scaled down to norm ``max_norm`` where it is longer."""
+    """Each action [..., A] scaled down to norm ``max_norm`` where it is longer (eb_jepa's CEM
+    clip, eps included); ``None`` leaves them as they are."""
     if max_norm is None:
         return actions
     norm = jnp.linalg.norm(actions, axis=-1, keepdims=True)
@@ -67,8 +70,7 @@ def clip_norm(actions: jax.Array, max_norm: float | None) -> jax.Array:
 
 
 def _sample(key, mean, std, samples, max_norm):
-    noise = jax.random.normal(key, (samples, *mean.shape))
-    return clip_norm(mean + std * noise, max_norm)
+    return clip_norm(mean + std * jax.random.normal(key, (samples, *mean.shape)), max_norm)
 
 
 def _elites(cost_fn, candidates, count):
@@ -108,9 +110,8 @@ def mppi(key: jax.Array, cost_fn: Callable, mean: jax.Array, config: MPPIConfig)
 
     first, rest = jax.random.split(key)
     init = (mean, std, jnp.zeros((h, *mean.shape), mean.dtype), jnp.full((h,), 1.0 / h))
-    (mean, _, elites, w), best = jax.lax.scan(
-        iteration, init, jax.random.split(rest, config.iterations)
-    )
+    keys = jax.random.split(rest, config.iterations)
+    (mean, _, elites, w), best = jax.lax.scan(iteration, init, keys)
     pick = jax.random.choice(first, h, p=w)
     return Plan(elites[pick], mean, best)
 
@@ -126,6 +127,61 @@ def reduce_horizon(per_step: jax.Array, steps_left: jax.Array, mode: str = "sum"
     if mode == "last":
         return per_step[jnp.clip(steps_left, 1, h) - 1]
     raise ValueError(f"mode must be 'sum' or 'last', got {mode!r}")
+
+
+def rollout_cost(step: Callable, distance: Callable, start, goal, steps_left, mode: str = "sum"):
+    """``cost(actions [H, A])``: ``step(s, a) -> s'`` unrolled from ``start``, each step's
+    ``distance(s, goal)`` reduced by ``reduce_horizon``."""
+
+    def cost(actions):
+        def advance(s, a):
+            s = step(s, a)
+            return s, s
+
+        _, path = jax.lax.scan(advance, start, actions)
+        return reduce_horizon(jax.vmap(distance, (0, None))(path, goal), steps_left, mode)
+
+    return cost
+
+
+def latent_cost(encode: Callable, predict: Callable, observe: Callable, mode: str = "sum"):
+    """A world model's ``cost_builder(state, goal, steps_left)`` (eb_jepa's ``repr_dist``):
+    ``observe(state) -> image`` (e.g. ``lambda s: two_rooms.render(s, settings)``) and
+    ``encode(image) -> z [D]`` once per plan for the state and the goal, ``predict(z [D], a [A])
+    -> z'`` unrolled over the candidate, the Euclidean distance to the goal's z at every step."""
+    if mode not in ("sum", "last"):
+        raise ValueError(f"mode must be 'sum' or 'last', got {mode!r}")
+
+    def build(state, goal, steps_left):
+        z0, z_goal = encode(observe(state)), encode(observe(goal))
+        return rollout_cost(
+            predict, lambda z, g: jnp.linalg.norm(z - g), z0, z_goal, steps_left, mode
+        )
+
+    return build
+
+
+def model_cost(model, params, observe: Callable, mode: str = "sum") -> Callable:
+    """``latent_cost`` of a ``jepa.models.world_model.WorldModel`` with ``params``: a pure
+    function of them, so an evaluation that takes the parameters as an argument compiles once
+    and serves every checkpoint of the same shapes."""
+    return latent_cost(
+        functools.partial(model.apply, params, method="encode"),
+        functools.partial(model.apply, params, method="predict"),
+        observe,
+        mode,
+    )
+
+
+def execute(env_step: Callable, state, actions: jax.Array, key: jax.Array):
+    """``env_step(state, action, key)`` over ``actions`` [T, A], a key each split from ``key``:
+    (the last state, the state after every step stacked over [T])."""
+
+    def act(s, ak):
+        s = env_step(s, *ak)
+        return s, s
+
+    return jax.lax.scan(act, state, (actions, jax.random.split(key, actions.shape[0])))
 
 
 class Episode(NamedTuple):
@@ -163,12 +219,8 @@ def plan_episode(
         k_plan, k_env = jax.random.split(k)
         plan = planner(k_plan, cost_builder(state, goal, steps - index * replan_every), mean)
 
-        def act(s, ak):
-            s = env_step(s, ak[0], ak[1])
-            return s, s
-
         todo = plan.actions[:replan_every]
-        state, states = jax.lax.scan(act, state, (todo, jax.random.split(k_env, replan_every)))
+        state, states = execute(env_step, state, todo, k_env)
         if warm_start:
             tail = jnp.zeros((replan_every, action_dim), plan.mean.dtype)
             mean = jnp.concatenate([plan.mean[replan_every:], tail])

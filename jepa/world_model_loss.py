@@ -6,7 +6,7 @@ to frame t+1. Every frame is encoded (z [B, T+1, D]); the predictor is unrolled 
 z_0 over the T actions (ẑ_1 .. ẑ_T, each from the previous prediction, as a planner uses it).
 
     loss = prediction · mean_t,b,d (ẑ_t − z_t)²            multi-step rollout error
-         + variance · mean_d relu(margin − sqrt(Var_n z_d + eps))   anti-collapse (VICReg)
+         + variance · mean_d relu(1 − sqrt(Var_n z_d + 1e-4))      anti-collapse (VICReg)
          + covariance · mean_{i≠j} Cov(z)_ij²                decorrelated features (VICReg)
          + time_similarity · mean_t,b,d (z_{t+1} − z_t)²    consecutive frames close
          + inverse_dynamics · mean_t,b,a (IDM(z_t, z_{t+1}) − a_t)²
@@ -21,6 +21,7 @@ from the loss (the value is still reported).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -37,13 +38,7 @@ class LossWeights:
     covariance: float = 8.0
     time_similarity: float = 12.0
     inverse_dynamics: float = 1.0
-    variance_margin: float = 1.0
     stop_gradient_target: bool = False
-
-
-def prediction_loss(predicted: jax.Array, target: jax.Array) -> jax.Array:
-    """Mean squared error over every step, sample and feature."""
-    return jnp.mean((predicted - target) ** 2)
 
 
 def variance_loss(z: jax.Array, margin: float = 1.0, eps: float = 1e-4) -> jax.Array:
@@ -53,25 +48,11 @@ def variance_loss(z: jax.Array, margin: float = 1.0, eps: float = 1e-4) -> jax.A
 
 
 def covariance_loss(z: jax.Array) -> jax.Array:
-    """z [..., D], samples pooled: the mean of the squared off-diagonal entries of the
-    (unbiased) covariance matrix, D·(D−1) of them (0 for a single feature). eb_jepa's
-    normalization, so its coefficients carry over; ``objectives.vicreg_covariance`` divides
-    the sum by D as VICReg does."""
-    x = z.reshape(-1, z.shape[-1])
-    x = x - x.mean(axis=0)
-    n, d = x.shape
-    cov = x.T @ x / (n - 1)
-    off = cov - jnp.diag(jnp.diag(cov))
-    return jnp.sum(off**2) / max(d * (d - 1), 1)
-
-
-def time_similarity_loss(z: jax.Array) -> jax.Array:
-    """z [B, T+1, D]: mean squared difference of consecutive frames' embeddings."""
-    return jnp.mean((z[:, 1:] - z[:, :-1]) ** 2)
-
-
-def inverse_dynamics_loss(predicted_actions: jax.Array, actions: jax.Array) -> jax.Array:
-    return jnp.mean((predicted_actions - actions) ** 2)
+    """z [..., D], samples pooled: the mean of the D·(D−1) squared off-diagonal (unbiased)
+    covariances, 0 for one feature. eb_jepa's normalization, so its coefficients carry over:
+    ``objectives.vicreg_covariance`` divides their sum by D as VICReg does, this by D − 1 more."""
+    d = z.shape[-1]
+    return objectives.vicreg_covariance(z.reshape(-1, d)) / max(d - 1, 1)
 
 
 def unroll(predict, state: jax.Array, actions: jax.Array) -> jax.Array:
@@ -90,22 +71,16 @@ def world_model_loss(params, model, observations, actions, weights: LossWeights 
     """(loss, aux): aux holds every term unweighted, and the rollout error per step
     (``prediction_per_step`` [T])."""
     z = model.apply(params, observations, method="encode")
-    target = z[:, 1:]
-    if weights.stop_gradient_target:
-        target = jax.lax.stop_gradient(target)
-
-    def predict(s, a):
-        return model.apply(params, s, a, method="predict")
-
-    predicted = unroll(predict, z[:, 0], actions)
+    target = jax.lax.stop_gradient(z[:, 1:]) if weights.stop_gradient_target else z[:, 1:]
+    predicted = unroll(functools.partial(model.apply, params, method="predict"), z[:, 0], actions)
     per_step = jnp.mean((predicted - target) ** 2, axis=(0, 2))
     inverse = model.apply(params, z[:, :-1], z[:, 1:], method="inverse")
     terms = {
         "prediction": jnp.mean(per_step),
-        "variance": variance_loss(z, weights.variance_margin),
+        "variance": variance_loss(z),
         "covariance": covariance_loss(z),
-        "time_similarity": time_similarity_loss(z),
-        "inverse_dynamics": inverse_dynamics_loss(inverse, actions),
+        "time_similarity": jnp.mean((z[:, 1:] - z[:, :-1]) ** 2),
+        "inverse_dynamics": jnp.mean((inverse - actions) ** 2),
     }
     loss = sum(
         getattr(weights, name) * value for name, value in terms.items() if getattr(weights, name)

@@ -20,9 +20,7 @@ import optax
 
 from jepa import planning
 from jepa import world_model_loss as wml
-from jepa import world_model_planning as wmp
 from jepa.envs import two_rooms as tr
-from jepa.envs import two_rooms_figure as tf
 from jepa.envs import two_rooms_planning as tp
 from jepa.evaluate import ridge
 from jepa.models.world_model import WorldModel
@@ -181,7 +179,7 @@ def first_plans(args, settings, model, params, cfg, key, episodes, read):
     # The evaluation's tasks (drawn for all its episodes), the first ``episodes`` of them.
     tasks = tp.tasks(jax.random.split(key)[0], args.eval_episodes, settings)
     starts, goals = jax.tree.map(lambda x: x[:episodes], tasks)
-    builder = wmp.model_cost(model, params, lambda st: tr.render(st, settings), args.mode)
+    builder = planning.model_cost(model, params, lambda st: tr.render(st, settings), args.mode)
     planner = tp.make_planner(cfg)
 
     def one(k, start, goal):
@@ -203,7 +201,7 @@ def evaluate(args, settings, model, params, name, read=None):
     @functools.partial(jax.jit, static_argnums=(2,))
     def run(params, key, episodes):
         TRACES["eval"] += 1
-        builder = wmp.model_cost(model, params, lambda st: tr.render(st, settings), args.mode)
+        builder = planning.model_cost(model, params, lambda st: tr.render(st, settings), args.mode)
         out = tp.evaluate_planner(
             key,
             cfg,
@@ -226,7 +224,7 @@ def evaluate(args, settings, model, params, name, read=None):
     if read is not None:
         shown = min(8, args.eval_episodes)
         planned, goals = first_plans(args, settings, model, params, cfg, key, shown, read)
-        tf.plot_episodes(
+        tp.plot_episodes(
             os.path.join(args.out, f"episodes_{name}_{args.mode}.png"),
             np.asarray(positions)[:shown],
             goals,

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jepa import planning
 from jepa.envs import two_rooms as tr
 
 S = tr.DEFAULT
@@ -81,7 +82,7 @@ def test_actions_are_clipped_to_the_bound():
     # |(3, 4)| = 5 > 2.45: scaled to (1.47, 1.96).
     np.testing.assert_allclose(step(20, 40, 3, 4), [20 + 1.47, 40 + 1.96], atol=1e-4)
     np.testing.assert_allclose(step(20, 40, 1.5, 1.9), [21.5, 41.9], atol=1e-5)  # 2.42 < 2.45
-    big = tr.clip_norm(jnp.array([[10.0, 0.0], [0.0, -7.0], [1.0, 1.0]]), 2.45)
+    big = planning.clip_norm(jnp.array([[10.0, 0.0], [0.0, -7.0], [1.0, 1.0]]), 2.45)
     np.testing.assert_allclose(np.linalg.norm(big, axis=-1), [2.45, 2.45, math.sqrt(2)], atol=1e-5)
 
 
@@ -324,11 +325,11 @@ def test_path_length_goes_through_the_door():
 def test_episode_figure_draws_one_panel_per_episode(tmp_path):
     from PIL import Image
 
-    from jepa.envs import two_rooms_figure
+    from jepa.envs import two_rooms_planning
 
     starts, goals = jax.vmap(tr.sample_start_goal)(jax.random.split(jax.random.key(0), 5))
     positions = jnp.stack([starts.position, goals.position], axis=1)  # [5, 2, 2]
-    path = two_rooms_figure.plot_episodes(
+    path = two_rooms_planning.plot_episodes(
         str(tmp_path / "episodes.png"),
         positions,
         goals,

@@ -12,7 +12,6 @@ import pytest
 
 from jepa import planning
 from jepa import world_model_loss as wml
-from jepa import world_model_planning as wmp
 from jepa.envs import two_rooms as tr
 from jepa.envs import two_rooms_planning as tp
 from jepa.models.world_model import ConvEncoder, WorldModel
@@ -42,16 +41,6 @@ def test_covariance_term_is_the_mean_squared_off_diagonal():
     # Uncorrelated features (a 2x2 design with orthogonal centred columns): 0.
     w = jnp.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
     assert float(wml.covariance_loss(w)) == pytest.approx(0.0, abs=1e-7)
-
-
-def test_time_similarity_and_inverse_dynamics_terms():
-    # Consecutive differences 1 and 2: squares 1 and 4, mean 2.5.
-    z = jnp.array([[[0.0], [1.0], [3.0]]])
-    assert float(wml.time_similarity_loss(z)) == pytest.approx(2.5)
-    predicted = jnp.array([[1.0, 0.0], [0.0, 0.0]])
-    actions = jnp.array([[0.0, 0.0], [0.0, 2.0]])
-    # Squared errors 1, 0, 0, 4 over four entries.
-    assert float(wml.inverse_dynamics_loss(predicted, actions)) == pytest.approx(1.25)
 
 
 class _Stub:
@@ -161,7 +150,7 @@ def test_latent_cost_is_the_distance_of_the_unrolled_embeddings_to_the_goal():
     actions = jnp.array([[1.0, 0.0], [1.0, 0.0]])
 
     def build(mode):
-        return wmp.latent_cost(lambda x: x, lambda z, a: z + a, lambda s: s.position, mode)
+        return planning.latent_cost(lambda x: x, lambda z, a: z + a, lambda s: s.position, mode)
 
     assert float(build("sum")(start, goal, 2)(actions)) == pytest.approx(3.0)
     assert float(build("last")(start, goal, 2)(actions)) == pytest.approx(1.0)
@@ -180,7 +169,7 @@ def test_latent_cost_jits_over_candidates_and_compiles_once_for_new_parameters()
     @jax.jit
     def costs(params, candidates):
         traces.append(1)
-        build = wmp.model_cost(model, params, lambda s: tr.render(s, settings))
+        build = planning.model_cost(model, params, lambda s: tr.render(s, settings))
         return jax.vmap(build(start, goal, 5))(candidates)
 
     cand = jax.random.normal(jax.random.key(2), (7, 5, 2))
@@ -219,7 +208,7 @@ def test_tiny_training_lowers_the_loss_and_the_planner_returns_bounded_actions()
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
 
     config = planning.CEMConfig(horizon=4, iterations=3, samples=16, elites=4)
-    builder = wmp.model_cost(model, params, lambda s: tr.render(s, settings))
+    builder = planning.model_cost(model, params, lambda s: tr.render(s, settings))
     start, goal = tr.sample_start_goal(jax.random.key(2), settings)
     episode = jax.jit(
         lambda key: planning.plan_episode(

@@ -30,11 +30,14 @@ What we change, and why:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jepa import planning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,15 +100,13 @@ def sample_geometry(key: jax.Array, settings: TwoRoomsSettings = DEFAULT):
     if settings.fixed_wall is not None:
         return tuple(jnp.float32(v) for v in settings.fixed_wall)
     kw, kd = jax.random.split(key)
-    s = settings
-    wall_x = jax.random.randint(kw, (), s.wall_margin, s.arena - s.wall_margin)
-    door_y = jax.random.randint(kd, (), s.door_margin, s.arena - s.door_margin)
+    wall_x = jax.random.randint(kw, (), settings.wall_margin, settings.arena - settings.wall_margin)
+    door_y = jax.random.randint(kd, (), settings.door_margin, settings.arena - settings.door_margin)
     return wall_x.astype(jnp.float32), door_y.astype(jnp.float32)
 
 
 def _wall_faces(wall_x, settings):
-    half = settings.wall_width // 2
-    return wall_x - half, wall_x + half
+    return wall_x - settings.wall_width // 2, wall_x + settings.wall_width // 2
 
 
 def _door_edges(door_y, settings):
@@ -122,10 +123,9 @@ def free_position(key, wall_x, door_y, settings: TwoRoomsSettings = DEFAULT) -> 
     left, right = _wall_faces(wall_x, s)
     lo, hi = _door_edges(door_y, s)
     inside = (p[0] >= left) & (p[0] <= right) & ((p[1] < lo) | (p[1] > hi))
-    to_left = jax.random.bernoulli(ks)
     x_left = jax.random.uniform(kl, minval=s.low, maxval=left)
     x_right = jax.random.uniform(kr, minval=right, maxval=s.high)
-    x = jnp.where(inside, jnp.where(to_left, x_left, x_right), p[0])
+    x = jnp.where(inside, jnp.where(jax.random.bernoulli(ks), x_left, x_right), p[0])
     return jnp.stack([x, p[1]])
 
 
@@ -197,13 +197,6 @@ def path_length(position, goal, wall_x, door_y, settings: TwoRoomsSettings = DEF
 # ---------------------------------------------------------------------------------------------
 
 
-def clip_norm(action: jax.Array, max_norm: float) -> jax.Array:
-    """Scale ``action`` [..., A] down to norm ``max_norm`` where it is longer (eb_jepa's CEM
-    clip, eps included)."""
-    norm = jnp.linalg.norm(action, axis=-1, keepdims=True)
-    return action * (jnp.minimum(norm, max_norm) / (norm + 1e-6))
-
-
 def _crosses(a0, a1, line):
     """eb_jepa's test: the segment's ends are on opposite sides of ``line`` or touch it."""
     return jnp.sign(a0 - line) * jnp.sign(a1 - line) <= 0
@@ -264,13 +257,13 @@ def _bounce(p, d, wall_x, door_y, noise, s: TwoRoomsSettings):
     push_v = jnp.stack([off * jnp.sign(p[0] - at_v[0]), along])
     push_h = jnp.stack([along, off * jnp.sign(p[1] - at_h[1])])
     r = jnp.where(use_v, at_v + push_v, at_h + push_h)
-    x = jnp.clip(r[0], x_min, x_max)
-    x = jnp.where(x <= x_min, x_min + 0.3, x)
-    x = jnp.where(x >= x_max, x_max - 0.3, x)
-    y = jnp.clip(r[1], s.low, s.high)
-    y = jnp.where(y <= s.low, s.low + 0.3, y)
-    y = jnp.where(y >= s.high, s.high - 0.3, y)
-    bounced = jnp.stack([x, y])
+
+    def inside(v, v_min, v_max):
+        v = jnp.clip(v, v_min, v_max)
+        v = jnp.where(v <= v_min, v_min + 0.3, v)
+        return jnp.where(v >= v_max, v_max - 0.3, v)
+
+    bounced = jnp.stack([inside(r[0], x_min, x_max), inside(r[1], s.low, s.high)])
 
     out = jnp.where(hit_v | hit_h, bounced, q)
     out = jnp.where(hits_lo, at_lo, out)
@@ -296,12 +289,7 @@ def _stay(p, d, wall_x, door_y, s: TwoRoomsSettings):
     q = p + d
     left_face, right_face = _wall_faces(wall_x, s)
     lo, hi = _door_edges(door_y, s)
-    border = (
-        _crosses(p[0], q[0], s.low)
-        | _crosses(p[0], q[0], s.high)
-        | _crosses(p[1], q[1], s.low)
-        | _crosses(p[1], q[1], s.high)
-    )
+    border = jnp.any(_crosses(p, q, s.low) | _crosses(p, q, s.high))
 
     def in_band(x):
         return (x >= left_face) & (x <= right_face)
@@ -342,7 +330,7 @@ def move(state, action, key=None, settings: TwoRoomsSettings = DEFAULT, collisio
 def step(state, action, key=None, settings: TwoRoomsSettings = DEFAULT) -> TwoRoomsState:
     """One environment step: the action clipped to ``max_action_norm``, then moved under the
     settings' collision rule (its noise drawn from ``key``; the mean push without one)."""
-    return move(state, clip_norm(action, settings.max_action_norm), key, settings)
+    return move(state, planning.clip_norm(action, settings.max_action_norm), key, settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,19 +368,14 @@ def render_walls(wall_x, door_y, settings: TwoRoomsSettings = DEFAULT) -> jax.Ar
     return walls.astype(jnp.uint8) * 255
 
 
-def render_dot(position, settings: TwoRoomsSettings = DEFAULT) -> jax.Array:
-    """uint8 [S, S]: ``floor(255·exp(-r²/(2·dot_std²)))``, rows are y and columns x."""
-    c, _ = _pixel_centres(settings)
-    r2 = (c[None, :] - position[0]) ** 2 + (c[:, None] - position[1]) ** 2
-    value = jnp.exp(-r2 / (2 * settings.dot_std**2)) * 255.0
-    return jnp.floor(jnp.clip(value, 0, 255)).astype(jnp.uint8)
-
-
 def render(state: TwoRoomsState, settings: TwoRoomsSettings = DEFAULT) -> jax.Array:
-    """uint8 [S, S, 2]: the dot, then the walls (eb_jepa's two channels, channels last)."""
-    dot = render_dot(state.position, settings)
+    """uint8 [S, S, 2] (eb_jepa's two channels, channels last): the dot,
+    ``floor(255·exp(-r²/(2·dot_std²)))`` with rows y and columns x, then the walls."""
+    c, _ = _pixel_centres(settings)
+    r2 = (c[None, :] - state.position[0]) ** 2 + (c[:, None] - state.position[1]) ** 2
+    dot = jnp.floor(jnp.clip(jnp.exp(-r2 / (2 * settings.dot_std**2)) * 255.0, 0, 255))
     walls = render_walls(state.wall_x, state.door_y, settings)
-    return jnp.stack([dot, walls], axis=-1)
+    return jnp.stack([dot.astype(jnp.uint8), walls], axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,17 +455,11 @@ def explore(key: jax.Array, settings: TwoRoomsSettings = DEFAULT, steps: int | N
     actions = exploration_actions(kw, heading, steps, s)
     cross_start, cross_actions = _cross_wall_plan(kc, wall_x, door_y, steps, s)
     crossing = jax.random.uniform(kuse) < s.cross_wall_rate
-    start = jnp.where(crossing, cross_start, start)
+    first = TwoRoomsState(jnp.where(crossing, cross_start, start), wall_x, door_y)
     actions = jnp.where(crossing, cross_actions, actions)
-
-    def advance(state, xs):
-        action, k = xs
-        state = move(state, action, k, s, collision=s.data_collision)
-        return state, state.position
-
-    first = TwoRoomsState(start, wall_x, door_y)
-    _, later = jax.lax.scan(advance, first, (actions, jax.random.split(kmove, steps)))
-    return first, actions, jnp.concatenate([start[None], later], axis=0)
+    data_step = functools.partial(move, settings=s, collision=s.data_collision)
+    _, later = planning.execute(data_step, first, actions, kmove)
+    return first, actions, jnp.concatenate([first.position[None], later.position], axis=0)
 
 
 def rollout(key: jax.Array, settings: TwoRoomsSettings = DEFAULT, steps: int | None = None):

@@ -16,13 +16,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jepa.data.normalization import normalize_images
+
 
 class ConvEncoder(nn.Module):
     """Image [..., S, S, C] (uint8 or float in [0, 1]) -> embedding [..., embed_dim].
 
-    A stack of stride-2 3x3 convolutions (each followed by a residual 3x3 block when
-    ``residual``: the Impala pattern without its max-pool), flattened, then a linear map. The
-    flatten keeps where the dot is: a global pool would throw position away.
+    A stack of stride-2 3x3 convolutions, each followed by a residual 3x3 block (the Impala
+    pattern without its max-pool), flattened, then a linear map. The flatten keeps where the
+    dot is: a global pool would throw position away.
 
     ``input_mean`` and ``input_std`` standardize each channel (eb_jepa normalizes its images
     the same way). They matter here: the dot covers a few pixels and the walls many, so in
@@ -31,29 +33,20 @@ class ConvEncoder(nn.Module):
 
     features: Sequence[int] = (16, 32, 32)
     embed_dim: int = 32
-    residual: bool = True
     input_mean: Sequence[float] | None = None
     input_std: Sequence[float] | None = None
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
-        x = images.astype(jnp.float32)
-        if images.dtype == jnp.uint8:
-            x = x / 255.0
-        if self.input_mean is not None:
-            x = x - jnp.asarray(self.input_mean, jnp.float32)
-        if self.input_std is not None:
-            x = x / jnp.asarray(self.input_std, jnp.float32)
+        zeros, ones = (0.0,) * images.shape[-1], (1.0,) * images.shape[-1]
+        x = normalize_images(images, self.input_mean or zeros, self.input_std or ones)
         lead = x.shape[:-3]
         x = x.reshape(-1, *x.shape[-3:])
         for i, f in enumerate(self.features):
             x = nn.Conv(f, (3, 3), strides=(2, 2), padding="SAME", name=f"down{i}")(x)
-            if self.residual:
-                y = nn.Conv(f, (3, 3), padding="SAME", name=f"res{i}")(nn.relu(x))
-                x = x + y
+            x = x + nn.Conv(f, (3, 3), padding="SAME", name=f"res{i}")(nn.relu(x))
             x = nn.relu(x)
-        x = x.reshape(x.shape[0], -1)
-        x = nn.Dense(self.embed_dim, name="out")(x)
+        x = nn.Dense(self.embed_dim, name="out")(x.reshape(x.shape[0], -1))
         return x.reshape(*lead, self.embed_dim)
 
 
@@ -71,8 +64,7 @@ class ResidualPredictor(nn.Module):
         x = jnp.concatenate([state, action.astype(state.dtype)], axis=-1)
         for i in range(self.depth):
             x = nn.gelu(nn.Dense(self.hidden, name=f"hidden{i}")(x))
-        delta = nn.Dense(state.shape[-1], kernel_init=nn.initializers.zeros, name="out")(x)
-        return state + delta
+        return state + nn.Dense(state.shape[-1], kernel_init=nn.initializers.zeros, name="out")(x)
 
 
 class InverseDynamics(nn.Module):
@@ -95,7 +87,6 @@ class WorldModel(nn.Module):
 
     embed_dim: int = 32
     encoder_features: Sequence[int] = (16, 32, 32)
-    encoder_residual: bool = True
     input_mean: Sequence[float] | None = None
     input_std: Sequence[float] | None = None
     predictor_hidden: int = 128
@@ -105,11 +96,7 @@ class WorldModel(nn.Module):
 
     def setup(self):
         self.encoder = ConvEncoder(
-            self.encoder_features,
-            self.embed_dim,
-            self.encoder_residual,
-            self.input_mean,
-            self.input_std,
+            self.encoder_features, self.embed_dim, self.input_mean, self.input_std
         )
         self.predictor = ResidualPredictor(self.predictor_hidden, self.predictor_depth)
         self.idm = InverseDynamics(self.action_dim, self.idm_hidden)

@@ -73,8 +73,11 @@ def check_workdir(workdir: str) -> None:
 
 
 def check_data(config) -> None:
-    """``data.dataset`` names a dataset that can be read from ``data.data_dir``."""
+    """``data.dataset`` names a dataset that can be read from ``data.data_dir`` ("": none,
+    the method generates its batches)."""
     name, data_dir = config.data.dataset, config.data.data_dir
+    if not name:
+        return
     _check_not_a_folder(name)
     base, _, builder_config = name.partition("/")
     ours = base in BUILDERS

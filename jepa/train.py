@@ -134,10 +134,10 @@ def prepare_config(config):
 
 @dataclasses.dataclass
 class Batches:
-    """Per-step global batches: images from the data iterator, and what the method draws from
-    (seed, step) on the host (masks)."""
+    """Per-step global batches: images from the data iterator (None: ``data.dataset=""``),
+    and what the method draws from (seed, step) on the host (masks, generated trajectories)."""
 
-    iterator: object
+    iterator: object | None
     config: ml_collections.ConfigDict
     mesh: jax.sharding.Mesh
 
@@ -147,8 +147,8 @@ class Batches:
         self.local = self.config.batch_size // jax.process_count()
 
     def get(self, step: int) -> tuple[dict, float]:
-        """(global batch, checksum of this host's images — logged to prove exact resumes)."""
-        record = next(self.iterator)
+        """(global batch, checksum of this host's inputs — logged to prove exact resumes)."""
+        record = {} if self.iterator is None else next(self.iterator)
         local = {k: np.asarray(record[k], np.float32) for k in ("image", "local") if k in record}
         if self.draw is not None:
             # Every host draws the *global* batch's masks and keeps its slice, so the masks do
@@ -156,7 +156,8 @@ class Batches:
             lo = jax.process_index() * self.local
             drawn = self.draw(self.config.seed, step, self.config.batch_size)
             local.update({k: v[lo : lo + self.local] for k, v in drawn.items()})
-        return sharding.global_batch(local, self.mesh), float(local["image"].sum(dtype=np.float64))
+        checksum = sum(float(v.sum(dtype=np.float64)) for v in local.values())
+        return sharding.global_batch(local, self.mesh), checksum
 
 
 def make_health_fn(config, mesh):
@@ -189,9 +190,11 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     mesh = sharding.make_mesh(config)
 
     # -------------------------------------------------------------------------------- input
-    train_iter = pipeline.make_train_iterator(
-        methods.data_config(config), config.batch_size, seed=config.seed
-    )
+    train_iter = None
+    if config.data.dataset:
+        train_iter = pipeline.make_train_iterator(
+            methods.data_config(config), config.batch_size, seed=config.seed
+        )
     batches = Batches(train_iter, config, mesh)
 
     # -------------------------------------------------------------------------------- state
@@ -235,7 +238,7 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     with stop_on_signals() as signals:
         for step in range(start, end):
             batch, checksum = batches.get(step)
-            if health_images is None:
+            if health_images is None and "image" in batch:
                 # A fixed batch for comparable health readings (the first view when there are
                 # two; whole clips for a video encoder, which takes nothing else).
                 images = batch["image"]
@@ -268,8 +271,13 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
                 values = {k: float(v) for k, v in metrics.items()}
                 values["images_per_s"] = rate
                 values["data_checksum"] = checksum
-                values["bad_records"] = records.bad_records_seen(train_iter)
-                if config.health_every and (done % config.health_every == 0 or last_step):
+                if train_iter is not None:
+                    values["bad_records"] = records.bad_records_seen(train_iter)
+                if (
+                    health_images is not None
+                    and config.health_every
+                    and (done % config.health_every == 0 or last_step)
+                ):
                     with jax.set_mesh(mesh):
                         h = jax.device_get(health_fn(state.encoder(watched), health_images))
                     values.update({k: float(v) for k, v in h.items()})

@@ -30,8 +30,9 @@ flags:
   --step N              this checkpoint step (default: the newest that reads)
   --all-steps           every step, plus DIR/eval/probe_vs_step.png
   --protocol P          linear (default), knn, attentive, fewshot, levels, energy, transfer,
-                        or one added with jepa.evaluate.base.register
-  --baselines           also probe raw pixels and a random encoder
+                        planning, or one added with jepa.evaluate.base.register
+  --baselines           also probe raw pixels and a random encoder (planning: random
+                        actions and the true dynamics)
   --level N             a hierarchy run: level N's report (--protocol levels)
 
 examples:

@@ -1,6 +1,7 @@
 """The built-in evaluators (``base.py``): the probes on frozen features (``linear``, ``knn``,
 ``attentive``, ``fewshot``), a hierarchy run's per-level report (``levels``), a latent-variable
-run's energies (``energy``) and the held-out digits check (``transfer``)."""
+run's energies (``energy``), the held-out digits check (``transfer``) and a world model's
+planning in Two Rooms (``planning``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from jepa.evaluate import (
     levels,
     linear_probe,
     transfer,
+    world_model,
 )
 from jepa.methods import data_config
 from jepa.models import build_encoder
@@ -263,6 +265,9 @@ class Energy:
 
     def run(self, encoder) -> dict:
         return {"protocol": "energy", **energy.evaluate(self.workdir, encoder.step, self.split)}
+
+
+base.register("planning", world_model.Planning)
 
 
 @base.register("transfer")

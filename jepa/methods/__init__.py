@@ -1,6 +1,7 @@
 """The training methods, each a ``Method`` (``base.py``) registered under its
 ``config.objective``: ``masked`` (I-JEPA, ``ijepa.py``; V-JEPA's tube masks, ``vjepa.py``),
-``multiview``, ``future`` (``video.py``) and ``hierarchy`` (``hjepa.py``). Importing this
+``multiview``, ``future`` (``video.py``), ``hierarchy`` (``hjepa.py``) and ``world_model``
+(the Two Rooms agent, ``world_model.py``). Importing this
 package registers them; ``get(config.objective)`` is how everything else reaches one, and
 ``with_method`` gives a config the section ``config.method`` its method owns."""
 
@@ -14,7 +15,7 @@ import ml_collections
 
 from jepa import checkpointing
 from jepa import config as jepa_config
-from jepa.methods import hjepa, masked, multiview, video  # noqa: F401  (they register)
+from jepa.methods import hjepa, masked, multiview, video, world_model  # noqa: F401 (register)
 from jepa.methods.base import REGISTRY, Method, get, register  # noqa: F401
 
 

@@ -100,6 +100,9 @@ class Method:
     ema_scale: Callable | None = None  # (config, step) → factor on the target encoder's EMA step
     # The encoder probes read when eval.weights="": "target" (the EMA copy) or "context"
     eval_weights: Callable = lambda config: "target"
+    # True: the encoder is config.model's ViT (its keys are checked); False: the method
+    # builds its own from its section, and config.model gives only image_size and channels
+    vit: bool = True
 
 
 REGISTRY: dict[str, Method] = {}

@@ -1,0 +1,193 @@
+"""``jepa-eval --protocol planning``: a world-model run (``objective="world_model"``) plans in
+Two Rooms with its own predicted embeddings (``jepa/envs/two_rooms_planning.py``, eb_jepa's
+protocol: ``method.planning.episodes`` tasks, start and goal in different rooms, a random wall,
+200 steps, re-planning every ``replan_every``), and a ridge probe reads the dot's position from
+its embedding. ``--baselines`` adds the same tasks driven by random actions (the floor) and by
+the same planner given the true dynamics in state space (the ceiling).
+
+The whole evaluation, every episode vmapped, is one jitted function of the parameters: it
+compiles once (``compiles``); ``seconds_per_episode`` is its run time without the compile
+(``compile_seconds``) over the episodes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import jax
+import numpy as np
+
+from jepa import hub, planning
+from jepa import world_model_loss as wml
+from jepa.envs import two_rooms as tr
+from jepa.envs import two_rooms_planning as tp
+from jepa.evaluate import ridge
+from jepa.methods import world_model
+
+
+def position_probe(config, params, seed: int, horizon: int = 16, trajectories: int = 256):
+    """R² of a ridge probe of the dot's position from the embedding, fitted on
+    ``trajectories`` fresh trajectories of the exploratory policy and tested on as many others:
+    of the encoded frames, and of the predictor's open-loop embeddings ``horizon`` steps ahead.
+    Returns (results, ``read``: embeddings [N, D] → positions [N, 2])."""
+    settings, model = world_model.settings(config), world_model.build(config)
+    variables = {"params": params}
+    generate = jax.jit(jax.vmap(lambda k: tr.rollout(k, settings, steps=horizon)))
+    obs, actions, pos = generate(jax.random.split(jax.random.key(seed), 2 * trajectories))
+    z = model.apply(variables, obs, method="encode")
+    predict = functools.partial(model.apply, variables, method="predict")
+    ahead = wml.unroll(predict, z[:, 0], actions)[:, -1]
+    z, ahead, pos = (np.asarray(x) for x in (z, ahead, pos))
+    n, d = trajectories, z.shape[-1]
+    train_x, train_y = z[:n].reshape(-1, d), pos[:n].reshape(-1, 2)
+    encoded = ridge.ridge_r2(train_x, train_y, z[n:].reshape(-1, d), pos[n:].reshape(-1, 2))
+    read = ridge.ridge_map(train_x, train_y, encoded["alpha"])
+    results = {
+        "position_r2": round(encoded["r2"], 4),
+        f"position_r2_predicted_{horizon}": round(ridge.r2(read(ahead[n:]), pos[n:, -1]), 4),
+    }
+    return results, read
+
+
+def _summary(outcome: tp.Outcome) -> dict:
+    success = np.asarray(outcome.success)
+    return {
+        "success": round(100 * float(success.mean()), 2),
+        "final_distance_median": round(float(np.median(np.asarray(outcome.final_distance))), 3),
+    }
+
+
+def steps_to_goal(positions, goals, threshold: float) -> list:
+    """Per episode, the first step whose position is within ``threshold`` of the goal (None:
+    never)."""
+    d = np.linalg.norm(np.asarray(positions) - np.asarray(goals.position)[:, None], axis=-1)
+    within = d < threshold
+    return [int(np.argmax(w)) if w.any() else None for w in within]
+
+
+class Planning:
+    """The evaluator: results in ``planning_step<N>.json``, episodes drawn in
+    ``planning_step<N>.png`` beside it."""
+
+    def __init__(self, config, workdir, *, baselines=False, **_):
+        if config.objective != world_model.METHOD.name:
+            raise ValueError(
+                f"--protocol planning plans with a world model; this run's objective="
+                f"{config.objective!r}; valid: a run of objective='world_model'"
+            )
+        if workdir is None:
+            raise ValueError(
+                "evals=('planning',) reads the whole world model; valid: jepa-eval --workdir W "
+                "--protocol planning after training"
+            )
+        self.config, self.workdir, self.baselines = config, workdir, baselines
+        self.stem = "planning"
+
+    def run(self, encoder) -> dict:
+        _, step, params, _ = hub.load_model_params(self.workdir, encoder.step)
+        config = self.config
+        p, settings = config.method.planning, world_model.settings(config)
+        cfg = world_model.planner_config(config)
+        model = world_model.build(config)
+        traces = []
+
+        @jax.jit
+        def evaluate(params, key):
+            traces.append(1)
+            cost = planning.model_cost(
+                model, {"params": params}, lambda s: tr.render(s, settings), p.cost
+            )
+            return tp.evaluate_planner(
+                key,
+                cfg,
+                episodes=p.episodes,
+                settings=settings,
+                cost_builder=cost,
+                replan_every=p.replan_every,
+                warm_start=p.warm_start,
+            )
+
+        key = jax.random.key(p.seed)
+        t0 = time.perf_counter()
+        compiled = evaluate.lower(params, key).compile()
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        outcome = jax.block_until_ready(compiled(params, key))
+        run_s = time.perf_counter() - t0
+
+        probe, read = position_probe(config, params, p.seed + 1)
+        _, goals = tp.tasks(jax.random.split(key)[0], p.episodes, settings)
+        reached = steps_to_goal(outcome.positions, goals, settings.success_threshold)
+        reached = [r for r in reached if r is not None]
+        result = {
+            "planner": p.planner,
+            "cost": p.cost,
+            "episodes": p.episodes,
+            **_summary(outcome),
+            "successes": [bool(s) for s in np.asarray(outcome.success)],
+            "steps_to_goal_median": float(np.median(reached)) if reached else None,
+            "seconds_per_episode": round(run_s / p.episodes, 2),
+            "compile_seconds": round(compile_s, 1),
+            "compiles": len(traces),
+            **probe,
+        }
+        if self.baselines:
+            result["baselines"] = self.run_baselines(cfg, key, settings)
+        result["figure"] = self.draw(step, config, params, key, outcome, read)
+        return result
+
+    def run_baselines(self, cfg, key, settings) -> dict:
+        """Success (percent) on the same tasks: random actions, and the planner on the true
+        dynamics with the Euclidean distance (what the embedding's cost would be if it were
+        the position) and with the path length through the door (the ceiling)."""
+        p = self.config.method.planning
+        runs = {
+            "random_actions": lambda: tp.evaluate_random(
+                key, episodes=p.episodes, settings=settings
+            )
+        }
+        for metric in ("euclidean", "geodesic"):
+            cost = tp.true_dynamics_cost(settings, p.cost, metric)
+            runs[f"true_dynamics_{metric}"] = functools.partial(
+                tp.evaluate_planner,
+                key,
+                cfg,
+                episodes=p.episodes,
+                settings=settings,
+                cost_builder=cost,
+                replan_every=p.replan_every,
+                warm_start=p.warm_start,
+            )
+        return {name: _summary(jax.jit(run)())["success"] for name, run in runs.items()}
+
+    def draw(self, step, config, params, key, outcome, read, shown: int = 8) -> str:
+        """The first ``shown`` episodes: executed path, and the first plan's predicted
+        embeddings as the position probe reads them."""
+        settings, model = world_model.settings(config), world_model.build(config)
+        episodes = config.method.planning.episodes
+        shown = min(shown, episodes)
+        tasks = tp.tasks(jax.random.split(key)[0], episodes, settings)  # the evaluation's
+        starts, goals = jax.tree.map(lambda x: x[:shown], tasks)
+        image = functools.partial(tr.render, settings=settings)
+
+        def first_plan(k, start, goal):
+            plan = world_model.plan(
+                config, params, image(start), image(goal), k, settings.episode_steps
+            )
+            z0 = model.apply({"params": params}, image(start), method="encode")
+            predict = functools.partial(model.apply, {"params": params}, method="predict")
+            return wml.unroll(predict, z0[None], plan.actions[None])[0]
+
+        zs = np.asarray(jax.jit(jax.vmap(first_plan))(jax.random.split(key, shown), starts, goals))
+        planned = read(zs.reshape(-1, zs.shape[-1])).reshape(shown, -1, 2)
+        path = os.path.join(self.workdir, "eval", f"planning_step{step}.png")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return tp.plot_episodes(
+            path,
+            np.asarray(outcome.positions)[:shown],
+            goals,
+            planned=planned,
+            success=np.asarray(outcome.success)[:shown],
+            settings=settings,
+        )

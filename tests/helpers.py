@@ -62,6 +62,27 @@ def tiny_config(objective="masked", **overrides):
     return with_overrides(c, overrides)
 
 
+def tiny_world_model_config(**overrides):
+    """The Two Rooms world model at 17 px: an 8-number embedding, 3-action trajectories, a
+    planner of 8 candidates over 6 steps (validation needs a horizon of at least
+    ``replan_every``), 2 episodes."""
+    c = config_lib.base_config()
+    methods.with_method(c, "world_model")
+    c.data.dataset = ""
+    c.model.image_size = 17
+    c.model.channels = 2
+    c.method.env.window = 3
+    c.method.world_model.update(
+        embed_dim=8, encoder_features=(8, 8), predictor_hidden=16, idm_hidden=16
+    )
+    c.method.planning.update(horizon=6, iterations=2, samples=8, elites=4, episodes=2)
+    c.batch_size = 8
+    c.total_steps = 10
+    c.optim.warmup_steps = 2
+    c.health_every = 0
+    return with_overrides(c, overrides)
+
+
 def synthetic_batch(config, step: int, seed: int = 0) -> dict:
     """Images and masks for one step, deterministic in (seed, step)."""
     rng = np.random.default_rng([seed, step, 7])

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 import toy_method
-from helpers import tiny_config, train_on_mesh
+from helpers import tiny_config, tiny_world_model_config, train_on_mesh
 from test_cli import run
 from test_future import tiny_future_config
 from test_hierarchy import tiny_hierarchy_config
@@ -40,6 +40,7 @@ CASES = {
     "future": lambda: tiny_future_config("", **{"method.latent.kind": "discrete"}),
     "hierarchy": tiny_hierarchy_config,
     "toy": toy_config,
+    "world_model": tiny_world_model_config,
 }
 # The params layout checkpoints hold (it must not change for a method that exists).
 PARTS = {
@@ -49,6 +50,7 @@ PARTS = {
     "future": {"encoder", "predictor", "latent", "reference"},
     "hierarchy": {"encoder", "predictor", "levels"},
     "toy": {"encoder", "predictor"},
+    "world_model": {"encoder", "predictor", "idm"},
 }
 
 
@@ -70,9 +72,10 @@ def make_batch(config, step: int) -> dict:
     rng = np.random.default_rng([step, 5])
     m, section = config.model, config.method
     frame = (m.image_size, m.image_size, m.channels)
-    shapes = {
-        "image": frame if method.batch_ndims(config)["image"] == 4 else (leading(config), *frame)
-    }
+    shapes = {}
+    if "image" in method.batch_ndims(config):
+        ndim = method.batch_ndims(config)["image"]
+        shapes["image"] = frame if ndim == 4 else (leading(config), *frame)
     if "local_views" in section:
         shapes["local"] = (section.local_views, section.local_size, section.local_size, m.channels)
     batch = {

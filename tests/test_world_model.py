@@ -1,19 +1,25 @@
 """The world model's loss terms on hand-computed batches, the modules' shapes and initial
-identity step, the latent planning cost against its definition, and a tiny train-then-plan
-run on Two Rooms."""
+identity step, the latent planning cost against its definition, the method's generated batches
+and settings, and tiny train-then-plan runs on Two Rooms (in Python, and through jepa-train and
+jepa-eval --protocol planning)."""
 
+import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import tiny_world_model_config
+from test_cli import run
 
-from jepa import planning
+from jepa import hub, planning, validation
 from jepa import world_model_loss as wml
 from jepa.envs import two_rooms as tr
 from jepa.envs import two_rooms_planning as tp
+from jepa.methods import world_model
 from jepa.models.world_model import ConvEncoder, WorldModel
 
 # ---------------------------------------------------------------------------------------------
@@ -228,3 +234,106 @@ def test_tiny_training_lowers_the_loss_and_the_planner_returns_bounded_actions()
     assert np.isfinite(actions).all()
     assert (np.linalg.norm(actions, axis=-1) <= settings.max_action_norm + 1e-4).all()
     assert (positions >= settings.low).all() and (positions <= settings.high).all()
+
+
+def test_generated_batches_depend_on_seed_and_step_alone():
+    config = tiny_world_model_config()
+    draw = world_model.step_inputs(config)
+    a, b = draw(0, 5, 4), world_model.step_inputs(config)(0, 5, 4)
+    assert a["observations"].shape == (4, 4, 17, 17, 2) and a["observations"].dtype == np.uint8
+    assert a["actions"].shape == (4, 3, 2)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["actions"], draw(0, 6, 4)["actions"])
+    assert not np.array_equal(a["actions"], draw(1, 5, 4)["actions"])
+
+
+@pytest.mark.parametrize(
+    "key, value, named",
+    [
+        ("data.dataset", "mnist", "data.dataset"),
+        ("model.channels", 3, "model.channels"),
+        ("method.planning.planner", "adam", "method.planning.planner"),
+        ("method.planning.elites", 9, "method.planning.elites"),
+        ("method.planning.replan_every", 7, "method.planning.replan_every"),
+        ("total_steps", 0, "total_steps"),
+    ],
+)
+def test_bad_world_model_settings_name_their_key(key, value, named):
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        validation.validate(tiny_world_model_config(**{key: value}), 1)
+
+
+@pytest.mark.slow
+def test_train_then_plan_from_the_command_line(tmp_path):
+    """jepa-train on generated trajectories, jepa-eval --protocol planning with its baselines,
+    and a plan from two images with the saved model in a few lines of Python."""
+    workdir = str(tmp_path / "run")
+    sizes = [
+        "--config.model.image_size=17",
+        "--config.method.env.window=3",
+        "--config.method.world_model.embed_dim=8",
+        "--config.method.world_model.encoder_features=(8, 8)",
+        "--config.method.world_model.predictor_hidden=16",
+        "--config.method.world_model.idm_hidden=16",
+    ]
+    train = run(
+        [
+            "-m",
+            "jepa.main",
+            "--config",
+            "experiments/two_rooms.py:steps=6,batch=8",
+            "--workdir",
+            workdir,
+            *sizes,
+            "--config.checkpoint_every=3",
+        ]
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert rows[-1]["step"] == 6 and np.isfinite(rows[-1]["loss"])
+    assert {"prediction", "variance", "inverse_dynamics"} <= set(rows[-1])
+
+    planner = [
+        "--config.method.planning.horizon=5",
+        "--config.method.planning.iterations=2",
+        "--config.method.planning.samples=8",
+        "--config.method.planning.elites=4",
+        "--config.method.planning.episodes=2",
+        "--config.method.planning.replan_every=5",
+    ]
+    evaluate = run(
+        [
+            "-m",
+            "jepa.evaluate.main",
+            "--workdir",
+            workdir,
+            "--protocol",
+            "planning",
+            "--baselines",
+            *planner,
+        ]
+    )
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    result = json.loads(evaluate.stdout.strip().splitlines()[-1])
+    assert result["step"] == 6 and result["episodes"] == 2 and result["compiles"] == 1
+    assert len(result["successes"]) == 2 and 0 <= result["success"] <= 100
+    assert result["seconds_per_episode"] > 0 and -1 <= result["position_r2"] <= 1
+    assert set(result["baselines"]) == {
+        "random_actions",
+        "true_dynamics_euclidean",
+        "true_dynamics_geodesic",
+    }
+    assert os.path.getsize(result["figure"]) > 0
+    with open(os.path.join(workdir, "eval", "planning_step6.json")) as f:
+        assert json.load(f)["success"] == result["success"]
+
+    config, step, params, _ = hub.load_model_params(workdir)
+    settings = world_model.settings(config)
+    start, goal = tr.sample_start_goal(jax.random.key(0), settings)
+    plan = world_model.plan(
+        config, params, tr.render(start, settings), tr.render(goal, settings), jax.random.key(1)
+    )
+    assert step == 6 and plan.actions.shape == (config.method.planning.horizon, 2)
+    assert np.isfinite(np.asarray(plan.actions)).all()

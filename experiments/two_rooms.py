@@ -12,8 +12,8 @@ encoded frames, VICReg variance and covariance, time similarity, inverse dynamic
 
 Args (``:key=value,...``): ``steps``, ``batch`` (trajectories per step), ``seed``, ``planner``
 (``mppi`` | ``cem``), ``cost`` (``sum`` | ``last``), and the loss weights ``variance``,
-``inverse_dynamics``, ``time_similarity`` (-1: the recipe's): the ablations of
-docs/two_rooms.md.
+``inverse_dynamics``, ``time_similarity`` and the data policy's ``wall_bump_rate`` (-1: the
+recipe's): the ablations of docs/two_rooms.md.
 """
 
 from jepa import config as config_lib
@@ -36,6 +36,7 @@ def get_config(arg=None):
         variance=-1.0,
         inverse_dynamics=-1.0,
         time_similarity=-1.0,
+        wall_bump_rate=-1.0,
     )
     c = methods.with_method(config_lib.base_config(), "world_model")
     c.seed = args.seed
@@ -59,6 +60,8 @@ def get_config(arg=None):
     for key in ("variance", "inverse_dynamics", "time_similarity"):
         if args[key] >= 0:
             c.method.loss[key] = args[key]
+    if args.wall_bump_rate >= 0:
+        c.method.env.wall_bump_rate = args.wall_bump_rate
     c.method.planning.planner = args.planner
     c.method.planning.cost = args.cost
     return c

@@ -306,10 +306,11 @@ def train_and_evaluate(config, workdir: str, *, max_steps: int | None = None):
     if is_main and not preempted:
         plot_training_curves(workdir)
         logging.info(
-            "step %d; checkpoints, metrics.jsonl and loss.png in %s; probe with: "
-            "jepa-eval --workdir %s --protocol linear",
+            "step %d; checkpoints, metrics.jsonl and loss.png in %s; evaluate with: "
+            "jepa-eval --workdir %s --protocol %s",
             end,
             workdir,
             workdir,
+            methods.of(config).protocol,
         )
     return state

@@ -340,3 +340,18 @@ def test_episode_figure_draws_one_panel_per_episode(tmp_path):
     width, height = Image.open(path).size
     # 3 columns x 2 rows of 2.6-inch panels at 110 dpi
     assert (width, height) == (round(3 * 2.6 * 110), round(2 * 2.6 * 110))
+
+
+def test_wall_bump_trajectories_press_against_the_wall_away_from_the_door():
+    settings = tr.TwoRoomsSettings(image_size=17, cross_wall_rate=0.0, wall_bump_rate=1.0)
+    first, _, positions = jax.vmap(lambda k: tr.explore(k, settings, 40))(
+        jax.random.split(jax.random.key(5), 128)
+    )
+    pos, wall_x, door_y = (np.asarray(x) for x in (positions, first.wall_x, first.door_y))
+    # to the nearer face, wall_x ± wall_width // 2
+    gap = np.abs(pos[..., 0] - wall_x[:, None]) - settings.wall_width // 2
+    off_door = np.abs(pos[..., 1] - door_y[:, None]) > settings.door_half
+    # Every trajectory reaches the wall (within a step) at a row of the wall, not the door's,
+    # and none is ever inside the wall there.
+    assert ((gap < 1.0) & off_door).any(axis=1).all()
+    assert not ((gap < 0) & off_door).any()

@@ -64,6 +64,9 @@ class TwoRoomsSettings:
     step_max: float = 1.8
     angle_noise: float = 0.2  # the heading drifts by von Mises(0, 1 / angle_noise) per step
     cross_wall_rate: float = 0.35
+    # Share of trajectories planned as the crossing ones but through a point of the wall away
+    # from the door: they press against it (eb_jepa's wall_bump_rate, 0 there too).
+    wall_bump_rate: float = 0.0
     door_point_std: float = 1.4  # spread of the cross-wall trajectories' door point about door_y
     trajectory_steps: int = 90  # n_steps - 1: actions per generated trajectory
     # Evaluation task.
@@ -415,16 +418,18 @@ def exploration_actions(key, heading, steps: int, settings: TwoRoomsSettings = D
     return jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1) * lengths[:, None]
 
 
-def _cross_wall_plan(key, wall_x, door_y, steps: int, s: TwoRoomsSettings):
+def _cross_wall_plan(key, wall_x, door_y, steps: int, s: TwoRoomsSettings, y=None):
     """A start and actions that pass the door (``generate_cross_wall_state_and_actions``):
     a door point, a step k at which the trajectory reaches it, a walk leaving it to the left
     (reversed and negated: the approach) and one leaving it to the right; mirrored half the
-    time; the start then the door point minus the approach, clamped inside the border."""
+    time; the start then the door point minus the approach, clamped inside the border. ``y``
+    given: the plan passes the wall at that row instead of the door's."""
     kx, ky, kk, ka, kl, kr, kf = jax.random.split(key, 7)
     left_face, right_face = _wall_faces(wall_x, s)
     x = jax.random.uniform(kx, minval=left_face, maxval=right_face)
-    bound = s.door_half / s.door_point_std
-    y = door_y + s.door_point_std * jax.random.truncated_normal(ky, -bound, bound)
+    if y is None:
+        bound = s.door_half / s.door_point_std
+        y = door_y + s.door_point_std * jax.random.truncated_normal(ky, -bound, bound)
     k = jax.random.randint(kk, (), 1, steps + 1)
     heading = jnp.pi + (jax.random.uniform(ka) - 0.5) * jnp.pi / 2
     away_left = exploration_actions(kl, heading, steps, s)
@@ -442,10 +447,10 @@ def _cross_wall_plan(key, wall_x, door_y, steps: int, s: TwoRoomsSettings):
 
 def explore(key: jax.Array, settings: TwoRoomsSettings = DEFAULT, steps: int | None = None):
     """One trajectory of eb_jepa's exploratory data policy, unrendered: a layout, then with
-    probability ``cross_wall_rate`` a door-crossing plan, otherwise a free start and a
-    random-heading walk; moved under ``data_collision``. Returns (first state, actions
-    float32 [T, 2] as commanded, positions float32 [T+1, 2]); T defaults to
-    ``trajectory_steps``."""
+    probability ``cross_wall_rate`` a door-crossing plan, with ``wall_bump_rate`` one through
+    the wall away from the door, otherwise a free start and a random-heading walk; moved under
+    ``data_collision``. Returns (first state, actions float32 [T, 2] as commanded, positions
+    float32 [T+1, 2]); T defaults to ``trajectory_steps``."""
     s = settings
     steps = s.trajectory_steps if steps is None else steps
     kg, kp, kh, kw, kc, kuse, kmove = jax.random.split(key, 7)
@@ -454,9 +459,27 @@ def explore(key: jax.Array, settings: TwoRoomsSettings = DEFAULT, steps: int | N
     heading = jax.random.uniform(kh, maxval=2 * jnp.pi)
     actions = exploration_actions(kw, heading, steps, s)
     cross_start, cross_actions = _cross_wall_plan(kc, wall_x, door_y, steps, s)
-    crossing = jax.random.uniform(kuse) < s.cross_wall_rate
+    use = jax.random.uniform(kuse)
+    crossing = use < s.cross_wall_rate
     first = TwoRoomsState(jnp.where(crossing, cross_start, start), wall_x, door_y)
     actions = jnp.where(crossing, cross_actions, actions)
+    if s.wall_bump_rate:
+        kb, ky = jax.random.split(jax.random.fold_in(key, 1))
+        lo, hi = _door_edges(door_y, s)
+        # A row of the wall at least one dot width off the door, uniform.
+        below, above = lo - 2 * s.dot_std - s.low, s.high - hi - 2 * s.dot_std
+        u = jax.random.uniform(ky, maxval=below + above)
+        row = jnp.where(u < below, s.low + u, hi + 2 * s.dot_std + u - below)
+        bump_start, bump_actions = _cross_wall_plan(kb, wall_x, door_y, steps, s, y=row)
+        # A start inside the wall (a short approach) is moved out to the face on its side.
+        left, right = _wall_faces(wall_x, s)
+        x = bump_start[0]
+        outside = jnp.where(x < wall_x, left - 0.5, right + 0.5)
+        x = jnp.where((x >= left - 0.5) & (x <= right + 0.5), outside, x)
+        bump_start = bump_start.at[0].set(x)
+        bumping = (use >= s.cross_wall_rate) & (use < s.cross_wall_rate + s.wall_bump_rate)
+        first = first._replace(position=jnp.where(bumping, bump_start, first.position))
+        actions = jnp.where(bumping, bump_actions, actions)
     data_step = functools.partial(move, settings=s, collision=s.data_collision)
     _, later = planning.execute(data_step, first, actions, kmove)
     return first, actions, jnp.concatenate([first.position[None], later.position], axis=0)

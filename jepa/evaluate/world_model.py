@@ -2,8 +2,9 @@
 Two Rooms with its own predicted embeddings (``jepa/envs/two_rooms_planning.py``, eb_jepa's
 protocol: ``method.planning.episodes`` tasks, start and goal in different rooms, a random wall,
 200 steps, re-planning every ``replan_every``), and a ridge probe reads the dot's position from
-its embedding. ``--baselines`` adds the same tasks driven by random actions (the floor) and by
-the same planner given the true dynamics in state space (the ceiling).
+its embedding and checks that its predictions stop at the wall. ``--baselines`` adds the same
+tasks driven by random actions (the floor) and by the same planner given the true dynamics in
+state space (the ceiling).
 
 The whole evaluation, every episode vmapped, is one jitted function of the parameters: it
 compiles once (``compiles``); ``seconds_per_episode`` is its run time without the compile
@@ -16,6 +17,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jepa import hub, planning
@@ -48,6 +50,28 @@ def position_probe(config, params, seed: int, horizon: int = 16, trajectories: i
         f"position_r2_predicted_{horizon}": round(ridge.r2(read(ahead[n:]), pos[n:, -1]), 4),
     }
     return results, read
+
+
+def wall_blocks(config, params, read, seed: int, cases: int = 64, pushes: int = 12) -> float:
+    """Does the model know the wall? From 3 px before the wall's left face, 20 rows off the
+    door, the predictor unrolled over ``pushes`` actions of 1.5 straight into it: the share
+    of cases whose last predicted embedding the probe ``read`` places on the near side (the
+    true dynamics: all)."""
+    settings, model = world_model.settings(config), world_model.build(config)
+    variables = {"params": params}
+    predict = functools.partial(model.apply, variables, method="predict")
+
+    def push(key):
+        wall_x, door_y = tr.sample_geometry(key, settings)
+        y = jnp.where(door_y > settings.arena / 2, door_y - 20, door_y + 20)
+        left_face = wall_x - settings.wall_width // 2
+        start = tr.TwoRoomsState(jnp.stack([left_face - 3.0, y]), wall_x, door_y)
+        z0 = model.apply(variables, tr.render(start, settings), method="encode")
+        actions = jnp.tile(jnp.array([[1.5, 0.0]]), (1, pushes, 1))
+        return wml.unroll(predict, z0[None], actions)[0, -1], left_face
+
+    z, face = jax.jit(jax.vmap(push))(jax.random.split(jax.random.key(seed), cases))
+    return round(float(np.mean(read(np.asarray(z))[:, 0] <= np.asarray(face))), 4)
 
 
 def _summary(outcome: tp.Outcome) -> dict:
@@ -117,6 +141,7 @@ class Planning:
         run_s = time.perf_counter() - t0
 
         probe, read = position_probe(config, params, p.seed + 1)
+        probe["wall_blocks"] = wall_blocks(config, params, read, p.seed + 2)
         _, goals = tp.tasks(jax.random.split(key)[0], p.episodes, settings)
         reached = steps_to_goal(outcome.positions, goals, settings.success_threshold)
         reached = [r for r in reached if r is not None]

@@ -103,6 +103,7 @@ class Method:
     # True: the encoder is config.model's ViT (its keys are checked); False: the method
     # builds its own from its section, and config.model gives only image_size and channels
     vit: bool = True
+    protocol: str = "linear"  # the jepa-eval protocol that reads what the method trains
 
 
 REGISTRY: dict[str, Method] = {}

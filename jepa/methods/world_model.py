@@ -34,8 +34,10 @@ def defaults() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
             # ``window`` actions per trajectory (window + 1 frames); ``fixed_wall`` (wall_x,
-            # door_y), or () for a random wall and door per trajectory.
-            env=dict(window=16, fixed_wall=()),
+            # door_y), or () for a random wall and door per trajectory; the data policy's
+            # share of trajectories pressed against the wall away from the door
+            # (``two_rooms.TwoRoomsSettings.wall_bump_rate``).
+            env=dict(window=16, fixed_wall=(), wall_bump_rate=0.0),
             world_model=dict(
                 embed_dim=32,
                 encoder_features=(16, 32, 32),
@@ -62,8 +64,12 @@ def defaults() -> ml_collections.ConfigDict:
 
 def settings(config) -> two_rooms.TwoRoomsSettings:
     """The environment a world model run trains and plans in."""
-    wall = tuple(config.method.env.fixed_wall) or None
-    return two_rooms.TwoRoomsSettings(image_size=config.model.image_size, fixed_wall=wall)
+    env = config.method.env
+    return two_rooms.TwoRoomsSettings(
+        image_size=config.model.image_size,
+        fixed_wall=tuple(env.fixed_wall) or None,
+        wall_bump_rate=env.wall_bump_rate,
+    )
 
 
 def build(config) -> WorldModel:
@@ -89,6 +95,12 @@ def validate(config) -> None:
         )
     if s.env.window < 1:
         raise ValueError(f"method.env.window={s.env.window}; valid: >= 1")
+    bump = s.env.wall_bump_rate
+    if not 0 <= bump <= 1 - two_rooms.DEFAULT.cross_wall_rate:
+        raise ValueError(
+            f"method.env.wall_bump_rate={bump}; valid: 0 to "
+            f"{1 - two_rooms.DEFAULT.cross_wall_rate:g} (the trajectories that do not cross)"
+        )
     if len(s.env.fixed_wall) not in (0, 2):
         raise ValueError(
             f"method.env.fixed_wall={tuple(s.env.fixed_wall)}; valid: () or (wall_x, door_y)"
@@ -194,5 +206,6 @@ METHOD = register(
         step_inputs=step_inputs,
         eval_weights=lambda config: "context",  # trained without a target encoder
         vit=False,
+        protocol="planning",
     )
 )

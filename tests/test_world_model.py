@@ -326,7 +326,7 @@ def test_train_then_plan_from_the_command_line(tmp_path):
         "true_dynamics_geodesic",
     }
     assert os.path.getsize(result["figure"]) > 0
-    with open(os.path.join(workdir, "eval", "planning_step6.json")) as f:
+    with open(os.path.join(workdir, "eval", "planning_mppi_sum_step6.json")) as f:
         assert json.load(f)["success"] == result["success"]
 
     config, step, params, _ = hub.load_model_params(workdir)

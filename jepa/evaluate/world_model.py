@@ -55,8 +55,8 @@ def position_probe(config, params, seed: int, horizon: int = 16, trajectories: i
 def wall_blocks(config, params, read, seed: int, cases: int = 64, pushes: int = 12) -> float:
     """Does the model know the wall? From 3 px before the wall's left face, 20 rows off the
     door, the predictor unrolled over ``pushes`` actions of 1.5 straight into it: the share
-    of cases whose last predicted embedding the probe ``read`` places on the near side (the
-    true dynamics: all)."""
+    of cases whose last predicted embedding the probe ``read`` does not place past the wall's
+    far face (the true dynamics: all)."""
     settings, model = world_model.settings(config), world_model.build(config)
     variables = {"params": params}
     predict = functools.partial(model.apply, variables, method="predict")
@@ -64,14 +64,15 @@ def wall_blocks(config, params, read, seed: int, cases: int = 64, pushes: int = 
     def push(key):
         wall_x, door_y = tr.sample_geometry(key, settings)
         y = jnp.where(door_y > settings.arena / 2, door_y - 20, door_y + 20)
-        left_face = wall_x - settings.wall_width // 2
-        start = tr.TwoRoomsState(jnp.stack([left_face - 3.0, y]), wall_x, door_y)
+        start = tr.TwoRoomsState(jnp.stack([wall_x - wall - 3.0, y]), wall_x, door_y)
         z0 = model.apply(variables, tr.render(start, settings), method="encode")
         actions = jnp.tile(jnp.array([[1.5, 0.0]]), (1, pushes, 1))
-        return wml.unroll(predict, z0[None], actions)[0, -1], left_face
+        return wml.unroll(predict, z0[None], actions)[0, -1], wall_x
 
-    z, face = jax.jit(jax.vmap(push))(jax.random.split(jax.random.key(seed), cases))
-    return round(float(np.mean(read(np.asarray(z))[:, 0] <= np.asarray(face))), 4)
+    wall = settings.wall_width // 2
+    z, wall_x = jax.jit(jax.vmap(push))(jax.random.split(jax.random.key(seed), cases))
+    # Past the far face would be through the wall (a free dot would be 15 px further).
+    return round(float(np.mean(read(np.asarray(z))[:, 0] <= np.asarray(wall_x) + wall)), 4)
 
 
 def _summary(outcome: tp.Outcome) -> dict:
@@ -91,8 +92,8 @@ def steps_to_goal(positions, goals, threshold: float) -> list:
 
 
 class Planning:
-    """The evaluator: results in ``planning_step<N>.json``, episodes drawn in
-    ``planning_step<N>.png`` beside it."""
+    """The evaluator: results in ``planning_<planner>_<cost>_step<N>.json``, the episodes
+    drawn in a PNG of the same name beside it."""
 
     def __init__(self, config, workdir, *, baselines=False, **_):
         if config.objective != world_model.METHOD.name:
@@ -106,7 +107,8 @@ class Planning:
                 "--protocol planning after training"
             )
         self.config, self.workdir, self.baselines = config, workdir, baselines
-        self.stem = "planning"
+        p = config.method.planning
+        self.stem = f"planning_{p.planner}_{p.cost}"  # one result file per planner and cost
 
     def run(self, encoder) -> dict:
         _, step, params, _ = hub.load_model_params(self.workdir, encoder.step)
@@ -206,7 +208,7 @@ class Planning:
 
         zs = np.asarray(jax.jit(jax.vmap(first_plan))(jax.random.split(key, shown), starts, goals))
         planned = read(zs.reshape(-1, zs.shape[-1])).reshape(shown, -1, 2)
-        path = os.path.join(self.workdir, "eval", f"planning_step{step}.png")
+        path = os.path.join(self.workdir, "eval", f"{self.stem}_step{step}.png")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return tp.plot_episodes(
             path,

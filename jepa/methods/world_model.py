@@ -4,8 +4,9 @@ trajectories are generated from (seed, step) by the environment (``jepa/envs/two
 rendered at ``model.image_size`` with ``model.channels=2`` (dot, walls). ``params`` =
 {"encoder", "predictor", "idm"}; the representation is the online encoder (no EMA target).
 
-``method.planning`` is what ``jepa-eval --protocol planning`` runs (``jepa/evaluate/
-planning.py``): eb_jepa's evaluation by default."""
+``method.planning`` is what ``jepa-eval --protocol planning`` runs
+(``jepa/evaluate/world_model.py``): eb_jepa's evaluation by default; ``plan`` is one plan from
+a start image to a goal image, for your own code."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 from jepa import planning
 from jepa import world_model_loss as wml
 from jepa.envs import two_rooms
+from jepa.envs import two_rooms_planning as tp
 from jepa.methods.base import Method, register
 from jepa.models.world_model import WorldModel
 
@@ -186,13 +188,12 @@ def plan(config, params, start_image, goal_image, key, steps_left=None) -> plann
     [S, S, 2], as ``two_rooms.render`` draws them): ``.actions`` [horizon, 2]. ``steps_left``
     (default: the horizon) cuts the cost to the steps an episode still has."""
     cfg = planner_config(config)
-    optimize = planning.mppi if isinstance(cfg, planning.MPPIConfig) else planning.cem
     build_cost = planning.model_cost(
         build(config), {"params": params}, lambda image: image, config.method.planning.cost
     )
     left = cfg.horizon if steps_left is None else steps_left
     cost = build_cost(jnp.asarray(start_image), jnp.asarray(goal_image), left)
-    return optimize(key, cost, jnp.zeros((cfg.horizon, 2), jnp.float32), cfg)
+    return tp.make_planner(cfg)(key, cost, jnp.zeros((cfg.horizon, 2), jnp.float32))
 
 
 METHOD = register(

@@ -12,13 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import tiny_world_model_config
+from helpers import tiny_config, tiny_world_model_config
 from test_cli import run
 
 from jepa import hub, planning, validation
 from jepa import world_model_loss as wml
 from jepa.envs import two_rooms as tr
 from jepa.envs import two_rooms_planning as tp
+from jepa.evaluate import world_model as evaluation
 from jepa.methods import world_model
 from jepa.models.world_model import ConvEncoder, WorldModel
 
@@ -337,3 +338,8 @@ def test_train_then_plan_from_the_command_line(tmp_path):
     )
     assert step == 6 and plan.actions.shape == (config.method.planning.horizon, 2)
     assert np.isfinite(np.asarray(plan.actions)).all()
+
+
+def test_planning_protocol_refuses_a_run_without_a_planner(tmp_path):
+    with pytest.raises(ValueError, match="objective='masked' has no planner"):
+        evaluation.Planning(tiny_config(), str(tmp_path))

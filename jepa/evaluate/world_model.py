@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jepa import hub, planning
+from jepa import hub, methods, planning
 from jepa import world_model_loss as wml
 from jepa.envs import two_rooms as tr
 from jepa.envs import two_rooms_planning as tp
@@ -96,10 +96,10 @@ class Planning:
     drawn in a PNG of the same name beside it."""
 
     def __init__(self, config, workdir, *, baselines=False, **_):
-        if config.objective != world_model.METHOD.name:
+        if methods.of(config).protocol != "planning":
             raise ValueError(
                 f"--protocol planning plans with a world model; this run's objective="
-                f"{config.objective!r}; valid: a run of objective='world_model'"
+                f"{config.objective!r} has no planner; valid: a run of objective='world_model'"
             )
         if workdir is None:
             raise ValueError(

@@ -144,8 +144,9 @@ class Planning:
 
         probe, read = position_probe(config, params, p.seed + 1)
         probe["wall_blocks"] = wall_blocks(config, params, read, p.seed + 2)
-        _, goals = tp.tasks(jax.random.split(key)[0], p.episodes, settings)
-        reached = steps_to_goal(outcome.positions, goals, settings.success_threshold)
+        # The evaluation's tasks, as evaluate_planner draws them.
+        tasks = tp.tasks(jax.random.split(key)[0], p.episodes, settings)
+        reached = steps_to_goal(outcome.positions, tasks[1], settings.success_threshold)
         reached = [r for r in reached if r is not None]
         result = {
             "planner": p.planner,
@@ -161,7 +162,7 @@ class Planning:
         }
         if self.baselines:
             result["baselines"] = self.run_baselines(cfg, key, settings)
-        result["figure"] = self.draw(step, config, params, key, outcome, read)
+        result["figure"] = self.draw(step, params, key, tasks, outcome, read)
         return result
 
     def run_baselines(self, cfg, key, settings) -> dict:
@@ -188,13 +189,12 @@ class Planning:
             )
         return {name: _summary(jax.jit(run)())["success"] for name, run in runs.items()}
 
-    def draw(self, step, config, params, key, outcome, read, shown: int = 8) -> str:
-        """The first ``shown`` episodes: executed path, and the first plan's predicted
-        embeddings as the position probe reads them."""
+    def draw(self, step, params, key, tasks, outcome, read, shown: int = 8) -> str:
+        """The first ``shown`` of the evaluation's ``tasks`` (starts, goals): executed path,
+        and the first plan's predicted embeddings as the position probe reads them."""
+        config = self.config
         settings, model = world_model.settings(config), world_model.build(config)
-        episodes = config.method.planning.episodes
-        shown = min(shown, episodes)
-        tasks = tp.tasks(jax.random.split(key)[0], episodes, settings)  # the evaluation's
+        shown = min(shown, config.method.planning.episodes)
         starts, goals = jax.tree.map(lambda x: x[:shown], tasks)
         image = functools.partial(tr.render, settings=settings)
 

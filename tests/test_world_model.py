@@ -249,6 +249,48 @@ def test_generated_batches_depend_on_seed_and_step_alone():
     assert not np.array_equal(a["actions"], draw(1, 5, 4)["actions"])
 
 
+def test_wall_contact_matches_a_trajectory_by_trajectory_reference():
+    config = tiny_world_model_config(**{"method.env.window": 12})
+    params = world_model.init_params(config, jax.random.key(0))
+    # The predictor's output layer starts at zero (the identity step): move it off.
+    out = params["predictor"]["out"]
+    out["kernel"] = 0.3 * jax.random.normal(jax.random.key(1), out["kernel"].shape)
+    result = evaluation.wall_contact(config, params, seed=3, trajectories=48, min_blocked=1)
+
+    settings, model = world_model.settings(config), world_model.build(config)
+    variables = {"params": params}
+
+    def encode(position, first):
+        image = tr.render(first._replace(position=jnp.asarray(position)), settings)
+        return np.asarray(model.apply(variables, image[None], method="encode"))[0]
+
+    to_true, to_free = [], []
+    for key in jax.random.split(jax.random.key(3), 48):
+        first, actions, positions = tr.explore(key, settings, 12)
+        actions, positions = np.asarray(actions), np.asarray(positions)
+        stops = [
+            t
+            for t in range(12)
+            if np.all(positions[t + 1] == positions[t])
+            and abs(positions[t, 0] - float(first.wall_x)) < 4
+        ]
+        if not stops:
+            continue
+        state = encode(positions[0], first)
+        for a in actions:
+            state = np.asarray(model.apply(variables, state, a, method="predict"))
+        free = np.clip(positions[0] + actions.sum(0), settings.low + 0.3, settings.high - 0.3)
+        to_true.append(np.linalg.norm(state - encode(positions[-1], first)))
+        to_free.append(np.linalg.norm(state - encode(free, first)))
+
+    assert to_true, "no trajectory stopped at the wall: raise the window or the count"
+    assert result["wall_trajectories"] == pytest.approx(len(to_true) / 48, abs=1e-4)
+    assert result["wall_to_true"] == pytest.approx(np.mean(to_true), abs=2e-3)
+    assert result["wall_to_free"] == pytest.approx(np.mean(to_free), abs=2e-3)
+    none = evaluation.wall_contact(config, params, seed=3, trajectories=8, min_blocked=13)
+    assert none == {"wall_trajectories": 0.0, "wall_to_true": None, "wall_to_free": None}
+
+
 @pytest.mark.parametrize(
     "key, value, named",
     [

@@ -1,10 +1,10 @@
 """``jepa-eval --protocol planning``: a world-model run (``objective="world_model"``) plans in
 Two Rooms with its own predicted embeddings (``jepa/envs/two_rooms_planning.py``, eb_jepa's
 protocol: ``method.planning.episodes`` tasks, start and goal in different rooms, a random wall,
-200 steps, re-planning every ``replan_every``), and a ridge probe reads the dot's position from
-its embedding and checks that its predictions stop at the wall. ``--baselines`` adds the same
-tasks driven by random actions (the floor) and by the same planner given the true dynamics in
-state space (the ceiling).
+200 steps, re-planning every ``replan_every``); a ridge probe reads the dot's position from its
+embedding, and ``wall_contact`` checks that its predictions stop at the wall. ``--baselines``
+adds the same tasks driven by random actions (the floor) and by the same planner given the true
+dynamics in state space (the ceiling).
 
 The whole evaluation, every episode vmapped, is one jitted function of the parameters: it
 compiles once (``compiles``); ``seconds_per_episode`` is its run time without the compile
@@ -52,27 +52,42 @@ def position_probe(config, params, seed: int, horizon: int = 16, trajectories: i
     return results, read
 
 
-def wall_blocks(config, params, read, seed: int, cases: int = 64, pushes: int = 12) -> float:
-    """Does the model know the wall? From 3 px before the wall's left face, 20 rows off the
-    door, the predictor unrolled over ``pushes`` actions of 1.5 straight into it: the share
-    of cases whose last predicted embedding the probe ``read`` does not place past the wall's
-    far face (the true dynamics: all)."""
+def wall_contact(config, params, seed: int, trajectories: int = 2048, min_blocked: int = 4):
+    """Has the predictor learned where the dividing wall stops the dot? Among ``trajectories``
+    fresh trajectories of the training policy (``method.env.window`` actions each), those with
+    at least ``min_blocked`` moves undone at the dividing wall: the mean distance of the last
+    open-loop prediction to the encoded last frame (``wall_to_true``) and to the encoded frame
+    the same actions reach with no walls (``wall_to_free``), and the share of such
+    trajectories. A model that knows the wall has ``wall_to_true`` well below
+    ``wall_to_free``; one that carries the dot through it, the reverse. No probe: embedding
+    distances only (None where no trajectory qualifies)."""
     settings, model = world_model.settings(config), world_model.build(config)
     variables = {"params": params}
     predict = functools.partial(model.apply, variables, method="predict")
+    window = config.method.env.window
 
-    def push(key):
-        wall_x, door_y = tr.sample_geometry(key, settings)
-        y = jnp.where(door_y > settings.arena / 2, door_y - 20, door_y + 20)
-        start = tr.TwoRoomsState(jnp.stack([wall_x - wall - 3.0, y]), wall_x, door_y)
-        z0 = model.apply(variables, tr.render(start, settings), method="encode")
-        actions = jnp.tile(jnp.array([[1.5, 0.0]]), (1, pushes, 1))
-        return wml.unroll(predict, z0[None], actions)[0, -1], wall_x
+    def one(key):
+        first, actions, positions = tr.explore(key, settings, window)
+        free = jnp.clip(
+            positions[0] + jnp.sum(actions, axis=0), settings.low + 0.3, settings.high - 0.3
+        )
+        frames = jax.vmap(lambda p: tr.render(first._replace(position=p), settings))(
+            jnp.stack([positions[0], positions[-1], free])
+        )
+        z = model.apply(variables, frames, method="encode")
+        predicted = wml.unroll(predict, z[:1], actions[None])[0, -1]
+        moved = jnp.linalg.norm(positions[1:] - positions[:-1], axis=-1)
+        # The dividing wall is at least 15 from either border line: a stop this close is its.
+        at_wall = (moved == 0) & (jnp.abs(positions[:-1, 0] - first.wall_x) < 4)
+        distances = jnp.linalg.norm(predicted - z[1:], axis=-1)
+        return distances, jnp.sum(at_wall) >= min_blocked
 
-    wall = settings.wall_width // 2
-    z, wall_x = jax.jit(jax.vmap(push))(jax.random.split(jax.random.key(seed), cases))
-    # Past the far face would be through the wall (a free dot would be 15 px further).
-    return round(float(np.mean(read(np.asarray(z))[:, 0] <= np.asarray(wall_x) + wall)), 4)
+    keys = jax.random.split(jax.random.key(seed), trajectories)
+    distances, blocked = (np.asarray(x) for x in jax.jit(jax.vmap(one))(keys))
+    result = {"wall_trajectories": round(float(blocked.mean()), 4)}
+    for i, name in enumerate(("wall_to_true", "wall_to_free")):
+        result[name] = round(float(distances[blocked, i].mean()), 4) if blocked.any() else None
+    return result
 
 
 def _summary(outcome: tp.Outcome) -> dict:
@@ -143,7 +158,7 @@ class Planning:
         run_s = time.perf_counter() - t0
 
         probe, read = position_probe(config, params, p.seed + 1)
-        probe["wall_blocks"] = wall_blocks(config, params, read, p.seed + 2)
+        probe.update(wall_contact(config, params, p.seed + 2))
         # The evaluation's tasks, as evaluate_planner draws them.
         tasks = tp.tasks(jax.random.split(key)[0], p.episodes, settings)
         reached = steps_to_goal(outcome.positions, tasks[1], settings.success_threshold)

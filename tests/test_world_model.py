@@ -3,6 +3,7 @@ identity step, the latent planning cost against its definition, the method's gen
 and settings, and tiny train-then-plan runs on Two Rooms (in Python, and through jepa-train and
 jepa-eval --protocol planning)."""
 
+import functools
 import json
 import math
 import os
@@ -260,13 +261,21 @@ def test_wall_contact_matches_a_trajectory_by_trajectory_reference():
     settings, model = world_model.settings(config), world_model.build(config)
     variables = {"params": params}
 
+    # Jitted pieces, each compiled once; the bookkeeping stays in plain Python.
+    explore = jax.jit(lambda key: tr.explore(key, settings, 12))
+    predict = jax.jit(functools.partial(model.apply, variables, method="predict"))
+
+    @jax.jit
+    def encode_one(position, first):
+        image = tr.render(first._replace(position=position), settings)
+        return model.apply(variables, image[None], method="encode")[0]
+
     def encode(position, first):
-        image = tr.render(first._replace(position=jnp.asarray(position)), settings)
-        return np.asarray(model.apply(variables, image[None], method="encode"))[0]
+        return np.asarray(encode_one(jnp.asarray(position, jnp.float32), first))
 
     to_true, to_free = [], []
     for key in jax.random.split(jax.random.key(3), 48):
-        first, actions, positions = tr.explore(key, settings, 12)
+        first, actions, positions = explore(key)
         actions, positions = np.asarray(actions), np.asarray(positions)
         stops = [
             t
@@ -278,7 +287,7 @@ def test_wall_contact_matches_a_trajectory_by_trajectory_reference():
             continue
         state = encode(positions[0], first)
         for a in actions:
-            state = np.asarray(model.apply(variables, state, a, method="predict"))
+            state = np.asarray(predict(state, a))
         free = np.clip(positions[0] + actions.sum(0), settings.low + 0.3, settings.high - 0.3)
         to_true.append(np.linalg.norm(state - encode(positions[-1], first)))
         to_free.append(np.linalg.norm(state - encode(free, first)))

@@ -4,6 +4,7 @@ and settings, and tiny train-then-plan runs on Two Rooms (in Python, and through
 jepa-eval --protocol planning)."""
 
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -314,6 +315,24 @@ def test_wall_contact_matches_a_trajectory_by_trajectory_reference():
 def test_bad_world_model_settings_name_their_key(key, value, named):
     with pytest.raises(ValueError, match=named.replace(".", r"\.")):
         validation.validate(tiny_world_model_config(**{key: value}), 1)
+
+
+def _two_rooms_experiment(arg=None):
+    path = os.path.join(os.path.dirname(__file__), "..", "experiments", "two_rooms.py")
+    spec = importlib.util.spec_from_file_location("two_rooms_experiment", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def test_the_recipe_plans_with_a_tenth_of_the_search_and_can_plan_as_eb_jepa():
+    recipe, eb = _two_rooms_experiment(), _two_rooms_experiment("eb_planner=1")
+    for config in (recipe, eb):
+        validation.validate(config, 1)
+    p = recipe.method.planning
+    assert (p.iterations, p.samples, p.replan_every, p.warm_start) == (10, 100, 5, True)
+    assert (p.horizon, p.elites) == (90, 20)
+    assert eb.method.planning.to_dict() == world_model.defaults().planning.to_dict()
 
 
 @pytest.mark.slow

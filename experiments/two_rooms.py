@@ -68,8 +68,8 @@ def get_config(arg=None):
     # rollouts per executed action: 10 iterations of 100, 5 actions executed per plan, each
     # plan started from the last one's shifted mean. It succeeds as often as eb_jepa's 20
     # iterations of 200 re-planned after every action (true dynamics: 73 % both, 3 seeds × 20
-    # tasks; this world model: 40 % against 30–45 %) in a tenth of the time; ``eb_planner=1``
-    # restores eb_jepa's (docs/two_rooms.md).
+    # tasks; the recipe's three runs: 40 ± 4 % against 38 ± 6 %) in a tenth of the time;
+    # ``eb_planner=1`` restores eb_jepa's (docs/two_rooms.md).
     p = c.method.planning
     if not args.eb_planner:
         p.iterations, p.samples, p.replan_every, p.warm_start = 10, 100, 5, True

@@ -325,7 +325,7 @@ def _two_rooms_experiment(arg=None):
     return module.get_config(arg)
 
 
-def test_the_recipe_plans_with_a_tenth_of_the_search_and_can_plan_as_eb_jepa():
+def test_the_recipe_searches_less_than_eb_jepa_and_eb_planner_restores_its_search():
     recipe, eb = _two_rooms_experiment(), _two_rooms_experiment("eb_planner=1")
     for config in (recipe, eb):
         validation.validate(config, 1)

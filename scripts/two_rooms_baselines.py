@@ -29,6 +29,7 @@ from jepa import planning
 from jepa import world_model_loss as wml
 from jepa.envs import two_rooms as tr
 from jepa.envs import two_rooms_planning as tp
+from jepa.evaluate import world_model as wall_check
 from jepa.models.world_model import ResidualPredictor
 
 
@@ -169,10 +170,8 @@ def predictor(args) -> dict:
     states, actions, first = trajectories(jax.random.key(-1), 4096)
     positions = states[..., :2] * scale[:2] + centre[:2]
     last = rollout(params, states, actions)[:, -1, :2] * scale[:2] + centre[:2]
-    free = jnp.clip(positions[:, 0] + actions.sum(1), s.low + 0.3, s.high - 0.3)
-    moved = jnp.linalg.norm(positions[:, 1:] - positions[:, :-1], axis=-1)
-    at_wall = (moved == 0) & (jnp.abs(positions[:, :-1, 0] - first.wall_x[:, None]) < 4)
-    blocked = np.asarray(jnp.sum(at_wall, -1) >= 4)
+    free = wall_check.free_end(positions[:, 0], actions, s)
+    blocked = np.asarray(jnp.sum(wall_check.wall_stops(positions, first.wall_x), -1) >= 4)
 
     def mean_distance(target, rows):
         return round(float(np.linalg.norm(np.asarray(last - target), axis=-1)[rows].mean()), 3)

@@ -4,7 +4,6 @@ and settings, and tiny train-then-plan runs on Two Rooms (in Python, and through
 jepa-eval --protocol planning)."""
 
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from jepa import world_model_loss as wml
 from jepa.envs import two_rooms as tr
 from jepa.envs import two_rooms_planning as tp
 from jepa.evaluate import world_model as evaluation
+from jepa.main import experiment_config
 from jepa.methods import world_model
 from jepa.models.world_model import ConvEncoder, WorldModel
 
@@ -317,16 +317,10 @@ def test_bad_world_model_settings_name_their_key(key, value, named):
         validation.validate(tiny_world_model_config(**{key: value}), 1)
 
 
-def _two_rooms_experiment(arg=None):
-    path = os.path.join(os.path.dirname(__file__), "..", "experiments", "two_rooms.py")
-    spec = importlib.util.spec_from_file_location("two_rooms_experiment", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def test_the_recipe_searches_less_than_eb_jepa_and_eb_planner_restores_its_search():
-    recipe, eb = _two_rooms_experiment(), _two_rooms_experiment("eb_planner=1")
+    path = os.path.join(os.path.dirname(__file__), "..", "experiments", "two_rooms.py")
+    recipe = experiment_config(["--config", path])
+    eb = experiment_config(["--config", path + ":eb_planner=1"])
     for config in (recipe, eb):
         validation.validate(config, 1)
     p = recipe.method.planning

@@ -52,6 +52,22 @@ def position_probe(config, params, seed: int, horizon: int = 16, trajectories: i
     return results, read
 
 
+def wall_stops(positions: jax.Array, wall_x: jax.Array) -> jax.Array:
+    """Positions [..., T+1, 2] of the data policy's trajectories and their walls' ``wall_x``
+    [...] -> the moves [..., T] undone at the dividing wall (the policy undoes a move that meets
+    a wall; the dividing wall is at least 15 from either border line, so a stop within 4 of it
+    is its)."""
+    moved = jnp.linalg.norm(positions[..., 1:, :] - positions[..., :-1, :], axis=-1)
+    return (moved == 0) & (jnp.abs(positions[..., :-1, 0] - wall_x[..., None]) < 4)
+
+
+def free_end(start: jax.Array, actions: jax.Array, settings: tr.TwoRoomsSettings) -> jax.Array:
+    """Where ``actions`` [..., T, 2] take the dot from ``start`` [..., 2] with no wall but the
+    border, kept 0.3 inside it as ``two_rooms.step`` keeps it."""
+    end = start + jnp.sum(actions, axis=-2)
+    return jnp.clip(end, settings.low + 0.3, settings.high - 0.3)
+
+
 def wall_contact(config, params, seed: int, trajectories: int = 2048, min_blocked: int = 4):
     """Has the predictor learned where the dividing wall stops the dot? Among ``trajectories``
     fresh trajectories of the training policy (``method.env.window`` actions each), those with
@@ -68,19 +84,14 @@ def wall_contact(config, params, seed: int, trajectories: int = 2048, min_blocke
 
     def one(key):
         first, actions, positions = tr.explore(key, settings, window)
-        free = jnp.clip(
-            positions[0] + jnp.sum(actions, axis=0), settings.low + 0.3, settings.high - 0.3
-        )
+        free = free_end(positions[0], actions, settings)
         frames = jax.vmap(lambda p: tr.render(first._replace(position=p), settings))(
             jnp.stack([positions[0], positions[-1], free])
         )
         z = model.apply(variables, frames, method="encode")
         predicted = wml.unroll(predict, z[:1], actions[None])[0, -1]
-        moved = jnp.linalg.norm(positions[1:] - positions[:-1], axis=-1)
-        # The dividing wall is at least 15 from either border line: a stop this close is its.
-        at_wall = (moved == 0) & (jnp.abs(positions[:-1, 0] - first.wall_x) < 4)
         distances = jnp.linalg.norm(predicted - z[1:], axis=-1)
-        return distances, jnp.sum(at_wall) >= min_blocked
+        return distances, jnp.sum(wall_stops(positions, first.wall_x)) >= min_blocked
 
     keys = jax.random.split(jax.random.key(seed), trajectories)
     distances, blocked = (np.asarray(x) for x in jax.jit(jax.vmap(one))(keys))

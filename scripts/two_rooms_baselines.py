@@ -59,7 +59,7 @@ def plan(args) -> dict:
             config=config,
             episodes=args.episodes,
             settings=settings,
-            cost_builder=tp.true_dynamics_cost(settings, args.cost, args.metric),
+            cost_builder=tp.true_dynamics_cost(settings, args.cost, args.metric, args.room_penalty),
             replan_every=args.replan_every,
             warm_start=args.warm_start,
         )
@@ -85,6 +85,7 @@ def plan(args) -> dict:
         planner=dataclasses.asdict(config) | dict(name=args.planner),
         cost=args.cost,
         metric=args.metric,
+        room_penalty=args.room_penalty if args.metric == "rooms" else None,
         replan_every=args.replan_every,
         warm_start=args.warm_start,
         episodes=args.episodes,
@@ -200,7 +201,8 @@ def main():
     p.add_argument("--replan-every", type=int, default=1)
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--cost", choices=["sum", "last"], default="sum")
-    p.add_argument("--metric", choices=["euclidean", "geodesic"], default="euclidean")
+    p.add_argument("--metric", choices=["euclidean", "geodesic", "rooms"], default="euclidean")
+    p.add_argument("--room-penalty", type=float, default=30.0, help="--metric rooms: pixels")
     p.add_argument("--horizon", type=int)
     p.add_argument("--iterations", type=int)
     p.add_argument("--samples", type=int)

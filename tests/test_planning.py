@@ -166,3 +166,21 @@ def test_true_dynamics_planner_reaches_most_goals_and_random_actions_rarely_do()
     assert rates["geodesic"].sum() >= 14
     assert rates["euclidean"].sum() >= 6
     assert rates["random"].sum() <= 2
+
+
+def test_the_rooms_metric_adds_its_penalty_while_the_dot_is_in_the_other_room():
+    from jepa.envs import two_rooms as tr
+
+    def state(x, y):
+        wall_x, door_y = jnp.float32(32.0), jnp.float32(18.0)
+        return tr.TwoRoomsState(jnp.array([x, y], jnp.float32), wall_x, door_y)
+
+    build = tp.true_dynamics_cost(metric="rooms", room_penalty=30.0)
+    still = jnp.zeros((3, 2))  # three steps that do not move the dot
+    # Start (20, 40), left of the wall at x = 32; goal (40, 40) on the right: 20 px away, plus
+    # 30 for the other room, at each of the 3 steps.
+    np.testing.assert_allclose(build(state(20, 40), state(40, 40), 3)(still), 3 * (20 + 30))
+    # The same room: the Euclidean distance alone (3-4-5 triangle).
+    np.testing.assert_allclose(build(state(20, 40), state(23, 44), 3)(still), 3 * 5.0)
+    with pytest.raises(ValueError, match="rooms"):
+        tp.true_dynamics_cost(metric="manhattan")

@@ -407,3 +407,37 @@ def test_train_then_plan_from_the_command_line(tmp_path):
 def test_planning_protocol_refuses_a_run_without_a_planner(tmp_path):
     with pytest.raises(ValueError, match="objective='masked' has no planner"):
         evaluation.Planning(tiny_config(), str(tmp_path))
+
+
+def test_fit_room_penalty_recovers_the_pixels_added_for_the_other_room():
+    rng = np.random.default_rng(0)
+    euclidean = rng.uniform(0, 60, 500)
+    other = (rng.uniform(size=500) < 0.5).astype(float)
+    # An embedding 0.1 per pixel that adds 3 (30 px) for the other room, offset 0.5.
+    distances = 0.1 * euclidean + 3.0 * other + 0.5
+    assert evaluation.fit_room_penalty(distances, euclidean, other) == pytest.approx(30.0)
+    assert evaluation.fit_room_penalty(0.1 * euclidean, euclidean, other) == pytest.approx(0.0)
+
+
+def test_room_penalty_matches_a_pair_by_pair_reference():
+    config = tiny_world_model_config()
+    params = world_model.init_params(config, jax.random.key(0))
+    result = evaluation.room_penalty(config, params, seed=4, pairs=32)
+
+    settings, model = world_model.settings(config), world_model.build(config)
+    encode = jax.jit(lambda image: model.apply({"params": params}, image, method="encode"))
+    rows = []
+    for key in jax.random.split(jax.random.key(4), 32):
+        kg, ka, kb = jax.random.split(key, 3)
+        wall_x, door_y = tr.sample_geometry(kg, settings)
+        a = tr.TwoRoomsState(tr.free_position(ka, wall_x, door_y, settings), wall_x, door_y)
+        b = tr.TwoRoomsState(tr.free_position(kb, wall_x, door_y, settings), wall_x, door_y)
+        za, zb = encode(tr.render(a, settings)), encode(tr.render(b, settings))
+        pa, pb = np.asarray(a.position), np.asarray(b.position)
+        rows.append(
+            (np.linalg.norm(za - zb), np.linalg.norm(pa - pb), (pa[0] > wall_x) != (pb[0] > wall_x))
+        )
+    d, euclidean, other = (np.array(c, np.float64) for c in zip(*rows, strict=True))
+    assert 0 < other.sum() < 32  # both kinds of pair drawn
+    expected = evaluation.fit_room_penalty(d, euclidean, other)
+    assert result["room_penalty_px"] == pytest.approx(expected, abs=0.01)

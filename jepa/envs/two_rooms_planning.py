@@ -24,7 +24,10 @@ from jepa.plots import pyplot, save
 
 
 def true_dynamics_cost(
-    settings: tr.TwoRoomsSettings = tr.DEFAULT, mode: str = "sum", metric: str = "euclidean"
+    settings: tr.TwoRoomsSettings = tr.DEFAULT,
+    mode: str = "sum",
+    metric: str = "euclidean",
+    room_penalty: float = 30.0,
 ):
     """A ``cost_builder`` for ``plan_episode``: the environment's own deterministic step
     (mean push at walls) rolled out from the current state, scored by each position's distance
@@ -33,15 +36,22 @@ def true_dynamics_cost(
     ``metric="euclidean"`` is eb_jepa's planning cost with the true state in place of the
     predicted embedding: it has a local minimum against the wall opposite the goal.
     ``"geodesic"`` measures the path through the door (``two_rooms.path_length``): the cost an
-    ideal representation would give, and the planner's ceiling."""
+    ideal representation would give, and the planner's ceiling. ``"rooms"`` is the Euclidean
+    distance plus ``room_penalty`` (pixels) while the dot is on the other side of the dividing
+    wall from the goal: what an embedding adds with one feature for the room, the slowest
+    thing the dot's position does."""
+    side = lambda s: s.position[0] > s.wall_x  # noqa: E731
     distances = {
         "euclidean": lambda s, g: jnp.linalg.norm(s.position - g.position),
         "geodesic": lambda s, g: tr.path_length(
             s.position, g.position, g.wall_x, g.door_y, settings
         ),
+        "rooms": lambda s, g: (
+            jnp.linalg.norm(s.position - g.position) + room_penalty * (side(s) != side(g))
+        ),
     }
     if metric not in distances:
-        raise ValueError(f"metric must be 'euclidean' or 'geodesic', got {metric!r}")
+        raise ValueError(f"metric must be one of {tuple(distances)}, got {metric!r}")
     step = functools.partial(tr.step, key=None, settings=settings)
     return functools.partial(planning.rollout_cost, step, distances[metric], mode=mode)
 

@@ -2,7 +2,8 @@
 Two Rooms with its own predicted embeddings (``jepa/envs/two_rooms_planning.py``, eb_jepa's
 protocol: ``method.planning.episodes`` tasks, start and goal in different rooms, a random wall,
 200 steps, re-planning every ``replan_every``); a ridge probe reads the dot's position from its
-embedding, and ``wall_contact`` checks that its predictions stop at the wall. ``--baselines``
+embedding, ``wall_contact`` checks that its predictions stop at the wall and ``room_penalty``
+that its distances keep the rooms apart. ``--baselines``
 adds the same tasks driven by random actions (the floor) and by the same planner given the true
 dynamics in state space (the ceiling).
 
@@ -101,6 +102,44 @@ def wall_contact(config, params, seed: int, trajectories: int = 2048, min_blocke
     return result
 
 
+def fit_room_penalty(distances, euclidean, other_room) -> float:
+    """Least squares ``distances ≈ a·euclidean + b·other_room + c`` over pairs of points ([N]
+    each; ``other_room`` 1 where the two lie on different sides of the dividing wall): b / a,
+    the distance the embedding adds for the other room, in pixels."""
+    x = np.stack([euclidean, other_room, np.ones_like(euclidean)], axis=1).astype(np.float64)
+    (a, b, _), *_ = np.linalg.lstsq(x, np.asarray(distances, np.float64), rcond=None)
+    return float(b / a)
+
+
+def room_penalty(config, params, seed: int, pairs: int = 2048) -> dict:
+    """How much farther the embedding puts a point of the other room than one of the same room
+    as far away: ``fit_room_penalty`` over ``pairs`` pairs of free positions sharing a random
+    layout, in pixels. The planner's Euclidean cost needs it: on the true dynamics, the
+    position distance plus 30 px for the other room plans as well as the path through the
+    door (``two_rooms_planning.true_dynamics_cost``, ``metric="rooms"``; docs/two_rooms.md),
+    and an embedding that adds nothing plans like the bare Euclidean distance."""
+    settings, model = world_model.settings(config), world_model.build(config)
+
+    def one(key):
+        kg, ka, kb = jax.random.split(key, 3)
+        wall_x, door_y = tr.sample_geometry(kg, settings)
+        a, b = (
+            tr.TwoRoomsState(tr.free_position(k, wall_x, door_y, settings), wall_x, door_y)
+            for k in (ka, kb)
+        )
+        z = model.apply(
+            {"params": params},
+            jnp.stack([tr.render(a, settings), tr.render(b, settings)]),
+            method="encode",
+        )
+        other = (a.position[0] > wall_x) != (b.position[0] > wall_x)
+        return jnp.linalg.norm(z[0] - z[1]), tr.distance(a, b), other
+
+    keys = jax.random.split(jax.random.key(seed), pairs)
+    d, euclidean, other = (np.asarray(x) for x in jax.jit(jax.vmap(one))(keys))
+    return {"room_penalty_px": round(fit_room_penalty(d, euclidean, other), 2)}
+
+
 def _summary(outcome: tp.Outcome) -> dict:
     success = np.asarray(outcome.success)
     return {
@@ -170,6 +209,7 @@ class Planning:
 
         probe, read = position_probe(config, params, p.seed + 1)
         probe.update(wall_contact(config, params, p.seed + 2))
+        probe.update(room_penalty(config, params, p.seed + 3))
         # The evaluation's tasks, as evaluate_planner draws them.
         tasks = tp.tasks(jax.random.split(key)[0], p.episodes, settings)
         reached = steps_to_goal(outcome.positions, tasks[1], settings.success_threshold)

@@ -38,8 +38,7 @@ def true_dynamics_cost(
     ``"geodesic"`` measures the path through the door (``two_rooms.path_length``): the cost an
     ideal representation would give, and the planner's ceiling. ``"rooms"`` is the Euclidean
     distance plus ``room_penalty`` (pixels) while the dot is on the other side of the dividing
-    wall from the goal: what an embedding adds with one feature for the room, the slowest
-    thing the dot's position does."""
+    wall from the goal: what one feature for the room adds to an embedding's distance."""
     side = lambda s: s.position[0] > s.wall_x  # noqa: E731
     distances = {
         "euclidean": lambda s, g: jnp.linalg.norm(s.position - g.position),

@@ -169,6 +169,11 @@ def distance(state: TwoRoomsState, goal: TwoRoomsState) -> jax.Array:
     return jnp.linalg.norm(state.position - goal.position)
 
 
+def right_room(position: jax.Array, wall_x: jax.Array) -> jax.Array:
+    """Whether ``position`` [..., 2] lies right of the dividing wall at ``wall_x`` [...]."""
+    return position[..., 0] > wall_x
+
+
 def path_length(position, goal, wall_x, door_y, settings: TwoRoomsSettings = DEFAULT):
     """The shortest path from ``position`` to ``goal`` ([2] each) that keeps out of the
     dividing wall: straight within a room; otherwise straight to a point of the door on the
@@ -176,9 +181,9 @@ def path_length(position, goal, wall_x, door_y, settings: TwoRoomsSettings = DEF
     so its minimum is the unconstrained one (the straight line to the goal moved back by the
     wall's width) clipped to the door, or a door edge."""
     near, far = _wall_faces(wall_x, settings)
-    right_side = position[0] > wall_x
+    right_side = right_room(position, wall_x)
     near, far = jnp.where(right_side, far, near), jnp.where(right_side, near, far)
-    same_room = right_side == (goal[0] > wall_x)
+    same_room = right_side == right_room(goal, wall_x)
     lo, hi = _door_edges(door_y, settings)
     shifted_x = goal[0] - (far - near)
     dx = jnp.where(shifted_x == position[0], 1e-6, shifted_x - position[0])

@@ -39,14 +39,17 @@ def true_dynamics_cost(
     ideal representation would give, and the planner's ceiling. ``"rooms"`` is the Euclidean
     distance plus ``room_penalty`` (pixels) while the dot is on the other side of the dividing
     wall from the goal: what one feature for the room adds to an embedding's distance."""
-    side = lambda s: s.position[0] > s.wall_x  # noqa: E731
+
+    def other_room(s, g):
+        return tr.right_room(s.position, s.wall_x) != tr.right_room(g.position, g.wall_x)
+
     distances = {
         "euclidean": lambda s, g: jnp.linalg.norm(s.position - g.position),
         "geodesic": lambda s, g: tr.path_length(
             s.position, g.position, g.wall_x, g.door_y, settings
         ),
         "rooms": lambda s, g: (
-            jnp.linalg.norm(s.position - g.position) + room_penalty * (side(s) != side(g))
+            jnp.linalg.norm(s.position - g.position) + room_penalty * other_room(s, g)
         ),
     }
     if metric not in distances:

@@ -132,7 +132,7 @@ def room_penalty(config, params, seed: int, pairs: int = 2048) -> dict:
             jnp.stack([tr.render(a, settings), tr.render(b, settings)]),
             method="encode",
         )
-        other = (a.position[0] > wall_x) != (b.position[0] > wall_x)
+        other = tr.right_room(a.position, wall_x) != tr.right_room(b.position, wall_x)
         return jnp.linalg.norm(z[0] - z[1]), tr.distance(a, b), other
 
     keys = jax.random.split(jax.random.key(seed), pairs)

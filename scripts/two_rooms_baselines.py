@@ -127,7 +127,9 @@ def predictor(args) -> dict:
     the layout held fixed along the rollout. Then ``wall_contact``'s check in state space: on
     fresh trajectories with at least 4 moves undone at the dividing wall, the distance of the
     16th prediction to the true position and to where the same actions go with no wall. If
-    the first is not well below the second, no representation can rescue that predictor."""
+    the first is not well below the second, no representation can rescue that predictor.
+    ``undone_predicted_share``: over the moves the data policy undid (at any wall), the length
+    the predictor moves the dot one step from the true state, over the actions' length."""
     s, window = tr.TwoRoomsSettings(), 16
     centre, scale = jnp.array([32.0, 32.0, 32.0, 32.0]), jnp.array([16.0, 16.0, 8.0, 13.0])
     model = ResidualPredictor(args.hidden, 2)
@@ -177,6 +179,15 @@ def predictor(args) -> dict:
     def mean_distance(target, rows):
         return round(float(np.linalg.norm(np.asarray(last - target), axis=-1)[rows].mean()), 3)
 
+    # One step from each true state: where the data policy's move was undone (the dot did not
+    # move though the action did), how far the predictor still moves it, as a share of the
+    # action's length (0: it stops the dot, 1: it ignores the wall).
+    one = (model.apply(params, states[:, :-1], actions) - states[:, :-1])[..., :2] * scale[:2]
+    moved = np.linalg.norm(np.asarray(positions[:, 1:] - positions[:, :-1]), axis=-1)
+    length = np.linalg.norm(np.asarray(actions), axis=-1)
+    undone = (moved < 1e-6) & (length > 0.3)
+    predicted = np.linalg.norm(np.asarray(one), axis=-1)
+
     return dict(
         hidden=args.hidden,
         steps=args.steps,
@@ -187,6 +198,8 @@ def predictor(args) -> dict:
         wall_to_true=mean_distance(positions[:, -1], blocked),
         wall_to_free=mean_distance(free, blocked),
         others_to_true=mean_distance(positions[:, -1], ~blocked),
+        undone_moves=round(float(undone.mean()), 4),
+        undone_predicted_share=round(float(predicted[undone].sum() / length[undone].sum()), 3),
         device=str(jax.devices()[0].device_kind),
     )
 

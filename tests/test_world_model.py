@@ -383,6 +383,7 @@ def test_train_then_plan_from_the_command_line(tmp_path):
     assert evaluate.returncode == 0, evaluate.stderr[-3000:]
     result = json.loads(evaluate.stdout.strip().splitlines()[-1])
     assert result["step"] == 6 and result["episodes"] == 2 and result["compiles"] == 1
+    assert (result["horizon"], result["samples"], result["replan_every"]) == (5, 8, 5)
     assert len(result["successes"]) == 2 and 0 <= result["success"] <= 100
     assert result["seconds_per_episode"] > 0 and -1 <= result["position_r2"] <= 1
     assert set(result["baselines"]) == {

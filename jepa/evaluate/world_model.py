@@ -218,8 +218,7 @@ class Planning:
             "planner": p.planner,
             "cost": p.cost,
             # The search, so results of different settings are told apart.
-            **{k: p[k] for k in ("horizon", "iterations", "samples", "elites")},
-            "replan_every": p.replan_every,
+            **{k: p[k] for k in ("horizon", "iterations", "samples", "elites", "replan_every")},
             "warm_start": bool(p.warm_start),
             "episodes": p.episodes,
             **_summary(outcome),
